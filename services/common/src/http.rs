@@ -1,0 +1,405 @@
+//! HTTP building blocks shared by the APIs: one JSON error shape, extractors whose rejections use
+//! it, one access-log line per request with request ids, HTTP metrics, and serving with graceful
+//! shutdown.
+//!
+//! Error body: `{"error": {"code": "not_found", "message": "post 7 not found", "details": …}}`.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::{Router, middleware};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// The header that carries a request id in and out (and into Kafka record headers).
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// An error answered to an API client. Internal causes are logged, never returned.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub details: Option<Value>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorInner<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorInner<'a> {
+    code: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<&'a Value>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+        }
+    }
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+    pub fn validation(message: impl Into<String>, details: Value) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            message,
+        )
+        .with_details(details)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, message)
+    }
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    }
+    /// Logs the cause with the request's span and answers a generic 500.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorInner {
+                code: self.code,
+                message: &self.message,
+                details: self.details.as_ref(),
+            },
+        };
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::internal(format!("database: {e}"))
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        let status = match r {
+            JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            JsonRejection::BytesRejection(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, "bad_request", r.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        ApiError::bad_request(r.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError::bad_request(r.body_text())
+    }
+}
+
+/// `axum::Json` whose rejection is an [`ApiError`].
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct Json<T>(pub T);
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// `axum::extract::Path` whose rejection is an [`ApiError`] (400).
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct Path<T>(pub T);
+
+/// `axum::extract::Query` whose rejection is an [`ApiError`] (400).
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
+
+/// Request counters and latency histograms, labelled by route template (not raw path).
+#[derive(Clone)]
+pub struct HttpMetrics {
+    requests: Family<RouteLabels, Counter>,
+    duration: Family<RouteLabels, Histogram>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+impl HttpMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let requests = Family::<RouteLabels, Counter>::default();
+        let duration = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+        });
+        registry.register("http_requests", "HTTP requests answered", requests.clone());
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency",
+            duration.clone(),
+        );
+        Self { requests, duration }
+    }
+}
+
+/// The access-log line every API writes per request (see the log pipeline). The field names are the
+/// contract with Filebeat/Logstash and the native indexer: change them together.
+#[derive(Debug, Serialize, serde::Deserialize, Clone, PartialEq)]
+pub struct AccessLog {
+    /// RFC 3339 time the request finished.
+    #[serde(rename = "@timestamp")]
+    pub timestamp: String,
+    /// Always `"access"`: tells access lines from other log lines.
+    pub log_type: String,
+    pub service: String,
+    pub method: String,
+    pub path: String,
+    /// Route template (`/posts/{id}`), for aggregations.
+    pub route: String,
+    pub query: String,
+    pub status: u16,
+    pub bytes: u64,
+    pub duration_ms: f64,
+    pub request_id: String,
+    pub user_agent: String,
+}
+
+#[derive(Clone)]
+struct ObserveState {
+    service: &'static str,
+    metrics: Option<HttpMetrics>,
+}
+
+/// Adds request ids, one JSON access-log line per request on stdout, and metrics to a router.
+/// Ops endpoints (`/healthz`, `/readyz`, `/metrics`) are counted but not logged.
+pub fn observe(router: Router, service: &'static str, metrics: Option<HttpMetrics>) -> Router {
+    router.layer(middleware::from_fn_with_state(
+        ObserveState { service, metrics },
+        observe_request,
+    ))
+}
+
+async fn observe_request(
+    axum::extract::State(state): axum::extract::State<ObserveState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let start = Instant::now();
+    let request_id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        req.headers_mut().insert(REQUEST_ID, v);
+    }
+    let method = req.method().to_string();
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or_default().to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let user_agent = req
+        .headers()
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let span = tracing::info_span!("request", %method, %route, request_id = %request_id);
+    let mut res = tracing::Instrument::instrument(next.run(req), span).await;
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        res.headers_mut().insert(REQUEST_ID, v);
+    }
+    let elapsed = start.elapsed();
+    let status = res.status().as_u16();
+    if let Some(m) = &state.metrics {
+        let labels = RouteLabels {
+            method: method.clone(),
+            route: route.clone(),
+            status,
+        };
+        m.requests.get_or_create(&labels).inc();
+        m.duration
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
+    if matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics") {
+        return res;
+    }
+    let bytes = axum::body::HttpBody::size_hint(res.body())
+        .exact()
+        .unwrap_or(0);
+    let line = AccessLog {
+        timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        log_type: "access".to_owned(),
+        service: state.service.to_owned(),
+        method,
+        path,
+        route,
+        query,
+        status,
+        bytes,
+        duration_ms: (elapsed.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+        request_id,
+        user_agent,
+    };
+    write_access_log(&line);
+    res
+}
+
+/// Writes one access-log line to stdout (one `write` call per line, so lines never interleave).
+fn write_access_log(line: &AccessLog) {
+    use std::io::Write;
+    if let Ok(mut s) = serde_json::to_vec(line) {
+        s.push(b'\n');
+        let _ = std::io::stdout().lock().write_all(&s);
+    }
+}
+
+/// Binds `addr`, serves `router` until `shutdown` fires, then finishes in-flight requests.
+pub async fn serve(
+    addr: SocketAddr,
+    router: Router,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("failed to listen on {addr}: {e}"))?;
+    serve_on(listener, router, shutdown).await
+}
+
+/// Like [`serve`] on a listener the caller bound (tests bind port 0).
+pub async fn serve_on(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    tracing::info!(addr = %listener.local_addr()?, "listening");
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::routing::post;
+    use http::Request;
+    use tower::ServiceExt;
+
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Input {
+        name: String,
+    }
+
+    async fn create(Json(_): Json<Input>) -> Result<StatusCode, ApiError> {
+        Err(ApiError::conflict("duplicate", "already there"))
+    }
+
+    async fn read_error(res: Response) -> (StatusCode, Value) {
+        let status = res.status();
+        let body = axum::body::to_bytes(res.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn rejections_and_errors_share_one_shape() {
+        let app = observe(Router::new().route("/x", post(create)), "test", None);
+        let res = app
+            .clone()
+            .oneshot(
+                Request::post("/x")
+                    .header("content-type", "application/json")
+                    .body(Body::from("{"))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert!(res.headers().contains_key(&REQUEST_ID));
+        let (status, v) = read_error(res).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(v["error"]["code"], "bad_request");
+        let res = app
+            .oneshot(
+                Request::post("/x")
+                    .header("content-type", "application/json")
+                    .body(Body::from(r#"{"name":"a"}"#))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let (status, v) = read_error(res).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(
+            v,
+            serde_json::json!({"error": {"code": "duplicate", "message": "already there"}})
+        );
+    }
+}

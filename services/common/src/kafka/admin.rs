@@ -1,0 +1,189 @@
+//! Topic administration through the Kafka admin API: create what is missing, grow partitions,
+//! never shrink.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+use crate::config::KafkaArgs;
+
+/// A topic as it should be.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: i32,
+    pub replication: i32,
+    pub config: Vec<(String, String)>,
+}
+
+impl TopicSpec {
+    pub fn new(name: impl Into<String>, partitions: i32) -> Self {
+        Self {
+            name: name.into(),
+            partitions,
+            replication: 1,
+            config: Vec::new(),
+        }
+    }
+}
+
+/// What the cluster holds for one topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicState {
+    pub partitions: i32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("failed to create the Kafka admin client")]
+    Create(#[source] KafkaError),
+    #[error("failed to read cluster metadata")]
+    Metadata(#[source] KafkaError),
+    #[error("failed to create topic {topic}: {code}")]
+    CreateTopic {
+        topic: String,
+        code: RDKafkaErrorCode,
+    },
+    #[error("failed to add partitions to topic {topic}: {code}")]
+    Grow {
+        topic: String,
+        code: RDKafkaErrorCode,
+    },
+    #[error("failed to delete topic {topic}: {code}")]
+    Delete {
+        topic: String,
+        code: RDKafkaErrorCode,
+    },
+    #[error("failed to call the Kafka admin API")]
+    Call(#[source] KafkaError),
+}
+
+/// A thin handle over the admin client.
+pub struct Admin {
+    client: Arc<AdminClient<DefaultClientContext>>,
+    timeout: Duration,
+}
+
+impl Admin {
+    pub fn new(args: &KafkaArgs) -> Result<Self, AdminError> {
+        let mut cfg = args.client_config();
+        cfg.set("socket.timeout.ms", "5000");
+        let client = Arc::new(cfg.create().map_err(AdminError::Create)?);
+        Ok(Self {
+            client,
+            timeout: Duration::from_secs(5),
+        })
+    }
+
+    fn options(&self) -> AdminOptions {
+        AdminOptions::new()
+            .operation_timeout(Some(self.timeout))
+            .request_timeout(Some(self.timeout))
+    }
+
+    /// Partition counts of the topics that exist, by name.
+    pub async fn describe(&self) -> Result<HashMap<String, TopicState>, AdminError> {
+        let client = self.client.clone();
+        let timeout = self.timeout;
+        let md = tokio::task::spawn_blocking(move || client.inner().fetch_metadata(None, timeout))
+            .await
+            .map_err(|_| AdminError::Metadata(KafkaError::Canceled))?
+            .map_err(AdminError::Metadata)?;
+        Ok(md
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .map(|t| {
+                (
+                    t.name().to_owned(),
+                    TopicState {
+                        partitions: t.partitions().len() as i32,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// Creates missing topics and grows partitions where fewer exist than wanted. Returns the names
+    /// that were created or grown. Fewer wanted than exist is left alone (never shrink).
+    pub async fn ensure(&self, specs: &[TopicSpec]) -> Result<Vec<String>, AdminError> {
+        let existing = self.describe().await?;
+        let mut changed = Vec::new();
+        let to_create: Vec<&TopicSpec> = specs
+            .iter()
+            .filter(|s| !existing.contains_key(&s.name))
+            .collect();
+        if !to_create.is_empty() {
+            let new: Vec<NewTopic<'_>> = to_create
+                .iter()
+                .map(|s| {
+                    let mut t = NewTopic::new(
+                        &s.name,
+                        s.partitions,
+                        TopicReplication::Fixed(s.replication),
+                    );
+                    for (k, v) in &s.config {
+                        t = t.set(k, v);
+                    }
+                    t
+                })
+                .collect();
+            for r in self
+                .client
+                .create_topics(&new, &self.options())
+                .await
+                .map_err(AdminError::Call)?
+            {
+                match r {
+                    Ok(name) => changed.push(name),
+                    Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                    Err((topic, code)) => return Err(AdminError::CreateTopic { topic, code }),
+                }
+            }
+        }
+        let grow: Vec<NewPartitions<'_>> = specs
+            .iter()
+            .filter_map(|s| {
+                let have = existing.get(&s.name)?.partitions;
+                (s.partitions > have).then(|| NewPartitions::new(&s.name, s.partitions as usize))
+            })
+            .collect();
+        if !grow.is_empty() {
+            for r in self
+                .client
+                .create_partitions(&grow, &self.options())
+                .await
+                .map_err(AdminError::Call)?
+            {
+                match r {
+                    Ok(name) => changed.push(name),
+                    Err((topic, code)) => return Err(AdminError::Grow { topic, code }),
+                }
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Deletes topics; a topic that is already gone counts as deleted.
+    pub async fn delete(&self, names: &[&str]) -> Result<(), AdminError> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        for r in self
+            .client
+            .delete_topics(names, &self.options())
+            .await
+            .map_err(AdminError::Call)?
+        {
+            match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+                Err((topic, code)) => return Err(AdminError::Delete { topic, code }),
+            }
+        }
+        Ok(())
+    }
+}

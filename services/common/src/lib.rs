@@ -1,0 +1,29 @@
+//! The shared runtime every Campus service is built on.
+//!
+//! - [`config`]: configuration from flags and environment variables (clap), secrets that never print.
+//! - [`telemetry`]: JSON-lines tracing on stdout.
+//! - [`ops`]: `/healthz`, `/readyz` (real dependency checks) and Prometheus `/metrics`.
+//! - [`shutdown`]: one cancellation token fired by SIGTERM/SIGINT.
+//! - [`http`]: the JSON error shape, extractors that use it, access logging, serving with graceful
+//!   shutdown.
+//! - [`kafka`]: the acknowledged producer, the at-least-once consumer runtime with retries and
+//!   dead-letter topics, topic administration.
+//! - [`outbox`]: the MySQL transactional outbox and its relay.
+//! - [`envelope`]: the event envelope every topic carries.
+//! - [`run`]: `main` glue that turns start-up errors into one clear line and a non-zero exit.
+//! - `testing` (feature `testing`): per-test isolation on the real local servers.
+
+pub mod config;
+pub mod envelope;
+pub mod http;
+pub mod kafka;
+pub mod mysql;
+pub mod ops;
+pub mod outbox;
+pub mod run;
+pub mod shutdown;
+pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use envelope::{Envelope, EventType};
