@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, starts the real local servers and a Kubernetes API
+# server, runs the whole suite, and stops everything it started.
+#   scripts/test.sh                 all tests
+#   scripts/test.sh -p campus-coupon   extra arguments go to the test runner
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+bash scripts/deps.sh kube
+bash scripts/kube.sh build
+started_servers=0; started_kube=0
+cleanup() {
+  [ $started_kube = 1 ] && bash scripts/kube.sh stop >/dev/null || true
+  [ $started_servers = 1 ] && bash scripts/servers.sh stop >/dev/null || true
+}
+trap cleanup EXIT
+if ! bash scripts/servers.sh status >/dev/null 2>&1; then
+  bash scripts/servers.sh start; started_servers=1
+fi
+if ! [ -f target/kube/apiserver.pid ] || ! kill -0 "$(cat target/kube/apiserver.pid)" 2>/dev/null; then
+  bash scripts/kube.sh start; started_kube=1
+fi
+eval "$(bash scripts/servers.sh env)"
+eval "$(bash scripts/kube.sh env)"
+export CAMPUS_TEST_KUBECONFIG=$KUBECONFIG
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --all-targets --no-fail-fast "$@"
+else
+  cargo test --workspace --all-targets --no-fail-fast "$@"
+fi
