@@ -10,6 +10,7 @@
 //!   dead-letter topics, topic administration.
 //! - [`outbox`]: the MySQL transactional outbox and its relay.
 //! - [`envelope`]: the event envelope every topic carries.
+//! - [`logschema`]: the access-log schema, Filebeat config, Logstash pipeline and index template.
 //! - [`run`]: `main` glue that turns start-up errors into one clear line and a non-zero exit.
 //! - `testing` (feature `testing`): per-test isolation on the real local servers.
 
@@ -17,6 +18,7 @@ pub mod config;
 pub mod envelope;
 pub mod http;
 pub mod kafka;
+pub mod logschema;
 pub mod mysql;
 pub mod ops;
 pub mod outbox;

@@ -522,12 +522,12 @@ impl<H: Handler> PartitionWorker<H> {
             if let Finished::Abandoned = self.process(&batch).await {
                 return;
             }
-            if let Some((topic, partition, offset)) = last {
-                if let Err(e) = self.consumer.store_offset(&topic, partition, offset) {
-                    // The partition was revoked meanwhile: the next owner re-delivers from the
-                    // last commit, which at-least-once allows.
-                    tracing::debug!(%topic, partition, offset, error = %e, "offset not stored");
-                }
+            if let Some((topic, partition, offset)) = last
+                && let Err(e) = self.consumer.store_offset(&topic, partition, offset)
+            {
+                // The partition was revoked meanwhile: the next owner re-delivers from the
+                // last commit, which at-least-once allows.
+                tracing::debug!(%topic, partition, offset, error = %e, "offset not stored");
             }
         }
     }

@@ -1,0 +1,335 @@
+//! The one place that knows the access-log schema and the pipeline that carries it:
+//! services write [`crate::http::AccessLog`] lines to stdout → Filebeat ships each container line
+//! to the `access-log` topic ([`filebeat_yaml`]) → Logstash ([`logstash_pipeline`]) or the native
+//! indexer (`campus-log worker index`) parse the line and write daily indices
+//! `access-log-YYYY.MM.dd` behind the alias `access-log`, shaped by [`index_template`].
+//!
+//! The Filebeat event on the topic (Filebeat 8 `filestream` input with the `container` parser,
+//! Kafka output, JSON codec) looks like this; only `message` and the `kubernetes` fields are read:
+//! ```json
+//! {"@timestamp": "2026-11-25T20:00:00.123Z",
+//!  "message": "{\"@timestamp\":\"2026-11-25T20:00:00.120Z\",\"log_type\":\"access\",…}",
+//!  "stream": "stdout",
+//!  "kubernetes": {"namespace": "campus", "pod": {"name": "content-api-7f…"}, "container": {"name": "api"}},
+//!  "host": {"name": "kind-worker"}, "input": {"type": "filestream"},
+//!  "log": {"file": {"path": "/var/log/containers/…log"}, "offset": 1234}}
+//! ```
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+/// The topic Filebeat writes to (before the platform prefix).
+pub const TOPIC: &str = "access-log";
+/// Prefix of the daily indices, the alias over them and the index template's name.
+pub const INDEX_PREFIX: &str = "access-log";
+
+/// Elasticsearch type of a field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldType {
+    Date,
+    Keyword,
+    /// Full text with a `.keyword` sub-field.
+    Text,
+    Integer,
+    Long,
+    Float,
+}
+
+impl FieldType {
+    fn mapping(self) -> Value {
+        match self {
+            FieldType::Date => json!({"type": "date"}),
+            FieldType::Keyword => json!({"type": "keyword", "ignore_above": 1024}),
+            FieldType::Text => {
+                json!({"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 1024}}})
+            }
+            FieldType::Integer => json!({"type": "integer"}),
+            FieldType::Long => json!({"type": "long"}),
+            FieldType::Float => json!({"type": "float"}),
+        }
+    }
+}
+
+/// Every field of an access-log line, as the services write it (see `AccessLog`).
+pub const FIELDS: &[(&str, FieldType)] = &[
+    ("@timestamp", FieldType::Date),
+    ("log_type", FieldType::Keyword),
+    ("service", FieldType::Keyword),
+    ("method", FieldType::Keyword),
+    ("path", FieldType::Keyword),
+    ("route", FieldType::Keyword),
+    ("query", FieldType::Text),
+    ("status", FieldType::Integer),
+    ("bytes", FieldType::Long),
+    ("duration_ms", FieldType::Float),
+    ("request_id", FieldType::Keyword),
+    ("user_agent", FieldType::Text),
+];
+
+/// Fields added from Filebeat's Kubernetes metadata (dotted paths in the indexed document).
+pub const KUBERNETES_FIELDS: &[&str] = &[
+    "kubernetes.namespace",
+    "kubernetes.pod.name",
+    "kubernetes.container.name",
+];
+
+/// The daily index an event of this time belongs to: `access-log-2026.11.25`.
+pub fn index_for(prefix: &str, at: DateTime<Utc>) -> String {
+    format!("{prefix}-{}", at.format("%Y.%m.%d"))
+}
+
+/// The document id of a Kafka record: replays overwrite instead of duplicating. Logstash builds the
+/// same id from its Kafka metadata.
+pub fn document_id(topic: &str, partition: i32, offset: i64) -> String {
+    format!("{topic}-{partition}-{offset}")
+}
+
+/// The composable index template for `<prefix>-*`: explicit mapping, the alias `<prefix>`.
+pub fn index_template(prefix: &str) -> Value {
+    let mut properties = serde_json::Map::new();
+    for (name, ty) in FIELDS {
+        properties.insert((*name).to_owned(), ty.mapping());
+    }
+    properties.insert(
+        "kubernetes".to_owned(),
+        json!({"properties": {
+            "namespace": {"type": "keyword"},
+            "pod": {"properties": {"name": {"type": "keyword"}}},
+            "container": {"properties": {"name": {"type": "keyword"}}}
+        }}),
+    );
+    json!({
+        "index_patterns": [format!("{prefix}-*")],
+        "priority": 200,
+        "template": {
+            "settings": {"number_of_shards": 1, "number_of_replicas": 0},
+            "mappings": {"dynamic": false, "properties": properties},
+            "aliases": {prefix: {}}
+        },
+        "_meta": {"managed_by": "campus"}
+    })
+}
+
+/// What Filebeat collects and where it sends it.
+#[derive(Debug, Clone)]
+pub struct FilebeatParams<'a> {
+    /// Kafka bootstrap servers.
+    pub brokers: &'a str,
+    /// Full topic name (with prefix).
+    pub topic: &'a str,
+    /// Only containers in these namespaces; empty means every namespace.
+    pub namespaces: &'a [String],
+    /// Drop lines that are not access-log lines (`"log_type":"access"`) before they leave the node.
+    pub access_only: bool,
+}
+
+/// `filebeat.yml` for the DaemonSet (mounted from a ConfigMap).
+pub fn filebeat_yaml(p: &FilebeatParams<'_>) -> String {
+    let mut processors = vec![json!({"add_kubernetes_metadata": {
+        "host": "${NODE_NAME}",
+        "matchers": [{"logs_path": {"logs_path": "/var/log/containers/"}}]
+    }})];
+    if !p.namespaces.is_empty() {
+        let any: Vec<Value> = p
+            .namespaces
+            .iter()
+            .map(|ns| json!({"equals": {"kubernetes.namespace": ns}}))
+            .collect();
+        processors.push(json!({"drop_event": {"when": {"not": {"or": any}}}}));
+    }
+    if p.access_only {
+        processors.push(json!({"drop_event": {"when": {"not": {"contains": {"message": "\"log_type\":\"access\""}}}}}));
+    }
+    let config = json!({
+        "filebeat.inputs": [{
+            "type": "filestream",
+            "id": "campus-containers",
+            "paths": ["/var/log/containers/*.log"],
+            "parsers": [{"container": {"stream": "all", "format": "auto"}}],
+            "prospector.scanner.symlinks": true
+        }],
+        "processors": processors,
+        "output.kafka": {
+            "hosts": p.brokers.split(',').map(str::trim).collect::<Vec<_>>(),
+            "topic": p.topic,
+            "partition.round_robin": {"reachable_only": false},
+            "required_acks": -1,
+            "compression": "lz4",
+            "codec.json": {"pretty": false}
+        },
+        "filebeat.registry.path": "/usr/share/filebeat/data/registry",
+        "http": {"enabled": true, "host": "0.0.0.0", "port": 5066},
+        "logging.json": true
+    });
+    serde_yaml_like(&config)
+}
+
+/// Where Logstash reads and writes.
+#[derive(Debug, Clone)]
+pub struct LogstashParams<'a> {
+    pub brokers: &'a str,
+    /// Full topic name (with prefix).
+    pub topic: &'a str,
+    /// Consumer group (with prefix).
+    pub group: &'a str,
+    /// Elasticsearch URL(s), comma separated.
+    pub elasticsearch: &'a str,
+    /// Index prefix (`access-log`): daily indices `<prefix>-YYYY.MM.dd`.
+    pub index_prefix: &'a str,
+    /// Topic for lines that are not JSON (`<topic>.dlq.<group>`).
+    pub dlq_topic: &'a str,
+}
+
+/// A Logstash pipeline (`pipeline.conf`) doing what the native indexer does.
+pub fn logstash_pipeline(p: &LogstashParams<'_>) -> String {
+    let hosts: Vec<String> = p
+        .elasticsearch
+        .split(',')
+        .map(|h| format!("\"{}\"", h.trim()))
+        .collect();
+    format!(
+        r#"input {{
+  kafka {{
+    bootstrap_servers => "{brokers}"
+    topics => ["{topic}"]
+    group_id => "{group}"
+    client_id => "{group}"
+    auto_offset_reset => "earliest"
+    codec => "json"
+    decorate_events => "basic"
+  }}
+}}
+filter {{
+  # The Filebeat event carries the service's line in `message`; parse it into the event root.
+  json {{
+    source => "message"
+    skip_on_invalid_json => false
+    tag_on_failure => ["_jsonparsefailure"]
+  }}
+  if "_jsonparsefailure" not in [tags] {{
+    date {{
+      match => ["@timestamp", "ISO8601"]
+      target => "@timestamp"
+    }}
+    mutate {{
+      add_field => {{ "[@metadata][doc_id]" => "%{{[@metadata][kafka][topic]}}-%{{[@metadata][kafka][partition]}}-%{{[@metadata][kafka][offset]}}" }}
+      remove_field => ["message", "agent", "ecs", "input", "log", "stream", "event", "container", "@version"]
+    }}
+  }}
+}}
+output {{
+  if "_jsonparsefailure" in [tags] {{
+    kafka {{
+      bootstrap_servers => "{brokers}"
+      topic_id => "{dlq}"
+      codec => "json"
+    }}
+  }} else {{
+    elasticsearch {{
+      hosts => [{hosts}]
+      index => "{prefix}-%{{+YYYY.MM.dd}}"
+      document_id => "%{{[@metadata][doc_id]}}"
+      manage_template => false
+    }}
+  }}
+}}
+"#,
+        brokers = p.brokers,
+        topic = p.topic,
+        group = p.group,
+        dlq = p.dlq_topic,
+        hosts = hosts.join(", "),
+        prefix = p.index_prefix,
+    )
+}
+
+/// Renders a JSON value as YAML (JSON is valid YAML 1.2; Filebeat reads it).
+fn serde_yaml_like(v: &Value) -> String {
+    let mut s = serde_json::to_string_pretty(v).expect("config serializes");
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::AccessLog;
+
+    fn sample() -> AccessLog {
+        AccessLog {
+            timestamp: "2026-11-25T20:00:00.120Z".into(),
+            log_type: "access".into(),
+            service: "campus-content".into(),
+            method: "GET".into(),
+            path: "/posts/1/detail".into(),
+            route: "/posts/{id}/detail".into(),
+            query: String::new(),
+            status: 200,
+            bytes: 321,
+            duration_ms: 1.5,
+            request_id: "r1".into(),
+            user_agent: "curl/8".into(),
+        }
+    }
+
+    #[test]
+    fn the_fields_the_pipeline_maps_are_the_fields_the_services_write() {
+        let written = serde_json::to_value(sample()).unwrap();
+        let written: Vec<&str> = written
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut mapped: Vec<&str> = FIELDS.iter().map(|(n, _)| *n).collect();
+        let mut written_sorted = written.clone();
+        written_sorted.sort_unstable();
+        mapped.sort_unstable();
+        assert_eq!(written_sorted, mapped);
+        let template = index_template(INDEX_PREFIX);
+        for name in &written {
+            assert!(
+                template["template"]["mappings"]["properties"]
+                    .get(*name)
+                    .is_some(),
+                "{name} unmapped"
+            );
+        }
+    }
+
+    #[test]
+    fn pipeline_and_filebeat_agree_on_topic_and_ids() {
+        let dlq = crate::kafka::dlq_topic("p.access-log", "p.logstash");
+        let conf = logstash_pipeline(&LogstashParams {
+            brokers: "kafka:9092",
+            topic: "p.access-log",
+            group: "p.logstash",
+            elasticsearch: "http://es:9200",
+            index_prefix: INDEX_PREFIX,
+            dlq_topic: &dlq,
+        });
+        assert!(conf.contains(r#"topics => ["p.access-log"]"#));
+        assert!(conf.contains(r#"index => "access-log-%{+YYYY.MM.dd}""#));
+        assert!(conf.contains("p.access-log.dlq.p.logstash"));
+        assert!(conf.contains("%{[@metadata][kafka][topic]}-%{[@metadata][kafka][partition]}-%{[@metadata][kafka][offset]}"));
+        assert_eq!(document_id("p.access-log", 2, 17), "p.access-log-2-17");
+        let fb = filebeat_yaml(&FilebeatParams {
+            brokers: "a:9092, b:9092",
+            topic: "p.access-log",
+            namespaces: &["campus".into()],
+            access_only: true,
+        });
+        let v: Value = serde_json::from_str(&fb).unwrap();
+        assert_eq!(v["output.kafka"]["topic"], "p.access-log");
+        assert_eq!(v["output.kafka"]["hosts"], json!(["a:9092", "b:9092"]));
+        assert!(fb.contains("\\\"log_type\\\":\\\"access\\\""));
+    }
+
+    #[test]
+    fn daily_index_names() {
+        let at = DateTime::parse_from_rfc3339("2026-01-02T23:59:59Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(index_for(INDEX_PREFIX, at), "access-log-2026.01.02");
+    }
+}
