@@ -1,0 +1,290 @@
+//! The consumer runtime against the real local Kafka server (scripts/servers.sh).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use campus_common::kafka::{
+    ConsumerOptions, ConsumerRuntime, HandleError, Handler, Producer, Record,
+    consumer::ConsumerMetrics, dlq_headers, dlq_topic,
+};
+use campus_common::testing;
+use tokio_util::sync::CancellationToken;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Msg {
+    n: u32,
+    #[serde(default)]
+    fail_times: u32,
+}
+
+/// Records which `n` were handled, how often; fails `fail_times` times per record first; treats a
+/// payload that is not a `Msg` as poison; can be slowed down.
+#[derive(Default)]
+struct Recorder {
+    seen: Mutex<Vec<u32>>,
+    attempts: Mutex<HashMap<u32, u32>>,
+    delay: Duration,
+}
+
+#[async_trait]
+impl Handler for Recorder {
+    async fn handle(&self, record: &Record) -> Result<(), HandleError> {
+        let msg: Msg = record.json()?;
+        let attempt = {
+            let mut a = self.attempts.lock().unwrap();
+            let e = a.entry(msg.n).or_default();
+            *e += 1;
+            *e
+        };
+        if attempt <= msg.fail_times {
+            return Err(HandleError::transient(anyhow::anyhow!(
+                "dependency down (attempt {attempt})"
+            )));
+        }
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        self.seen.lock().unwrap().push(msg.n);
+        Ok(())
+    }
+}
+
+impl Recorder {
+    fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+}
+
+async fn produce(topic: &str, msgs: impl IntoIterator<Item = (String, Vec<u8>)>) {
+    let producer = Producer::new(&testing::kafka()).unwrap();
+    for (key, payload) in msgs {
+        producer
+            .send(
+                topic,
+                key.as_bytes(),
+                &payload,
+                &[("x-request-id", b"req-1")],
+            )
+            .await
+            .unwrap();
+    }
+}
+
+fn json_msg(n: u32, fail_times: u32) -> (String, Vec<u8>) {
+    (
+        format!("k{}", n % 7),
+        serde_json::to_vec(&Msg { n, fail_times }).unwrap(),
+    )
+}
+
+fn options(group: &str, topic: &str) -> ConsumerOptions {
+    let mut o = ConsumerOptions::new(group, vec![topic.to_owned()]);
+    o.initial_backoff = Duration::from_millis(20);
+    o.max_backoff = Duration::from_millis(200);
+    o.max_attempts = 3;
+    o.session_timeout = Duration::from_secs(6);
+    o
+}
+
+fn start(
+    opts: ConsumerOptions,
+    handler: Arc<Recorder>,
+) -> (
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), campus_common::kafka::consumer::ConsumerError>>,
+) {
+    let runtime =
+        ConsumerRuntime::new(&testing::kafka(), opts, ConsumerMetrics::default()).unwrap();
+    let token = CancellationToken::new();
+    let task = tokio::spawn(runtime.run(handler, token.clone()));
+    (token, task)
+}
+
+async fn wait_until(what: &str, deadline: Duration, mut f: impl FnMut() -> bool) {
+    let end = tokio::time::Instant::now() + deadline;
+    while !f() {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn header<'a>(r: &'a Record, name: &str) -> &'a str {
+    std::str::from_utf8(
+        r.header(name)
+            .unwrap_or_else(|| panic!("header {name} missing")),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_record_goes_to_dlq_and_the_rest_is_processed() {
+    let topic = testing::fresh_topic("poison", 1).await;
+    let group = testing::unique("g");
+    let mut msgs: Vec<_> = (0..10).map(|n| json_msg(n, 0)).collect();
+    msgs.insert(5, ("bad".to_owned(), b"this is not json".to_vec()));
+    produce(&topic, msgs).await;
+
+    let handler = Arc::new(Recorder::default());
+    let (token, task) = start(options(&group, &topic), handler.clone());
+    wait_until("10 good records", Duration::from_secs(30), || {
+        handler.count() == 10
+    })
+    .await;
+    let dlq = testing::read_topic(&dlq_topic(&topic, &group), 1, Duration::from_secs(20)).await;
+    token.cancel();
+    task.await.unwrap().unwrap();
+
+    assert_eq!(
+        *handler.seen.lock().unwrap(),
+        (0..10).collect::<Vec<_>>(),
+        "order kept, nothing skipped"
+    );
+    assert_eq!(dlq.len(), 1);
+    let d = &dlq[0];
+    assert_eq!(d.payload.as_deref(), Some(&b"this is not json"[..]));
+    assert_eq!(d.key.as_deref(), Some(&b"bad"[..]));
+    assert_eq!(header(d, dlq_headers::REASON), "permanent");
+    assert_eq!(header(d, dlq_headers::ORIGINAL_TOPIC), topic);
+    assert_eq!(header(d, dlq_headers::ORIGINAL_PARTITION), "0");
+    assert_eq!(header(d, dlq_headers::ORIGINAL_OFFSET), "5");
+    assert_eq!(header(d, dlq_headers::ATTEMPTS), "1");
+    assert_eq!(header(d, dlq_headers::GROUP), group);
+    assert!(
+        header(d, dlq_headers::ERROR).contains("invalid JSON"),
+        "{}",
+        header(d, dlq_headers::ERROR)
+    );
+    assert_eq!(
+        header(d, "x-request-id"),
+        "req-1",
+        "original headers are kept"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_failures_are_retried_then_succeed_or_exhaust_to_dlq() {
+    let topic = testing::fresh_topic("retry", 1).await;
+    let group = testing::unique("g");
+    // n=1 fails twice then succeeds (3 attempts allowed); n=2 fails 5 times: exhausted after 3.
+    produce(
+        &topic,
+        [
+            json_msg(0, 0),
+            json_msg(1, 2),
+            json_msg(2, 5),
+            json_msg(3, 0),
+        ],
+    )
+    .await;
+
+    let handler = Arc::new(Recorder::default());
+    let (token, task) = start(options(&group, &topic), handler.clone());
+    wait_until("3 records", Duration::from_secs(30), || {
+        handler.count() == 3
+    })
+    .await;
+    let dlq = testing::read_topic(&dlq_topic(&topic, &group), 1, Duration::from_secs(20)).await;
+    token.cancel();
+    task.await.unwrap().unwrap();
+
+    assert_eq!(*handler.seen.lock().unwrap(), vec![0, 1, 3]);
+    let attempts = handler.attempts.lock().unwrap().clone();
+    assert_eq!(attempts[&1], 3, "two failures, then success");
+    assert_eq!(attempts[&2], 3, "bounded by max_attempts");
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(header(&dlq[0], dlq_headers::REASON), "exhausted");
+    assert_eq!(header(&dlq[0], dlq_headers::ATTEMPTS), "3");
+    assert_eq!(header(&dlq[0], dlq_headers::ORIGINAL_OFFSET), "2");
+    assert!(header(&dlq[0], dlq_headers::ERROR).contains("dependency down"));
+}
+
+/// Stops a consumer mid-stream (SIGTERM path) and starts another in the same group: every record
+/// is handled, and only records that were in hand may be handled twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_and_restart_mid_stream_loses_nothing() {
+    const N: u32 = 600;
+    const PARTITIONS: i32 = 3;
+    let topic = testing::fresh_topic("restart", PARTITIONS).await;
+    let group = testing::unique("g");
+    produce(&topic, (0..N).map(|n| json_msg(n, 0))).await;
+
+    let first = Arc::new(Recorder {
+        delay: Duration::from_millis(2),
+        ..Default::default()
+    });
+    let (token, task) = start(options(&group, &topic), first.clone());
+    wait_until("a third of the stream", Duration::from_secs(60), || {
+        first.count() >= (N / 3) as usize
+    })
+    .await;
+    token.cancel();
+    task.await.unwrap().unwrap();
+    let handled_first = first.count();
+    assert!(handled_first < N as usize, "stopped mid-stream");
+
+    let second = Arc::new(Recorder::default());
+    let (token, task) = start(options(&group, &topic), second.clone());
+    wait_until("the rest of the stream", Duration::from_secs(60), || {
+        let mut all: Vec<u32> = first.seen.lock().unwrap().clone();
+        all.extend(second.seen.lock().unwrap().iter());
+        all.sort_unstable();
+        all.dedup();
+        all.len() == N as usize
+    })
+    .await;
+    token.cancel();
+    task.await.unwrap().unwrap();
+
+    let firsts: std::collections::HashSet<u32> =
+        first.seen.lock().unwrap().iter().copied().collect();
+    let again = second
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|n| firsts.contains(n))
+        .count();
+    assert!(
+        again <= PARTITIONS as usize,
+        "{again} records handled twice; at most one in hand per partition"
+    );
+}
+
+/// A consumer that dies without committing (task aborted) is replaced; nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_without_commit_loses_nothing() {
+    const N: u32 = 300;
+    let topic = testing::fresh_topic("crash", 2).await;
+    let group = testing::unique("g");
+    produce(&topic, (0..N).map(|n| json_msg(n, 0))).await;
+
+    let first = Arc::new(Recorder {
+        delay: Duration::from_millis(3),
+        ..Default::default()
+    });
+    let (_token, task) = start(options(&group, &topic), first.clone());
+    wait_until("some records", Duration::from_secs(60), || {
+        first.count() >= 50
+    })
+    .await;
+    task.abort();
+    let _ = task.await;
+
+    let second = Arc::new(Recorder::default());
+    let (token, task) = start(options(&group, &topic), second.clone());
+    wait_until("every record", Duration::from_secs(90), || {
+        let mut all: Vec<u32> = first.seen.lock().unwrap().clone();
+        all.extend(second.seen.lock().unwrap().iter());
+        all.sort_unstable();
+        all.dedup();
+        all.len() == N as usize
+    })
+    .await;
+    token.cancel();
+    task.await.unwrap().unwrap();
+}
