@@ -28,3 +28,8 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --all-targets --no-fail-fast "$@"
 fi
+# The Helm chart, container and dev-loop files, the local mode (scripts/chart-test.sh says what);
+# skipped when arguments select part of the cargo suite.
+if [ $# -eq 0 ]; then
+  bash scripts/chart-test.sh
+fi

@@ -1,0 +1,109 @@
+{{/* Chart name, truncated to the 63 characters of a DNS label. */}}
+{{- define "campus.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: the release name, plus the chart name when the release name doesn't contain it. */}}
+{{- define "campus.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "campus.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels on every object of the chart. */}}
+{{- define "campus.labels" -}}
+helm.sh/chart: {{ include "campus.chart" . }}
+app.kubernetes.io/name: {{ include "campus.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: campus
+{{- end }}
+
+{{/* Selector labels of one component: include "campus.selectorLabels" (list $ "kafka") */}}
+{{- define "campus.selectorLabels" -}}
+{{- $ := index . 0 -}}
+app.kubernetes.io/name: {{ include "campus.name" $ }}
+app.kubernetes.io/instance: {{ $.Release.Name }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end }}
+
+{{/* All labels of one component: include "campus.componentLabels" (list $ "kafka") */}}
+{{- define "campus.componentLabels" -}}
+{{ include "campus.labels" (index . 0) }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end }}
+
+{{- define "campus.operator.fullname" -}}
+{{- printf "%s-operator" (include "campus.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "campus.operator.serviceAccountName" -}}
+{{- if .Values.operator.serviceAccount.create }}
+{{- default (include "campus.operator.fullname" .) .Values.operator.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.operator.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* An image reference from {repository, tag}, the tag defaulting to the appVersion. */}}
+{{- define "campus.image" -}}
+{{- $ := index . 0 }}{{ $img := index . 1 -}}
+{{- printf "%s:%s" $img.repository (default $.Chart.AppVersion $img.tag) }}
+{{- end }}
+
+{{/* Name of one infrastructure component: include "campus.infra.name" (list $ "kafka") */}}
+{{- define "campus.infra.name" -}}
+{{- printf "%s-%s" (include "campus.fullname" (index . 0)) (index . 1) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "campus.infra.secretName" -}}
+{{- printf "%s-infra-credentials" (include "campus.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Pod security context of the Campus processes: non-root, no privilege escalation. */}}
+{{- define "campus.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+capabilities:
+  drop: ["ALL"]
+{{- end }}
+
+{{/* Volumes of an infrastructure StatefulSet: emptyDir when persistence is off. */}}
+{{- define "campus.infra.dataVolume" -}}
+{{- $ := index . 0 -}}
+{{- if not $.Values.infrastructure.persistence.enabled }}
+volumes:
+  - name: data
+    emptyDir: {}
+{{- end }}
+{{- end }}
+
+{{- define "campus.infra.volumeClaimTemplates" -}}
+{{- $ := index . 0 -}}{{- $size := index . 1 -}}
+{{- if $.Values.infrastructure.persistence.enabled }}
+volumeClaimTemplates:
+  - metadata:
+      name: data
+    spec:
+      accessModes: ["ReadWriteOnce"]
+      {{- with $.Values.infrastructure.persistence.storageClass }}
+      storageClassName: {{ . | quote }}
+      {{- end }}
+      resources:
+        requests:
+          storage: {{ $size }}
+{{- end }}
+{{- end }}
