@@ -5,7 +5,8 @@
 //! `access-log-YYYY.MM.dd` behind the alias `access-log`, shaped by [`index_template`].
 //!
 //! The Filebeat event on the topic (Filebeat 8 `filestream` input with the `container` parser,
-//! Kafka output, JSON codec) looks like this; only `message` and the `kubernetes` fields are read:
+//! Kafka output, JSON codec) looks like this ([`filebeat_event`] builds one); only `message`, the
+//! `kubernetes` fields of [`KUBERNETES_FIELDS`] and, as a fallback, `@timestamp` are read:
 //! ```json
 //! {"@timestamp": "2026-11-25T20:00:00.123Z",
 //!  "message": "{\"@timestamp\":\"2026-11-25T20:00:00.120Z\",\"log_type\":\"access\",…}",
@@ -14,6 +15,12 @@
 //!  "host": {"name": "kind-worker"}, "input": {"type": "filestream"},
 //!  "log": {"file": {"path": "/var/log/containers/…log"}, "offset": 1234}}
 //! ```
+//!
+//! Both consumers treat lines alike: a `message` that is not a JSON object goes to the dead-letter
+//! topic `<topic>.dlq.<group>`; a JSON line whose `log_type` is not `"access"` (an ordinary
+//! application log line) is dropped; an access line becomes one document in the daily index of its
+//! own `@timestamp` (the event's `@timestamp` if the line has none), with the id
+//! [`document_id`] of its Kafka record.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -73,6 +80,41 @@ pub const KUBERNETES_FIELDS: &[&str] = &[
     "kubernetes.container.name",
 ];
 
+/// Where a container line came from, as Filebeat's `add_kubernetes_metadata` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubernetesMeta<'a> {
+    pub namespace: &'a str,
+    pub pod: &'a str,
+    pub container: &'a str,
+    pub node: &'a str,
+}
+
+/// The event Filebeat 8 publishes to Kafka for one container line (`line` without its newline),
+/// as documented above: what Filebeat would produce for that line, for tests and benchmarks.
+pub fn filebeat_event(line: &str, at: DateTime<Utc>, k8s: &KubernetesMeta<'_>) -> Value {
+    json!({
+        "@timestamp": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "@metadata": {"beat": "filebeat", "type": "_doc", "version": "8.15.3"},
+        "message": line,
+        "stream": "stdout",
+        "input": {"type": "filestream"},
+        "ecs": {"version": "8.0.0"},
+        "agent": {"type": "filebeat", "version": "8.15.3", "name": k8s.node},
+        "host": {"name": k8s.node},
+        "log": {"offset": 0, "file": {"path": format!(
+            "/var/log/containers/{}_{}_{}-0000000000000000.log", k8s.pod, k8s.namespace, k8s.container
+        )}},
+        "container": {"runtime": "containerd", "id": "0000000000000000"},
+        "kubernetes": {
+            "namespace": k8s.namespace,
+            "node": {"name": k8s.node},
+            "pod": {"name": k8s.pod, "uid": "00000000-0000-0000-0000-000000000000"},
+            "container": {"name": k8s.container},
+            "labels": {"app_kubernetes_io/name": k8s.container}
+        }
+    })
+}
+
 /// The daily index an event of this time belongs to: `access-log-2026.11.25`.
 pub fn index_for(prefix: &str, at: DateTime<Utc>) -> String {
     format!("{prefix}-{}", at.format("%Y.%m.%d"))
@@ -90,14 +132,9 @@ pub fn index_template(prefix: &str) -> Value {
     for (name, ty) in FIELDS {
         properties.insert((*name).to_owned(), ty.mapping());
     }
-    properties.insert(
-        "kubernetes".to_owned(),
-        json!({"properties": {
-            "namespace": {"type": "keyword"},
-            "pod": {"properties": {"name": {"type": "keyword"}}},
-            "container": {"properties": {"name": {"type": "keyword"}}}
-        }}),
-    );
+    for path in KUBERNETES_FIELDS {
+        insert_dotted(&mut properties, path, FieldType::Keyword.mapping());
+    }
     json!({
         "index_patterns": [format!("{prefix}-*")],
         "priority": 200,
@@ -108,6 +145,31 @@ pub fn index_template(prefix: &str) -> Value {
         },
         "_meta": {"managed_by": "campus"}
     })
+}
+
+/// Puts `mapping` at a dotted path (`kubernetes.pod.name`) as nested `properties` objects.
+fn insert_dotted(properties: &mut serde_json::Map<String, Value>, path: &str, mapping: Value) {
+    match path.split_once('.') {
+        None => {
+            properties.insert(path.to_owned(), mapping);
+        }
+        Some((head, rest)) => {
+            let entry = properties
+                .entry(head.to_owned())
+                .or_insert_with(|| json!({"properties": {}}));
+            if let Some(inner) = entry.get_mut("properties").and_then(Value::as_object_mut) {
+                insert_dotted(inner, rest, mapping);
+            }
+        }
+    }
+}
+
+/// Whether `field` (a dotted path, or a text field's `.keyword` sub-field) is mapped by
+/// [`index_template`]: what dashboards and queries may refer to.
+pub fn is_mapped(field: &str) -> bool {
+    FIELDS.iter().any(|(name, ty)| {
+        *name == field || (*ty == FieldType::Text && field.strip_suffix(".keyword") == Some(name))
+    }) || KUBERNETES_FIELDS.contains(&field)
 }
 
 /// What Filebeat collects and where it sends it.
@@ -205,6 +267,10 @@ filter {{
     source => "message"
     skip_on_invalid_json => false
     tag_on_failure => ["_jsonparsefailure"]
+  }}
+  if "_jsonparsefailure" not in [tags] and [log_type] != "access" {{
+    # An ordinary application log line, not an access line: not for the access-log indices.
+    drop {{ }}
   }}
   if "_jsonparsefailure" not in [tags] {{
     date {{
@@ -323,6 +389,58 @@ mod tests {
         assert_eq!(v["output.kafka"]["topic"], "p.access-log");
         assert_eq!(v["output.kafka"]["hosts"], json!(["a:9092", "b:9092"]));
         assert!(fb.contains("\\\"log_type\\\":\\\"access\\\""));
+    }
+
+    #[test]
+    fn filebeat_events_carry_the_line_and_the_kubernetes_fields() {
+        let line = serde_json::to_string(&sample()).unwrap();
+        let at = DateTime::parse_from_rfc3339("2026-11-25T20:00:00.123Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let meta = KubernetesMeta {
+            namespace: "campus",
+            pod: "content-api-7f",
+            container: "api",
+            node: "kind-worker",
+        };
+        let event = filebeat_event(&line, at, &meta);
+        assert_eq!(event["message"], line.as_str());
+        assert_eq!(event["@timestamp"], "2026-11-25T20:00:00.123Z");
+        for field in KUBERNETES_FIELDS {
+            let mut v = &event;
+            for part in field.split('.') {
+                v = &v[part];
+            }
+            assert!(v.is_string(), "{field} missing from the event");
+        }
+        let conf = logstash_pipeline(&LogstashParams {
+            brokers: "k:9092",
+            topic: "access-log",
+            group: "logstash",
+            elasticsearch: "http://es:9200",
+            index_prefix: INDEX_PREFIX,
+            dlq_topic: "access-log.dlq.logstash",
+        });
+        assert!(conf.contains(r#"[log_type] != "access""#));
+    }
+
+    #[test]
+    fn kubernetes_fields_are_mapped_as_nested_keywords() {
+        let t = index_template("x");
+        let props = &t["template"]["mappings"]["properties"];
+        assert_eq!(
+            props["kubernetes"]["properties"]["pod"]["properties"]["name"]["type"],
+            "keyword"
+        );
+        assert_eq!(
+            props["kubernetes"]["properties"]["namespace"]["type"],
+            "keyword"
+        );
+        assert!(is_mapped("kubernetes.pod.name"));
+        assert!(is_mapped("user_agent.keyword"));
+        assert!(is_mapped("duration_ms"));
+        assert!(!is_mapped("path.keyword"));
+        assert!(!is_mapped("message"));
     }
 
     #[test]

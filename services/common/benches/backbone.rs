@@ -1,0 +1,181 @@
+//! Backbone throughput on the local servers (scripts/servers.sh start):
+//!   cargo bench -p campus-common --bench backbone
+//! Prints: outbox relay events/s (committed row → broker ack → marked sent), consumer runtime
+//! records/s with a no-op handler and with a MySQL upsert handler.
+//! Sizes: BENCH_OUTBOX_N (default 20000), BENCH_NOOP_N (200000), BENCH_UPSERT_N (20000).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use campus_common::kafka::consumer::ConsumerMetrics;
+use campus_common::kafka::{
+    ConsumerOptions, ConsumerRuntime, HandleError, Handler, Producer, Record,
+};
+use campus_common::outbox::{self, Relay, RelayMetrics, RelayOptions};
+use campus_common::testing;
+use rdkafka::producer::FutureRecord;
+use sqlx::Executor;
+use sqlx::mysql::MySqlPool;
+use tokio_util::sync::CancellationToken;
+
+fn size(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn payload(i: usize) -> Vec<u8> {
+    // ~100-byte JSON values.
+    format!(r#"{{"id":{i},"user":"user-{:06}","text":"lorem ipsum dolor sit amet consectetur adipiscing"}}"#, i % 1000)
+        .into_bytes()
+}
+
+async fn bench_outbox(n: usize) {
+    let (_, pool) = testing::fresh_mysql().await;
+    outbox::install(&pool).await.unwrap();
+    let topic = testing::fresh_topic("bench-outbox", 3).await;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let mut q = sqlx::QueryBuilder::<sqlx::MySql>::new(
+            "INSERT INTO outbox (topic, message_key, payload) ",
+        );
+        q.push_values(chunk, |mut b, i| {
+            b.push_bind(&topic)
+                .push_bind(format!("k{}", i % 100))
+                .push_bind(payload(*i));
+        });
+        q.build().execute(&pool).await.unwrap();
+    }
+    let relay = Relay::new(
+        pool.clone(),
+        Producer::new(&testing::kafka()).unwrap(),
+        RelayOptions {
+            lock_name: testing::unique("lock"),
+            ..RelayOptions::default()
+        },
+        RelayMetrics::default(),
+    );
+    let token = CancellationToken::new();
+    let start = Instant::now();
+    let task = tokio::spawn(relay.run(token.clone()));
+    loop {
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    token.cancel();
+    task.await.unwrap();
+    println!(
+        "outbox relay: {n} events in {secs:.2} s = {:.0} events/s (commit -> ack -> marked)",
+        n as f64 / secs
+    );
+}
+
+struct Count(AtomicUsize);
+
+#[async_trait]
+impl Handler for Count {
+    async fn handle(&self, _: &Record) -> Result<(), HandleError> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+struct Upsert {
+    pool: MySqlPool,
+    done: AtomicUsize,
+}
+
+#[async_trait]
+impl Handler for Upsert {
+    async fn handle(&self, r: &Record) -> Result<(), HandleError> {
+        let v: serde_json::Value = r.json()?;
+        sqlx::query("INSERT INTO projection (id, body, version) VALUES (?, ?, 1) ON DUPLICATE KEY UPDATE body = VALUES(body), version = version + 1")
+            .bind(v["id"].as_i64())
+            .bind(v.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(HandleError::transient)?;
+        self.done.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+async fn fill_topic(n: usize, partitions: i32) -> String {
+    let topic = testing::fresh_topic("bench-consume", partitions).await;
+    let producer = Producer::new(&testing::kafka()).unwrap();
+    let mut inflight = Vec::with_capacity(10_000);
+    for i in 0..n {
+        let key = format!("k{}", i % 1000);
+        let value = payload(i);
+        let fut = producer
+            .rdkafka()
+            .send_result(FutureRecord::to(&topic).key(&key).payload(&value));
+        inflight.push(fut.map_err(|(e, _)| e).unwrap());
+        if inflight.len() == 10_000 {
+            for f in inflight.drain(..) {
+                f.await.unwrap().map_err(|(e, _)| e).unwrap();
+            }
+        }
+    }
+    for f in inflight {
+        f.await.unwrap().map_err(|(e, _)| e).unwrap();
+    }
+    topic
+}
+
+async fn consume<H: Handler>(
+    label: &str,
+    topic: &str,
+    n: usize,
+    handler: Arc<H>,
+    done: impl Fn(&H) -> usize,
+) {
+    let opts = ConsumerOptions::new(testing::unique("bench"), vec![topic.to_owned()]);
+    let runtime =
+        ConsumerRuntime::new(&testing::kafka(), opts, ConsumerMetrics::default()).unwrap();
+    let token = CancellationToken::new();
+    let start = Instant::now();
+    let task = tokio::spawn(runtime.run(handler.clone(), token.clone()));
+    while done(&handler) < n {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    token.cancel();
+    task.await.unwrap().unwrap();
+    println!(
+        "consumer runtime, {label}: {n} records in {secs:.2} s = {:.0} records/s (group join included)",
+        n as f64 / secs
+    );
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        bench_outbox(size("BENCH_OUTBOX_N", 20_000)).await;
+
+        let n = size("BENCH_NOOP_N", 200_000);
+        let topic = fill_topic(n, 4).await;
+        consume("no-op handler", &topic, n, Arc::new(Count(AtomicUsize::new(0))), |h| h.0.load(Ordering::Relaxed)).await;
+
+        let n = size("BENCH_UPSERT_N", 20_000);
+        let topic = fill_topic(n, 4).await;
+        let (_, pool) = testing::fresh_mysql().await;
+        pool.execute("CREATE TABLE projection (id BIGINT PRIMARY KEY, body TEXT NOT NULL, version BIGINT NOT NULL)")
+            .await
+            .unwrap();
+        let handler = Arc::new(Upsert { pool, done: AtomicUsize::new(0) });
+        consume("MySQL upsert handler", &topic, n, handler, |h| h.done.load(Ordering::Relaxed)).await;
+    });
+}
