@@ -1,0 +1,506 @@
+//! The HTTP API: issue, list and use coupons; create coupon events; the drift report.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use campus_common::envelope::{Envelope, EventType};
+use campus_common::http::{ApiError, HttpMetrics, Json, Path, Query, REQUEST_ID, observe};
+use campus_common::kafka::Producer;
+use campus_common::ops::{self, Readiness};
+use chrono::{DateTime, Utc};
+use prometheus_client::registry::Registry;
+use serde::Deserialize;
+use serde_json::json;
+use sqlx::MySqlPool;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+use uuid::Uuid;
+
+use crate::db::{self, UseOutcome};
+use crate::metrics::{ApiMetrics, OutcomeLabels};
+use crate::model::{
+    Coupon, CouponEvent, CouponList, ErrorBody, ErrorDetail, IssueRequest, IssueRequested, Issued,
+    ListQuery, NewCouponEvent, request_key,
+};
+use crate::reconcile::{self, DriftReport, EventDrift, RedisSide};
+use crate::store::{CouponStore, Decision, EventWindow, GiveBack, Reload};
+
+/// Largest limit an event may have.
+pub const MAX_LIMIT: i64 = 10_000_000;
+
+/// Everything the handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: MySqlPool,
+    store: CouponStore,
+    producer: Producer,
+    topic: String,
+    metrics: ApiMetrics,
+    http_metrics: HttpMetrics,
+    registry: Arc<Registry>,
+    readiness: Readiness,
+    in_flight_grace: Duration,
+}
+
+impl AppState {
+    /// `topic` is the full (prefixed) name of `coupon.request`.
+    pub fn new(
+        pool: MySqlPool,
+        store: CouponStore,
+        producer: Producer,
+        topic: impl Into<String>,
+    ) -> Self {
+        let mut registry = Registry::with_prefix("campus");
+        let http_metrics = HttpMetrics::register(&mut registry);
+        let metrics = ApiMetrics::register(&mut registry);
+        let readiness = {
+            let (pool, store, producer) = (pool.clone(), store.clone(), producer.clone());
+            Readiness::new()
+                .check("mysql", move || {
+                    let pool = pool.clone();
+                    async move { campus_common::mysql::ping(&pool).await }
+                })
+                .check("redis", move || {
+                    let store = store.clone();
+                    async move { store.ping().await }
+                })
+                .check("kafka", move || {
+                    let producer = producer.clone();
+                    async move { producer.ping().await }
+                })
+        };
+        Self {
+            inner: Arc::new(Inner {
+                pool,
+                store,
+                producer,
+                topic: topic.into(),
+                metrics,
+                http_metrics,
+                registry: Arc::new(registry),
+                readiness,
+                in_flight_grace: reconcile::DEFAULT_IN_FLIGHT_GRACE,
+            }),
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Campus coupons",
+        description = "First-come-first-served coupons: one Redis Lua decision per request, an acknowledged Kafka write, at most `limit` coupons and one per user."
+    ),
+    paths(issue, list, use_coupon, create_event, list_events, get_event, drift),
+    components(schemas(
+        IssueRequest, Issued, Coupon, CouponList, NewCouponEvent, CouponEvent, ErrorBody,
+        ErrorDetail, DriftReport, EventDrift, RedisSide, IssueRequested
+    )),
+    tags((name = "coupons"), (name = "admin"))
+)]
+pub struct ApiDoc;
+
+/// The whole API (with `/healthz`, `/readyz`, `/metrics`, Swagger UI and the OpenAPI document).
+pub fn app(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/coupons", post(issue).get(list))
+        .route("/coupons/{id}/use", post(use_coupon))
+        .route("/admin/coupon-events", post(create_event).get(list_events))
+        .route("/admin/coupon-events/{id}", get(get_event))
+        .route("/admin/reconcile", get(drift))
+        .with_state(state.clone())
+        .fallback(|| async { ApiError::not_found("no such endpoint") });
+    let router = api
+        .merge(SwaggerUi::new("/swagger-ui").url("/api-docs/openapi.json", ApiDoc::openapi()))
+        .merge(ops::router(
+            state.inner.registry.clone(),
+            state.inner.readiness.clone(),
+        ));
+    observe(
+        router,
+        "campus-coupon",
+        Some(state.inner.http_metrics.clone()),
+    )
+}
+
+fn positive(name: &str, v: i64, errors: &mut BTreeMap<String, String>) {
+    if v <= 0 {
+        errors.insert(name.to_owned(), "must be a positive integer".to_owned());
+    }
+}
+
+fn invalid(errors: BTreeMap<String, String>) -> Result<(), ApiError> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request("invalid input").with_details(json!(errors)))
+    }
+}
+
+/// Infrastructure trouble on the issue path: the client may retry.
+fn unavailable(e: impl std::fmt::Display) -> ApiError {
+    tracing::warn!(error = %e, "issue dependency failed");
+    ApiError::unavailable("coupon issuing is temporarily unavailable; retry shortly")
+}
+
+fn retry_later(e: ApiError) -> Response {
+    let mut res = e.into_response();
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    res
+}
+
+/// Issue a coupon.
+///
+/// Decided in Redis by one Lua script (window, one per user, limit); answered only after the request
+/// is acknowledged by Kafka. On a failed write the slot is given back and the answer is 503.
+#[utoipa::path(post, path = "/coupons", tag = "coupons", request_body = IssueRequest, responses(
+    (status = 201, description = "Issued", body = Issued),
+    (status = 400, description = "Bad input", body = ErrorBody),
+    (status = 403, description = "Outside the event's window (`not_started`, `ended`)", body = ErrorBody),
+    (status = 404, description = "Unknown coupon event", body = ErrorBody),
+    (status = 409, description = "This user already has a coupon of this event (`already_issued`)", body = ErrorBody),
+    (status = 410, description = "Sold out (`sold_out`)", body = ErrorBody),
+    (status = 503, description = "Redis or Kafka unavailable; nothing was issued, retry", body = ErrorBody),
+))]
+async fn issue(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(req): Json<IssueRequest>,
+) -> Response {
+    let s = &state.inner;
+    let outcome = decide(&state, &req).await;
+    let label = match &outcome {
+        Ok(_) => "issued",
+        Err(e) => e.code,
+    };
+    s.metrics
+        .decisions
+        .get_or_create(&OutcomeLabels { outcome: label })
+        .inc();
+    let request = match outcome {
+        Ok(request) => request,
+        Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE => return retry_later(e),
+        Err(e) => return e.into_response(),
+    };
+    let request_id = headers
+        .get(&REQUEST_ID)
+        .map(|v| v.as_bytes().to_vec())
+        .unwrap_or_default();
+    // The write and the give-back run in their own task: a client that hangs up must not leave a
+    // slot taken without a Kafka record.
+    let written = tokio::spawn(write_request(state.clone(), req, request, request_id)).await;
+    match written {
+        Ok(Ok(issued)) => (StatusCode::CREATED, Json(issued)).into_response(),
+        Ok(Err(e)) => retry_later(e),
+        Err(e) => ApiError::internal(format!("issue task failed: {e}")).into_response(),
+    }
+}
+
+/// The Redis decision (reloading missing metadata from MySQL); the request id on success.
+async fn decide(state: &AppState, req: &IssueRequest) -> Result<Uuid, ApiError> {
+    let s = &state.inner;
+    let mut errors = BTreeMap::new();
+    positive("userId", req.user_id, &mut errors);
+    positive("couponEventId", req.coupon_event_id, &mut errors);
+    invalid(errors)?;
+    let (event, user) = (req.coupon_event_id, req.user_id);
+    let request = Uuid::now_v7();
+    let mut decision = s
+        .store
+        .decide(event, user, &request, None)
+        .await
+        .map_err(unavailable)?;
+    if decision == Decision::Missing {
+        // Redis lost (or never got) the metadata: reload it from MySQL. An unknown event touches
+        // nothing in Redis.
+        let Some(e) = db::find_event(&s.pool, event).await.map_err(unavailable)? else {
+            return Err(ApiError::not_found(format!(
+                "coupon event {event} not found"
+            )));
+        };
+        let holders = db::holders(&s.pool, event).await.map_err(unavailable)?;
+        s.metrics.reloads.inc();
+        tracing::info!(
+            coupon_event_id = event,
+            holders = holders.len(),
+            "reloading event metadata into Redis"
+        );
+        let reload = Reload {
+            window: window_of(&e),
+            holders,
+        };
+        decision = s
+            .store
+            .decide(event, user, &request, Some(&reload))
+            .await
+            .map_err(unavailable)?;
+    }
+    match decision {
+        Decision::Issued { .. } => Ok(request),
+        Decision::AlreadyIssued => Err(ApiError::conflict(
+            "already_issued",
+            format!("user {user} already has a coupon of event {event}"),
+        )),
+        Decision::NotStarted => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "not_started",
+            format!("coupon event {event} has not started yet"),
+        )),
+        Decision::Ended => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "ended",
+            format!("coupon event {event} has ended"),
+        )),
+        Decision::SoldOut => Err(ApiError::new(
+            StatusCode::GONE,
+            "sold_out",
+            format!("coupon event {event} is sold out"),
+        )),
+        Decision::Missing => Err(ApiError::internal(
+            "the issue script found no metadata right after a reload",
+        )),
+    }
+}
+
+fn window_of(e: &CouponEvent) -> EventWindow {
+    EventWindow {
+        limit: e.limit,
+        starts_at: e.starts_at,
+        ends_at: e.ends_at,
+    }
+}
+
+/// Writes the request to Kafka and waits for the acknowledgement; gives the slot back on failure.
+async fn write_request(
+    state: AppState,
+    req: IssueRequest,
+    request: Uuid,
+    request_id: Vec<u8>,
+) -> Result<Issued, ApiError> {
+    let s = &state.inner;
+    let key = request_key(req.coupon_event_id, req.user_id);
+    let mut envelope = Envelope::new(
+        EventType::Created,
+        key.clone(),
+        1,
+        IssueRequested {
+            coupon_id: request,
+            user_id: req.user_id,
+            coupon_event_id: req.coupon_event_id,
+        },
+    );
+    envelope.event_id = request;
+    let issued = Issued {
+        coupon_id: request,
+        user_id: req.user_id,
+        coupon_event_id: req.coupon_event_id,
+        issued_at: envelope.occurred_at,
+    };
+    let payload = serde_json::to_vec(&envelope).map_err(ApiError::internal)?;
+    let header_name = REQUEST_ID;
+    let headers: &[(&str, &[u8])] = &[(header_name.as_str(), &request_id)];
+    let error = match s
+        .producer
+        .send(&s.topic, key.as_bytes(), &payload, headers)
+        .await
+    {
+        Ok(_) => return Ok(issued),
+        Err(e) => format!("{e:#}"),
+    };
+    let back = s
+        .store
+        .give_back(req.coupon_event_id, req.user_id, &request)
+        .await;
+    let outcome = match &back {
+        Ok(GiveBack::Returned) => "returned",
+        Ok(GiveBack::Confirmed) => "confirmed",
+        Ok(GiveBack::NotHeld) => "not_held",
+        Err(_) => "failed",
+    };
+    s.metrics
+        .give_backs
+        .get_or_create(&OutcomeLabels { outcome })
+        .inc();
+    match back {
+        Ok(GiveBack::Confirmed) => {
+            tracing::info!(coupon_id = %request, %error, "Kafka write reported failure but the worker already stored the request");
+            Ok(issued)
+        }
+        Ok(_) => {
+            tracing::warn!(coupon_id = %request, %error, give_back = outcome, "Kafka write failed; slot given back");
+            Err(ApiError::unavailable(
+                "the issue request could not be recorded; nothing was issued, retry shortly",
+            ))
+        }
+        Err(e) => {
+            tracing::error!(coupon_id = %request, %error, give_back_error = %format!("{e:#}"), "Kafka write failed and the slot could not be given back");
+            Err(ApiError::unavailable(
+                "the issue request could not be recorded; nothing was issued, retry shortly",
+            ))
+        }
+    }
+}
+
+/// List a user's usable coupons (unused, unexpired).
+#[utoipa::path(get, path = "/coupons", tag = "coupons", params(ListQuery), responses(
+    (status = 200, description = "Usable coupons, soonest expiry first", body = CouponList),
+    (status = 400, description = "Bad input", body = ErrorBody),
+))]
+async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<CouponList>, ApiError> {
+    let mut errors = BTreeMap::new();
+    positive("userId", q.user_id, &mut errors);
+    invalid(errors)?;
+    let coupons = db::usable_coupons(&state.inner.pool, q.user_id, Utc::now()).await?;
+    Ok(Json(CouponList {
+        user_id: q.user_id,
+        coupons,
+    }))
+}
+
+/// Use a coupon (once).
+#[utoipa::path(post, path = "/coupons/{id}/use", tag = "coupons",
+    params(("id" = Uuid, Path, description = "Coupon id")),
+    responses(
+        (status = 200, description = "Used", body = Coupon),
+        (status = 400, description = "Bad input", body = ErrorBody),
+        (status = 404, description = "No such coupon (a just-issued coupon appears once the worker stored it)", body = ErrorBody),
+        (status = 409, description = "Already used (`already_used`)", body = ErrorBody),
+        (status = 410, description = "Expired (`expired`)", body = ErrorBody),
+))]
+async fn use_coupon(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Coupon>, ApiError> {
+    match db::use_coupon(&state.inner.pool, &id.to_string(), Utc::now()).await? {
+        UseOutcome::Used(c) => Ok(Json(c)),
+        UseOutcome::NotFound => Err(ApiError::not_found(format!("coupon {id} not found"))),
+        UseOutcome::AlreadyUsed(_) => Err(ApiError::conflict(
+            "already_used",
+            format!("coupon {id} was already used"),
+        )),
+        UseOutcome::Expired(c) => Err(ApiError::new(
+            StatusCode::GONE,
+            "expired",
+            format!("coupon {id} expired at {}", c.expires_at.to_rfc3339()),
+        )),
+    }
+}
+
+/// Create a coupon event (stored in MySQL; its limit and window are written to Redis).
+#[utoipa::path(post, path = "/admin/coupon-events", tag = "admin", request_body = NewCouponEvent, responses(
+    (status = 201, description = "Created", body = CouponEvent),
+    (status = 400, description = "Bad input", body = ErrorBody),
+))]
+async fn create_event(
+    State(state): State<AppState>,
+    Json(e): Json<NewCouponEvent>,
+) -> Result<(StatusCode, Json<CouponEvent>), ApiError> {
+    let mut errors = BTreeMap::new();
+    let name_len = e.name.trim().chars().count();
+    if name_len == 0 || e.name.chars().count() > 200 {
+        errors.insert("name".into(), "must be 1–200 characters".into());
+    }
+    if !(1..=MAX_LIMIT).contains(&e.limit) {
+        errors.insert("limit".into(), format!("must be between 1 and {MAX_LIMIT}"));
+    }
+    if e.ends_at <= e.starts_at {
+        errors.insert("endsAt".into(), "must be after startsAt".into());
+    }
+    if !(1..=10 * 365 * 86_400).contains(&e.coupon_valid_seconds) {
+        errors.insert(
+            "couponValidSeconds".into(),
+            "must be between 1 and 315360000 (10 years)".into(),
+        );
+    }
+    invalid(errors)?;
+    // Times are stored with millisecond precision; decide on exactly what is stored.
+    let e = NewCouponEvent {
+        starts_at: millis(e.starts_at),
+        ends_at: millis(e.ends_at),
+        ..e
+    };
+    let s = &state.inner;
+    let created = db::create_event(&s.pool, &e).await?;
+    if let Err(err) = s.store.put_window(created.id, &window_of(&created)).await {
+        // The first issue request reloads it from MySQL.
+        tracing::warn!(coupon_event_id = created.id, error = %format!("{err:#}"), "event metadata not written to Redis; it will be reloaded on first use");
+    }
+    tracing::info!(
+        coupon_event_id = created.id,
+        limit = created.limit,
+        "coupon event created"
+    );
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+fn millis(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
+}
+
+/// List coupon events.
+#[utoipa::path(get, path = "/admin/coupon-events", tag = "admin", responses(
+    (status = 200, description = "All coupon events", body = [CouponEvent]),
+))]
+async fn list_events(State(state): State<AppState>) -> Result<Json<Vec<CouponEvent>>, ApiError> {
+    Ok(Json(db::list_events(&state.inner.pool).await?))
+}
+
+/// One coupon event.
+#[utoipa::path(get, path = "/admin/coupon-events/{id}", tag = "admin",
+    params(("id" = i64, Path, description = "Coupon event id")),
+    responses(
+        (status = 200, description = "The event", body = CouponEvent),
+        (status = 404, description = "Unknown event", body = ErrorBody),
+))]
+async fn get_event(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<CouponEvent>, ApiError> {
+    db::find_event(&state.inner.pool, id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("coupon event {id} not found")))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+struct DriftQuery {
+    /// Only this event (default: every event).
+    coupon_event_id: Option<i64>,
+}
+
+/// The drift report: Redis holders against MySQL coupons, per event.
+#[utoipa::path(get, path = "/admin/reconcile", tag = "admin", params(DriftQuery), responses(
+    (status = 200, description = "The report", body = DriftReport),
+    (status = 404, description = "Unknown event", body = ErrorBody),
+    (status = 503, description = "Redis unavailable", body = ErrorBody),
+))]
+async fn drift(
+    State(state): State<AppState>,
+    Query(q): Query<DriftQuery>,
+) -> Result<Json<DriftReport>, ApiError> {
+    let s = &state.inner;
+    match reconcile::report(&s.pool, &s.store, q.coupon_event_id, s.in_flight_grace).await {
+        Ok(r) => Ok(Json(r)),
+        Err(reconcile::ReconcileError::UnknownEvent(id)) => {
+            Err(ApiError::not_found(format!("coupon event {id} not found")))
+        }
+        Err(reconcile::ReconcileError::Database(e)) => Err(e.into()),
+        Err(e @ reconcile::ReconcileError::Redis(_)) => Err(unavailable(format!("{e:#}"))),
+    }
+}

@@ -1,0 +1,275 @@
+//! The command line: `campus-coupon api`, `campus-coupon worker issue`, `campus-coupon reconcile`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use campus_common::config::{HttpArgs, KafkaArgs, MysqlArgs, OpsArgs};
+use campus_common::kafka::admin::{Admin, TopicSpec};
+use campus_common::kafka::consumer::ConsumerMetrics;
+use campus_common::kafka::{ConsumerOptions, ConsumerRuntime, Producer};
+use campus_common::ops::{self, Readiness};
+use campus_common::{http, mysql, shutdown, telemetry};
+use clap::{Parser, Subcommand};
+use prometheus_client::registry::Registry;
+use sqlx::MySqlPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{AppState, app};
+use crate::config::{ISSUE_GROUP, REQUEST_TOPIC, RedisArgs, RetentionArgs};
+use crate::metrics::WorkerMetrics;
+use crate::store::CouponStore;
+use crate::{db, reconcile, worker};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "campus-coupon",
+    version,
+    about = "First-come-first-served coupons: issue API, issue worker, drift report"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The HTTP API (runs the MySQL migrations at start-up).
+    Api(ApiCmd),
+    /// A Kafka consumer group.
+    Worker {
+        #[command(subcommand)]
+        worker: WorkerCmd,
+    },
+    /// Print the drift report (Redis holders against MySQL coupons) as JSON.
+    Reconcile(ReconcileCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkerCmd {
+    /// Stores the coupons of `coupon.request` (group `coupon-issue`).
+    Issue(IssueWorkerCmd),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ApiCmd {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub mysql: MysqlArgs,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+    #[command(flatten)]
+    pub http: HttpArgs,
+    /// Partitions of `coupon.request` if the API has to create it (it never changes an existing topic).
+    #[arg(
+        long = "coupon-request-partitions",
+        env = "COUPON_REQUEST_PARTITIONS",
+        default_value_t = 6
+    )]
+    pub request_partitions: i32,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct IssueWorkerCmd {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub mysql: MysqlArgs,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    #[command(flatten)]
+    pub ops: OpsArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReconcileCmd {
+    #[command(flatten)]
+    pub mysql: MysqlArgs,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    /// Only this coupon event (default: every event).
+    #[arg(long = "coupon-event-id")]
+    pub coupon_event_id: Option<i64>,
+    /// Pending requests younger than this many seconds are in flight, not drift.
+    #[arg(
+        long = "in-flight-grace-secs",
+        env = "COUPON_IN_FLIGHT_GRACE_SECS",
+        default_value_t = 60
+    )]
+    pub in_flight_grace_secs: u64,
+    /// Exit with an error when an event drifted or was over-issued.
+    #[arg(long = "fail-on-drift")]
+    pub fail_on_drift: bool,
+}
+
+/// Runs the chosen sub-command until it ends or SIGTERM/SIGINT.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Api(cmd) => {
+            telemetry::init("campus-coupon");
+            run_api(cmd, shutdown::on_signal()).await
+        }
+        Command::Worker {
+            worker: WorkerCmd::Issue(cmd),
+        } => {
+            telemetry::init("campus-coupon");
+            run_issue_worker(cmd, shutdown::on_signal()).await
+        }
+        Command::Reconcile(cmd) => run_reconcile(cmd).await,
+    }
+}
+
+async fn connect_mysql(args: &MysqlArgs) -> anyhow::Result<MySqlPool> {
+    Ok(mysql::connect(args).await?)
+}
+
+pub async fn run_api(cmd: ApiCmd, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let pool = connect_mysql(&cmd.mysql).await?;
+    db::migrate(&pool).await?;
+    let store = CouponStore::connect(&cmd.redis, cmd.retention.retention()).await?;
+    let topic = cmd.kafka.name(REQUEST_TOPIC);
+    ensure_topic(&cmd.kafka, &topic, cmd.request_partitions).await?;
+    let producer = Producer::new(&cmd.kafka)?;
+    let state = AppState::new(pool, store, producer.clone(), topic);
+    let served = http::serve(cmd.http.http_addr, app(state), shutdown).await;
+    producer.flush(Duration::from_secs(5));
+    served
+}
+
+/// Creates `coupon.request` when it is missing (the operator normally has); never changes it.
+async fn ensure_topic(kafka: &KafkaArgs, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    let admin = Admin::new(kafka)?;
+    let existing = admin
+        .describe()
+        .await
+        .with_context(|| format!("failed to reach Kafka at {}", kafka.brokers))?;
+    if !existing.contains_key(topic) {
+        admin.ensure(&[TopicSpec::new(topic, partitions)]).await?;
+        tracing::info!(topic, partitions, "created the request topic");
+    }
+    Ok(())
+}
+
+pub async fn run_issue_worker(
+    cmd: IssueWorkerCmd,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let pool = connect_mysql(&cmd.mysql).await?;
+    let store = CouponStore::connect(&cmd.redis, Duration::ZERO).await?;
+    let mut registry = Registry::with_prefix("campus");
+    let consumer_metrics = ConsumerMetrics::register(&mut registry);
+    let metrics = WorkerMetrics::register(&mut registry);
+    let runtime = issue_consumer(
+        &cmd.kafka,
+        &cmd.kafka.name(ISSUE_GROUP),
+        &cmd.kafka.name(REQUEST_TOPIC),
+        consumer_metrics,
+    )?;
+    let readiness = {
+        let (pool, store) = (pool.clone(), store.clone());
+        Readiness::new()
+            .check("mysql", move || {
+                let pool = pool.clone();
+                async move { mysql::ping(&pool).await }
+            })
+            .check("redis", move || {
+                let store = store.clone();
+                async move { store.ping().await }
+            })
+            .check("kafka", runtime.ping_fn())
+    };
+    let ops = tokio::spawn(serve_ops(
+        cmd.ops.ops_addr,
+        ops::router(Arc::new(registry), readiness),
+        shutdown.clone(),
+    ));
+    let consumed = runtime
+        .run(worker::handler(pool, store, metrics), shutdown.clone())
+        .await;
+    shutdown.cancel();
+    let _ = ops.await;
+    Ok(consumed?)
+}
+
+async fn serve_ops(
+    addr: SocketAddr,
+    router: axum::Router,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let r = http::serve(addr, router, shutdown).await;
+    if let Err(e) = &r {
+        tracing::error!(error = %format!("{e:#}"), "ops server failed");
+    }
+    r
+}
+
+/// The issue worker's consumer (group and topic already prefixed).
+pub fn issue_consumer(
+    kafka: &KafkaArgs,
+    group: &str,
+    topic: &str,
+    metrics: ConsumerMetrics,
+) -> anyhow::Result<ConsumerRuntime> {
+    let opts = ConsumerOptions::new(group, vec![topic.to_owned()]);
+    Ok(ConsumerRuntime::new(kafka, opts, metrics)?)
+}
+
+pub async fn run_reconcile(cmd: ReconcileCmd) -> anyhow::Result<()> {
+    let pool = connect_mysql(&cmd.mysql).await?;
+    let store = CouponStore::connect(&cmd.redis, Duration::ZERO).await?;
+    let report = reconcile::report(
+        &pool,
+        &store,
+        cmd.coupon_event_id,
+        Duration::from_secs(cmd.in_flight_grace_secs),
+    )
+    .await?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    if cmd.fail_on_drift && report.drifted > 0 {
+        anyhow::bail!("{} coupon event(s) drifted", report.drifted);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn api_reads_the_documented_variables() {
+        let cli = Cli::try_parse_from([
+            "campus-coupon",
+            "api",
+            "--kafka-brokers",
+            "k:9092",
+            "--mysql-url",
+            "mysql://u:secret@db/c",
+            "--redis-url",
+            "redis://:pw@r:6379",
+            "--redis-key-prefix",
+            "blue:",
+        ])
+        .unwrap();
+        let Command::Api(api) = cli.command else {
+            panic!("not api")
+        };
+        assert_eq!(api.redis.key_prefix, "blue:");
+        assert_eq!(api.http.http_addr.to_string(), "0.0.0.0:8080");
+        assert_eq!(api.retention.key_retention_secs, 86_400);
+        let debug = format!("{api:?}");
+        assert!(
+            !debug.contains("secret") && !debug.contains(":pw@"),
+            "{debug}"
+        );
+    }
+}

@@ -1,0 +1,59 @@
+//! Coupon-specific configuration; the shared parts (Kafka, MySQL, HTTP, ops) come from
+//! `campus_common::config`. Every flag can also be set by the environment variable named here.
+
+use std::time::Duration;
+
+use campus_common::config::{SecretString, parse_millis, parse_secret};
+
+/// Logical topic of issue requests (prefixed by `KAFKA_PREFIX`).
+pub const REQUEST_TOPIC: &str = "coupon.request";
+/// Logical consumer group of the issue worker (prefixed by `KAFKA_PREFIX`).
+pub const ISSUE_GROUP: &str = "coupon-issue";
+
+/// Where Redis is and how this platform names its keys.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RedisArgs {
+    /// Redis URL, `redis://[:password@]host:port[/db]` (a secret: never logged).
+    #[arg(long = "redis-url", env = "REDIS_URL", value_parser = parse_secret)]
+    pub redis_url: SecretString,
+    /// Prefix for every Redis key this service reads and writes (one platform per prefix).
+    #[arg(
+        long = "redis-key-prefix",
+        env = "REDIS_KEY_PREFIX",
+        default_value = ""
+    )]
+    pub key_prefix: String,
+    /// Timeout of a Redis connection attempt and of each command, in milliseconds.
+    #[arg(long = "redis-timeout-ms", env = "REDIS_TIMEOUT_MS", default_value = "2000", value_parser = parse_millis)]
+    pub redis_timeout: Duration,
+}
+
+impl RedisArgs {
+    /// Settings for code not started from a command line (tests, benchmarks).
+    pub fn new(url: &str, key_prefix: impl Into<String>) -> Self {
+        Self {
+            redis_url: SecretString::from(url.to_owned()),
+            key_prefix: key_prefix.into(),
+            redis_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// How long an event's Redis keys outlive the event.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RetentionArgs {
+    /// Seconds an event's Redis keys are kept after the event's end (late retries still get a clear
+    /// answer from Redis; the drift report can still compare). The keys expire at end + this.
+    #[arg(
+        long = "coupon-key-retention-secs",
+        env = "COUPON_KEY_RETENTION_SECS",
+        default_value_t = 86_400
+    )]
+    pub key_retention_secs: u64,
+}
+
+impl RetentionArgs {
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs(self.key_retention_secs)
+    }
+}

@@ -1,0 +1,310 @@
+//! Behaviour of the API with the worker, one endpoint at a time.
+
+use std::time::Duration;
+
+use campus_common::config::KafkaArgs;
+use campus_common::testing;
+use chrono::Utc;
+use redis::AsyncCommands;
+use serde_json::json;
+
+use crate::support::{Env, free_port};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issues_once_per_user_then_lists_and_uses() {
+    let env = Env::start().await;
+    let worker = env.start_worker();
+    let event = env.create_event(2).await;
+
+    let (status, first) = env.issue(1, event).await;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(first["userId"], 1);
+    assert_eq!(first["couponEventId"], event);
+    let coupon_id = first["couponId"].as_str().unwrap().to_owned();
+
+    let (status, body) = env.issue(1, event).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "already_issued");
+    assert_eq!(env.issue(2, event).await.0, 201);
+    let (status, body) = env.issue(3, event).await;
+    assert_eq!(status, 410, "{body}");
+    assert_eq!(body["error"]["code"], "sold_out");
+
+    env.wait_drained(event, 2).await;
+    let (status, list) = env.get("/coupons?userId=1").await;
+    assert_eq!(status, 200, "{list}");
+    let coupons = list["coupons"].as_array().unwrap();
+    assert_eq!(coupons.len(), 1, "{list}");
+    assert_eq!(coupons[0]["id"], coupon_id.as_str());
+    assert!(coupons[0]["usedAt"].is_null());
+
+    let (status, used) = env
+        .post(&format!("/coupons/{coupon_id}/use"), json!({}))
+        .await;
+    assert_eq!(status, 200, "{used}");
+    assert!(used["usedAt"].is_string());
+    let (status, body) = env
+        .post(&format!("/coupons/{coupon_id}/use"), json!({}))
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "already_used");
+    let (_, list) = env.get("/coupons?userId=1").await;
+    assert_eq!(list["coupons"], json!([]), "a used coupon is not usable");
+
+    let unknown = uuid::Uuid::now_v7();
+    let (status, body) = env
+        .post(&format!("/coupons/{unknown}/use"), json!({}))
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(env.post("/coupons/not-a-uuid/use", json!({})).await.0, 400);
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_coupons_are_not_listed_or_usable() {
+    let env = Env::start().await;
+    let worker = env.start_worker();
+    let event = env.create_event(5).await;
+    let (status, body) = env.issue(7, event).await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["couponId"].as_str().unwrap().to_owned();
+    env.wait_drained(event, 1).await;
+    sqlx::query("UPDATE coupons SET expires_at = ? WHERE id = ?")
+        .bind(Utc::now() - chrono::Duration::seconds(1))
+        .bind(&id)
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    let (_, list) = env.get("/coupons?userId=7").await;
+    assert_eq!(list["coupons"], json!([]));
+    let (status, body) = env.post(&format!("/coupons/{id}/use"), json!({})).await;
+    assert_eq!(status, 410, "{body}");
+    assert_eq!(body["error"]["code"], "expired");
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_the_window_is_refused_and_unknown_events_touch_nothing() {
+    let env = Env::start().await;
+    let now = Utc::now();
+    let future = env
+        .create_event_at(
+            10,
+            now + chrono::Duration::hours(1),
+            now + chrono::Duration::hours(2),
+        )
+        .await;
+    let past = env
+        .create_event_at(
+            10,
+            now - chrono::Duration::hours(2),
+            now - chrono::Duration::hours(1),
+        )
+        .await;
+    let before = env.redis_keys().await;
+    // The future event's metadata is there; the past one's expired at once (end + retention).
+    assert_eq!(before, vec![env.store.keys().meta(future)], "{before:?}");
+
+    let (status, body) = env.issue(1, future).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "not_started");
+    let (status, body) = env.issue(1, past).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "ended");
+    let (status, body) = env.issue(1, 9_999).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"]["code"], "not_found");
+    assert_eq!(
+        env.redis_keys().await,
+        before,
+        "refusals wrote nothing to Redis"
+    );
+    assert_eq!(
+        env.mysql_counts(future).await.0 + env.mysql_counts(past).await.0,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_a_400_with_the_error_body() {
+    let env = Env::start().await;
+    let event = env.create_event(1).await;
+    for body in [
+        json!({"userId": 0, "couponEventId": event}),
+        json!({"userId": -4, "couponEventId": event}),
+        json!({"userId": "x", "couponEventId": event}),
+        json!({"couponEventId": event}),
+        json!({"userId": 1, "couponEventId": event, "extra": true}),
+    ] {
+        let (status, res) = env.post("/coupons", body.clone()).await;
+        assert_eq!(status, 400, "{body} -> {res}");
+        assert_eq!(res["error"]["code"], "bad_request", "{res}");
+    }
+    let (status, res) = env.get("/coupons?userId=abc").await;
+    assert_eq!(
+        (status, res["error"]["code"].as_str()),
+        (400, Some("bad_request"))
+    );
+    let (status, res) = env.get("/coupons").await;
+    assert_eq!(status, 400, "{res}");
+
+    let now = Utc::now();
+    let (status, res) = env
+        .post(
+            "/admin/coupon-events",
+            json!({"name": "", "limit": 0, "startsAt": now, "endsAt": now,
+                   "couponValidSeconds": 0}),
+        )
+        .await;
+    assert_eq!(status, 400, "{res}");
+    for field in ["name", "limit", "endsAt", "couponValidSeconds"] {
+        assert!(res["error"]["details"][field].is_string(), "{field}: {res}");
+    }
+    assert_eq!(env.redis_count(event).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_redis_metadata_is_reloaded_from_mysql() {
+    let env = Env::start().await;
+    let worker = env.start_worker();
+    let event = env.create_event(3).await;
+    assert_eq!(env.issue(1, event).await.0, 201);
+    assert_eq!(env.issue(2, event).await.0, 201);
+    env.wait_drained(event, 2).await;
+
+    // Redis lost everything of this platform (a flush).
+    let mut c = env.redis.clone();
+    for k in env.redis_keys().await {
+        let _: () = c.del(k).await.unwrap();
+    }
+    let (status, body) = env.issue(1, event).await;
+    assert_eq!(status, 409, "holders came back from MySQL: {body}");
+    assert_eq!(env.redis_count(event).await, 2);
+    assert_eq!(env.issue(3, event).await.0, 201);
+    assert_eq!(env.issue(4, event).await.0, 410);
+    env.wait_drained(event, 3).await;
+    assert_eq!(env.mysql_users(event).await, vec![1, 2, 3]);
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_kafka_write_gives_the_slot_back_and_answers_503() {
+    // A broker address where nothing listens: every write fails after the produce timeout.
+    let mut kafka = KafkaArgs::new(format!("127.0.0.1:{}", free_port()));
+    kafka.produce_timeout = Duration::from_millis(1500);
+    let env = Env::start_with(kafka, "coupon.request".into()).await;
+    let event = env.create_event(1).await;
+    for _ in 0..2 {
+        let res = env
+            .http
+            .post(env.url("/coupons"))
+            .json(&json!({"userId": 5, "couponEventId": event}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 503);
+        assert_eq!(res.headers()["retry-after"], "1");
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "unavailable", "{body}");
+        // The slot and the user's mark were given back: the same user gets 503 again, not 409.
+        assert_eq!(env.redis_count(event).await, 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drift_report_compares_redis_with_mysql() {
+    let env = Env::start().await;
+    let worker = env.start_worker();
+    let event = env.create_event(10).await;
+    for user in 1..=3 {
+        assert_eq!(env.issue(user, event).await.0, 201);
+    }
+    env.wait_drained(event, 3).await;
+    let (status, report) = env
+        .get(&format!("/admin/reconcile?couponEventId={event}"))
+        .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["drifted"], 0, "{report}");
+    let e = &report["events"][0];
+    assert_eq!(e["status"], "ok", "{report}");
+    assert_eq!(
+        (e["redis"]["holders"].as_i64(), e["mysqlCoupons"].as_i64()),
+        (Some(3), Some(3))
+    );
+    assert_eq!(e["redis"]["confirmed"], 3);
+
+    // A coupon MySQL has and Redis does not count, and a pending holder long past the grace.
+    sqlx::query(
+        "INSERT INTO coupons (id, user_id, coupon_event_id, issued_at, expires_at) VALUES (?, 99, ?, ?, ?)",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(event)
+    .bind(Utc::now())
+    .bind(Utc::now() + chrono::Duration::hours(1))
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    let old = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        (Utc::now().timestamp() - 3600) as u64,
+        0,
+    ));
+    let mut c = env.redis.clone();
+    let _: () = c
+        .hset(env.store.keys().holders(event), 77, old.to_string())
+        .await
+        .unwrap();
+    let (_, report) = env.get("/admin/reconcile").await;
+    assert_eq!(report["drifted"], 1, "{report}");
+    let e = &report["events"][0];
+    assert_eq!(e["status"], "drift", "{report}");
+    assert_eq!(e["onlyInMysql"], json!([99]));
+    assert_eq!(e["onlyInRedis"], json!([77]));
+    assert_eq!(e["redis"]["stalePending"], 1);
+    assert_eq!(e["drift"], 0);
+    assert_eq!(
+        env.get("/admin/reconcile?couponEventId=424242").await.0,
+        404
+    );
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_openapi_swagger_and_ops_endpoints() {
+    let env = Env::start().await;
+    let (status, doc) = env.get("/api-docs/openapi.json").await;
+    assert_eq!(status, 200);
+    for path in [
+        "/coupons",
+        "/coupons/{id}/use",
+        "/admin/coupon-events",
+        "/admin/reconcile",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    let res = env.http.get(env.url("/swagger-ui/")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("swagger"));
+    assert_eq!(env.get("/healthz").await.0, 200);
+    let (status, ready) = env.get("/readyz").await;
+    assert_eq!(status, 200, "{ready}");
+    let metrics = env
+        .http
+        .get(env.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("campus_http_requests"), "{metrics}");
+    let (status, body) = env.get("/nope").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    let _ = testing::unique("x");
+}

@@ -1,0 +1,6 @@
+//! Integration tests against the real local servers (scripts/servers.sh): API and worker run
+//! in-process on real listeners; the fault tests start a private Kafka.
+
+mod api;
+mod binary;
+mod support;

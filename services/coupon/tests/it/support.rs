@@ -1,0 +1,395 @@
+//! Shared test wiring: an API on port 0 with a fresh database, Redis prefix and topic; issue
+//! workers as tasks; a private Kafka that can be stopped and started.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::TcpListener as StdListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use campus_common::config::KafkaArgs;
+use campus_common::kafka::Producer;
+use campus_common::kafka::admin::{Admin, TopicSpec};
+use campus_common::kafka::consumer::ConsumerMetrics;
+use campus_common::testing;
+use campus_coupon::config::RedisArgs;
+use campus_coupon::metrics::WorkerMetrics;
+use campus_coupon::store::CouponStore;
+use campus_coupon::{AppState, app, cli, db, worker};
+use chrono::{DateTime, Utc};
+use redis::AsyncCommands;
+use serde_json::{Value, json};
+use sqlx::MySqlPool;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Polls `f` until it returns `Some`, or panics after `deadline`.
+pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let end = tokio::time::Instant::now() + deadline;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > end {
+            panic!("timed out after {deadline:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// An API on a real listener with its own database, Redis prefix and topic.
+pub struct Env {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub pool: MySqlPool,
+    pub store: CouponStore,
+    pub redis: redis::aio::MultiplexedConnection,
+    pub prefix: String,
+    pub topic: String,
+    pub kafka: KafkaArgs,
+    pub group: String,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Env {
+    /// Against the shared local Kafka.
+    pub async fn start() -> Self {
+        let topic = testing::fresh_topic("coupon-request", 4).await;
+        Self::start_with(testing::kafka(), topic).await
+    }
+
+    /// Against `kafka`, where `topic` already exists.
+    pub async fn start_with(kafka: KafkaArgs, topic: String) -> Self {
+        let (_url, pool) = testing::fresh_mysql().await;
+        db::migrate(&pool).await.expect("migrate");
+        let (prefix, redis) = testing::fresh_redis().await;
+        let store = CouponStore::connect(
+            &RedisArgs::new(&testing::redis_url(), prefix.clone()),
+            Duration::from_secs(600),
+        )
+        .await
+        .expect("redis");
+        let producer = Producer::new(&kafka).expect("producer");
+        let state = AppState::new(pool.clone(), store.clone(), producer, topic.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        tokio::spawn(campus_common::http::serve_on(
+            listener,
+            app(state),
+            shutdown.clone(),
+        ));
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        Self {
+            base,
+            http,
+            pool,
+            store,
+            redis,
+            prefix,
+            topic,
+            kafka,
+            group: testing::unique("coupon-issue"),
+            shutdown,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Creates an event open from `starts_at` to `ends_at`; returns its id.
+    pub async fn create_event_at(
+        &self,
+        limit: i64,
+        starts_at: DateTime<Utc>,
+        ends_at: DateTime<Utc>,
+    ) -> i64 {
+        let (status, body) = self
+            .post(
+                "/admin/coupon-events",
+                json!({"name": "test event", "limit": limit, "startsAt": starts_at,
+                       "endsAt": ends_at, "couponValidSeconds": 3600}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_i64().unwrap()
+    }
+
+    /// An event open now for an hour.
+    pub async fn create_event(&self, limit: i64) -> i64 {
+        let now = Utc::now();
+        self.create_event_at(
+            limit,
+            now - chrono::Duration::minutes(1),
+            now + chrono::Duration::hours(1),
+        )
+        .await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let res = self
+            .http
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = res.status().as_u16();
+        let body = res.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let res = self.http.get(self.url(path)).send().await.expect("request");
+        let status = res.status().as_u16();
+        let body = res.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    pub async fn issue(&self, user: i64, event: i64) -> (u16, Value) {
+        self.post("/coupons", json!({"userId": user, "couponEventId": event}))
+            .await
+    }
+
+    /// Starts an issue worker (a member of this env's group) as a task.
+    pub fn start_worker(&self) -> Worker {
+        let runtime = cli::issue_consumer(
+            &self.kafka,
+            &self.group,
+            &self.topic,
+            ConsumerMetrics::default(),
+        )
+        .expect("consumer");
+        let shutdown = CancellationToken::new();
+        let handler = worker::handler(
+            self.pool.clone(),
+            self.store.clone(),
+            WorkerMetrics::default(),
+        );
+        let handle = tokio::spawn(runtime.run(handler, shutdown.clone()));
+        Worker { shutdown, handle }
+    }
+
+    /// (rows, distinct users) of an event in MySQL.
+    pub async fn mysql_counts(&self, event: i64) -> (i64, i64) {
+        sqlx::query_as(
+            "SELECT COUNT(*), COUNT(DISTINCT user_id) FROM coupons WHERE coupon_event_id = ?",
+        )
+        .bind(event)
+        .fetch_one(&self.pool)
+        .await
+        .unwrap()
+    }
+
+    pub async fn mysql_users(&self, event: i64) -> Vec<i64> {
+        let mut v: Vec<i64> =
+            sqlx::query_scalar("SELECT user_id FROM coupons WHERE coupon_event_id = ?")
+                .bind(event)
+                .fetch_all(&self.pool)
+                .await
+                .unwrap();
+        v.sort_unstable();
+        v
+    }
+
+    /// The Redis count (size of the holders hash) of an event.
+    pub async fn redis_count(&self, event: i64) -> i64 {
+        let mut c = self.redis.clone();
+        c.hlen(self.store.keys().holders(event)).await.unwrap()
+    }
+
+    /// Every key under this env's prefix.
+    pub async fn redis_keys(&self) -> Vec<String> {
+        let mut c = self.redis.clone();
+        let mut keys: Vec<String> = c.keys(format!("{}*", self.prefix)).await.unwrap();
+        keys.sort();
+        keys
+    }
+
+    /// Waits until MySQL holds `n` coupons of `event` and Redis counts the same.
+    pub async fn wait_drained(&self, event: i64, n: i64) {
+        eventually("the worker to drain", Duration::from_secs(90), || async {
+            let (rows, _) = self.mysql_counts(event).await;
+            assert!(
+                rows <= n,
+                "more coupons in MySQL ({rows}) than expected ({n})"
+            );
+            (rows == n && self.redis_count(event).await == n).then_some(())
+        })
+        .await;
+    }
+}
+
+/// A worker task.
+pub struct Worker {
+    pub shutdown: CancellationToken,
+    pub handle: JoinHandle<Result<(), campus_common::kafka::consumer::ConsumerError>>,
+}
+
+impl Worker {
+    /// Graceful stop (SIGTERM): finish records in hand, commit.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.handle.await.expect("join").expect("worker");
+    }
+    /// A crash: no final commit, records in hand abandoned.
+    pub async fn kill(self) {
+        self.handle.abort();
+        let _ = self.handle.await;
+    }
+}
+
+/// Answers of a burst, by status, and who got a coupon.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub by_status: HashMap<u16, usize>,
+    pub by_code: HashMap<String, usize>,
+    pub winners: Vec<i64>,
+}
+
+/// `tries` requests spread over `users` users (each user at least twice), shuffled.
+pub fn burst_plan(users: i64, tries: usize) -> Vec<i64> {
+    use rand::seq::SliceRandom;
+    let mut plan: Vec<i64> = (0..tries).map(|i| 1 + (i as i64 % users)).collect();
+    plan.shuffle(&mut rand::rng());
+    plan
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A private Kafka (noida-db, Kafka service only) on a free port, in its own process group, for
+/// tests that stop the broker midway. Killed (the whole group) on drop.
+pub struct PrivateKafka {
+    pub brokers: String,
+    data_dir: PathBuf,
+    child: Child,
+}
+
+fn noida_bin() -> PathBuf {
+    let cache = std::env::var_os("CAMPUS_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/campus"));
+    cache.join("venv/lib/python3.11/site-packages/noida_db/noida-db")
+}
+
+impl PrivateKafka {
+    pub async fn start() -> Self {
+        use std::os::unix::process::CommandExt;
+        let port = free_port();
+        let data_dir = std::env::temp_dir().join(testing::unique("coupon-kafka"));
+        std::fs::create_dir_all(&data_dir).unwrap();
+        let log = std::fs::File::create(data_dir.join("noida.log")).unwrap();
+        let child = Command::new(noida_bin())
+            .args(["start", "--data-dir"])
+            .arg(&data_dir)
+            .args(["--only", "kafka", "--kafka-port", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .expect("start noida-db (scripts/servers.sh installs it)");
+        let brokers = format!("127.0.0.1:{port}");
+        let k = Self {
+            brokers,
+            data_dir,
+            child,
+        };
+        k.wait_listening(true).await;
+        k
+    }
+
+    pub fn args(&self) -> KafkaArgs {
+        KafkaArgs::new(self.brokers.clone())
+    }
+
+    /// Creates a topic on this broker.
+    pub async fn topic(&self, partitions: i32) -> String {
+        let name = testing::unique("coupon-request").replace('_', "-");
+        let admin = Admin::new(&self.args()).unwrap();
+        admin
+            .ensure(&[TopicSpec::new(&name, partitions)])
+            .await
+            .expect("create topic");
+        eventually("the topic to appear", Duration::from_secs(30), || async {
+            admin
+                .describe()
+                .await
+                .ok()
+                .filter(|t| t.contains_key(&name))
+                .map(|_| ())
+        })
+        .await;
+        name
+    }
+
+    fn control(&self, verb: &str) {
+        let out = Command::new(noida_bin())
+            .arg(verb)
+            .arg("kafka")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .output()
+            .expect("noida-db control");
+        assert!(out.status.success(), "noida-db {verb} kafka: {out:?}");
+    }
+
+    /// Stops the Kafka service (the process keeps running, the port closes).
+    pub async fn stop_service(&self) {
+        self.control("stop");
+        self.wait_listening(false).await;
+    }
+
+    /// Starts the Kafka service again with its data.
+    pub async fn start_service(&self) {
+        self.control("start");
+        self.wait_listening(true).await;
+    }
+
+    async fn wait_listening(&self, want: bool) {
+        let addr = self.brokers.clone();
+        eventually("the private Kafka port", Duration::from_secs(30), || {
+            let addr = addr.clone();
+            async move {
+                let up = tokio::net::TcpStream::connect(&addr).await.is_ok();
+                (up == want).then_some(())
+            }
+        })
+        .await;
+    }
+}
+
+impl Drop for PrivateKafka {
+    fn drop(&mut self) {
+        // The server runs in its own process group: kill the group, then reap.
+        let pgid = self.child.id() as i32;
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pgid}")])
+            .status();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
