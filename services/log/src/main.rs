@@ -1,1 +1,6 @@
-fn main() {}
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = campus_common::run::parse::<campus_log::cli::Cli>();
+    campus_common::run::block_on(campus_log::run(cli))
+}

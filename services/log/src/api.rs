@@ -1,0 +1,189 @@
+//! `campus-log api`: search and stats over the access-log alias, with an OpenAPI document and
+//! Swagger UI, the ops endpoints, and its own access-log lines.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use campus_common::http::{ApiError, HttpMetrics, Json, Query, observe};
+use campus_common::ops::{self, Readiness};
+use prometheus_client::registry::Registry;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::es::{Es, EsError};
+use crate::query::{
+    self, InvalidQuery, LogEntry, PathLatency, RateBucket, SearchParams, SearchResponse,
+    StatsParams, StatsResponse, StatusClassCount,
+};
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    es: Es,
+    /// The alias (or index pattern) searched: the index prefix.
+    target: String,
+    registry: Arc<Registry>,
+    metrics: HttpMetrics,
+}
+
+impl AppState {
+    /// Queries `target` (the alias `<prefix>` over the daily indices) on `es`.
+    pub fn new(es: Es, target: impl Into<String>) -> Self {
+        let mut registry = Registry::default();
+        let metrics = HttpMetrics::register(&mut registry);
+        Self {
+            es,
+            target: target.into(),
+            registry: Arc::new(registry),
+            metrics,
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Campus log API",
+        description = "Search and statistics over the access logs of every Campus service."
+    ),
+    paths(search, stats),
+    components(schemas(
+        SearchResponse,
+        LogEntry,
+        StatsResponse,
+        StatusClassCount,
+        RateBucket,
+        PathLatency,
+        ErrorResponse,
+        ErrorDetail
+    )),
+    tags((name = "logs", description = "Access-log queries"))
+)]
+pub struct ApiDoc;
+
+/// The error shape every Campus API answers.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ErrorResponse {
+    error: ErrorDetail,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ErrorDetail {
+    /// Machine-readable code, e.g. `bad_request`.
+    code: String,
+    message: String,
+    details: Option<serde_json::Value>,
+}
+
+/// The whole API: routes, Swagger UI, ops endpoints, request ids and access logging.
+pub fn app(state: AppState) -> Router {
+    let es = state.es.clone();
+    let readiness = Readiness::new().check("elasticsearch", move || {
+        let es = es.clone();
+        async move { es.ping().await.map_err(|e| e.to_string()) }
+    });
+    let routes = Router::new()
+        .route("/logs/search", get(search))
+        .route("/logs/stats", get(stats))
+        .with_state(state.clone())
+        .merge(SwaggerUi::new("/swagger-ui").url("/api-docs/openapi.json", ApiDoc::openapi()))
+        .merge(ops::router(state.registry.clone(), readiness))
+        .fallback(|| async { ApiError::not_found("no such endpoint") });
+    observe(routes, crate::SERVICE, Some(state.metrics))
+}
+
+fn invalid(e: InvalidQuery) -> ApiError {
+    ApiError::bad_request(e.0)
+}
+
+fn upstream(e: EsError) -> ApiError {
+    tracing::error!(error = %e, "Elasticsearch query failed");
+    match e {
+        EsError::Unreachable { .. } => ApiError::unavailable("the log store is unreachable"),
+        _ => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream",
+            "the log store could not answer the query",
+        ),
+    }
+}
+
+/// Search access-log entries.
+#[utoipa::path(
+    get,
+    path = "/logs/search",
+    tag = "logs",
+    params(SearchParams),
+    responses(
+        (status = 200, description = "A page of entries, newest first", body = SearchResponse),
+        (status = 400, description = "Bad parameter", body = ErrorResponse),
+        (status = 502, description = "Elasticsearch refused the query", body = ErrorResponse),
+        (status = 503, description = "Elasticsearch unreachable", body = ErrorResponse)
+    )
+)]
+async fn search(
+    State(state): State<AppState>,
+    Query(params): Query<SearchParams>,
+) -> Result<Json<SearchResponse>, ApiError> {
+    let (body, page, size) = query::search_body(&params).map_err(invalid)?;
+    let answer = state
+        .es
+        .search(&state.target, &body)
+        .await
+        .map_err(upstream)?;
+    Ok(Json(query::search_response(&answer, page, size)))
+}
+
+/// Traffic statistics over a window: requests by status class, requests per minute, and
+/// p50/p95/p99 latency per path (Elasticsearch `percentiles` aggregation).
+#[utoipa::path(
+    get,
+    path = "/logs/stats",
+    tag = "logs",
+    params(StatsParams),
+    responses(
+        (status = 200, description = "Statistics of the window", body = StatsResponse),
+        (status = 400, description = "Bad parameter", body = ErrorResponse),
+        (status = 502, description = "Elasticsearch refused the query", body = ErrorResponse),
+        (status = 503, description = "Elasticsearch unreachable", body = ErrorResponse)
+    )
+)]
+async fn stats(
+    State(state): State<AppState>,
+    Query(params): Query<StatsParams>,
+) -> Result<Json<StatsResponse>, ApiError> {
+    let plan = query::stats_plan(&params, chrono::Utc::now()).map_err(invalid)?;
+    let answer = state
+        .es
+        .search(&state.target, &plan.body)
+        .await
+        .map_err(upstream)?;
+    Ok(Json(query::stats_response(&answer, &plan)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_openapi_document_names_both_endpoints() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        assert!(doc["paths"]["/logs/search"]["get"].is_object());
+        assert!(doc["paths"]["/logs/stats"]["get"].is_object());
+        let params: Vec<&str> = doc["paths"]["/logs/search"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        for name in ["path", "status", "from", "to", "q", "page", "size"] {
+            assert!(params.contains(&name), "{name} missing: {params:?}");
+        }
+        assert!(doc["components"]["schemas"]["StatsResponse"].is_object());
+    }
+}

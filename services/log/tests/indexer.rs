@@ -1,0 +1,174 @@
+//! The native indexer against the real local Kafka and Elasticsearch (scripts/servers.sh).
+
+mod common;
+
+use std::time::Duration;
+
+use campus_common::kafka::dlq_headers;
+use campus_common::testing;
+use common::*;
+
+/// Access lines over two days, ordinary log lines, a non-JSON line and a line the mapping refuses:
+/// every access line lands in the daily index of its own time, the others are skipped or
+/// dead-lettered, and replaying the whole topic from offset 0 changes no count.
+#[tokio::test]
+async fn indexes_daily_dead_letters_bad_lines_and_replays_without_duplicates() {
+    let es_url = testing::es_url();
+    let es = es(&es_url);
+    let prefix = fresh_prefix();
+    let topic = testing::fresh_topic("access-log", 2).await;
+    let shipped = at("2026-11-25T12:00:05Z");
+
+    let mut payloads = Vec::new();
+    for i in 0..30 {
+        let day = if i < 12 { "2026-11-24" } else { "2026-11-25" };
+        let time = at(&format!("{day}T11:{:02}:00Z", i % 60));
+        let line = access_line(
+            time,
+            "campus-content",
+            "GET",
+            &format!("/posts/{i}/detail"),
+            "/posts/{id}/detail",
+            200,
+            1.0 + i as f64,
+        );
+        payloads.push(event_bytes(&serde_json::to_string(&line).unwrap(), shipped));
+        if i == 10 {
+            // A panic message on stdout: not JSON.
+            payloads.push(event_bytes(
+                "thread 'main' panicked at src/main.rs:1:1",
+                shipped,
+            ));
+        }
+        if i % 10 == 0 {
+            // An ordinary JSON log line of the same container: skipped.
+            payloads.push(event_bytes(
+                r#"{"timestamp":"2026-11-25T11:00:00Z","level":"INFO","message":"listening"}"#,
+                shipped,
+            ));
+        }
+    }
+    // JSON with the access fields but a status the mapping (integer) refuses.
+    let mut bad = serde_json::to_value(access_line(
+        at("2026-11-25T11:59:00Z"),
+        "campus-content",
+        "GET",
+        "/x",
+        "/x",
+        200,
+        1.0,
+    ))
+    .unwrap();
+    bad["status"] = serde_json::json!("two hundred");
+    payloads.push(event_bytes(&bad.to_string(), shipped));
+    produce(&topic, &payloads).await;
+
+    let group = testing::unique("log-index");
+    let worker = start_worker(&es_url, &topic, &group, &prefix).await;
+    eventually(60, "30 indexed documents", || async {
+        (count(&es, &prefix).await == 30).then_some(())
+    })
+    .await;
+    assert_eq!(count(&es, &format!("{prefix}-2026.11.24")).await, 12);
+    assert_eq!(count(&es, &format!("{prefix}-2026.11.25")).await, 18);
+
+    let dlq = campus_common::kafka::dlq_topic(&topic, &group);
+    let dead = testing::read_topic(&dlq, 2, Duration::from_secs(30)).await;
+    assert_eq!(dead.len(), 2, "two records dead-lettered");
+    let mut errors: Vec<String> = dead
+        .iter()
+        .map(|r| {
+            assert_eq!(r.header(dlq_headers::REASON), Some(&b"permanent"[..]));
+            assert_eq!(
+                r.header(dlq_headers::ORIGINAL_TOPIC),
+                Some(topic.as_bytes())
+            );
+            String::from_utf8(r.header(dlq_headers::ERROR).unwrap().to_vec()).unwrap()
+        })
+        .collect();
+    errors.sort();
+    assert!(errors[0].contains("rejected the document"), "{errors:?}");
+    assert!(errors[1].contains("not JSON"), "{errors:?}");
+    assert_eq!(
+        worker
+            .metric("log_index_documents_total{outcome=\"skipped\"}")
+            .await,
+        3.0
+    );
+    // The document is the line plus the Kubernetes fields, under the record's id.
+    let hit = es
+        .search(
+            &prefix,
+            &serde_json::json!({"query": {"term": {"path": "/posts/29/detail"}}}),
+        )
+        .await
+        .unwrap();
+    let hit = &hit["hits"]["hits"][0];
+    assert!(
+        hit["_id"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{topic}-"))
+    );
+    assert_eq!(hit["_source"]["kubernetes"]["pod"]["name"], META.pod);
+    assert_eq!(hit["_source"]["duration_ms"], 30.0);
+    worker.stop().await;
+
+    // Replay from offset 0 (a new group starts at the earliest offset): same ids, same counts.
+    let replay_group = testing::unique("log-index-replay");
+    let replay = start_worker(&es_url, &topic, &replay_group, &prefix).await;
+    eventually(60, "the replay to see all 30 access lines", || async {
+        (replay
+            .metric("log_index_documents_total{outcome=\"duplicate\"}")
+            .await
+            == 30.0)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        replay
+            .metric("log_index_documents_total{outcome=\"indexed\"}")
+            .await,
+        0.0
+    );
+    assert_eq!(count(&es, &prefix).await, 30);
+    replay.stop().await;
+    cleanup(&es, &prefix).await;
+}
+
+/// The template is installed at start: the alias exists and the mapping is the schema's, before
+/// any line arrives.
+#[tokio::test]
+async fn template_and_alias_exist_at_start() {
+    let es_url = testing::es_url();
+    let es = es(&es_url);
+    let prefix = fresh_prefix();
+    campus_log::indexer::prepare(&es, &prefix).await.unwrap();
+    let http = reqwest::Client::new();
+    let aliases: serde_json::Value = http
+        .get(format!("{es_url}/_alias/{prefix}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let today = campus_common::logschema::index_for(&prefix, chrono::Utc::now());
+    assert!(aliases[&today]["aliases"][&prefix].is_object(), "{aliases}");
+    let mapping: serde_json::Value = http
+        .get(format!("{es_url}/{today}/_mapping"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let props = &mapping[&today]["mappings"]["properties"];
+    for (field, _) in campus_common::logschema::FIELDS {
+        assert!(props[*field].is_object(), "{field} not mapped: {mapping}");
+    }
+    assert_eq!(props["duration_ms"]["type"], "float");
+    // Preparing twice is fine (restarts).
+    campus_log::indexer::prepare(&es, &prefix).await.unwrap();
+    cleanup(&es, &prefix).await;
+}
