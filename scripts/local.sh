@@ -1,0 +1,247 @@
+#!/usr/bin/env bash
+# The local mode: the whole platform on one machine without Docker or Kubernetes.
+#   scripts/local.sh up       install what is missing, start the local servers (scripts/servers.sh),
+#                             build the binaries, create the topics, start every API and worker,
+#                             wait until each answers /readyz, print the endpoints
+#   scripts/local.sh down     stop every Campus process by PID (and the servers, if `up` started them)
+#   scripts/local.sh status   which processes run and answer /readyz
+#   scripts/local.sh smoke    one real request to each API (after `up`)
+#   scripts/local.sh logs [NAME]   follow target/local/NAME.log (all when no NAME)
+# PIDs and logs live in target/local/. Names are prefixed (Kafka `local.`, Redis `local:`, MySQL
+# databases `campus_local_*`, indices `local-*`) so the local mode never touches the tests' data.
+# No OpenAI key is needed: without OPENAI_API_KEY the inspector applies its offline policy.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+CAMPUS_CACHE=${CAMPUS_CACHE:-$HOME/.cache/campus}
+VENV=$CAMPUS_CACHE/venv
+D=$ROOT/target/local
+BIN=$ROOT/target/debug
+READY_TIMEOUT=${CAMPUS_LOCAL_READY_TIMEOUT:-120}
+PREFIX=local
+
+# name | binary | sub-command | address variable | port
+PROCESSES="
+content-api|campus-content|api|HTTP_ADDR|8081
+coupon-api|campus-coupon|api|HTTP_ADDR|8082
+log-api|campus-log|api|HTTP_ADDR|8083
+content-inspect|campus-content|worker inspect|OPS_ADDR|9091
+content-cache|campus-content|worker cache|OPS_ADDR|9093
+content-inbox|campus-content|worker inbox|OPS_ADDR|9094
+content-index|campus-content|worker index|OPS_ADDR|9095
+coupon-issue|campus-coupon|worker issue|OPS_ADDR|9096
+log-index|campus-log|worker index|OPS_ADDR|9097
+"
+# (9092 is Kafka's port.) Logical topics and their partitions, created before the workers start.
+TOPICS="post.original:3 post.inspected:3 coupon.request:6 access-log:3"
+
+eval "$(bash scripts/servers.sh env)"
+export KAFKA_BROKERS=$CAMPUS_TEST_KAFKA_BROKERS
+export KAFKA_PREFIX=$PREFIX
+export REDIS_URL=$CAMPUS_TEST_REDIS_URL
+export REDIS_KEY_PREFIX=$PREFIX:
+export MONGO_URL=$CAMPUS_TEST_MONGO_URL
+export MONGO_DATABASE=campus_$PREFIX
+export ELASTICSEARCH_URL=$CAMPUS_TEST_ES_URL
+export ES_INDEX_ALIAS=$PREFIX-posts
+export ES_INDEX_NAME=$PREFIX-posts-v1
+export LOG_INDEX_PREFIX=$PREFIX-access-log
+export RUST_LOG=${RUST_LOG:-info}
+MYSQL_BASE=$CAMPUS_TEST_MYSQL_URL
+mysql_url_of() { # each service has its own database (each runs its own migrations)
+  case $1 in
+    campus-content) echo "$MYSQL_BASE/campus_${PREFIX}_content" ;;
+    campus-coupon) echo "$MYSQL_BASE/campus_${PREFIX}_coupon" ;;
+  esac
+}
+
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+running() { [ -f "$D/$1.pid" ] && kill -0 "$(cat "$D/$1.pid")" 2>/dev/null; }
+each() { echo "$PROCESSES" | grep -v '^$'; }
+binaries() { each | cut -d'|' -f2 | sort -u; }
+
+# Fails clearly when a binary or one of its sub-commands does not exist yet.
+check_commands() {
+  local missing=()
+  while IFS='|' read -r name bin sub _ _; do
+    if ! [ -x "$BIN/$bin" ]; then missing+=("$bin (no binary)"); continue; fi
+    local words=($sub) help
+    if [ ${#words[@]} -eq 2 ]; then help=$("$BIN/$bin" "${words[0]}" --help 2>&1 || true)
+    else help=$("$BIN/$bin" --help 2>&1 || true); fi
+    if ! grep -qE "^  ${words[-1]}( |$)" <<<"$help"; then missing+=("$bin $sub"); fi
+  done < <(each)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "local: these commands do not exist in the workspace yet, so the local mode cannot start:" >&2
+    printf '  - %s\n' "${missing[@]}" >&2
+    return 1
+  fi
+}
+
+create_databases() {
+  local db
+  for db in "campus_${PREFIX}_content" "campus_${PREFIX}_coupon"; do
+    mariadb --protocol=tcp -h127.0.0.1 -P"${MYSQL_BASE##*:}" -uroot -e "CREATE DATABASE IF NOT EXISTS \`$db\`"
+  done
+}
+
+create_topics() {
+  "$VENV/bin/python" - "$KAFKA_BROKERS" "$PREFIX" $TOPICS <<'PY'
+import sys
+from kafka.admin import KafkaAdminClient, NewTopic
+brokers, prefix, specs = sys.argv[1], sys.argv[2], sys.argv[3:]
+admin = KafkaAdminClient(bootstrap_servers=brokers, client_id="campus-local")
+have = set(admin.list_topics())
+want = [NewTopic(f"{prefix}.{s.split(':')[0]}", int(s.split(':')[1]), 1) for s in specs]
+new = [t for t in want if t.name not in have]
+if new:
+    admin.create_topics(new)
+print("local: topics " + ", ".join(t.name for t in want) + (f" ({len(new)} created)" if new else " (present)"))
+PY
+}
+
+start_one() {
+  local name=$1 bin=$2 sub=$3 var=$4 port=$5
+  if running "$name"; then return 0; fi
+  if listening "$port"; then echo "local: port $port for $name is taken by another process" >&2; return 1; fi
+  local url; url=$(mysql_url_of "$bin")
+  # shellcheck disable=SC2086
+  env "$var=127.0.0.1:$port" ${url:+MYSQL_URL=$url} setsid "$BIN/$bin" $sub >"$D/$name.log" 2>&1 &
+  echo $! >"$D/$name.pid"
+}
+
+wait_ready() {
+  local deadline=$((SECONDS + READY_TIMEOUT)) pending
+  while :; do
+    pending=()
+    while IFS='|' read -r name _ _ _ port; do
+      if ! running "$name"; then
+        echo "local: $name exited; last lines of $D/$name.log:" >&2; tail -n 15 "$D/$name.log" >&2; return 1
+      fi
+      curl -fs -o /dev/null --max-time 3 "http://127.0.0.1:$port/readyz" || pending+=("$name")
+    done < <(each)
+    [ ${#pending[@]} -eq 0 ] && return 0
+    if [ $SECONDS -ge $deadline ]; then
+      echo "local: not ready after ${READY_TIMEOUT} s: ${pending[*]}" >&2
+      for n in "${pending[@]}"; do echo "--- $n" >&2; tail -n 5 "$D/$n.log" >&2; done
+      return 1
+    fi
+    sleep 0.5
+  done
+}
+
+endpoints() {
+  cat <<TXT
+Campus is running locally (logs: target/local/*.log, stop: scripts/local.sh down)
+  content API   http://127.0.0.1:8081   Swagger UI http://127.0.0.1:8081/swagger-ui/
+  coupon API    http://127.0.0.1:8082   Swagger UI http://127.0.0.1:8082/swagger-ui/
+  log API       http://127.0.0.1:8083   Swagger UI http://127.0.0.1:8083/swagger-ui/
+  workers (ops: /healthz /readyz /metrics)
+    content inspect :9091  cache :9093  inbox :9094  index :9095   coupon issue :9096   log index :9097
+  servers: Kafka $KAFKA_BROKERS (topics $PREFIX.*), MySQL ${MYSQL_BASE#mysql://}, Redis ${REDIS_URL#redis://},
+           MongoDB ${MONGO_URL#mongodb://}, Elasticsearch ${ELASTICSEARCH_URL#http://}  (no Kibana in the local mode)
+TXT
+}
+
+up() {
+  local t0=$SECONDS
+  mkdir -p "$D"
+  bash scripts/deps.sh >/dev/null
+  if ! bash scripts/servers.sh status >/dev/null 2>&1; then
+    # Remember which servers this command started, so `down` stops only those.
+    bash scripts/servers.sh status 2>/dev/null | awk -F: '/stopped/ {print $1}' >"$D/servers-started"
+    bash scripts/servers.sh start
+  fi
+  echo "local: cargo build $(binaries | sed 's/^/-p /' | tr '\n' ' ')"
+  # shellcheck disable=SC2046
+  cargo build --locked $(binaries | sed 's/^/-p /') 2>&1 | grep -E '^(error|warning: unused)|Finished' || true
+  check_commands
+  local t1=$SECONDS
+  create_databases
+  create_topics
+  while IFS='|' read -r name bin sub var port; do start_one "$name" "$bin" "$sub" "$var" "$port"; done < <(each | grep -- '-api|')
+  while IFS='|' read -r name bin sub var port; do start_one "$name" "$bin" "$sub" "$var" "$port"; done < <(each | grep -v -- '-api|')
+  wait_ready
+  echo "local: all $(each | wc -l) processes ready in $((SECONDS - t1)) s after the build ($((SECONDS - t0)) s in all)"
+  endpoints
+}
+
+down() {
+  local n
+  for n in $(each | cut -d'|' -f1); do
+    if running "$n"; then
+      local pid; pid=$(cat "$D/$n.pid")
+      kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    fi
+  done
+  for n in $(each | cut -d'|' -f1); do
+    if [ -f "$D/$n.pid" ]; then
+      local pid; pid=$(cat "$D/$n.pid")
+      for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -KILL -- "-$pid" 2>/dev/null || true
+      rm -f "$D/$n.pid"
+      echo "local: $n stopped"
+    fi
+  done
+  if [ -s "$D/servers-started" ]; then
+    # shellcheck disable=SC2046
+    bash scripts/servers.sh stop $(cat "$D/servers-started")
+  fi
+  rm -f "$D/servers-started"
+}
+
+status() {
+  local rc=0
+  while IFS='|' read -r name _ sub _ port; do
+    if ! running "$name"; then printf '%-16s stopped\n' "$name"; rc=3; continue; fi
+    if curl -fs -o /dev/null --max-time 3 "http://127.0.0.1:$port/readyz"; then state=ready; else state="not ready"; rc=3; fi
+    printf '%-16s running (pid %s, :%s, %s)  %s\n' "$name" "$(cat "$D/$name.pid")" "$port" "$sub" "$state"
+  done < <(each)
+  return $rc
+}
+
+# expect NAME WANT_STATUS METHOD URL [BODY]: one request; prints the body on success.
+expect() {
+  local what=$1 want=$2 method=$3 url=$4 body=${5:-}
+  local out code
+  out=$(mktemp)
+  code=$(curl -sS -o "$out" -w '%{http_code}' -X "$method" ${body:+-H 'content-type: application/json' -d "$body"} "$url" || true)
+  if [[ " $want " == *" $code "* ]]; then
+    echo "local: ok   $what: $method ${url#http://127.0.0.1} -> $code" >&2; cat "$out"; rm -f "$out"
+  else
+    echo "local: FAIL $what: $method ${url#http://127.0.0.1} -> $code (want $want): $(head -c 300 "$out")" >&2; rm -f "$out"; return 1
+  fi
+}
+
+smoke() {
+  local rc=0 now
+  now=$(date -u +%s)
+  # coupon API: an event, then a coupon of it.
+  local event
+  event=$(expect "coupon API" "201" POST http://127.0.0.1:8082/admin/coupon-events \
+    "{\"name\":\"local smoke\",\"limit\":10,\"startsAt\":\"$(date -u -d @$((now - 60)) +%FT%TZ)\",\"endsAt\":\"$(date -u -d @$((now + 3600)) +%FT%TZ)\",\"couponValidSeconds\":3600}") || rc=1
+  local id; id=$(sed -n 's/.*"id":\([0-9]*\).*/\1/p' <<<"$event")
+  if [ -n "$id" ]; then
+    expect "coupon API" "200 201" POST http://127.0.0.1:8082/coupons "{\"userId\":$((now % 100000 + 1)),\"couponEventId\":$id}" >/dev/null || rc=1
+  fi
+  # log API: a search over the access-log indices.
+  expect "log API" "200" GET "http://127.0.0.1:8083/logs/search" >/dev/null || rc=1
+  # content API: the posts of the (seeded) users and categories.
+  expect "content API" "200" GET "http://127.0.0.1:8081/list/search?keyword=campus" >/dev/null || rc=1
+  for p in 8081 8082 8083; do
+    expect "Swagger UI" "200" GET "http://127.0.0.1:$p/swagger-ui/" >/dev/null || rc=1
+  done
+  return $rc
+}
+
+logs() {
+  if [ -n "${1:-}" ]; then tail -F "$D/$1.log"; else tail -F "$D"/*.log; fi
+}
+
+case ${1:-} in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  smoke) smoke ;;
+  logs) logs "${2:-}" ;;
+  *) echo "usage: $0 up|down|status|smoke|logs [NAME]" >&2; exit 2 ;;
+esac
