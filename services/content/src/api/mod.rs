@@ -1,0 +1,270 @@
+//! The content API: posts (written through the transactional outbox), detail from Redis, search
+//! from Elasticsearch, inboxes from MongoDB, and the users, categories and follows they refer to.
+//! Serves its OpenAPI document at `/api-docs/openapi.json` and Swagger UI at `/swagger-ui`.
+
+mod lists;
+mod meta;
+mod posts;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::http::StatusCode;
+use campus_common::config::{ExposeSecret, HttpArgs, KafkaArgs, MysqlArgs};
+use campus_common::http::{ApiError, HttpMetrics};
+use campus_common::kafka::Producer;
+use campus_common::ops::{self, Readiness};
+use campus_common::outbox::{Relay, RelayMetrics, RelayOptions};
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+use sqlx::MySqlPool;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use utoipa::{OpenApi, ToSchema};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::cache::PostCache;
+use crate::config::{EsArgs, MongoArgs, RedisArgs, names};
+use crate::inbox::InboxStore;
+use crate::index::SearchIndex;
+
+/// The migrations under `services/content/migrations` (schema, seed data, outbox).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Everything `campus-content api` needs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ApiArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub mysql: MysqlArgs,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    #[command(flatten)]
+    pub mongo: MongoArgs,
+    #[command(flatten)]
+    pub es: EsArgs,
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: MySqlPool,
+    pub cache: PostCache,
+    pub inbox: InboxStore,
+    pub search: SearchIndex,
+    /// `post.original`, prefixed.
+    pub original_topic: String,
+    /// Wakes the outbox relay after a commit.
+    pub wake: Arc<Notify>,
+    pub registry: Arc<Registry>,
+    pub readiness: Readiness,
+    pub http_metrics: Option<HttpMetrics>,
+}
+
+/// The API router: routes, OpenAPI + Swagger UI, ops endpoints, access log and metrics.
+pub fn app(state: AppState) -> Router {
+    let ops = ops::router(state.registry.clone(), state.readiness.clone());
+    let metrics = state.http_metrics.clone();
+    let api = Router::new()
+        .merge(posts::routes())
+        .merge(lists::routes())
+        .merge(meta::routes())
+        .with_state(state)
+        .merge(SwaggerUi::new("/swagger-ui").url("/api-docs/openapi.json", ApiDoc::openapi()))
+        .merge(ops)
+        .fallback(|| async { ApiError::not_found("no such route") });
+    campus_common::http::observe(api, "campus-content", metrics)
+}
+
+/// The OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Campus content API",
+        description = "Posts, AI inspection, cache, inbox and search."
+    ),
+    paths(
+        posts::create_post,
+        posts::update_post,
+        posts::delete_post,
+        posts::post_detail,
+        lists::search,
+        lists::inbox,
+        meta::list_users,
+        meta::create_user,
+        meta::get_user,
+        meta::update_user,
+        meta::delete_user,
+        meta::list_categories,
+        meta::create_category,
+        meta::get_category,
+        meta::update_category,
+        meta::delete_category,
+        meta::follow,
+        meta::unfollow,
+        meta::followers,
+        meta::followees,
+    ),
+    components(schemas(ErrorBody, ErrorDetail, crate::events::PostView))
+)]
+pub struct ApiDoc;
+
+/// The error body every endpoint answers with.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Machine-readable: `bad_request`, `validation_failed`, `not_found`, `conflict`, `unavailable`, `internal`.
+    pub code: String,
+    pub message: String,
+    /// Per-field messages for `validation_failed`.
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<serde_json::Value>,
+}
+
+/// Paging for list endpoints: `page` from 0, `size` 1–100 (default 10).
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct Paging {
+    #[serde(default)]
+    pub page: u32,
+    pub size: Option<u32>,
+}
+
+impl Paging {
+    pub fn size(&self) -> Result<u32, ApiError> {
+        match self.size.unwrap_or(10) {
+            s @ 1..=100 => Ok(s),
+            _ => Err(ApiError::bad_request("size must be between 1 and 100")),
+        }
+    }
+}
+
+/// MySQL error numbers the API maps to client errors.
+pub(crate) fn mysql_error_number(e: &sqlx::Error) -> Option<u16> {
+    e.as_database_error()
+        .and_then(|d| d.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>())
+        .map(|m| m.number())
+}
+
+pub(crate) const ER_DUP_ENTRY: u16 = 1062;
+pub(crate) const ER_ROW_IS_REFERENCED: u16 = 1451;
+pub(crate) const ER_NO_REFERENCED_ROW: u16 = 1452;
+
+pub(crate) fn conflict(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, "conflict", message)
+}
+
+/// The running API: state plus the outbox relay.
+pub struct Api {
+    pub state: AppState,
+    relay: Relay,
+    producer: Producer,
+}
+
+impl Api {
+    /// Connects to every dependency, runs the migrations and prepares the relay.
+    pub async fn connect(args: &ApiArgs) -> anyhow::Result<Self> {
+        let pool = campus_common::mysql::connect(&args.mysql).await?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .context("failed to run the database migrations")?;
+        let cache = PostCache::connect(
+            args.redis.redis_url.expose_secret(),
+            &args.redis.key_prefix,
+            std::time::Duration::from_secs(args.redis.ttl_seconds),
+        )
+        .await?;
+        let inbox =
+            InboxStore::connect(args.mongo.mongo_url.expose_secret(), &args.mongo.database).await?;
+        let search = SearchIndex::new(&args.es)?;
+        let producer = Producer::new(&args.kafka)?;
+        let mut registry = Registry::default();
+        let http_metrics = HttpMetrics::register(&mut registry);
+        let relay_metrics = RelayMetrics::register(&mut registry);
+        let database: Option<String> = sqlx::query_scalar("SELECT DATABASE()")
+            .fetch_one(&pool)
+            .await
+            .context("failed to read the database name")?;
+        let relay = Relay::new(
+            pool.clone(),
+            producer.clone(),
+            RelayOptions {
+                // One active relay per database (the lock is server-wide).
+                lock_name: format!("campus-content-outbox:{}", database.unwrap_or_default()),
+                ..RelayOptions::default()
+            },
+            relay_metrics,
+        );
+        let readiness = {
+            let (p, c, i, s, k) = (
+                pool.clone(),
+                cache.clone(),
+                inbox.clone(),
+                search.clone(),
+                producer.clone(),
+            );
+            Readiness::new()
+                .check("mysql", move || {
+                    let p = p.clone();
+                    async move { campus_common::mysql::ping(&p).await }
+                })
+                .check("redis", move || {
+                    let c = c.clone();
+                    async move { c.ping().await }
+                })
+                .check("mongodb", move || {
+                    let i = i.clone();
+                    async move { i.ping().await }
+                })
+                .check("elasticsearch", move || {
+                    let s = s.clone();
+                    async move { s.ping().await }
+                })
+                .check("kafka", move || {
+                    let k = k.clone();
+                    async move { k.ping().await }
+                })
+        };
+        let state = AppState {
+            pool,
+            cache,
+            inbox,
+            search,
+            original_topic: args.kafka.name(names::POST_ORIGINAL),
+            wake: relay.notifier(),
+            registry: Arc::new(registry),
+            readiness,
+            http_metrics: Some(http_metrics),
+        };
+        Ok(Self {
+            state,
+            relay,
+            producer,
+        })
+    }
+
+    /// Serves on `listener` and relays the outbox until `shutdown`.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let relay_stop = CancellationToken::new();
+        let relay = tokio::spawn(self.relay.run(relay_stop.clone()));
+        let served = campus_common::http::serve_on(listener, app(self.state), shutdown).await;
+        // Requests are finished: let the relay publish what they committed, then stop it.
+        relay_stop.cancel();
+        let _ = relay.await;
+        self.producer.flush(std::time::Duration::from_secs(5));
+        served
+    }
+}

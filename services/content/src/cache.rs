@@ -1,0 +1,195 @@
+//! The Redis read model of a post (`{prefix}post:{id}`), written by the cache worker from
+//! `post.original` and by the API on a read miss.
+//!
+//! Each key is a hash `{v: version, d: post JSON}` (or `{v, x: 1}` for a deleted post, a tombstone
+//! that keeps older events from bringing it back) with a TTL. Every write goes through one Lua
+//! script that compares versions, so an older version never replaces a newer one, whoever writes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use campus_common::envelope::EventType;
+use campus_common::kafka::{HandleError, Handler, Record};
+use redis::aio::ConnectionManager;
+use tokio_util::sync::CancellationToken;
+
+use crate::events::{self, PostView};
+use crate::worker::ride_out;
+
+/// Compare-and-set: writes only when the stored version is missing or older.
+/// KEYS[1] key; ARGV[1] version; ARGV[2] JSON or "" for a tombstone; ARGV[3] TTL in ms.
+/// Returns 1 when written, 0 when the stored version was as new or newer.
+const PUT_IF_NEWER: &str = r"
+local cur = redis.call('HGET', KEYS[1], 'v')
+if cur and tonumber(cur) >= tonumber(ARGV[1]) then
+  return 0
+end
+if ARGV[2] == '' then
+  redis.call('HDEL', KEYS[1], 'd')
+  redis.call('HSET', KEYS[1], 'v', ARGV[1], 'x', '1')
+else
+  redis.call('HDEL', KEYS[1], 'x')
+  redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+";
+
+#[derive(Debug, thiserror::Error)]
+#[error("failed to {action} in Redis")]
+pub struct CacheError {
+    action: &'static str,
+    #[source]
+    source: redis::RedisError,
+}
+
+/// What the cache holds for a post.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cached {
+    /// The post's JSON ([`PostView`]), ready to answer.
+    Live(String),
+    /// The post was deleted (at this version).
+    Deleted,
+}
+
+/// The post cache; cheap to clone.
+#[derive(Clone)]
+pub struct PostCache {
+    conn: ConnectionManager,
+    prefix: Arc<str>,
+    ttl: Duration,
+    script: Arc<redis::Script>,
+}
+
+impl PostCache {
+    pub async fn connect(url: &str, prefix: &str, ttl: Duration) -> Result<Self, CacheError> {
+        let client = redis::Client::open(url).map_err(|source| CacheError {
+            action: "parse the Redis URL",
+            source,
+        })?;
+        let conn = ConnectionManager::new(client)
+            .await
+            .map_err(|source| CacheError {
+                action: "connect",
+                source,
+            })?;
+        Ok(Self::new(conn, prefix, ttl))
+    }
+
+    pub fn new(conn: ConnectionManager, prefix: &str, ttl: Duration) -> Self {
+        Self {
+            conn,
+            prefix: prefix.into(),
+            ttl,
+            script: Arc::new(redis::Script::new(PUT_IF_NEWER)),
+        }
+    }
+
+    pub fn key(&self, id: u64) -> String {
+        format!("{}post:{id}", self.prefix)
+    }
+
+    /// Reads a post; `None` on a miss.
+    pub async fn get(&self, id: u64) -> Result<Option<Cached>, CacheError> {
+        let mut conn = self.conn.clone();
+        let (data, deleted): (Option<String>, Option<String>) = redis::cmd("HMGET")
+            .arg(self.key(id))
+            .arg("d")
+            .arg("x")
+            .query_async(&mut conn)
+            .await
+            .map_err(|source| CacheError {
+                action: "read a post",
+                source,
+            })?;
+        Ok(match (data, deleted) {
+            (_, Some(_)) => Some(Cached::Deleted),
+            (Some(d), None) => Some(Cached::Live(d)),
+            (None, None) => None,
+        })
+    }
+
+    /// Stores `post` unless a version as new or newer is there. Returns whether it was written.
+    pub async fn put(&self, post: &PostView) -> Result<bool, CacheError> {
+        let json = serde_json::to_string(post).expect("post serializes");
+        self.cas(post.id, post.version, &json).await
+    }
+
+    /// Stores a tombstone for a deleted post unless a newer version is there.
+    pub async fn put_deleted(&self, id: u64, version: i64) -> Result<bool, CacheError> {
+        self.cas(id, version, "").await
+    }
+
+    async fn cas(&self, id: u64, version: i64, data: &str) -> Result<bool, CacheError> {
+        let mut conn = self.conn.clone();
+        let written: i64 = self
+            .script
+            .key(self.key(id))
+            .arg(version)
+            .arg(data)
+            .arg(self.ttl.as_millis().max(1) as u64)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|source| CacheError {
+                action: "write a post",
+                source,
+            })?;
+        Ok(written == 1)
+    }
+
+    /// A readiness check.
+    pub async fn ping(&self) -> Result<(), String> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("redis: {e}"))
+    }
+}
+
+/// The `cache` consumer group: `post.original` → Redis.
+pub struct CacheHandler {
+    cache: PostCache,
+    shutdown: CancellationToken,
+}
+
+impl CacheHandler {
+    /// `shutdown` ends the wait while Redis is down.
+    pub fn new(cache: PostCache, shutdown: CancellationToken) -> Arc<Self> {
+        Arc::new(Self { cache, shutdown })
+    }
+}
+
+#[async_trait]
+impl Handler for CacheHandler {
+    async fn handle(&self, record: &Record) -> Result<(), HandleError> {
+        let event = events::decode(record)?;
+        let written = ride_out(
+            &self.shutdown,
+            "redis",
+            |_| true,
+            || async {
+                match event.event_type {
+                    EventType::Created | EventType::Updated => self.cache.put(&event.payload).await,
+                    EventType::Deleted => {
+                        self.cache
+                            .put_deleted(event.payload.id, event.version)
+                            .await
+                    }
+                }
+            },
+        )
+        .await
+        .map_err(HandleError::transient)?;
+        if !written {
+            tracing::debug!(
+                post = event.payload.id,
+                version = event.version,
+                "older or same version; ignored"
+            );
+        }
+        Ok(())
+    }
+}

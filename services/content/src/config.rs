@@ -1,0 +1,157 @@
+//! Configuration of the content processes: every flag has an environment variable (see README).
+
+use std::time::Duration;
+
+use campus_common::config::{ExposeSecret, SecretString, parse_millis, parse_secret};
+use campus_common::kafka::ConsumerOptions;
+
+/// Logical topic and group names (prefixed with `KAFKA_PREFIX` through `KafkaArgs::name`).
+pub mod names {
+    pub const POST_ORIGINAL: &str = "post.original";
+    pub const POST_INSPECTED: &str = "post.inspected";
+    pub const GROUP_INSPECTION: &str = "inspection";
+    pub const GROUP_CACHE: &str = "cache";
+    pub const GROUP_INBOX: &str = "inbox";
+    pub const GROUP_INDEX: &str = "index";
+}
+
+/// Where Redis is and how the post cache is kept.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RedisArgs {
+    /// Redis URL, `redis://[:password@]host:port[/db]` (a secret: never logged).
+    #[arg(long = "redis-url", env = "REDIS_URL", value_parser = parse_secret)]
+    pub redis_url: SecretString,
+    /// Prefix of every Redis key this service writes (`{prefix}post:{id}`).
+    #[arg(
+        long = "redis-key-prefix",
+        env = "REDIS_KEY_PREFIX",
+        default_value = ""
+    )]
+    pub key_prefix: String,
+    /// How long a cached post lives, in seconds.
+    #[arg(
+        long = "cache-ttl-seconds",
+        env = "CACHE_TTL_SECONDS",
+        default_value_t = 3600
+    )]
+    pub ttl_seconds: u64,
+}
+
+/// Where MongoDB is.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MongoArgs {
+    /// MongoDB connection string (a secret: never logged).
+    #[arg(long = "mongo-url", env = "MONGO_URL", value_parser = parse_secret)]
+    pub mongo_url: SecretString,
+    /// Database that holds the `inbox` collections.
+    #[arg(
+        long = "mongo-database",
+        env = "MONGO_DATABASE",
+        default_value = "campus"
+    )]
+    pub database: String,
+}
+
+/// Where Elasticsearch is and which index the posts live in.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EsArgs {
+    /// Elasticsearch URL (credentials in the URL are sent as basic auth and never logged).
+    #[arg(long = "elasticsearch-url", env = "ELASTICSEARCH_URL", value_parser = parse_secret)]
+    pub es_url: SecretString,
+    /// The alias every read and write goes through.
+    #[arg(
+        long = "es-index-alias",
+        env = "ES_INDEX_ALIAS",
+        default_value = "posts"
+    )]
+    pub alias: String,
+    /// The concrete index the index worker creates (with its mapping) behind the alias.
+    #[arg(
+        long = "es-index-name",
+        env = "ES_INDEX_NAME",
+        default_value = "posts-v1"
+    )]
+    pub index: String,
+    /// Timeout of one Elasticsearch request, in milliseconds.
+    #[arg(long = "es-timeout-ms", env = "ES_TIMEOUT_MS", default_value = "5000", value_parser = parse_millis)]
+    pub es_timeout: Duration,
+}
+
+/// The OpenAI-compatible chat API the inspector calls.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OpenAiArgs {
+    /// API key; without it the inspector applies the offline policy (see README).
+    #[arg(long = "openai-api-key", env = "OPENAI_API_KEY", value_parser = parse_secret)]
+    pub api_key: Option<SecretString>,
+    /// Base URL of any OpenAI-compatible server.
+    #[arg(
+        long = "openai-base-url",
+        env = "OPENAI_BASE_URL",
+        default_value = "https://api.openai.com/v1"
+    )]
+    pub base_url: String,
+    /// Chat model.
+    #[arg(
+        long = "openai-model",
+        env = "OPENAI_MODEL",
+        default_value = "gpt-4o-mini"
+    )]
+    pub model: String,
+    /// Timeout of one inspection call (including the client's own 429/5xx retries), in milliseconds.
+    #[arg(long = "openai-timeout-ms", env = "OPENAI_TIMEOUT_MS", default_value = "15000", value_parser = parse_millis)]
+    pub openai_timeout: Duration,
+}
+
+impl OpenAiArgs {
+    /// Settings for a given server (tests, benchmarks).
+    pub fn new(base_url: impl Into<String>, api_key: Option<&str>) -> Self {
+        Self {
+            api_key: api_key.map(|k| SecretString::from(k.to_owned())),
+            base_url: base_url.into(),
+            model: "gpt-4o-mini".to_owned(),
+            openai_timeout: Duration::from_secs(15),
+        }
+    }
+
+    pub fn key(&self) -> Option<&str> {
+        self.api_key.as_ref().map(|k| k.expose_secret())
+    }
+}
+
+/// Retry settings of a consumer group.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConsumerArgs {
+    /// Attempts for a transiently failing record before it goes to the dead-letter topic.
+    #[arg(
+        long = "consumer-max-attempts",
+        env = "CONSUMER_MAX_ATTEMPTS",
+        default_value_t = 5
+    )]
+    pub max_attempts: u32,
+    /// First retry delay, doubled per attempt, in milliseconds.
+    #[arg(long = "consumer-initial-backoff-ms", env = "CONSUMER_INITIAL_BACKOFF_MS", default_value = "200", value_parser = parse_millis)]
+    pub initial_backoff: Duration,
+    /// Longest retry delay, in milliseconds.
+    #[arg(long = "consumer-max-backoff-ms", env = "CONSUMER_MAX_BACKOFF_MS", default_value = "10000", value_parser = parse_millis)]
+    pub max_backoff: Duration,
+}
+
+impl Default for ConsumerArgs {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+impl ConsumerArgs {
+    pub fn options(&self, group: String, topic: String) -> ConsumerOptions {
+        let mut o = ConsumerOptions::new(group, vec![topic]);
+        o.max_attempts = self.max_attempts.max(1);
+        o.initial_backoff = self.initial_backoff;
+        o.max_backoff = self.max_backoff.max(self.initial_backoff);
+        o
+    }
+}

@@ -1,0 +1,349 @@
+//! The Elasticsearch search index: documents behind an alias (`posts` → `posts-v1`), created with
+//! an explicit, strict mapping by the index worker at start-up; built from `post.inspected`.
+//!
+//! Writes use external versioning (`version_type=external` with the post's version), so Elasticsearch
+//! itself rejects an older or equal version. A deleted post becomes a tombstone document
+//! (`deleted: true`, no text) at its version, so a replay of older events cannot bring it back;
+//! search filters tombstones out. Writes go through the alias with `require_alias`, so nothing ever
+//! auto-creates an index.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use campus_common::envelope::EventType;
+use campus_common::kafka::{HandleError, Handler, Record};
+use elasticsearch::http::StatusCode;
+use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
+use elasticsearch::indices::{IndicesCreateParts, IndicesGetAliasParts};
+use elasticsearch::params::VersionType;
+use elasticsearch::{Elasticsearch, IndexParts, SearchParts};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::EsArgs;
+use crate::events::{self, PostEvent, PostView};
+use crate::worker::ride_out;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("failed to {action}: {source}")]
+    Transport {
+        action: &'static str,
+        #[source]
+        source: elasticsearch::Error,
+    },
+    #[error("failed to {action}: Elasticsearch answered {status}: {body}")]
+    Status {
+        action: &'static str,
+        status: u16,
+        body: String,
+    },
+    #[error(
+        "failed to search: the index alias {0} does not exist yet (the index worker creates it)"
+    )]
+    Missing(String),
+    #[error("failed to parse the Elasticsearch URL: {0}")]
+    Url(String),
+    #[error("failed to read a search hit: {0}")]
+    Decode(String),
+}
+
+/// The mapping of `posts-v1`. `dynamic: strict` rejects any field not listed here.
+pub fn mapping() -> Value {
+    json!({
+        "settings": {"number_of_shards": 1, "refresh_interval": "200ms"},
+        "mappings": {
+            "dynamic": "strict",
+            "properties": {
+                "postId": {"type": "long"},
+                "title": {"type": "text"},
+                "content": {"type": "text"},
+                "userId": {"type": "long"},
+                "userName": {"type": "keyword"},
+                "categoryId": {"type": "long"},
+                "categoryName": {"type": "text", "fields": {"raw": {"type": "keyword"}}},
+                "tags": {"type": "keyword"},
+                "createdAt": {"type": "date"},
+                "updatedAt": {"type": "date"},
+                "version": {"type": "long"},
+                "deleted": {"type": "boolean"}
+            }
+        }
+    })
+}
+
+/// The search index; cheap to clone.
+#[derive(Clone)]
+pub struct SearchIndex {
+    client: Elasticsearch,
+    alias: Arc<str>,
+    index: Arc<str>,
+}
+
+impl SearchIndex {
+    pub fn new(args: &EsArgs) -> Result<Self, IndexError> {
+        use campus_common::config::ExposeSecret;
+        let mut url = elasticsearch::http::Url::parse(args.es_url.expose_secret())
+            .map_err(|e| IndexError::Url(e.to_string()))?;
+        let credentials = (!url.username().is_empty()).then(|| {
+            elasticsearch::auth::Credentials::Basic(
+                url.username().to_owned(),
+                url.password().unwrap_or_default().to_owned(),
+            )
+        });
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        let mut builder = TransportBuilder::new(SingleNodeConnectionPool::new(url))
+            .timeout(args.es_timeout)
+            .disable_proxy();
+        if let Some(c) = credentials {
+            builder = builder.auth(c);
+        }
+        let transport = builder
+            .build()
+            .map_err(|e| IndexError::Url(e.to_string()))?;
+        Ok(Self {
+            client: Elasticsearch::new(transport),
+            alias: args.alias.as_str().into(),
+            index: args.index.as_str().into(),
+        })
+    }
+
+    pub fn alias(&self) -> &str {
+        &self.alias
+    }
+
+    /// Creates the index with its mapping and points the alias at it, unless the alias exists.
+    pub async fn ensure(&self) -> Result<(), IndexError> {
+        let action = "check the index alias";
+        let res = self
+            .client
+            .indices()
+            .get_alias(IndicesGetAliasParts::Name(&[&self.alias]))
+            .send()
+            .await
+            .map_err(|source| IndexError::Transport { action, source })?;
+        if res.status_code().is_success() {
+            return Ok(());
+        }
+        let action = "create the posts index";
+        let res = self
+            .client
+            .indices()
+            .create(IndicesCreateParts::Index(&self.index))
+            .body(mapping())
+            .send()
+            .await
+            .map_err(|source| IndexError::Transport { action, source })?;
+        let status = res.status_code();
+        if !status.is_success() {
+            let body = res.text().await.unwrap_or_default();
+            if !body.contains("resource_already_exists_exception") {
+                return Err(IndexError::Status {
+                    action,
+                    status: status.as_u16(),
+                    body,
+                });
+            }
+        }
+        let action = "create the index alias";
+        let res = self
+            .client
+            .indices()
+            .update_aliases()
+            .body(json!({"actions": [{"add": {"index": &*self.index, "alias": &*self.alias, "is_write_index": true}}]}))
+            .send()
+            .await
+            .map_err(|source| IndexError::Transport { action, source })?;
+        check(action, res).await?;
+        tracing::info!(index = %self.index, alias = %self.alias, "search index ready");
+        Ok(())
+    }
+
+    /// Writes one event. Returns false when Elasticsearch holds this version or a newer one.
+    pub async fn apply(&self, event: &PostEvent) -> Result<bool, IndexError> {
+        let post = &event.payload;
+        let body = match event.event_type {
+            EventType::Created | EventType::Updated => document(post),
+            EventType::Deleted => {
+                json!({"postId": post.id, "version": event.version, "deleted": true})
+            }
+        };
+        let id = post.id.to_string();
+        let action = "index a post";
+        let res = self
+            .client
+            .index(IndexParts::IndexId(&self.alias, &id))
+            .version(event.version)
+            .version_type(VersionType::External)
+            .require_alias(true)
+            .body(body)
+            .send()
+            .await
+            .map_err(|source| IndexError::Transport { action, source })?;
+        if res.status_code() == StatusCode::CONFLICT {
+            return Ok(false);
+        }
+        check(action, res).await?;
+        Ok(true)
+    }
+
+    /// Posts matching `keyword` in title, content, tags or category; best match first, then newest.
+    pub async fn search(
+        &self,
+        keyword: &str,
+        page: u32,
+        size: u32,
+    ) -> Result<Vec<PostView>, IndexError> {
+        let action = "search";
+        let res = self
+            .client
+            .search(SearchParts::Index(&[&self.alias]))
+            .body(query(keyword, page, size))
+            .send()
+            .await
+            .map_err(|source| IndexError::Transport { action, source })?;
+        if res.status_code() == StatusCode::NOT_FOUND {
+            return Err(IndexError::Missing(self.alias.to_string()));
+        }
+        let body = check(action, res).await?;
+        body["hits"]["hits"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|h| from_source(&h["_source"]))
+            .collect()
+    }
+
+    /// A readiness check.
+    pub async fn ping(&self) -> Result<(), String> {
+        match self.client.ping().send().await {
+            Ok(r) if r.status_code().is_success() => Ok(()),
+            Ok(r) => Err(format!("elasticsearch: {}", r.status_code())),
+            Err(e) => Err(format!("elasticsearch: {e}")),
+        }
+    }
+}
+
+async fn check(
+    action: &'static str,
+    res: elasticsearch::http::response::Response,
+) -> Result<Value, IndexError> {
+    let status = res.status_code();
+    if status.is_success() {
+        return res
+            .json::<Value>()
+            .await
+            .map_err(|source| IndexError::Transport { action, source });
+    }
+    let body = res.text().await.unwrap_or_default();
+    Err(IndexError::Status {
+        action,
+        status: status.as_u16(),
+        body: body.chars().take(500).collect(),
+    })
+}
+
+fn document(post: &PostView) -> Value {
+    json!({
+        "postId": post.id,
+        "title": post.title,
+        "content": post.content,
+        "userId": post.user_id,
+        "userName": post.user_name,
+        "categoryId": post.category_id,
+        "categoryName": post.category_name,
+        "tags": post.tags.clone().unwrap_or_default(),
+        "createdAt": post.created_at,
+        "updatedAt": post.updated_at,
+        "version": post.version,
+        "deleted": false,
+    })
+}
+
+fn from_source(s: &Value) -> Result<PostView, IndexError> {
+    let mut s = s.clone();
+    if let Some(o) = s.as_object_mut() {
+        o.remove("deleted");
+        if let Some(id) = o.remove("postId") {
+            o.insert("id".to_owned(), id);
+        }
+    }
+    serde_json::from_value(s).map_err(|e| IndexError::Decode(e.to_string()))
+}
+
+/// The search request: a `multi_match` over title, content, category and tags, plus exact
+/// matches on a tag or a category name; tombstones filtered out.
+pub fn query(keyword: &str, page: u32, size: u32) -> Value {
+    json!({
+        "from": u64::from(page) * u64::from(size),
+        "size": size,
+        "query": {"bool": {
+            "filter": [{"term": {"deleted": false}}],
+            "should": [
+                {"multi_match": {"query": keyword, "fields": ["title^3", "content", "categoryName^2", "tags^2"]}},
+                {"term": {"tags": {"value": keyword.to_lowercase(), "boost": 2.0}}},
+                {"term": {"categoryName.raw": {"value": keyword}}}
+            ],
+            "minimum_should_match": 1
+        }},
+        "sort": ["_score", {"createdAt": "desc"}, {"postId": "desc"}]
+    })
+}
+
+/// The `index` consumer group: `post.inspected` → Elasticsearch.
+pub struct IndexHandler {
+    index: SearchIndex,
+    shutdown: CancellationToken,
+}
+
+impl IndexHandler {
+    /// `shutdown` ends the wait while Elasticsearch is down.
+    pub fn new(index: SearchIndex, shutdown: CancellationToken) -> Arc<Self> {
+        Arc::new(Self { index, shutdown })
+    }
+}
+
+impl IndexError {
+    /// Whether Elasticsearch is unreachable or overloaded (retried until it is back).
+    pub fn is_outage(&self) -> bool {
+        match self {
+            Self::Transport { .. } => true,
+            Self::Status { status, .. } => *status == 429 || *status >= 500,
+            _ => false,
+        }
+    }
+}
+
+#[async_trait]
+impl Handler for IndexHandler {
+    async fn handle(&self, record: &Record) -> Result<(), HandleError> {
+        let event = events::decode(record)?;
+        let applied = ride_out(
+            &self.shutdown,
+            "elasticsearch",
+            IndexError::is_outage,
+            || self.index.apply(&event),
+        )
+        .await;
+        match applied {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                tracing::debug!(
+                    post = event.payload.id,
+                    version = event.version,
+                    "older or same version; ignored"
+                );
+                Ok(())
+            }
+            // A mapping rejection will not heal by itself; anything else (down, timeout) may.
+            Err(IndexError::Status {
+                status: 400, body, ..
+            }) => Err(HandleError::permanent(anyhow::anyhow!(
+                "Elasticsearch rejected the document: {body}"
+            ))),
+            Err(e) => Err(HandleError::transient(e)),
+        }
+    }
+}
