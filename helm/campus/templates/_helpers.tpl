@@ -107,3 +107,15 @@ volumeClaimTemplates:
           storage: {{ $size }}
 {{- end }}
 {{- end }}
+
+{{/* Name of the Service that exposes one API: include "campus.expose.name" (list $ "content") */}}
+{{- define "campus.expose.name" -}}
+{{- printf "%s-expose-%s-api" (include "campus.fullname" (index . 0)) (index . 1) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels of the pods the operator runs for one API of the platform `platform.name`. */}}
+{{- define "campus.platform.apiSelector" -}}
+{{- $ := index . 0 -}}
+app.kubernetes.io/instance: {{ $.Values.platform.name }}
+app.kubernetes.io/component: {{ index . 1 }}-api
+{{- end }}
