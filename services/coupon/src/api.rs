@@ -29,7 +29,7 @@ use crate::model::{
     ListQuery, NewCouponEvent, request_key,
 };
 use crate::reconcile::{self, DriftReport, EventDrift, RedisSide};
-use crate::store::{CouponStore, Decision, EventWindow, GiveBack, Reload};
+use crate::store::{CouponStore, Decision, EventWindow, GiveBack, Reload, StoreError};
 
 /// Largest limit an event may have.
 pub const MAX_LIMIT: i64 = 10_000_000;
@@ -148,8 +148,8 @@ fn invalid(errors: BTreeMap<String, String>) -> Result<(), ApiError> {
 }
 
 /// Infrastructure trouble on the issue path: the client may retry.
-fn unavailable(e: impl std::fmt::Display) -> ApiError {
-    tracing::warn!(error = %e, "issue dependency failed");
+fn unavailable(e: impl std::error::Error) -> ApiError {
+    tracing::warn!(error = %crate::chain(&e), "dependency failed");
     ApiError::unavailable("coupon issuing is temporarily unavailable; retry shortly")
 }
 
@@ -216,11 +216,10 @@ async fn decide(state: &AppState, req: &IssueRequest) -> Result<Uuid, ApiError> 
     invalid(errors)?;
     let (event, user) = (req.coupon_event_id, req.user_id);
     let request = Uuid::now_v7();
-    let mut decision = s
-        .store
-        .decide(event, user, &request, None)
-        .await
-        .map_err(unavailable)?;
+    let mut decision = match s.store.decide(event, user, &request, None).await {
+        Ok(d) => d,
+        Err(e) => return Err(undecided(state, req, &request, e).await),
+    };
     if decision == Decision::Missing {
         // Redis lost (or never got) the metadata: reload it from MySQL. An unknown event touches
         // nothing in Redis.
@@ -240,11 +239,10 @@ async fn decide(state: &AppState, req: &IssueRequest) -> Result<Uuid, ApiError> 
             window: window_of(&e),
             holders,
         };
-        decision = s
-            .store
-            .decide(event, user, &request, Some(&reload))
-            .await
-            .map_err(unavailable)?;
+        decision = match s.store.decide(event, user, &request, Some(&reload)).await {
+            Ok(d) => d,
+            Err(e) => return Err(undecided(state, req, &request, e).await),
+        };
     }
     match decision {
         Decision::Issued { .. } => Ok(request),
@@ -271,6 +269,25 @@ async fn decide(state: &AppState, req: &IssueRequest) -> Result<Uuid, ApiError> 
             "the issue script found no metadata right after a reload",
         )),
     }
+}
+
+/// The script's answer was lost (e.g. a timeout): it may have taken a slot, so give back whatever
+/// this request holds (a no-op when it took nothing) before answering 503.
+async fn undecided(
+    state: &AppState,
+    req: &IssueRequest,
+    request: &Uuid,
+    e: StoreError,
+) -> ApiError {
+    let s = &state.inner;
+    if let Err(back) = s
+        .store
+        .give_back(req.coupon_event_id, req.user_id, request)
+        .await
+    {
+        tracing::warn!(coupon_id = %request, error = %crate::chain(&back), "could not give back after a lost decision");
+    }
+    unavailable(e)
 }
 
 fn window_of(e: &CouponEvent) -> EventWindow {
@@ -316,7 +333,7 @@ async fn write_request(
         .await
     {
         Ok(_) => return Ok(issued),
-        Err(e) => format!("{e:#}"),
+        Err(e) => crate::chain(&e),
     };
     let back = s
         .store
@@ -344,7 +361,7 @@ async fn write_request(
             ))
         }
         Err(e) => {
-            tracing::error!(coupon_id = %request, %error, give_back_error = %format!("{e:#}"), "Kafka write failed and the slot could not be given back");
+            tracing::error!(coupon_id = %request, %error, give_back_error = %crate::chain(&e), "Kafka write failed and the slot could not be given back");
             Err(ApiError::unavailable(
                 "the issue request could not be recorded; nothing was issued, retry shortly",
             ))
@@ -437,7 +454,7 @@ async fn create_event(
     let created = db::create_event(&s.pool, &e).await?;
     if let Err(err) = s.store.put_window(created.id, &window_of(&created)).await {
         // The first issue request reloads it from MySQL.
-        tracing::warn!(coupon_event_id = created.id, error = %format!("{err:#}"), "event metadata not written to Redis; it will be reloaded on first use");
+        tracing::warn!(coupon_event_id = created.id, error = %crate::chain(&err), "event metadata not written to Redis; it will be reloaded on first use");
     }
     tracing::info!(
         coupon_event_id = created.id,
@@ -501,6 +518,6 @@ async fn drift(
             Err(ApiError::not_found(format!("coupon event {id} not found")))
         }
         Err(reconcile::ReconcileError::Database(e)) => Err(e.into()),
-        Err(e @ reconcile::ReconcileError::Redis(_)) => Err(unavailable(format!("{e:#}"))),
+        Err(e @ reconcile::ReconcileError::Redis(_)) => Err(unavailable(e)),
     }
 }

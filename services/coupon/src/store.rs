@@ -22,6 +22,9 @@ const ISSUE: &str = include_str!("lua/issue.lua");
 const GIVE_BACK: &str = include_str!("lua/give_back.lua");
 const CONFIRM: &str = include_str!("lua/confirm.lua");
 
+/// Commands in flight on the one multiplexed connection at a time.
+const IN_FLIGHT: usize = 256;
+
 /// A Redis operation that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -142,7 +145,11 @@ impl CouponStore {
             target: target.clone(),
             source,
         })?;
+        // Requests wait for one of `IN_FLIGHT` permits before their timeout starts, so a burst
+        // queues in front of Redis instead of timing out inside the connection's pipeline.
         let config = ConnectionManagerConfig::new()
+            .set_concurrency_limit(IN_FLIGHT)
+            .set_pipeline_buffer_size(IN_FLIGHT)
             .set_connection_timeout(Some(args.redis_timeout))
             .set_response_timeout(Some(args.redis_timeout))
             .set_number_of_retries(2)

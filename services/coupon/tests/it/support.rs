@@ -72,6 +72,7 @@ impl Env {
 
     /// Against `kafka`, where `topic` already exists.
     pub async fn start_with(kafka: KafkaArgs, topic: String) -> Self {
+        campus_common::telemetry::init("campus-coupon-test");
         let (_url, pool) = testing::fresh_mysql().await;
         db::migrate(&pool).await.expect("migrate");
         let (prefix, redis) = testing::fresh_redis().await;
