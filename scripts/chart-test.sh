@@ -4,7 +4,8 @@
 # scripts/kube.sh to be up).
 #   scripts/chart-test.sh            all checks below
 #   scripts/chart-test.sh static     copies current, helm lint, helm template + kubernetes-validate
-#                                    --strict (1.31), wrong-typed values rejected, skaffold/kind cross-check
+#                                    --strict (1.31), wrong-typed values rejected, skaffold/kind/
+#                                    Containerfile/chart/local-mode cross-check (scripts/check-dev-files.py)
 #   scripts/chart-test.sh install    helm install/upgrade into the API server; the operator reconciles
 #                                    the sample platform
 set -euo pipefail
@@ -62,14 +63,23 @@ static_checks() {
   done
 }
 
+dev_files_checks() {
+  # skaffold.yaml, kind-config.yaml, the Containerfiles, the chart, the local mode and the code agree.
+  if "$VENV/bin/python" scripts/check-dev-files.py >"$OUT/dev-files.log" 2>&1; then
+    ok "skaffold.yaml, kind-config.yaml, Containerfiles, chart, local mode and code agree ($(tail -n 1 "$OUT/dev-files.log" | sed 's/check-dev-files: //'))"
+  else
+    grep -E 'FAIL|passed' "$OUT/dev-files.log" >&2; bad "skaffold/kind/Containerfile cross-check (scripts/check-dev-files.py)"
+  fi
+}
+
 install_checks() {
   :
 }
 
 case ${1:-all} in
-  static) static_checks ;;
+  static) static_checks; dev_files_checks ;;
   install) install_checks ;;
-  all) static_checks; install_checks ;;
+  all) static_checks; dev_files_checks; install_checks ;;
   *) echo "usage: $0 [static|install|all]" >&2; exit 2 ;;
 esac
 echo "chart-test: $passed passed, $failed failed"
