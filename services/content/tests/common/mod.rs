@@ -229,6 +229,24 @@ impl Platform {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// Detail with its `x-cache` header.
+    pub async fn detail(&self, id: u64) -> (u16, Value, String) {
+        let res = self
+            .http
+            .get(format!("{}/posts/{id}/detail", self.base))
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        let cache = res
+            .headers()
+            .get("x-cache")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        (status, res.json().await.unwrap_or(Value::Null), cache)
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         self.send(reqwest::Method::GET, path, None).await
     }
@@ -337,14 +355,14 @@ pub struct FakeOpenAi {
 
 /// The default verdict: BAD when the content says BADWORD; tags are the title's words that start with `tg`.
 pub fn default_reply(req: &Value) -> String {
-    let user = req["messages"][1]["content"].as_str().unwrap_or_default();
+    let user = req["messages"][1].to_string();
     if user.contains("BADWORD") {
         return json!({"status": "BAD", "tags": []}).to_string();
     }
-    let title = user.lines().next().unwrap_or_default();
-    let tags: Vec<&str> = title
-        .split_whitespace()
-        .filter(|w| w.starts_with("tg"))
+    let tags: Vec<String> = user
+        .split(|c: char| !c.is_alphanumeric())
+        .filter_map(|w| w.strip_prefix("kw"))
+        .map(|rest| format!("tag{rest}"))
         .collect();
     json!({"status": "GOOD", "tags": tags}).to_string()
 }
