@@ -3,7 +3,8 @@
 # podman into the same runtime images docker/Containerfile makes (docker/Containerfile.scratch,
 # FROM scratch, because no base image can be pulled here). With Docker, use docker/Containerfile
 # (or `skaffold build`) instead.
-#   scripts/images.sh build    cargo build (release, static) + podman build of every image, timed
+#   scripts/images.sh build [IMAGE...]   cargo build (release, static) + podman build of every image
+#                              (or of the named ones: operator content coupon log), timed
 #   scripts/images.sh sizes    image sizes
 #   scripts/images.sh smoke    run each image with podman: --help, and the APIs against the local
 #                              servers (scripts/servers.sh) until /readyz answers
@@ -16,6 +17,8 @@ TARGET=$(rustc -vV | sed -n 's/^host: //p')
 IMAGES="operator content coupon log"
 BINS="campus-operator crdgen campus-content campus-coupon campus-log"
 OUT=$ROOT/target/images
+# Its own target directory: the release/static build never waits on (or invalidates) the debug builds.
+export CARGO_TARGET_DIR=${CAMPUS_IMAGES_TARGET_DIR:-$OUT/cargo}
 
 setup_podman() {
   if ! command -v podman >/dev/null; then
@@ -30,18 +33,21 @@ setup_podman() {
   fi
 }
 
+bins_of() { case $1 in operator) echo "campus-operator crdgen" ;; *) echo "campus-$1" ;; esac; }
+
 build() {
   setup_podman
   mkdir -p "$OUT"
-  local t0 t1 t2
+  [ $# -gt 0 ] && IMAGES="$*"
+  local t0 t1 t2 pkgs=() bins=() i
+  for i in $IMAGES; do pkgs+=(-p "campus-$i"); bins+=($(bins_of "$i")); done
   t0=$(date +%s.%N)
-  RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked --target "$TARGET" \
-    -p campus-operator -p campus-content -p campus-coupon -p campus-log
+  RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked --target "$TARGET" "${pkgs[@]}"
   t1=$(date +%s.%N)
   local ctx=$OUT/context
   rm -rf "$ctx"; mkdir -p "$ctx/bin" "$ctx/etc/ssl/certs"
-  for b in $BINS; do
-    cp "target/$TARGET/release/$b" "$ctx/bin/"
+  for b in "${bins[@]}"; do
+    cp "$CARGO_TARGET_DIR/$TARGET/release/$b" "$ctx/bin/"
     if ldd "$ctx/bin/$b" >/dev/null 2>&1; then echo "images: $b is not static" >&2; exit 1; fi
   done
   cp /etc/ssl/certs/ca-certificates.crt "$ctx/etc/ssl/certs/"
@@ -100,7 +106,7 @@ smoke() {
 }
 
 case ${1:-} in
-  build) build ;;
+  build) shift; build "$@" ;;
   sizes) sizes ;;
   smoke) smoke ;;
   *) echo "usage: $0 build|sizes|smoke" >&2; exit 2 ;;

@@ -118,4 +118,5 @@ volumeClaimTemplates:
 {{- $ := index . 0 -}}
 app.kubernetes.io/instance: {{ $.Values.platform.name }}
 app.kubernetes.io/component: {{ index . 1 }}-api
+campus.dev/platform: {{ $.Values.platform.name }}
 {{- end }}
