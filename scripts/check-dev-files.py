@@ -295,6 +295,15 @@ def main():
     for t in ("content", "coupon", "log"):
         check(sorted(stages[t]["expose"]) == sorted({http_port, ops_port}),
               f"image {t} exposes the code's HTTP_ADDR and OPS_ADDR ports ({http_port}, {ops_port})", f"{stages[t]['expose']}")
+    main_rs = os.path.join(ROOT, "operator/src/main.rs")
+    m = re.search(r'env = "OPS_ADDR", default_value = "[\d.]+:(\d+)"', open(main_rs).read()) if os.path.exists(main_rs) else None
+    if m:
+        check(int(m.group(1)) in stages["operator"]["expose"],
+              f"the operator's default OPS_ADDR port {m.group(1)} is exposed by its image")
+    deploy_rs = os.path.join(ROOT, "operator/src/build/deployment.rs")
+    m = re.search(r"pub const API_PORT: i32 = (\d+);", open(deploy_rs).read()) if os.path.exists(deploy_rs) else None
+    if m:
+        check(int(m.group(1)) == http_port, f"the operator runs the APIs on the code's HTTP_ADDR port ({m.group(1)})")
     _, _, objs = rendered["default"]
     for o in objs:
         if o["kind"] == "Service" and "-expose-" in o["metadata"]["name"]:
