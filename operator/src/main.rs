@@ -1,1 +1,159 @@
-fn main() {}
+//! `campus-operator`: reconciles `CampusPlatform` resources. In a cluster it uses the pod's
+//! service account; elsewhere `KUBECONFIG` (or `~/.kube/config`). Serves `/healthz`, `/readyz`
+//! and `/metrics` on `--ops-addr`; only the holder of the leader Lease reconciles.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use campus_common::ops::{Readiness, router};
+use campus_operator::controller::{self, Context, Settings};
+use campus_operator::leader::LeaderElector;
+use campus_operator::metrics::Metrics;
+use clap::Parser;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::{Api, Client};
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+
+/// The Campus operator.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Watch only this namespace (default: every namespace).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    namespace: Option<String>,
+    /// Address of `/healthz`, `/readyz` and `/metrics`.
+    #[arg(long, env = "OPS_ADDR", default_value = "0.0.0.0:8080")]
+    ops_addr: SocketAddr,
+    /// Elect a leader with a Lease (turn off only when a single instance runs).
+    #[arg(long, env = "LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    /// Name of the leader Lease.
+    #[arg(long, env = "LEASE_NAME", default_value = "campus-operator")]
+    lease_name: String,
+    /// Namespace of the leader Lease (the operator's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// This instance's identity in the Lease and in events (the pod's name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Seconds a Lease stays valid without renewal.
+    #[arg(long, env = "LEASE_DURATION_SECONDS", default_value_t = 15)]
+    lease_duration_seconds: u64,
+    /// Tag of the default Campus images.
+    #[arg(long, env = "IMAGE_TAG", default_value = campus_operator::VERSION)]
+    image_tag: String,
+    /// Seconds between lag readings of autoscaled consumer groups.
+    #[arg(long, env = "LAG_INTERVAL_SECONDS", default_value_t = 30)]
+    lag_interval_seconds: u64,
+    /// Seconds between re-checks of a healthy platform.
+    #[arg(long, env = "RESYNC_SECONDS", default_value_t = 300)]
+    resync_seconds: u64,
+    /// Seconds deletion waits for an unreachable Kafka before leaving the topics behind.
+    #[arg(long, env = "TOPIC_DELETION_GRACE_SECONDS", default_value_t = 120)]
+    topic_deletion_grace_seconds: u64,
+    /// Platforms reconciled at the same time.
+    #[arg(long, env = "CONCURRENCY", default_value_t = 8)]
+    concurrency: u16,
+}
+
+fn main() -> ExitCode {
+    let cli: Cli = campus_common::run::parse();
+    campus_common::telemetry::init("campus-operator");
+    campus_common::run::block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let shutdown = campus_common::shutdown::on_signal();
+    let client = Client::try_default()
+        .await
+        .context("failed to configure the Kubernetes client (in-cluster or KUBECONFIG)")?;
+    let identity = cli
+        .identity
+        .clone()
+        .unwrap_or_else(|| format!("campus-operator-{}", std::process::id()));
+
+    let mut registry = Registry::default();
+    let metrics = Metrics::register(&mut registry);
+    let check_client = client.clone();
+    let readiness = Readiness::new().check("kubernetes", move || {
+        let c = check_client.clone();
+        async move {
+            c.apiserver_version()
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }
+    });
+    let ops = router(Arc::new(registry), readiness);
+    let ops_task = tokio::spawn(campus_common::http::serve(
+        cli.ops_addr,
+        ops,
+        shutdown.clone(),
+    ));
+
+    let settings = Settings {
+        namespace: cli.namespace.clone(),
+        image_tag: cli.image_tag.clone(),
+        resync: Duration::from_secs(cli.resync_seconds),
+        lag_interval: Duration::from_secs(cli.lag_interval_seconds),
+        topic_deletion_grace: Duration::from_secs(cli.topic_deletion_grace_seconds),
+        concurrency: cli.concurrency,
+        instance: Some(identity.clone()),
+        ..Settings::default()
+    };
+    let ctx = Context::new(client.clone(), settings, metrics.clone());
+
+    let (leading_tx, mut leading) = watch::channel(!cli.leader_election);
+    if cli.leader_election {
+        let elector = LeaderElector::new(
+            Api::<Lease>::namespaced(client.clone(), &cli.lease_namespace),
+            cli.lease_name.clone(),
+            identity.clone(),
+            Duration::from_secs(cli.lease_duration_seconds.max(3)),
+        );
+        tokio::spawn(elector.run(leading_tx, shutdown.clone()));
+        tracing::info!(%identity, lease = %cli.lease_name, "waiting for leadership");
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            r = leading.wait_for(|l| *l) => { r.context("leader election stopped")?; }
+        }
+    }
+    metrics.leader.set(1);
+    tracing::info!(%identity, namespace = ?cli.namespace, "leading; reconciling platforms");
+    let lost = {
+        let mut leading = leading.clone();
+        async move {
+            let _ = leading.wait_for(|l| !*l).await;
+        }
+    };
+    let stop = shutdown.clone();
+    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = lost => { let _ = lost_tx.send(()); }
+            _ = stop.cancelled() => {}
+        }
+    });
+    let stop = shutdown.clone();
+    let mut lost_rx = lost_rx;
+    let lost_leadership = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = lost_leadership.clone();
+    controller::run(ctx, async move {
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = &mut lost_rx => { flag.store(true, std::sync::atomic::Ordering::SeqCst); }
+        }
+    })
+    .await;
+    metrics.leader.set(0);
+    if lost_leadership.load(std::sync::atomic::Ordering::SeqCst) {
+        anyhow::bail!("lost the leader Lease; exiting so that a fresh instance campaigns again");
+    }
+    shutdown.cancel();
+    ops_task.await.context("the ops server task failed")??;
+    Ok(())
+}

@@ -1,0 +1,280 @@
+//! ConfigMaps: the services' non-secret settings (read through `envFrom`), `filebeat.yml`, and
+//! Logstash's settings and pipelines.
+
+use std::collections::BTreeMap;
+
+use campus_common::kafka::dlq_topic;
+use campus_common::logschema::{self, FilebeatParams, LogstashParams};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::ResourceExt;
+
+use super::{child_name, meta};
+use crate::crd::{CampusPlatform, ProcessorKind};
+use crate::plan::{Plan, Service, full_name};
+
+/// Name of a service's settings ConfigMap: `<platform>-<service>-config`.
+pub fn service_config_name(cr: &CampusPlatform, service: Service) -> String {
+    child_name(cr, &format!("{}-config", service.as_str()))
+}
+pub fn filebeat_name(cr: &CampusPlatform) -> String {
+    child_name(cr, "filebeat")
+}
+/// Logstash's `logstash.yml` and `pipelines.yml`: a change restarts Logstash.
+pub fn logstash_settings_name(cr: &CampusPlatform) -> String {
+    child_name(cr, "logstash-settings")
+}
+/// Logstash's pipeline definitions, mounted as a directory: edits reload in place.
+pub fn logstash_pipelines_name(cr: &CampusPlatform) -> String {
+    child_name(cr, "logstash-pipelines")
+}
+
+/// Every ConfigMap the spec asks for.
+pub fn all(cr: &CampusPlatform, plan: &Plan) -> Vec<ConfigMap> {
+    let spec = &cr.spec;
+    let mut out = Vec::new();
+    let log_needed = spec.log.enabled || spec.logging.processor == ProcessorKind::Native;
+    for (service, enabled) in [
+        (Service::Content, spec.content.enabled),
+        (Service::Coupon, spec.coupon.enabled),
+        (Service::Log, log_needed),
+    ] {
+        if enabled {
+            out.push(service_config(cr, plan, service));
+        }
+    }
+    if spec.logging.filebeat.enabled {
+        out.push(filebeat(cr, plan));
+    }
+    if spec.logging.processor == ProcessorKind::Logstash {
+        out.push(logstash_settings(cr));
+        out.push(logstash_pipelines(cr, plan));
+    }
+    out
+}
+
+fn config_map(
+    cr: &CampusPlatform,
+    name: String,
+    component: &str,
+    data: BTreeMap<String, String>,
+) -> ConfigMap {
+    ConfigMap {
+        metadata: meta(cr, name, component),
+        data: Some(data),
+        ..ConfigMap::default()
+    }
+}
+
+/// The environment (non-secret) of one service's containers.
+pub fn service_env(cr: &CampusPlatform, plan: &Plan, service: Service) -> BTreeMap<String, String> {
+    let spec = &cr.spec;
+    let mut env = BTreeMap::new();
+    let mut set = |k: &str, v: &str| {
+        env.insert(k.to_owned(), v.to_owned());
+    };
+    set("KAFKA_BROKERS", &spec.kafka.brokers);
+    set("KAFKA_PREFIX", &plan.prefix);
+    if !spec.kafka.properties.is_empty() {
+        let props: Vec<String> = spec
+            .kafka
+            .properties
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        set("KAFKA_PROPERTIES", &props.join(","));
+    }
+    set("RUST_LOG", &spec.log_level);
+    let redis = |set: &mut dyn FnMut(&str, &str)| {
+        if let Some(r) = &spec.redis {
+            set("REDIS_URL", &r.url);
+            let prefix = r.key_prefix.clone().unwrap_or_else(|| {
+                format!(
+                    "{}:",
+                    if plan.prefix.is_empty() {
+                        cr.name_any()
+                    } else {
+                        plan.prefix.clone()
+                    }
+                )
+            });
+            set("REDIS_KEY_PREFIX", &prefix);
+        }
+    };
+    match service {
+        Service::Content => {
+            redis(&mut set);
+            if let Some(m) = &spec.mongodb {
+                set("MONGO_DATABASE", &m.database);
+            }
+            if let Some(es) = &spec.elasticsearch {
+                set("ELASTICSEARCH_URL", &es.url);
+                set("ES_INDEX_ALIAS", &es.posts_alias);
+            }
+            set("OPENAI_BASE_URL", &spec.openai.base_url);
+            set("OPENAI_MODEL", &spec.openai.model);
+        }
+        Service::Coupon => redis(&mut set),
+        Service::Log => {
+            if let Some(es) = &spec.elasticsearch {
+                set("ELASTICSEARCH_URL", &es.url);
+            }
+        }
+    }
+    env
+}
+
+fn service_config(cr: &CampusPlatform, plan: &Plan, service: Service) -> ConfigMap {
+    config_map(
+        cr,
+        service_config_name(cr, service),
+        service.as_str(),
+        service_env(cr, plan, service),
+    )
+}
+
+/// `filebeat.yml`, rendered by the access-log schema's own function.
+fn filebeat(cr: &CampusPlatform, plan: &Plan) -> ConfigMap {
+    let fb = &cr.spec.logging.filebeat;
+    let namespaces: Vec<String> = if fb.all_namespaces {
+        Vec::new()
+    } else if fb.namespaces.is_empty() {
+        vec![cr.namespace().unwrap_or_default()]
+    } else {
+        fb.namespaces.clone()
+    };
+    let topic = full_name(&plan.prefix, logschema::TOPIC);
+    let yaml = logschema::filebeat_yaml(&FilebeatParams {
+        brokers: &cr.spec.kafka.brokers,
+        topic: &topic,
+        namespaces: &namespaces,
+        access_only: fb.access_only,
+    });
+    config_map(
+        cr,
+        filebeat_name(cr),
+        "filebeat",
+        BTreeMap::from([("filebeat.yml".to_owned(), yaml)]),
+    )
+}
+
+/// Directory the pipelines ConfigMap is mounted at.
+pub const LOGSTASH_PIPELINE_DIR: &str = "/usr/share/logstash/pipeline";
+
+fn logstash_settings(cr: &CampusPlatform) -> ConfigMap {
+    let settings = "\
+api.http.host: 0.0.0.0
+api.http.port: 9600
+config.reload.automatic: true
+config.reload.interval: 3s
+log.format: json
+"
+    .to_owned();
+    let mut pipelines = String::new();
+    for p in &cr.spec.logging.logstash.pipelines {
+        pipelines.push_str(&format!(
+            "- pipeline.id: {id}\n  path.config: \"{LOGSTASH_PIPELINE_DIR}/{id}.conf\"\n",
+            id = p.name
+        ));
+    }
+    config_map(
+        cr,
+        logstash_settings_name(cr),
+        "logstash",
+        BTreeMap::from([
+            ("logstash.yml".to_owned(), settings),
+            ("pipelines.yml".to_owned(), pipelines),
+        ]),
+    )
+}
+
+/// One `<pipeline>.conf` per pipeline, rendered by the access-log schema's own function.
+fn logstash_pipelines(cr: &CampusPlatform, plan: &Plan) -> ConfigMap {
+    let es = cr
+        .spec
+        .elasticsearch
+        .as_ref()
+        .map(|e| e.url.as_str())
+        .unwrap_or_default();
+    let data = cr
+        .spec
+        .logging
+        .logstash
+        .pipelines
+        .iter()
+        .map(|p| {
+            let topic = full_name(&plan.prefix, &p.topic);
+            let group = full_name(&plan.prefix, &p.group);
+            let dlq = dlq_topic(&topic, &group);
+            let conf = logschema::logstash_pipeline(&LogstashParams {
+                brokers: &cr.spec.kafka.brokers,
+                topic: &topic,
+                group: &group,
+                elasticsearch: es,
+                index_prefix: &p.index_prefix,
+                dlq_topic: &dlq,
+            });
+            (format!("{}.conf", p.name), conf)
+        })
+        .collect();
+    config_map(cr, logstash_pipelines_name(cr), "logstash", data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::fixtures::{MINIMAL, platform};
+
+    #[test]
+    fn service_config_carries_prefix_and_backing_addresses() {
+        let cr = platform(MINIMAL);
+        let plan = Plan::of(&cr);
+        let maps = all(&cr, &plan);
+        let names: Vec<_> = maps.iter().map(|m| m.name_any()).collect();
+        assert_eq!(
+            names,
+            [
+                "blue-content-config",
+                "blue-coupon-config",
+                "blue-log-config",
+                "blue-filebeat",
+                "blue-logstash-settings",
+                "blue-logstash-pipelines"
+            ]
+        );
+        let content = maps[0].data.as_ref().unwrap();
+        assert_eq!(content["KAFKA_PREFIX"], "blue");
+        assert_eq!(content["KAFKA_BROKERS"], "kafka:9092");
+        assert_eq!(content["REDIS_KEY_PREFIX"], "blue:");
+        assert_eq!(content["ES_INDEX_ALIAS"], "posts");
+        assert_eq!(content["MONGO_DATABASE"], "campus");
+        assert!(
+            !content.contains_key("MYSQL_URL"),
+            "secrets stay out of ConfigMaps"
+        );
+        let coupon = maps[1].data.as_ref().unwrap();
+        assert!(!coupon.contains_key("ELASTICSEARCH_URL"));
+    }
+
+    #[test]
+    fn filebeat_and_logstash_come_from_the_log_schema() {
+        let cr = platform(MINIMAL);
+        let plan = Plan::of(&cr);
+        let maps = all(&cr, &plan);
+        let fb = &maps[3].data.as_ref().unwrap()["filebeat.yml"];
+        let expected = logschema::filebeat_yaml(&FilebeatParams {
+            brokers: "kafka:9092",
+            topic: "blue.access-log",
+            namespaces: &["campus".to_owned()],
+            access_only: true,
+        });
+        assert_eq!(fb, &expected);
+        let pipelines = maps[5].data.as_ref().unwrap();
+        let conf = &pipelines["access-log.conf"];
+        assert!(conf.contains(r#"topics => ["blue.access-log"]"#), "{conf}");
+        assert!(conf.contains(r#"group_id => "blue.logstash""#));
+        assert!(conf.contains("blue.access-log.dlq.blue.logstash"));
+        let settings = maps[4].data.as_ref().unwrap();
+        assert!(settings["logstash.yml"].contains("config.reload.automatic: true"));
+        assert!(settings["pipelines.yml"].contains("/usr/share/logstash/pipeline/access-log.conf"));
+    }
+}

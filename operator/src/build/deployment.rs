@@ -1,0 +1,648 @@
+//! Deployments: one per API, one per consumer group, and Logstash.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapEnvSource, ConfigMapVolumeSource, Container, ContainerPort, EnvFromSource,
+    EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SecretKeySelector, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::config_map::{
+    LOGSTASH_PIPELINE_DIR, logstash_pipelines_name, logstash_settings_name, service_config_name,
+};
+use super::{
+    BuildInputs, CONFIG_HASH_ANNOTATION, child_name, component_labels, config_hash, meta,
+    pod_selector,
+};
+use crate::crd::{CampusPlatform, ProcessorKind, SecretKeyRef};
+use crate::plan::{Plan, Service, Worker};
+
+/// Port of the APIs (`HTTP_ADDR`), which also serve `/healthz`, `/readyz`, `/metrics`.
+pub const API_PORT: i32 = 8080;
+/// Port of the workers' ops server (`OPS_ADDR`).
+pub const OPS_PORT: i32 = 9090;
+
+/// Name of a service's API Deployment (and Service): `<platform>-<service>-api`.
+pub fn api_name(cr: &CampusPlatform, service: Service) -> String {
+    child_name(cr, &format!("{}-api", service.as_str()))
+}
+/// Name of a worker's Deployment: `<platform>-<component>` (`blue-content-inspection`).
+pub fn worker_name(cr: &CampusPlatform, worker: &Worker) -> String {
+    child_name(cr, &worker.component)
+}
+pub fn logstash_name(cr: &CampusPlatform) -> String {
+    child_name(cr, "logstash")
+}
+
+/// The replicas a worker's Deployment gets: lag-based scaling's choice, else the minimum of its
+/// bounds, else the spec's replicas.
+pub fn worker_replicas(cr: &CampusPlatform, worker: &Worker, inputs: &BuildInputs) -> i32 {
+    if let Some(r) = inputs.scaled_replicas.get(&worker_name(cr, worker)) {
+        return *r;
+    }
+    match &worker.spec.autoscaling {
+        Some(a) => a.min_replicas,
+        None => worker.spec.replicas,
+    }
+}
+
+/// Every Deployment the spec asks for. `config_maps` are the desired ConfigMaps (for the hashes).
+pub fn all(
+    cr: &CampusPlatform,
+    plan: &Plan,
+    inputs: &BuildInputs,
+    config_maps: &[ConfigMap],
+) -> Vec<Deployment> {
+    let spec = &cr.spec;
+    let mut out = Vec::new();
+    for (service, enabled) in [
+        (Service::Content, spec.content.enabled),
+        (Service::Coupon, spec.coupon.enabled),
+        (Service::Log, spec.log.enabled),
+    ] {
+        if enabled {
+            out.push(api(cr, service, inputs, config_maps));
+        }
+    }
+    for w in &plan.workers {
+        out.push(worker(cr, w, inputs, config_maps));
+    }
+    if spec.logging.processor == ProcessorKind::Logstash {
+        out.push(logstash(cr, config_maps));
+    }
+    out
+}
+
+struct ServiceParts<'a> {
+    image: String,
+    resources: Option<&'a ResourceRequirements>,
+    env: &'a [EnvVar],
+}
+
+fn parts<'a>(cr: &'a CampusPlatform, service: Service, inputs: &BuildInputs) -> ServiceParts<'a> {
+    let s = &cr.spec;
+    let (image, resources, env) = match service {
+        Service::Content => (
+            &s.content.image,
+            s.content.resources.as_ref(),
+            &s.content.env,
+        ),
+        Service::Coupon => (&s.coupon.image, s.coupon.resources.as_ref(), &s.coupon.env),
+        Service::Log => (&s.log.image, s.log.resources.as_ref(), &s.log.env),
+    };
+    ServiceParts {
+        image: image
+            .clone()
+            .unwrap_or_else(|| format!("{}:{}", service.binary(), inputs.image_tag)),
+        resources,
+        env,
+    }
+}
+
+fn secret_env(name: &str, r: &SecretKeyRef) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: r.name.clone(),
+                key: r.key.clone(),
+                optional: None,
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn plain_env(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.to_owned()),
+        ..EnvVar::default()
+    }
+}
+
+/// The container environment: listen address, secrets, then the user's extra variables (which
+/// replace an operator-set variable of the same name).
+fn env(cr: &CampusPlatform, service: Service, listen: EnvVar, extra: &[EnvVar]) -> Vec<EnvVar> {
+    let s = &cr.spec;
+    let mut env = vec![listen];
+    match service {
+        Service::Content => {
+            if let Some(m) = &s.mysql {
+                env.push(secret_env("MYSQL_URL", &m.url_secret_ref));
+            }
+            if let Some(m) = &s.mongodb {
+                env.push(secret_env("MONGO_URL", &m.url_secret_ref));
+            }
+            if let Some(k) = &s.openai.api_key_secret_ref {
+                env.push(secret_env("OPENAI_API_KEY", k));
+            }
+        }
+        Service::Coupon => {
+            if let Some(m) = &s.mysql {
+                env.push(secret_env("MYSQL_URL", &m.url_secret_ref));
+            }
+        }
+        Service::Log => {}
+    }
+    for e in extra {
+        env.retain(|have| have.name != e.name);
+        env.push(e.clone());
+    }
+    env
+}
+
+fn probe(path: &str, port: &str, period: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::String(port.to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(3),
+        ..Probe::default()
+    }
+}
+
+fn hardened() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        ..SecurityContext::default()
+    }
+}
+
+fn deployment(
+    cr: &CampusPlatform,
+    name: String,
+    component: &str,
+    replicas: i32,
+    hash: String,
+    container: Container,
+    volumes: Option<Vec<Volume>>,
+) -> Deployment {
+    let mut pod_labels = component_labels(cr, component);
+    pod_labels.extend(pod_selector(cr, component));
+    Deployment {
+        metadata: meta(cr, name, component),
+        spec: Some(DeploymentSpec {
+            replicas: Some(replicas),
+            selector: LabelSelector {
+                match_labels: Some(pod_selector(cr, component)),
+                ..LabelSelector::default()
+            },
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".to_owned()),
+                ..DeploymentStrategy::default()
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: Some(BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_owned(), hash)])),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    volumes,
+                    termination_grace_period_seconds: Some(30),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    }
+}
+
+fn find<'a>(maps: &'a [ConfigMap], name: &str) -> Option<&'a ConfigMap> {
+    maps.iter()
+        .find(|m| m.metadata.name.as_deref() == Some(name))
+}
+
+fn campus_container(
+    cr: &CampusPlatform,
+    service: Service,
+    inputs: &BuildInputs,
+    name: &str,
+    args: Vec<String>,
+    port: (i32, &str),
+    resources: Option<&ResourceRequirements>,
+) -> Container {
+    let p = parts(cr, service, inputs);
+    let listen = if port.0 == API_PORT {
+        plain_env("HTTP_ADDR", &format!("0.0.0.0:{API_PORT}"))
+    } else {
+        plain_env("OPS_ADDR", &format!("0.0.0.0:{OPS_PORT}"))
+    };
+    Container {
+        name: name.to_owned(),
+        image: Some(p.image),
+        image_pull_policy: Some(cr.spec.image_pull_policy.as_str().to_owned()),
+        args: Some(args),
+        env: Some(env(cr, service, listen, p.env)),
+        env_from: Some(vec![EnvFromSource {
+            config_map_ref: Some(ConfigMapEnvSource {
+                name: service_config_name(cr, service),
+                optional: Some(false),
+            }),
+            ..EnvFromSource::default()
+        }]),
+        ports: Some(vec![ContainerPort {
+            name: Some(port.1.to_owned()),
+            container_port: port.0,
+            protocol: Some("TCP".to_owned()),
+            ..ContainerPort::default()
+        }]),
+        liveness_probe: Some(probe("/healthz", port.1, 10)),
+        readiness_probe: Some(probe("/readyz", port.1, 5)),
+        resources: resources.or(p.resources).cloned(),
+        security_context: Some(hardened()),
+        ..Container::default()
+    }
+}
+
+fn api(
+    cr: &CampusPlatform,
+    service: Service,
+    inputs: &BuildInputs,
+    maps: &[ConfigMap],
+) -> Deployment {
+    let replicas = match service {
+        Service::Content => cr.spec.content.replicas,
+        Service::Coupon => cr.spec.coupon.replicas,
+        Service::Log => cr.spec.log.replicas,
+    };
+    let container = campus_container(
+        cr,
+        service,
+        inputs,
+        "api",
+        vec!["api".to_owned()],
+        (API_PORT, "http"),
+        None,
+    );
+    let hash = config_hash(find(maps, &service_config_name(cr, service)));
+    deployment(
+        cr,
+        api_name(cr, service),
+        &format!("{}-api", service.as_str()),
+        replicas,
+        hash,
+        container,
+        None,
+    )
+}
+
+fn worker(cr: &CampusPlatform, w: &Worker, inputs: &BuildInputs, maps: &[ConfigMap]) -> Deployment {
+    let container = campus_container(
+        cr,
+        w.service,
+        inputs,
+        "worker",
+        w.args.clone(),
+        (OPS_PORT, "ops"),
+        w.spec.resources.as_ref(),
+    );
+    let hash = config_hash(find(maps, &service_config_name(cr, w.service)));
+    let mut d = deployment(
+        cr,
+        worker_name(cr, w),
+        &w.component,
+        worker_replicas(cr, w, inputs),
+        hash,
+        container,
+        None,
+    );
+    d.metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert("campus.dev/consumer-group".to_owned(), w.group.clone());
+    d
+}
+
+fn logstash(cr: &CampusPlatform, maps: &[ConfigMap]) -> Deployment {
+    let ls = &cr.spec.logging.logstash;
+    let settings = logstash_settings_name(cr);
+    let container = Container {
+        name: "logstash".to_owned(),
+        image: Some(ls.image.clone()),
+        image_pull_policy: Some(cr.spec.image_pull_policy.as_str().to_owned()),
+        env: Some(vec![plain_env("LS_JAVA_OPTS", "-Xms256m -Xmx256m")]),
+        ports: Some(vec![ContainerPort {
+            name: Some("api".to_owned()),
+            container_port: 9600,
+            protocol: Some("TCP".to_owned()),
+            ..ContainerPort::default()
+        }]),
+        liveness_probe: Some(Probe {
+            initial_delay_seconds: Some(60),
+            ..probe("/", "api", 20)
+        }),
+        readiness_probe: Some(probe("/", "api", 10)),
+        resources: ls.resources.clone(),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "settings".to_owned(),
+                mount_path: "/usr/share/logstash/config/logstash.yml".to_owned(),
+                sub_path: Some("logstash.yml".to_owned()),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: "settings".to_owned(),
+                mount_path: "/usr/share/logstash/config/pipelines.yml".to_owned(),
+                sub_path: Some("pipelines.yml".to_owned()),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+            // A directory mount (no subPath): the kubelet updates the files in place and
+            // Logstash's automatic reload picks the change up without a restart.
+            VolumeMount {
+                name: "pipelines".to_owned(),
+                mount_path: LOGSTASH_PIPELINE_DIR.to_owned(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+        ]),
+        ..Container::default()
+    };
+    let volumes = vec![
+        Volume {
+            name: "settings".to_owned(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: settings.clone(),
+                items: Some(vec![
+                    KeyToPath {
+                        key: "logstash.yml".to_owned(),
+                        path: "logstash.yml".to_owned(),
+                        ..KeyToPath::default()
+                    },
+                    KeyToPath {
+                        key: "pipelines.yml".to_owned(),
+                        path: "pipelines.yml".to_owned(),
+                        ..KeyToPath::default()
+                    },
+                ]),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: "pipelines".to_owned(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: logstash_pipelines_name(cr),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+    ];
+    // Only the settings are hashed: pipeline edits reload in place instead of rolling the pods.
+    let hash = config_hash(find(maps, &settings));
+    deployment(
+        cr,
+        logstash_name(cr),
+        "logstash",
+        ls.replicas,
+        hash,
+        container,
+        Some(volumes),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::fixtures::{MINIMAL, platform};
+    use crate::build::{Desired, config_map};
+    use kube::ResourceExt;
+
+    fn deployments(yaml: &str, inputs: &BuildInputs) -> Vec<Deployment> {
+        let cr = platform(yaml);
+        let plan = Plan::of(&cr);
+        let maps = config_map::all(&cr, &plan);
+        all(&cr, &plan, inputs, &maps)
+    }
+
+    fn container(d: &Deployment) -> &Container {
+        &d.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
+    }
+
+    fn env_of<'a>(c: &'a Container, name: &str) -> Option<&'a EnvVar> {
+        c.env.as_ref().unwrap().iter().find(|e| e.name == name)
+    }
+
+    #[test]
+    fn one_deployment_per_api_and_per_consumer_group() {
+        let ds = deployments(MINIMAL, &BuildInputs::new("0.1.0"));
+        let names: Vec<_> = ds.iter().map(|d| d.name_any()).collect();
+        assert_eq!(
+            names,
+            [
+                "blue-content-api",
+                "blue-coupon-api",
+                "blue-log-api",
+                "blue-content-inspection",
+                "blue-content-cache",
+                "blue-content-inbox",
+                "blue-content-index",
+                "blue-coupon-issue",
+                "blue-logstash"
+            ]
+        );
+        let api = container(&ds[0]);
+        assert_eq!(api.image.as_deref(), Some("campus-content:0.1.0"));
+        assert_eq!(api.args.as_deref(), Some(&["api".to_owned()][..]));
+        assert_eq!(
+            env_of(api, "HTTP_ADDR").unwrap().value.as_deref(),
+            Some("0.0.0.0:8080")
+        );
+        let mysql = env_of(api, "MYSQL_URL").unwrap();
+        let secret = mysql
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            (secret.name.as_str(), secret.key.as_str()),
+            ("campus-db", "url")
+        );
+        assert!(env_of(api, "OPENAI_API_KEY").is_none());
+        let inspect = container(&ds[3]);
+        assert_eq!(inspect.args.as_deref().unwrap(), ["worker", "inspect"]);
+        assert_eq!(
+            env_of(inspect, "OPS_ADDR").unwrap().value.as_deref(),
+            Some("0.0.0.0:9090")
+        );
+        assert_eq!(
+            ds[3].metadata.annotations.as_ref().unwrap()["campus.dev/consumer-group"],
+            "blue.inspection"
+        );
+        let issue = container(&ds[7]);
+        assert_eq!(issue.image.as_deref(), Some("campus-coupon:0.1.0"));
+        assert!(env_of(issue, "MONGO_URL").is_none());
+        // Owner references and selectors.
+        for d in &ds {
+            let owner = &d.metadata.owner_references.as_ref().unwrap()[0];
+            assert_eq!(
+                (owner.kind.as_str(), owner.controller),
+                ("CampusPlatform", Some(true))
+            );
+            let sel = d
+                .spec
+                .as_ref()
+                .unwrap()
+                .selector
+                .match_labels
+                .as_ref()
+                .unwrap();
+            let pod = d
+                .spec
+                .as_ref()
+                .unwrap()
+                .template
+                .metadata
+                .as_ref()
+                .unwrap()
+                .labels
+                .as_ref()
+                .unwrap();
+            assert!(
+                sel.iter().all(|(k, v)| pod.get(k) == Some(v)),
+                "{}",
+                d.name_any()
+            );
+        }
+    }
+
+    #[test]
+    fn overrides_images_env_resources_and_scaled_replicas() {
+        let yaml = format!(
+            "{MINIMAL}{}",
+            r#"
+  openai: {apiKeySecretRef: {name: ai, key: key}}
+  content:
+    image: registry.local/content:dev
+    replicas: 3
+    env: [{name: RUST_LOG, value: debug}, {name: EXTRA, value: "1"}]
+    resources: {limits: {memory: 256Mi}}
+    groups:
+      inspection: {replicas: 2, resources: {limits: {memory: 64Mi}}}
+      cache: {autoscaling: {minReplicas: 2, maxReplicas: 5}}
+  coupon: {enabled: false}
+  log: {enabled: false}
+  logging: {processor: Native, filebeat: {enabled: false}}
+"#
+        );
+        let mut inputs = BuildInputs::new("0.1.0");
+        inputs
+            .scaled_replicas
+            .insert("blue-content-inbox".to_owned(), 4);
+        let ds = deployments(&yaml, &inputs);
+        let names: Vec<_> = ds.iter().map(|d| d.name_any()).collect();
+        assert_eq!(
+            names,
+            [
+                "blue-content-api",
+                "blue-content-inspection",
+                "blue-content-cache",
+                "blue-content-inbox",
+                "blue-content-index",
+                "blue-log-index"
+            ]
+        );
+        let replicas: Vec<_> = ds
+            .iter()
+            .map(|d| d.spec.as_ref().unwrap().replicas.unwrap())
+            .collect();
+        assert_eq!(replicas, [3, 2, 2, 4, 1, 1]);
+        let api = container(&ds[0]);
+        assert_eq!(api.image.as_deref(), Some("registry.local/content:dev"));
+        let rust_log: Vec<_> = api
+            .env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .filter(|e| e.name == "RUST_LOG")
+            .collect();
+        assert_eq!(rust_log.len(), 1);
+        assert_eq!(rust_log[0].value.as_deref(), Some("debug"));
+        assert!(env_of(api, "OPENAI_API_KEY").is_some());
+        let mem = |c: &Container| {
+            c.resources.as_ref().unwrap().limits.as_ref().unwrap()["memory"]
+                .0
+                .clone()
+        };
+        assert_eq!(mem(api), "256Mi");
+        assert_eq!(mem(container(&ds[1])), "64Mi");
+        assert_eq!(mem(container(&ds[2])), "256Mi");
+        let indexer = container(&ds[5]);
+        assert_eq!(indexer.image.as_deref(), Some("campus-log:0.1.0"));
+        assert_eq!(indexer.args.as_deref().unwrap(), ["worker", "index"]);
+    }
+
+    #[test]
+    fn config_changes_roll_the_hash_but_pipeline_edits_do_not_restart_logstash() {
+        let inputs = BuildInputs::new("0.1.0");
+        let hash = |d: &Deployment| {
+            d.spec
+                .as_ref()
+                .unwrap()
+                .template
+                .metadata
+                .as_ref()
+                .unwrap()
+                .annotations
+                .as_ref()
+                .unwrap()[CONFIG_HASH_ANNOTATION]
+                .clone()
+        };
+        let before = deployments(MINIMAL, &inputs);
+        let changed = deployments(&MINIMAL.replace("redis:6379", "redis2:6379"), &inputs);
+        assert_ne!(
+            hash(&before[0]),
+            hash(&changed[0]),
+            "content config changed"
+        );
+        assert_ne!(hash(&before[1]), hash(&changed[1]), "coupon config changed");
+        assert_eq!(hash(&before[2]), hash(&changed[2]), "log config unchanged");
+        let cr_a = platform(MINIMAL);
+        let cr_b = platform(&format!(
+            "{MINIMAL}  logging:\n    logstash:\n      pipelines: [{{name: access-log, indexPrefix: other}}]\n"
+        ));
+        let a = Desired::build(&cr_a, &Plan::of(&cr_a), &inputs);
+        let b = Desired::build(&cr_b, &Plan::of(&cr_b), &inputs);
+        let ls = |d: &Desired| {
+            d.deployments
+                .iter()
+                .find(|d| d.name_any() == "blue-logstash")
+                .cloned()
+                .unwrap()
+        };
+        assert_eq!(hash(&ls(&a)), hash(&ls(&b)));
+        let pipes = |d: &Desired| {
+            d.config_maps
+                .iter()
+                .find(|m| m.name_any() == "blue-logstash-pipelines")
+                .unwrap()
+                .data
+                .clone()
+        };
+        assert_ne!(pipes(&a), pipes(&b));
+    }
+}

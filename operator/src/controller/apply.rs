@@ -1,0 +1,162 @@
+//! Server-side apply of the desired children with one field manager, and pruning by label of
+//! the children that are no longer desired.
+
+use std::collections::BTreeSet;
+use std::fmt::Debug;
+
+use futures::future::try_join_all;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::Error;
+use crate::FIELD_MANAGER;
+use crate::build::rbac::cluster_selector;
+use crate::build::{Desired, selector_string};
+use crate::crd::CampusPlatform;
+
+/// Applies `objs` (server-side, forced: the operator owns these fields) and returns what the
+/// API server holds afterwards, status included.
+pub async fn apply_all<K>(api: &Api<K>, objs: &[K]) -> Result<Vec<K>, Error>
+where
+    K: Resource + Serialize + DeserializeOwned + Clone + Debug,
+{
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    try_join_all(objs.iter().map(|o| {
+        let params = &params;
+        async move {
+            api.patch(&o.name_any(), params, &Patch::Apply(o))
+                .await
+                .map_err(|source| Error::Kube {
+                    action: "apply a child object",
+                    source,
+                })
+        }
+    }))
+    .await
+}
+
+/// Deletes the objects matching `selector` whose names are not in `keep` (and, for namespaced
+/// kinds, that `cr` owns). Returns the deleted names.
+pub async fn prune<K>(
+    api: &Api<K>,
+    selector: &str,
+    keep: &[K],
+    owner_uid: Option<&str>,
+) -> Result<Vec<String>, Error>
+where
+    K: Resource + DeserializeOwned + Clone + Debug,
+{
+    let keep: BTreeSet<String> = keep.iter().map(|k| k.name_any()).collect();
+    let existing = api
+        .list_metadata(&ListParams::default().labels(selector))
+        .await
+        .map_err(|source| Error::Kube {
+            action: "list children to prune",
+            source,
+        })?;
+    let mut deleted = Vec::new();
+    for o in existing {
+        let name = o.name_any();
+        let owned = owner_uid.is_none_or(|uid| o.owner_references().iter().any(|r| r.uid == uid));
+        if keep.contains(&name) || !owned {
+            continue;
+        }
+        match api.delete(&name, &DeleteParams::background()).await {
+            Ok(_) => deleted.push(name),
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(source) => {
+                return Err(Error::Kube {
+                    action: "delete a child that is no longer desired",
+                    source,
+                });
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+/// What the API server holds after an apply.
+#[derive(Default)]
+pub struct Applied {
+    pub deployments: Vec<Deployment>,
+    pub daemon_sets: Vec<DaemonSet>,
+    /// `Kind/name` of every child deleted because it is no longer desired.
+    pub pruned: Vec<String>,
+}
+
+/// Applies every desired child of `cr`, then prunes the rest.
+pub async fn apply_and_prune(
+    client: &Client,
+    cr: &CampusPlatform,
+    desired: &Desired,
+) -> Result<Applied, Error> {
+    let ns = cr.namespace().unwrap_or_default();
+    let sel = selector_string(cr);
+    let uid = cr.uid();
+    let uid = uid.as_deref();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let deps: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let svcs: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let dss: Api<DaemonSet> = Api::namespaced(client.clone(), &ns);
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+    let crs: Api<ClusterRole> = Api::all(client.clone());
+    let crbs: Api<ClusterRoleBinding> = Api::all(client.clone());
+    // ConfigMaps and identities first, so that pods never start without their configuration.
+    let ((), (), (), ()) = futures::try_join!(
+        async { apply_all(&cms, &desired.config_maps).await.map(drop) },
+        async { apply_all(&sas, &desired.service_accounts).await.map(drop) },
+        async { apply_all(&crs, &desired.cluster_roles).await.map(drop) },
+        async {
+            apply_all(&crbs, &desired.cluster_role_bindings)
+                .await
+                .map(drop)
+        },
+    )?;
+    let (deployments, daemon_sets, ()) = futures::try_join!(
+        apply_all(&deps, &desired.deployments),
+        apply_all(&dss, &desired.daemon_sets),
+        async { apply_all(&svcs, &desired.services).await.map(drop) },
+    )?;
+    let csel = cluster_selector(cr);
+    let pruned = futures::try_join!(
+        prune(&deps, &sel, &desired.deployments, uid),
+        prune(&dss, &sel, &desired.daemon_sets, uid),
+        prune(&svcs, &sel, &desired.services, uid),
+        prune(&cms, &sel, &desired.config_maps, uid),
+        prune(&sas, &sel, &desired.service_accounts, uid),
+        prune(&crbs, &csel, &desired.cluster_role_bindings, None),
+        prune(&crs, &csel, &desired.cluster_roles, None),
+    )?;
+    let mut all = Vec::new();
+    for (kind, names) in [
+        ("Deployment", pruned.0),
+        ("DaemonSet", pruned.1),
+        ("Service", pruned.2),
+        ("ConfigMap", pruned.3),
+        ("ServiceAccount", pruned.4),
+        ("ClusterRoleBinding", pruned.5),
+        ("ClusterRole", pruned.6),
+    ] {
+        all.extend(names.into_iter().map(|n| format!("{kind}/{n}")));
+    }
+    Ok(Applied {
+        deployments,
+        daemon_sets,
+        pruned: all,
+    })
+}
+
+/// Deletes the cluster-scoped children of `cr` (they carry no owner reference).
+pub async fn delete_cluster_children(client: &Client, cr: &CampusPlatform) -> Result<(), Error> {
+    let csel = cluster_selector(cr);
+    let crs: Api<ClusterRole> = Api::all(client.clone());
+    let crbs: Api<ClusterRoleBinding> = Api::all(client.clone());
+    prune(&crbs, &csel, &[], None).await?;
+    prune(&crs, &csel, &[], None).await?;
+    Ok(())
+}

@@ -1,0 +1,272 @@
+//! The controller: watches platforms (and the children they own) and reconciles each one.
+//!
+//! [`reconcile`] reads top to bottom: finalizer dispatch, then apply (validate → build → apply →
+//! prune → topics → status) or cleanup (topic deletion policy); [`error_policy`] beside it backs
+//! off exponentially per object.
+
+pub mod apply;
+pub mod reconcile;
+pub mod status;
+pub mod validate;
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+
+use crate::crd::CampusPlatform;
+use crate::metrics::Metrics;
+use crate::topics::{TopicError, Topics};
+
+/// The finalizer that lets the operator apply the topic deletion policy.
+pub const FINALIZER: &str = "campus.dev/topics";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("failed to {action}")]
+    Kube {
+        action: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("failed to delete the platform's topics")]
+    Topics(#[source] TopicError),
+    #[error("failed to run the finalizer")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+}
+
+impl Error {
+    /// The category: event reason and metric label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Kube { .. } => "KubeApiFailed",
+            Error::Topics(e) => e.reason(),
+            Error::Finalizer(e) => match e.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(e)
+                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.reason(),
+                _ => "FinalizerFailed",
+            },
+        }
+    }
+}
+
+/// How the controller behaves.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Watch only this namespace; `None` watches every namespace.
+    pub namespace: Option<String>,
+    /// Tag of the default Campus images.
+    pub image_tag: String,
+    /// Re-check a healthy platform this often (drift, topics).
+    pub resync: Duration,
+    /// Retry the topics this soon while Kafka is unreachable.
+    pub kafka_retry: Duration,
+    /// Read consumer-group lag this often when lag-based scaling is on.
+    pub lag_interval: Duration,
+    /// How long deletion waits for Kafka to delete topics before giving up.
+    pub topic_deletion_grace: Duration,
+    /// First and longest retry delay after a failed reconcile.
+    pub backoff: (Duration, Duration),
+    /// Platforms reconciled at the same time.
+    pub concurrency: u16,
+    /// Name of this instance in events.
+    pub instance: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            namespace: None,
+            image_tag: crate::VERSION.to_owned(),
+            resync: Duration::from_secs(300),
+            kafka_retry: Duration::from_secs(10),
+            lag_interval: Duration::from_secs(30),
+            topic_deletion_grace: Duration::from_secs(120),
+            backoff: (Duration::from_secs(1), Duration::from_secs(300)),
+            concurrency: 8,
+            instance: None,
+        }
+    }
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub settings: Settings,
+    pub metrics: Metrics,
+    pub recorder: Recorder,
+    pub topics: Topics,
+    failures: Mutex<HashMap<(String, String), u32>>,
+}
+
+impl Context {
+    pub fn new(client: Client, settings: Settings, metrics: Metrics) -> Arc<Self> {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "campus-operator".into(),
+                instance: settings.instance.clone(),
+            },
+        );
+        Arc::new(Self {
+            client,
+            settings,
+            metrics,
+            recorder,
+            topics: Topics::new(),
+            failures: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Publishes an event about `cr`; a failure to publish is logged, never fatal.
+    pub async fn event(
+        &self,
+        cr: &CampusPlatform,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let ev = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.to_owned(),
+            note: Some(truncate(note, 1000)),
+            action: action.to_owned(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &cr.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "failed to publish an event");
+        }
+    }
+
+    fn key(cr: &CampusPlatform) -> (String, String) {
+        (cr.namespace().unwrap_or_default(), cr.name_any())
+    }
+
+    pub(crate) fn succeeded(&self, cr: &CampusPlatform) {
+        self.failures.lock().expect("lock").remove(&Self::key(cr));
+    }
+
+    /// Counts a failure of `cr` and returns the delay before its next attempt: base × 2^n, capped.
+    fn failed(&self, cr: &CampusPlatform) -> Duration {
+        let mut f = self.failures.lock().expect("lock");
+        let n = f.entry(Self::key(cr)).or_insert(0);
+        *n = n.saturating_add(1);
+        backoff_delay(*n, self.settings.backoff.0, self.settings.backoff.1)
+    }
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+/// The delay after the `n`th consecutive failure (n ≥ 1).
+pub fn backoff_delay(n: u32, base: Duration, max: Duration) -> Duration {
+    let factor = 2u32.saturating_pow(n.saturating_sub(1).min(20));
+    base.saturating_mul(factor).min(max)
+}
+
+/// After a failed reconcile: an event, a metric, and a retry with exponential backoff.
+pub fn error_policy(cr: Arc<CampusPlatform>, err: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx.failed(&cr);
+    let reason = err.reason();
+    let message = status::chain(err);
+    tracing::warn!(platform = %cr.name_any(), reason, error = %message, retry_in = ?delay, "reconcile failed");
+    ctx.metrics.failed(reason);
+    let ctx2 = ctx.clone();
+    tokio::spawn(async move {
+        ctx2.event(&cr, true, reason, "Reconcile", message).await;
+    });
+    Action::requeue(delay)
+}
+
+/// What a watch event must change to trigger a reconcile of the platform: its generation (spec),
+/// annotations (pause), finalizers and deletion. Status writes do not trigger one.
+fn trigger_hash(cr: &CampusPlatform) -> Option<u64> {
+    let mut h = DefaultHasher::new();
+    cr.metadata.generation.hash(&mut h);
+    cr.metadata.annotations.hash(&mut h);
+    cr.metadata.finalizers.hash(&mut h);
+    cr.metadata
+        .deletion_timestamp
+        .as_ref()
+        .map(|t| t.0.as_second())
+        .hash(&mut h);
+    Some(h.finish())
+}
+
+fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    let client = ctx.client.clone();
+    let ns = ctx.settings.namespace.clone();
+    let platforms: Api<CampusPlatform> = api(&client, &ns);
+    let owned = watcher::Config::default().labels(&format!(
+        "app.kubernetes.io/managed-by={}",
+        crate::build::MANAGED_BY
+    ));
+    let (reader, writer) = reflector::store();
+    let main = watcher(platforms, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(trigger_hash, Default::default());
+    Controller::for_stream(main, reader)
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency),
+        )
+        .owns(api::<Deployment>(&client, &ns), owned.clone())
+        .owns(api::<DaemonSet>(&client, &ns), owned.clone())
+        .owns(api::<Service>(&client, &ns), owned.clone())
+        .owns(api::<ConfigMap>(&client, &ns), owned.clone())
+        .owns(api::<ServiceAccount>(&client, &ns), owned)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile::reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "controller event");
+            }
+        })
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let (b, m) = (Duration::from_secs(1), Duration::from_secs(60));
+        let delays: Vec<u64> = (1..=8).map(|n| backoff_delay(n, b, m).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(backoff_delay(u32::MAX, b, m), m);
+    }
+}

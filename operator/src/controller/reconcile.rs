@@ -1,0 +1,376 @@
+//! One reconciliation of a platform, top to bottom: finalizer dispatch, then [`apply`] or
+//! [`cleanup`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+
+use super::status::{self, Cond, TopicsSeen};
+use super::{Context, Error, FINALIZER, apply, validate};
+use crate::build::deployment::worker_name;
+use crate::build::{BuildInputs, Desired};
+use crate::crd::{CampusPlatform, DeletionPolicy, ProcessorKind, WorkloadStatus};
+use crate::lag;
+use crate::plan::Plan;
+use crate::topics::kafka_args;
+
+/// Entry point of the controller for one platform.
+pub async fn reconcile(cr: Arc<CampusPlatform>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let ns = cr.namespace().unwrap_or_default();
+    let api: Api<CampusPlatform> = Api::namespaced(ctx.client.clone(), &ns);
+    let span = tracing::info_span!("reconcile", platform = %cr.name_any(), namespace = %ns);
+    let _guard = span.enter();
+    drop(_guard);
+    let result = finalizer(&api, FINALIZER, cr.clone(), |event| async {
+        match event {
+            Finalizer::Apply(cr) => apply(cr, ctx.clone()).await,
+            Finalizer::Cleanup(cr) => cleanup(cr, ctx.clone()).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    ctx.metrics.reconciled(started.elapsed());
+    if result.is_ok() {
+        ctx.succeeded(&cr);
+    }
+    result
+}
+
+/// Validate → build → apply → prune → topics → status.
+async fn apply(cr: Arc<CampusPlatform>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = cr.namespace().unwrap_or_default();
+    let api: Api<CampusPlatform> = Api::namespaced(ctx.client.clone(), &ns);
+    let settings = &ctx.settings;
+
+    if cr.paused() {
+        let conds = paused_conditions(&cr);
+        let st = status::build(&cr, &conds, previous_topics(&cr), previous_workloads(&cr));
+        if status::write(&api, &cr, st).await? {
+            ctx.event(
+                &cr,
+                false,
+                "Paused",
+                "Reconcile",
+                "reconciliation paused by annotation".into(),
+            )
+            .await;
+        }
+        return Ok(Action::await_change());
+    }
+
+    let problems = validate::validate(&cr);
+    if !problems.is_empty() {
+        let message = problems.join("; ");
+        let conds = vec![Cond::new(
+            status::READY,
+            false,
+            "InvalidSpec",
+            message.clone(),
+        )];
+        let st = status::build(&cr, &conds, previous_topics(&cr), previous_workloads(&cr));
+        if status::write(&api, &cr, st).await? {
+            ctx.event(&cr, true, "InvalidSpec", "Validate", message)
+                .await;
+        }
+        ctx.metrics.failed("InvalidSpec");
+        return Ok(Action::await_change());
+    }
+
+    let plan = Plan::of(&cr);
+    let mut inputs = BuildInputs::new(settings.image_tag.clone());
+    let lags = scale(&cr, &ctx, &plan, &mut inputs).await;
+    let desired = Desired::build(&cr, &plan, &inputs);
+    let applied = apply::apply_and_prune(&ctx.client, &cr, &desired).await?;
+    if !applied.pruned.is_empty() {
+        ctx.event(
+            &cr,
+            false,
+            "Pruned",
+            "Prune",
+            format!("deleted {}", applied.pruned.join(", ")),
+        )
+        .await;
+    }
+
+    let topics = ctx.topics.reconcile(&cr.spec.kafka, &plan.topics).await;
+    match &topics {
+        Ok(o) => {
+            ctx.metrics.topic_op("create", true, o.created.len() as u64);
+            ctx.metrics.topic_op("grow", true, o.grown.len() as u64);
+            if !o.created.is_empty() {
+                ctx.event(
+                    &cr,
+                    false,
+                    "TopicsCreated",
+                    "CreateTopics",
+                    o.created.join(", "),
+                )
+                .await;
+            }
+            if !o.grown.is_empty() {
+                ctx.event(
+                    &cr,
+                    false,
+                    "PartitionsGrown",
+                    "GrowTopics",
+                    o.grown.join(", "),
+                )
+                .await;
+            }
+            if !o.refused.is_empty()
+                && !already_reported(&cr, status::TOPICS_READY, "ChangeRefused")
+            {
+                ctx.event(
+                    &cr,
+                    true,
+                    "ChangeRefused",
+                    "GrowTopics",
+                    o.refused.join("; "),
+                )
+                .await;
+            }
+        }
+        Err(e) => {
+            ctx.metrics.topic_op("ensure", false, 1);
+            ctx.metrics.failed(e.reason());
+            if !already_reported(&cr, status::TOPICS_READY, e.reason()) {
+                ctx.event(&cr, true, e.reason(), "CreateTopics", status::chain(e))
+                    .await;
+            }
+        }
+    }
+
+    let mut workloads: Vec<WorkloadStatus> = applied
+        .deployments
+        .iter()
+        .map(status::deployment_status)
+        .chain(applied.daemon_sets.iter().map(status::daemon_set_status))
+        .collect();
+    for w in &mut workloads {
+        w.lag = lags.get(&w.name).copied();
+    }
+    let logging = logging_workloads(&cr, &plan);
+    let full_names: Vec<String> = plan.topics.iter().map(|t| t.full.clone()).collect();
+    let seen = match &topics {
+        Ok(o) => TopicsSeen::Done(o),
+        Err(e) => TopicsSeen::Failed(e, &full_names),
+    };
+    let conds = status::conditions(&workloads, &logging, &seen);
+    let topic_statuses = match &topics {
+        Ok(o) => o.statuses.clone(),
+        Err(e) => plan
+            .topics
+            .iter()
+            .map(|t| crate::crd::TopicStatus {
+                name: t.full.clone(),
+                partitions: previous_partitions(&cr, &t.full),
+                ready: false,
+                message: Some(e.reason().to_owned()),
+            })
+            .collect(),
+    };
+    let was_ready = status::condition(&cr, status::READY).map(|c| c.status == "True");
+    let now_ready = conds[0].ok;
+    let st = status::build(&cr, &conds, topic_statuses, workloads);
+    status::write(&api, &cr, st).await?;
+    if was_ready != Some(now_ready) && (now_ready || was_ready.is_some()) {
+        let (reason, note) = if now_ready {
+            ("Ready", "every topic and workload is ready".to_owned())
+        } else {
+            ("NotReady", conds[0].message.clone())
+        };
+        ctx.event(&cr, !now_ready, reason, "Reconcile", note).await;
+    }
+
+    let autoscaled = plan.workers.iter().any(|w| w.spec.autoscaling.is_some());
+    Ok(Action::requeue(match (&topics, autoscaled) {
+        (Err(_), _) => settings.kafka_retry,
+        (_, true) => settings.lag_interval,
+        _ => settings.resync,
+    }))
+}
+
+/// Reads the lag of every autoscaled group and picks its replicas; returns lag by Deployment.
+/// A group whose lag cannot be read keeps the replicas it has.
+async fn scale(
+    cr: &CampusPlatform,
+    ctx: &Context,
+    plan: &Plan,
+    inputs: &mut BuildInputs,
+) -> BTreeMap<String, i64> {
+    let mut lags = BTreeMap::new();
+    let kafka = kafka_args(&cr.spec.kafka);
+    for w in &plan.workers {
+        let Some(bounds) = &w.spec.autoscaling else {
+            continue;
+        };
+        let name = worker_name(cr, w);
+        let previous = previous_workloads(cr).into_iter().find(|p| p.name == name);
+        match lag::group_lag(&kafka, &w.group, &w.topics).await {
+            Ok(l) => {
+                let want = lag::desired_replicas(l, bounds);
+                lags.insert(name.clone(), l);
+                if let Some(p) = &previous
+                    && p.replicas != want
+                {
+                    ctx.metrics.scaled(want > p.replicas);
+                    ctx.event(
+                        cr,
+                        false,
+                        "Scaled",
+                        "Scale",
+                        format!(
+                            "{name}: {} → {want} replicas (group {} lag {l})",
+                            p.replicas, w.group
+                        ),
+                    )
+                    .await;
+                }
+                inputs.scaled_replicas.insert(name, want);
+            }
+            Err(e) => {
+                tracing::warn!(group = %w.group, error = %status::chain(&e), "failed to read lag; keeping replicas");
+                if let Some(p) = previous {
+                    let kept = p.replicas.clamp(bounds.min_replicas, bounds.max_replicas);
+                    inputs.scaled_replicas.insert(name, kept);
+                }
+            }
+        }
+    }
+    lags
+}
+
+/// Applies the deletion policy to the topics, then lets the platform go. Children go with it
+/// (owner references); cluster-scoped RBAC is deleted here. When Kafka stays unreachable,
+/// deletion gives up after the grace period instead of blocking forever.
+async fn cleanup(cr: Arc<CampusPlatform>, ctx: Arc<Context>) -> Result<Action, Error> {
+    apply::delete_cluster_children(&ctx.client, &cr).await?;
+    if cr.spec.topics.deletion_policy == DeletionPolicy::Retain || cr.paused() {
+        ctx.event(
+            &cr,
+            false,
+            "TopicsRetained",
+            "Delete",
+            "deletion policy Retain: topics kept".into(),
+        )
+        .await;
+        return Ok(Action::await_change());
+    }
+    let mut names: Vec<String> = Plan::of(&cr).topics.into_iter().map(|t| t.full).collect();
+    for t in previous_topics(&cr) {
+        if !names.contains(&t.name) {
+            names.push(t.name);
+        }
+    }
+    match ctx.topics.delete(&cr.spec.kafka, &names).await {
+        Ok(()) => {
+            ctx.metrics.topic_op("delete", true, names.len() as u64);
+            ctx.event(&cr, false, "TopicsDeleted", "Delete", names.join(", "))
+                .await;
+            Ok(Action::await_change())
+        }
+        Err(e) => {
+            ctx.metrics.topic_op("delete", false, 1);
+            let waited = cr
+                .metadata
+                .deletion_timestamp
+                .as_ref()
+                .map(|t| k8s_openapi::jiff::Timestamp::now().duration_since(t.0))
+                .and_then(|d| Duration::try_from(d).ok())
+                .unwrap_or_default();
+            if waited >= ctx.settings.topic_deletion_grace {
+                ctx.event(
+                    &cr,
+                    true,
+                    "TopicDeletionAbandoned",
+                    "Delete",
+                    format!(
+                        "gave up deleting topics after {}s: {}; left in Kafka: {}",
+                        waited.as_secs(),
+                        status::chain(&e),
+                        names.join(", ")
+                    ),
+                )
+                .await;
+                Ok(Action::await_change())
+            } else {
+                Err(Error::Topics(e))
+            }
+        }
+    }
+}
+
+fn paused_conditions(cr: &CampusPlatform) -> Vec<Cond> {
+    let mut conds = vec![Cond::new(
+        status::READY,
+        false,
+        "Paused",
+        format!(
+            "reconciliation is paused (annotation {})",
+            crate::crd::PAUSE_ANNOTATION
+        ),
+    )];
+    // Keep what was last seen of the other conditions.
+    for t in [
+        status::TOPICS_READY,
+        status::WORKLOADS_READY,
+        status::LOGGING_READY,
+    ] {
+        if let Some(c) = status::condition(cr, t) {
+            conds.push(Cond::new(
+                t,
+                c.status == "True",
+                c.reason.clone(),
+                c.message.clone(),
+            ));
+        }
+    }
+    conds
+}
+
+fn already_reported(cr: &CampusPlatform, type_: &str, reason: &str) -> bool {
+    status::condition(cr, type_).is_some_and(|c| c.reason == reason)
+}
+
+fn previous_topics(cr: &CampusPlatform) -> Vec<crate::crd::TopicStatus> {
+    cr.status
+        .as_ref()
+        .map(|s| s.topics.clone())
+        .unwrap_or_default()
+}
+
+fn previous_workloads(cr: &CampusPlatform) -> Vec<WorkloadStatus> {
+    cr.status
+        .as_ref()
+        .map(|s| s.workloads.clone())
+        .unwrap_or_default()
+}
+
+fn previous_partitions(cr: &CampusPlatform, name: &str) -> i32 {
+    previous_topics(cr)
+        .iter()
+        .find(|t| t.name == name)
+        .map_or(0, |t| t.partitions)
+}
+
+/// Names of the logging workloads (they make up `LoggingReady`).
+fn logging_workloads(cr: &CampusPlatform, plan: &Plan) -> Vec<String> {
+    let mut names = vec![crate::build::config_map::filebeat_name(cr)];
+    match cr.spec.logging.processor {
+        ProcessorKind::Logstash => names.push(crate::build::deployment::logstash_name(cr)),
+        ProcessorKind::Native => names.extend(
+            plan.workers
+                .iter()
+                .filter(|w| w.group.ends_with(crate::plan::group::LOG_INDEX))
+                .map(|w| worker_name(cr, w)),
+        ),
+        ProcessorKind::None => {}
+    }
+    names
+}

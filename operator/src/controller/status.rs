@@ -1,0 +1,334 @@
+//! The platform's status: conditions from what the reconcile saw, written only when it changed.
+//! Pure except [`write`].
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+
+use super::Error;
+use crate::crd::{CampusPlatform, CampusPlatformStatus, TopicStatus, WorkloadStatus};
+use crate::topics::{TopicError, TopicsOutcome};
+
+pub const READY: &str = "Ready";
+pub const TOPICS_READY: &str = "TopicsReady";
+pub const WORKLOADS_READY: &str = "WorkloadsReady";
+pub const LOGGING_READY: &str = "LoggingReady";
+
+/// A condition's state before its timestamps are filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cond {
+    pub type_: &'static str,
+    pub ok: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+impl Cond {
+    pub fn new(
+        type_: &'static str,
+        ok: bool,
+        reason: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            type_,
+            ok,
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Whether a Deployment has rolled out its current spec and has every replica available.
+pub fn deployment_status(d: &Deployment) -> WorkloadStatus {
+    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let st = d.status.clone().unwrap_or_default();
+    let current = st.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0);
+    let ready_replicas = st.ready_replicas.unwrap_or(0);
+    let ready = current
+        && st.updated_replicas.unwrap_or(0) >= want
+        && st.available_replicas.unwrap_or(0) >= want
+        && st.replicas.unwrap_or(0) <= want;
+    WorkloadStatus {
+        name: d.name_any(),
+        kind: "Deployment".to_owned(),
+        replicas: want,
+        ready_replicas,
+        ready,
+        group: d
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("campus.dev/consumer-group").cloned()),
+        lag: None,
+    }
+}
+
+/// Whether a DaemonSet runs its current spec, ready, on every node it should.
+pub fn daemon_set_status(d: &DaemonSet) -> WorkloadStatus {
+    let st = d.status.clone().unwrap_or_default();
+    let current = st.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0)
+        && st.observed_generation.is_some();
+    let desired = st.desired_number_scheduled;
+    let ready = current
+        && st.number_ready >= desired
+        && st.updated_number_scheduled.unwrap_or(0) >= desired;
+    WorkloadStatus {
+        name: d.name_any(),
+        kind: "DaemonSet".to_owned(),
+        replicas: desired,
+        ready_replicas: st.number_ready,
+        ready,
+        group: None,
+        lag: None,
+    }
+}
+
+fn workload_cond(type_: &'static str, what: &str, ws: &[&WorkloadStatus]) -> Cond {
+    if ws.is_empty() {
+        return Cond::new(type_, true, "Disabled", format!("no {what} is enabled"));
+    }
+    let waiting: Vec<String> = ws
+        .iter()
+        .filter(|w| !w.ready)
+        .map(|w| format!("{} ({}/{})", w.name, w.ready_replicas, w.replicas))
+        .collect();
+    if waiting.is_empty() {
+        Cond::new(
+            type_,
+            true,
+            "AllReady",
+            format!("{} {what} ready", ws.len()),
+        )
+    } else {
+        Cond::new(
+            type_,
+            false,
+            "NotReady",
+            format!("waiting for {}", waiting.join(", ")),
+        )
+    }
+}
+
+/// The result of the topic pass, as the status sees it.
+pub enum TopicsSeen<'a> {
+    Done(&'a TopicsOutcome),
+    Failed(&'a TopicError, &'a [String]),
+}
+
+/// The conditions of a reconciled platform. `logging` names the logging workloads.
+pub fn conditions(
+    workloads: &[WorkloadStatus],
+    logging: &[String],
+    topics: &TopicsSeen<'_>,
+) -> Vec<Cond> {
+    let (log_ws, svc_ws): (Vec<&WorkloadStatus>, Vec<&WorkloadStatus>) =
+        workloads.iter().partition(|w| logging.contains(&w.name));
+    let topics_cond = match topics {
+        TopicsSeen::Done(o) if !o.refused.is_empty() => {
+            Cond::new(TOPICS_READY, false, "ChangeRefused", o.refused.join("; "))
+        }
+        TopicsSeen::Done(o) => Cond::new(
+            TOPICS_READY,
+            true,
+            "AllReady",
+            format!("{} topics exist as specified", o.statuses.len()),
+        ),
+        TopicsSeen::Failed(e, _) => Cond::new(TOPICS_READY, false, e.reason(), chain(e)),
+    };
+    let workloads_cond = workload_cond(WORKLOADS_READY, "service workloads", &svc_ws);
+    let logging_cond = workload_cond(LOGGING_READY, "logging workloads", &log_ws);
+    let parts = [&topics_cond, &workloads_cond, &logging_cond];
+    let ready = match parts.iter().find(|c| !c.ok) {
+        None => Cond::new(
+            READY,
+            true,
+            "Ready",
+            "topics, workloads and logging are ready",
+        ),
+        Some(c) => Cond::new(
+            READY,
+            false,
+            c.type_.replace("Ready", "NotReady"),
+            c.message.clone(),
+        ),
+    };
+    vec![ready, topics_cond, workloads_cond, logging_cond]
+}
+
+/// An error and its causes on one line.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Turns conditions into API conditions, keeping `lastTransitionTime` of those whose status did
+/// not change.
+pub fn merge_conditions(
+    previous: &[Condition],
+    conds: &[Cond],
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Vec<Condition> {
+    conds
+        .iter()
+        .map(|c| {
+            let status = if c.ok { "True" } else { "False" };
+            let last = previous
+                .iter()
+                .find(|p| p.type_ == c.type_ && p.status == status)
+                .map(|p| p.last_transition_time.clone())
+                .unwrap_or(Time(now));
+            Condition {
+                type_: c.type_.to_owned(),
+                status: status.to_owned(),
+                reason: c.reason.clone(),
+                message: c.message.clone(),
+                observed_generation: generation,
+                last_transition_time: last,
+            }
+        })
+        .collect()
+}
+
+/// A full status from its parts.
+pub fn build(
+    cr: &CampusPlatform,
+    conds: &[Cond],
+    topics: Vec<TopicStatus>,
+    workloads: Vec<WorkloadStatus>,
+) -> CampusPlatformStatus {
+    let previous = cr
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let generation = cr.metadata.generation;
+    let topics_summary = (!topics.is_empty()).then(|| {
+        format!(
+            "{}/{}",
+            topics.iter().filter(|t| t.ready).count(),
+            topics.len()
+        )
+    });
+    let workloads_summary = (!workloads.is_empty()).then(|| {
+        format!(
+            "{}/{}",
+            workloads.iter().filter(|w| w.ready).count(),
+            workloads.len()
+        )
+    });
+    CampusPlatformStatus {
+        observed_generation: generation,
+        conditions: merge_conditions(previous, conds, generation, Timestamp::now()),
+        topics_summary,
+        workloads_summary,
+        topics,
+        workloads,
+    }
+}
+
+/// Writes `status` unless it equals what the platform already shows. Returns whether it wrote.
+pub async fn write(
+    api: &Api<CampusPlatform>,
+    cr: &CampusPlatform,
+    status: CampusPlatformStatus,
+) -> Result<bool, Error> {
+    if cr.status.as_ref() == Some(&status) {
+        return Ok(false);
+    }
+    let patch = json!({
+        "apiVersion": "campus.dev/v1alpha1",
+        "kind": "CampusPlatform",
+        "status": status,
+    });
+    api.patch_status(
+        &cr.name_any(),
+        &PatchParams::apply(crate::FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|source| Error::Kube {
+        action: "write the platform's status",
+        source,
+    })?;
+    Ok(true)
+}
+
+/// The previous status of a condition, if any.
+pub fn condition<'a>(cr: &'a CampusPlatform, type_: &str) -> Option<&'a Condition> {
+    cr.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(name: &str, ready: bool) -> WorkloadStatus {
+        WorkloadStatus {
+            name: name.into(),
+            kind: "Deployment".into(),
+            replicas: 1,
+            ready_replicas: i32::from(ready),
+            ready,
+            group: None,
+            lag: None,
+        }
+    }
+
+    #[test]
+    fn ready_needs_every_part() {
+        let outcome = TopicsOutcome {
+            statuses: vec![TopicStatus {
+                name: "t".into(),
+                partitions: 3,
+                ready: true,
+                message: None,
+            }],
+            ..TopicsOutcome::default()
+        };
+        let logging = vec!["p-filebeat".to_owned()];
+        let all = [w("p-content-api", true), w("p-filebeat", true)];
+        let c = conditions(&all, &logging, &TopicsSeen::Done(&outcome));
+        assert!(c.iter().all(|c| c.ok), "{c:?}");
+        let some = [w("p-content-api", false), w("p-filebeat", true)];
+        let c = conditions(&some, &logging, &TopicsSeen::Done(&outcome));
+        assert_eq!(
+            (c[0].ok, c[0].reason.as_str()),
+            (false, "WorkloadsNotReady")
+        );
+        assert!(c[0].message.contains("p-content-api (0/1)"));
+        assert!(c[3].ok);
+        let refused = TopicsOutcome {
+            refused: vec!["never shrink".into()],
+            ..outcome.clone()
+        };
+        let c = conditions(&all, &logging, &TopicsSeen::Done(&refused));
+        assert_eq!((c[1].ok, c[1].reason.as_str()), (false, "ChangeRefused"));
+        assert_eq!(c[0].reason, "TopicsNotReady");
+    }
+
+    #[test]
+    fn transition_times_survive_unchanged_conditions() {
+        let t0 = Timestamp::from_second(1_000).unwrap();
+        let t1 = Timestamp::from_second(2_000).unwrap();
+        let first = merge_conditions(&[], &[Cond::new(READY, false, "X", "x")], Some(1), t0);
+        let same = merge_conditions(&first, &[Cond::new(READY, false, "Y", "y")], Some(2), t1);
+        assert_eq!(same[0].last_transition_time, Time(t0));
+        let flipped = merge_conditions(&same, &[Cond::new(READY, true, "Ready", "")], Some(2), t1);
+        assert_eq!(flipped[0].last_transition_time, Time(t1));
+    }
+}

@@ -1,0 +1,139 @@
+//! The `CampusPlatform` custom resource (`campus.dev/v1alpha1`): one Campus installation.
+//!
+//! Spec types are split by concern: [`backing`] (where Kafka and the databases are), [`topics`],
+//! [`services`] (content, coupon, log), [`logging`] (Filebeat and the log processor) and
+//! [`status`]. Every field's doc comment is `kubectl explain`'s text.
+
+pub mod backing;
+pub mod logging;
+pub mod services;
+pub mod status;
+pub mod topics;
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use backing::{
+    ElasticsearchSpec, KafkaSpec, MongoSpec, MysqlSpec, OpenAiSpec, RedisSpec, SecretKeyRef,
+};
+pub use logging::{FilebeatSpec, LoggingSpec, LogstashSpec, PipelineSpec, ProcessorKind};
+pub use services::{
+    AutoscalingSpec, ContentGroups, ContentSpec, CouponGroups, CouponSpec, GroupSpec,
+    LogServiceSpec,
+};
+pub use status::{CampusPlatformStatus, TopicStatus, WorkloadStatus};
+pub use topics::{DeletionPolicy, TopicOverride, TopicsSpec};
+
+/// The annotation that pauses reconciliation of a platform (`"true"`): the operator leaves its
+/// children and topics alone until it is removed. Deletion is still honoured.
+pub const PAUSE_ANNOTATION: &str = "campus.dev/paused";
+
+/// A Campus installation: where its backing services are, which Campus services run, the Kafka
+/// topics they use and the log pipeline. The operator reconciles it into topics, Deployments,
+/// Services, ConfigMaps, a Filebeat DaemonSet and Logstash.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "campus.dev",
+    version = "v1alpha1",
+    kind = "CampusPlatform",
+    plural = "campusplatforms",
+    shortname = "campus",
+    category = "campus",
+    doc = "A Campus installation (see `spec`); the operator reports on it in `status`.",
+    namespaced,
+    status = "CampusPlatformStatus",
+    printcolumn = r#"{"name":"Ready","type":"string","description":"Whether every part of the platform is ready","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","priority":1,"description":"Why the platform is (not) ready","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Topics","type":"string","description":"Topics ready / desired","jsonPath":".status.topicsSummary"}"#,
+    printcolumn = r#"{"name":"Workloads","type":"string","description":"Workloads ready / desired","jsonPath":".status.workloadsSummary"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct CampusPlatformSpec {
+    /// Where the Kafka brokers are and how this platform names its topics and consumer groups.
+    pub kafka: KafkaSpec,
+    /// Where MySQL is (needed by the content and coupon services).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mysql: Option<MysqlSpec>,
+    /// Where MongoDB is (needed by the content service's inbox projection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mongodb: Option<MongoSpec>,
+    /// Where Redis is (needed by the content cache and the coupon service).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisSpec>,
+    /// Where Elasticsearch is (needed by the content search index, the log API and the log
+    /// processor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elasticsearch: Option<ElasticsearchSpec>,
+    /// The OpenAI-compatible chat API the content inspector uses. Without an API key the
+    /// inspector applies its documented offline policy.
+    #[serde(default)]
+    pub openai: OpenAiSpec,
+    /// Kafka topics: defaults are derived from the enabled services; partitions, replication,
+    /// topic config and what happens to the topics when the platform is deleted.
+    #[serde(default)]
+    pub topics: TopicsSpec,
+    /// The content platform: `campus-content api` and one worker Deployment per consumer group.
+    #[serde(default)]
+    pub content: ContentSpec,
+    /// The first-come-first-served coupon service: `campus-coupon api` and its issue worker.
+    #[serde(default)]
+    pub coupon: CouponSpec,
+    /// The log query API `campus-log api`.
+    #[serde(default)]
+    pub log: LogServiceSpec,
+    /// The log pipeline: Filebeat on every node, and Logstash or the native indexer.
+    #[serde(default)]
+    pub logging: LoggingSpec,
+    /// `RUST_LOG` for every Campus service (a tracing filter such as `info` or
+    /// `info,campus_content=debug`); a service's `env` may override it.
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
+    /// Pull policy for every container the operator creates.
+    #[serde(default)]
+    pub image_pull_policy: PullPolicy,
+}
+
+fn default_log_level() -> String {
+    "info".to_owned()
+}
+
+/// When the kubelet pulls an image.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum PullPolicy {
+    /// Pull when the image is not on the node yet.
+    #[default]
+    IfNotPresent,
+    /// Pull on every start.
+    Always,
+    /// Never pull (images loaded on the node, e.g. `kind load`).
+    Never,
+}
+
+impl PullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::IfNotPresent => "IfNotPresent",
+            PullPolicy::Always => "Always",
+            PullPolicy::Never => "Never",
+        }
+    }
+}
+
+impl CampusPlatform {
+    /// The prefix of every topic and consumer-group name: `spec.kafka.prefix`, else the name.
+    pub fn kafka_prefix(&self) -> String {
+        match &self.spec.kafka.prefix {
+            Some(p) => p.clone(),
+            None => kube::ResourceExt::name_any(self),
+        }
+    }
+
+    /// Whether the pause annotation is set to `"true"`.
+    pub fn paused(&self) -> bool {
+        kube::ResourceExt::annotations(self)
+            .get(PAUSE_ANNOTATION)
+            .is_some_and(|v| v == "true")
+    }
+}

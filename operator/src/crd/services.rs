@@ -1,0 +1,204 @@
+//! The Campus services: content, coupon and the log API, with their consumer groups.
+
+use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The content platform: `campus-content api` plus the workers `inspect`, `cache`, `inbox` and
+/// `index`, one Deployment per consumer group.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ContentSpec {
+    /// Whether the content service runs. Disabling it removes its Deployments, Services and
+    /// ConfigMaps (its topics are kept).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Container image; defaults to `campus-content:<operator version>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Replicas of the API Deployment.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0, max = 100))]
+    pub replicas: i32,
+    /// Resources of every container of this service (a group may override them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Extra environment variables for every container of this service; a name the operator sets
+    /// too (such as `RUST_LOG`) is replaced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    /// The consumer groups, one worker Deployment each.
+    #[serde(default)]
+    pub groups: ContentGroups,
+}
+
+impl Default for ContentSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            image: None,
+            replicas: default_replicas(),
+            resources: None,
+            env: Vec::new(),
+            groups: ContentGroups::default(),
+        }
+    }
+}
+
+/// The content workers' consumer groups.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ContentGroups {
+    /// Group `inspection` (`worker inspect`): reads `post.original`, asks the AI inspector,
+    /// writes `post.inspected`.
+    #[serde(default)]
+    pub inspection: GroupSpec,
+    /// Group `cache` (`worker cache`): projects `post.inspected` into Redis.
+    #[serde(default)]
+    pub cache: GroupSpec,
+    /// Group `inbox` (`worker inbox`): projects `post.inspected` into the MongoDB follower inbox.
+    #[serde(default)]
+    pub inbox: GroupSpec,
+    /// Group `index` (`worker index`): projects `post.inspected` into the Elasticsearch index.
+    #[serde(default)]
+    pub index: GroupSpec,
+}
+
+/// The coupon service: `campus-coupon api` and the `issue` worker.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CouponSpec {
+    /// Whether the coupon service runs. Disabling it removes its Deployments, Services and
+    /// ConfigMaps (its topics are kept).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Container image; defaults to `campus-coupon:<operator version>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Replicas of the API Deployment.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0, max = 100))]
+    pub replicas: i32,
+    /// Resources of every container of this service (a group may override them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Extra environment variables for every container of this service; a name the operator sets
+    /// too is replaced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    /// The consumer groups, one worker Deployment each.
+    #[serde(default)]
+    pub groups: CouponGroups,
+}
+
+impl Default for CouponSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            image: None,
+            replicas: default_replicas(),
+            resources: None,
+            env: Vec::new(),
+            groups: CouponGroups::default(),
+        }
+    }
+}
+
+/// The coupon worker's consumer group.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CouponGroups {
+    /// Group `coupon-issue` (`worker issue`): reads `coupon.request`, inserts issued coupons.
+    #[serde(default)]
+    pub issue: GroupSpec,
+}
+
+/// The log query API `campus-log api` (the native indexer is configured under `logging`).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LogServiceSpec {
+    /// Whether the log API runs.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Container image of the log API and of the native indexer; defaults to
+    /// `campus-log:<operator version>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Replicas of the API Deployment.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0, max = 100))]
+    pub replicas: i32,
+    /// Resources of the API container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Extra environment variables of the log API and the native indexer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+}
+
+impl Default for LogServiceSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            image: None,
+            replicas: default_replicas(),
+            resources: None,
+            env: Vec::new(),
+        }
+    }
+}
+
+/// One consumer group's worker Deployment.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupSpec {
+    /// Replicas of the worker Deployment (ignored while `autoscaling` is set).
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0, max = 100))]
+    pub replicas: i32,
+    /// Resources of the worker container; defaults to the service's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Lag-based scaling: the operator reads the group's lag through the Kafka admin API and sets
+    /// the replicas within these bounds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<AutoscalingSpec>,
+}
+
+impl Default for GroupSpec {
+    fn default() -> Self {
+        Self {
+            replicas: default_replicas(),
+            resources: None,
+            autoscaling: None,
+        }
+    }
+}
+
+/// Bounds of lag-based scaling: replicas = ceil(lag / lagPerReplica), within
+/// [minReplicas, maxReplicas].
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalingSpec {
+    /// Fewest replicas, also with no lag.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0, max = 100))]
+    pub min_replicas: i32,
+    /// Most replicas (more than the topic's partitions gives idle consumers).
+    #[schemars(range(min = 1, max = 100))]
+    pub max_replicas: i32,
+    /// Records of lag one replica is expected to work off.
+    #[serde(default = "default_lag_per_replica")]
+    #[schemars(range(min = 1))]
+    pub lag_per_replica: i64,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_replicas() -> i32 {
+    1
+}
+fn default_lag_per_replica() -> i64 {
+    1000
+}

@@ -1,0 +1,67 @@
+//! What the operator reports about a platform.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Observed state of a platform.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CampusPlatformStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready` (everything below is true), `TopicsReady`, `WorkloadsReady` and `LoggingReady`,
+    /// each with a reason and a message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Topics ready / desired, e.g. `8/8`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topics_summary: Option<String>,
+    /// Workloads ready / desired, e.g. `9/9`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workloads_summary: Option<String>,
+    /// Every topic of the platform.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topics: Vec<TopicStatus>,
+    /// Every Deployment and DaemonSet of the platform.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workloads: Vec<WorkloadStatus>,
+}
+
+/// One topic as the operator last saw it.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicStatus {
+    /// Full topic name (with prefix).
+    pub name: String,
+    /// Partitions the topic has (0 when unknown).
+    pub partitions: i32,
+    /// Whether the topic exists as specified.
+    pub ready: bool,
+    /// Why not, or what was refused (e.g. shrinking partitions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// One workload as the operator last saw it.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadStatus {
+    /// Object name.
+    pub name: String,
+    /// `Deployment` or `DaemonSet`.
+    pub kind: String,
+    /// Desired replicas (pods scheduled, for a DaemonSet).
+    pub replicas: i32,
+    /// Ready replicas.
+    pub ready_replicas: i32,
+    /// Whether the workload has rolled out and is available.
+    pub ready: bool,
+    /// Consumer group of a worker (full name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Total lag of the group (records), when lag-based scaling reads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<i64>,
+}
