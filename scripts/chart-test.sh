@@ -146,6 +146,7 @@ PY
   if [ $have_crd = 1 ]; then
     crd_checks "$release" "$ns"
     platform_checks "$release" "$ns"
+    reconcile_checks
   else
     echo "chart-test: note: crds/ has no CRD yet; the CRD and sample-platform checks wait for it"
   fi
@@ -228,6 +229,95 @@ local_checks() {
   if bash scripts/local.sh status >/dev/null 2>&1 || grep -q running <(bash scripts/local.sh status 2>/dev/null); then
     bad "scripts/local.sh down left processes running"
   else ok "scripts/local.sh down stopped every process ($((SECONDS - t0)) s for up, smoke and down)"; fi
+}
+
+# The operator, run as a process against the API server, reconciles the chart's sample platform (pointed
+# at the local servers) into the expected children; the chart's expose Services select its API pods.
+reconcile_checks() {
+  local ns=campus-reconcile release=reconcile platform=reconcile op=$ROOT/target/debug/campus-operator
+  cargo build -q --locked -p campus-operator >"$OUT/operator-build.log" 2>&1 || { tail "$OUT/operator-build.log" >&2; bad "cargo build -p campus-operator"; return; }
+  if ! "$op" --help 2>/dev/null | grep -q -- '--leader-election'; then
+    echo "chart-test: note: campus-operator has no reconcile command line yet; the reconcile check waits for it"; return
+  fi
+  eval "$(bash scripts/servers.sh env)"
+  "$HELM" uninstall "$release" -n "$ns" >/dev/null 2>&1 || true
+  "${KUBECTL[@]}" create namespace "$ns" >/dev/null 2>&1 || true
+  "${KUBECTL[@]}" -n "$ns" create secret generic reconcile-credentials --dry-run=client -o yaml \
+    --from-literal=mysql-url-content="$CAMPUS_TEST_MYSQL_URL/campus_reconcile_content" \
+    --from-literal=mysql-url-coupon="$CAMPUS_TEST_MYSQL_URL/campus_reconcile_coupon" \
+    --from-literal=mongo-url="$CAMPUS_TEST_MONGO_URL" --from-literal=redis-url="$CAMPUS_TEST_REDIS_URL" |
+    "${KUBECTL[@]}" apply -f - >/dev/null
+  if ! "$HELM" install "$release" "$CHART" -n "$ns" --set crds.install=false --set operator.enabled=false \
+      --set platform.enabled=true --set platform.name=$platform --set platform.kafkaPrefix=chart-reconcile \
+      --set platform.logProcessor=Native --set expose.enabled=true --set expose.type=ClusterIP \
+      --set platform.external.kafkaBrokers="$CAMPUS_TEST_KAFKA_BROKERS" \
+      --set platform.external.elasticsearchUrl="$CAMPUS_TEST_ES_URL" \
+      --set platform.external.redisUrl="$CAMPUS_TEST_REDIS_URL" \
+      --set platform.external.credentialsSecret=reconcile-credentials >"$OUT/reconcile-install.log" 2>&1; then
+    cat "$OUT/reconcile-install.log" >&2; bad "helm install of the sample platform for the operator"; return
+  fi
+  KUBECONFIG=$KUBECONFIG RUST_LOG=info setsid "$op" --namespace "$ns" --leader-election false \
+    --ops-addr 127.0.0.1:0 >"$OUT/operator.log" 2>&1 &
+  local pid=$!
+  local want="$platform-content-api $platform-content-inspection $platform-content-cache $platform-content-inbox $platform-content-index $platform-coupon-api $platform-coupon-issue $platform-log-api $platform-log-index"
+  local have="" missing=""
+  for _ in $(seq 1 150); do
+    have=$("${KUBECTL[@]}" -n "$ns" get deployments -l campus.dev/platform=$platform -o jsonpath='{.items[*].metadata.name}' 2>/dev/null)
+    missing=""; for d in $want; do grep -qw "$d" <<<"$have" || missing+=" $d"; done
+    [ -z "$missing" ] && break
+    kill -0 $pid 2>/dev/null || break
+    sleep 0.2
+  done
+  if [ -z "$missing" ]; then ok "the operator reconciled the chart's sample platform into its $(wc -w <<<"$want") Deployments"
+  else tail -n 20 "$OUT/operator.log" >&2; bad "the operator did not create:$missing"; fi
+  local objs="$OUT/reconciled.json"
+  "${KUBECTL[@]}" -n "$ns" get deployments,services,daemonsets,configmaps -o json >"$objs"
+  local report
+  report=$("$VENV/bin/python" - "$objs" "$platform" "$release" <<'PY'
+import json, sys
+items = json.load(open(sys.argv[1]))["items"]
+platform, release = sys.argv[2], sys.argv[3]
+by = {(o["kind"], o["metadata"]["name"]): o for o in items}
+out = []
+# The chart's expose Services select exactly the pods of the operator's API Deployments.
+for api in ("content", "coupon", "log"):
+    svc = by.get(("Service", f"{release}-campus-expose-{api}-api"))
+    dep = by.get(("Deployment", f"{platform}-{api}-api"))
+    if not svc or not dep:
+        out.append(f"FAIL expose Service or {api} API Deployment missing"); continue
+    sel, labels = svc["spec"]["selector"], dep["spec"]["template"]["metadata"]["labels"]
+    ok = all(labels.get(k) == v for k, v in sel.items())
+    out.append(("ok   " if ok else "FAIL ") + f"service/{svc['metadata']['name']} selects the pods of deployment/{dep['metadata']['name']}" + ("" if ok else f": {sel} vs {labels}"))
+# The coupon service gets its own database through the env override of the sample platform.
+for d in (f"{platform}-coupon-api", f"{platform}-coupon-issue"):
+    dep = by.get(("Deployment", d))
+    env = {e["name"]: e for c in dep["spec"]["template"]["spec"]["containers"] for e in c.get("env", [])} if dep else {}
+    ref = env.get("MYSQL_URL", {}).get("valueFrom", {}).get("secretKeyRef", {})
+    ok = ref.get("key") == "mysql-url-coupon"
+    out.append(("ok   " if ok else "FAIL ") + f"deployment/{d} reads MYSQL_URL from the coupon database's key" + ("" if ok else f": {env.get('MYSQL_URL')}"))
+# Nothing the operator manages is also managed by Helm (no name collisions between chart and operator).
+both = [n for (k, n), o in by.items() if o["metadata"].get("labels", {}).get("app.kubernetes.io/managed-by") == "Helm"
+        and any(r.get("kind") == "CampusPlatform" for r in o["metadata"].get("ownerReferences", []))]
+out.append(("ok   " if not both else "FAIL ") + "no object is managed by both Helm and the operator" + (f": {both}" if both else ""))
+print("\n".join(out))
+PY
+)
+  while IFS= read -r line; do
+    case $line in "ok   "*) ok "${line#ok   }" ;; *) bad "${line#FAIL }" ;; esac
+  done <<<"$report"
+  local status=""
+  for _ in $(seq 1 50); do
+    status=$("${KUBECTL[@]}" -n "$ns" get campusplatform $platform -o jsonpath='{.status.observedGeneration}' 2>/dev/null)
+    [ -n "$status" ] && break; sleep 0.2
+  done
+  if [ -n "$status" ]; then ok "the operator wrote the platform's status (observedGeneration $status): $("${KUBECTL[@]}" -n "$ns" get campus $platform --no-headers 2>/dev/null | tr -s ' ')"
+  else bad "the operator wrote no status"; fi
+  "${KUBECTL[@]}" -n "$ns" get campus >"$OUT/kubectl-get-campus.txt" 2>&1 || true
+  "$HELM" uninstall "$release" -n "$ns" >/dev/null 2>&1 || true
+  for _ in $(seq 1 100); do "${KUBECTL[@]}" -n "$ns" get campusplatform $platform >/dev/null 2>&1 || break; sleep 0.2; done
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  "${KUBECTL[@]}" delete namespace "$ns" --wait=false >/dev/null 2>&1 || true
 }
 
 case ${1:-all} in
