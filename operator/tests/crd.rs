@@ -82,8 +82,8 @@ fn samples_are_valid_platforms() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
         let value: serde_json::Value = serde_yaml::from_str(&text).unwrap();
-        let mut cr: campus_operator::crd::CampusPlatform = serde_json::from_value(value)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let mut cr: campus_operator::crd::CampusPlatform =
+            serde_json::from_value(value).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         cr.metadata.namespace = Some("default".into());
         let problems = campus_operator::controller::validate::validate(&cr);
         assert!(problems.is_empty(), "{}: {problems:?}", path.display());

@@ -1,0 +1,610 @@
+//! The operator against a real API server (kube-apiserver + kube-controller-manager v1.20.2,
+//! scripts/kube.sh) and the local Kafka (scripts/servers.sh). Each test has its own namespace
+//! and its own operator watching only that namespace; topic names are unique per test because the
+//! platform's name (the Kafka prefix) is.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use campus_operator::build::CONFIG_HASH_ANNOTATION;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use kube::api::{Api, DeleteParams, ListParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use support::*;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn brokers() -> String {
+    campus_common::testing::kafka_brokers()
+}
+
+async fn names<K>(client: &Client, ns: &str) -> Vec<String>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let mut n: Vec<String> = api
+        .list_metadata(&ListParams::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|o| o.metadata.deletion_timestamp.is_none())
+        .map(|o| o.name_any())
+        .filter(|n| n != "kube-root-ca.crt" && n != "default")
+        .collect();
+    n.sort();
+    n
+}
+
+fn sorted(v: &[&str], prefix: &str) -> Vec<String> {
+    let mut out: Vec<String> = v.iter().map(|s| format!("{prefix}-{s}")).collect();
+    out.sort();
+    out
+}
+
+async fn deployment(client: &Client, ns: &str, name: &str) -> Option<Deployment> {
+    Api::<Deployment>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .unwrap()
+}
+
+fn template_hash(d: &Deployment) -> String {
+    d.spec
+        .as_ref()
+        .unwrap()
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .annotations
+        .as_ref()
+        .unwrap()[CONFIG_HASH_ANNOTATION]
+        .clone()
+}
+
+const ALL_DEPLOYMENTS: [&str; 9] = [
+    "content-api",
+    "coupon-api",
+    "log-api",
+    "content-inspection",
+    "content-cache",
+    "content-inbox",
+    "content-index",
+    "coupon-issue",
+    "logstash",
+];
+
+/// The minimal sample creates every child and every topic within seconds; `Ready` is False until
+/// the pods are ready, then True; the printer columns' fields are filled in.
+#[tokio::test]
+async fn a_sample_creates_every_child_and_topic_and_ready_follows_the_pods() {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new(&client, "op-create").await;
+    let name = ns.name.clone();
+    let _op = Operator::start(&client, test_settings(&ns.name));
+    let started = Instant::now();
+    apply_platform(
+        &client,
+        &ns.name,
+        &sample("minimal.yaml", &name, &brokers()),
+    )
+    .await
+    .expect("the minimal sample is accepted");
+
+    let want = sorted(&ALL_DEPLOYMENTS, &name);
+    eventually("every Deployment exists", WAIT, || async {
+        (names::<Deployment>(&client, &ns.name).await == want).then_some(())
+    })
+    .await;
+    let topics = [
+        "post.original",
+        "post.inspected",
+        "coupon.request",
+        "access-log",
+        "post.original.dlq.{p}.inspection",
+        "post.inspected.dlq.{p}.cache",
+        "post.inspected.dlq.{p}.inbox",
+        "post.inspected.dlq.{p}.index",
+        "coupon.request.dlq.{p}.coupon-issue",
+        "access-log.dlq.{p}.logstash",
+    ]
+    .map(|t| format!("{name}.{}", t.replace("{p}", &name)));
+    eventually("every topic exists in Kafka", WAIT, || async {
+        let have = kafka_topics(&brokers()).await;
+        topics.iter().all(|t| have.contains_key(t)).then_some(())
+    })
+    .await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    let have = kafka_topics(&brokers()).await;
+    assert_eq!(have[&format!("{name}.post.original")], 3);
+    assert_eq!(
+        have[&format!("{name}.post.original.dlq.{name}.inspection")],
+        1
+    );
+
+    assert_eq!(
+        names::<Service>(&client, &ns.name).await,
+        sorted(&["content-api", "coupon-api", "log-api"], &name)
+    );
+    assert_eq!(
+        names::<ConfigMap>(&client, &ns.name).await,
+        sorted(
+            &[
+                "content-config",
+                "coupon-config",
+                "log-config",
+                "filebeat",
+                "logstash-settings",
+                "logstash-pipelines"
+            ],
+            &name
+        )
+    );
+    assert_eq!(
+        names::<DaemonSet>(&client, &ns.name).await,
+        [format!("{name}-filebeat")]
+    );
+    assert_eq!(
+        names::<ServiceAccount>(&client, &ns.name).await,
+        [format!("{name}-filebeat")]
+    );
+    let cluster_name = format!("campus-filebeat.{}.{name}", ns.name);
+    assert!(
+        Api::<ClusterRole>::all(client.clone())
+            .get_opt(&cluster_name)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        Api::<ClusterRoleBinding>::all(client.clone())
+            .get_opt(&cluster_name)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // Not ready while no pod is.
+    let (status, reason, message) = eventually("Ready is reported", WAIT, || async {
+        condition(&client, &ns.name, &name, "Ready").await
+    })
+    .await;
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "WorkloadsNotReady"),
+        "{message}"
+    );
+    let topics_ready = condition(&client, &ns.name, &name, "TopicsReady")
+        .await
+        .unwrap();
+    assert_eq!(topics_ready.0, "True", "{topics_ready:?}");
+
+    // The stand-in kubelet makes every pod ready: the Deployments become available through the
+    // real ReplicaSet and Deployment controllers, and the platform becomes Ready.
+    eventually("Ready is True", WAIT, || async {
+        mark_pods_ready(&client, &ns.name).await;
+        let (s, _, _) = condition(&client, &ns.name, &name, "Ready").await?;
+        (s == "True").then_some(())
+    })
+    .await;
+    let cr = platform(&client, &ns.name, &name).await.unwrap();
+    let st = cr.status.unwrap();
+    assert_eq!(st.topics_summary.as_deref(), Some("10/10"));
+    assert_eq!(st.workloads_summary.as_deref(), Some("10/10"));
+    for t in ["TopicsReady", "WorkloadsReady", "LoggingReady"] {
+        assert!(
+            st.conditions
+                .iter()
+                .any(|c| c.type_ == t && c.status == "True"),
+            "{t}: {:?}",
+            st.conditions
+        );
+    }
+    // Children carry the owner reference.
+    let d = deployment(&client, &ns.name, &format!("{name}-content-api"))
+        .await
+        .unwrap();
+    assert_eq!(d.owner_references()[0].uid, cr.metadata.uid.unwrap());
+}
+
+/// A spec change updates the children and rolls the config hash; disabling services removes
+/// their children; pipeline edits do not restart Logstash.
+#[tokio::test]
+async fn spec_changes_update_children_roll_hashes_and_prune_disabled_services() {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new(&client, "op-change").await;
+    let name = ns.name.clone();
+    let _op = Operator::start(&client, test_settings(&ns.name));
+    let mut cr = sample("minimal.yaml", &name, &brokers());
+    apply_platform(&client, &ns.name, &cr).await.unwrap();
+    let api_name = format!("{name}-content-api");
+    let first = eventually("the content API exists", WAIT, || async {
+        deployment(&client, &ns.name, &api_name).await
+    })
+    .await;
+    let ls_name = format!("{name}-logstash");
+    let ls_first = eventually("Logstash exists", WAIT, || async {
+        deployment(&client, &ns.name, &ls_name).await
+    })
+    .await;
+
+    cr["spec"]["redis"]["url"] = json!("redis://redis-2:6379");
+    cr["spec"]["content"]["replicas"] = json!(3);
+    cr["spec"]["logging"] =
+        json!({"logstash": {"pipelines": [{"name": "access-log", "indexPrefix": "logs"}]}});
+    apply_platform(&client, &ns.name, &cr).await.unwrap();
+    let changed = eventually("the content API rolled", WAIT, || async {
+        let d = deployment(&client, &ns.name, &api_name).await?;
+        (template_hash(&d) != template_hash(&first)).then_some(d)
+    })
+    .await;
+    assert_eq!(changed.spec.as_ref().unwrap().replicas, Some(3));
+    let cm: ConfigMap = Api::namespaced(client.clone(), &ns.name)
+        .get(&format!("{name}-content-config"))
+        .await
+        .unwrap();
+    assert_eq!(cm.data.unwrap()["REDIS_URL"], "redis://redis-2:6379");
+    let log_api = deployment(&client, &ns.name, &format!("{name}-log-api"))
+        .await
+        .unwrap();
+    assert_eq!(
+        log_api.metadata.generation,
+        Some(1),
+        "the log API's config did not change"
+    );
+    eventually("the pipeline is edited in place", WAIT, || async {
+        let cm: ConfigMap = Api::namespaced(client.clone(), &ns.name)
+            .get(&format!("{name}-logstash-pipelines"))
+            .await
+            .ok()?;
+        cm.data?["access-log.conf"]
+            .contains(r#"index => "logs-%{+YYYY.MM.dd}""#)
+            .then_some(())
+    })
+    .await;
+    let ls = deployment(&client, &ns.name, &ls_name).await.unwrap();
+    assert_eq!(
+        template_hash(&ls),
+        template_hash(&ls_first),
+        "Logstash reloads pipelines in place"
+    );
+
+    // Disable the coupon service and Filebeat, switch to the native indexer.
+    cr["spec"]["coupon"] = json!({"enabled": false});
+    cr["spec"]["logging"] = json!({"processor": "Native", "filebeat": {"enabled": false}});
+    apply_platform(&client, &ns.name, &cr).await.unwrap();
+    let want = sorted(
+        &[
+            "content-api",
+            "log-api",
+            "content-inspection",
+            "content-cache",
+            "content-inbox",
+            "content-index",
+            "log-index",
+        ],
+        &name,
+    );
+    eventually(
+        "the coupon and Logstash Deployments are gone",
+        WAIT,
+        || async { (names::<Deployment>(&client, &ns.name).await == want).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        names::<Service>(&client, &ns.name).await,
+        sorted(&["content-api", "log-api"], &name)
+    );
+    assert_eq!(
+        names::<ConfigMap>(&client, &ns.name).await,
+        sorted(&["content-config", "log-config"], &name)
+    );
+    assert!(names::<DaemonSet>(&client, &ns.name).await.is_empty());
+    assert!(names::<ServiceAccount>(&client, &ns.name).await.is_empty());
+    let cluster_name = format!("campus-filebeat.{}.{name}", ns.name);
+    eventually("Filebeat's cluster RBAC is gone", WAIT, || async {
+        let role = Api::<ClusterRole>::all(client.clone())
+            .get_opt(&cluster_name)
+            .await
+            .unwrap();
+        let binding = Api::<ClusterRoleBinding>::all(client.clone())
+            .get_opt(&cluster_name)
+            .await
+            .unwrap();
+        (role.is_none() && binding.is_none()).then_some(())
+    })
+    .await;
+    let indexer = deployment(&client, &ns.name, &format!("{name}-log-index"))
+        .await
+        .unwrap();
+    let c = &indexer.spec.unwrap().template.spec.unwrap().containers[0];
+    assert_eq!(c.args.as_deref().unwrap(), ["worker", "index"]);
+}
+
+/// Deleting a platform with `deletionPolicy: Delete` deletes its topics and its children
+/// (garbage-collected through owner references by the controller-manager); `Retain` keeps them.
+#[tokio::test]
+async fn deletion_garbage_collects_children_and_applies_the_topic_policy() {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new(&client, "op-delete").await;
+    let _op = Operator::start(&client, test_settings(&ns.name));
+    let api: Api<campus_operator::crd::CampusPlatform> = Api::namespaced(client.clone(), &ns.name);
+    for policy in ["Delete", "Retain"] {
+        let name = format!("{}-{}", ns.name, policy.to_lowercase());
+        let mut cr = sample("minimal.yaml", &name, &brokers());
+        cr["spec"]["topics"] = json!({"deletionPolicy": policy});
+        apply_platform(&client, &ns.name, &cr).await.unwrap();
+        let topic = format!("{name}.post.original");
+        eventually("the topics exist", WAIT, || async {
+            kafka_topics(&brokers())
+                .await
+                .contains_key(&topic)
+                .then_some(())
+        })
+        .await;
+        eventually("the children exist", WAIT, || async {
+            deployment(&client, &ns.name, &format!("{name}-content-api"))
+                .await
+                .map(drop)
+        })
+        .await;
+        let cr_now = api.get(&name).await.unwrap();
+        assert!(cr_now.finalizers().iter().any(|f| f == "campus.dev/topics"));
+
+        api.delete(&name, &DeleteParams::foreground())
+            .await
+            .unwrap();
+        eventually("the platform is gone", WAIT, || async {
+            api.get_opt(&name).await.unwrap().is_none().then_some(())
+        })
+        .await;
+        eventually("the children are garbage-collected", WAIT, || async {
+            let left = names::<Deployment>(&client, &ns.name).await;
+            let left_cm = names::<ConfigMap>(&client, &ns.name).await;
+            (!left.iter().chain(&left_cm).any(|n| n.starts_with(&name))).then_some(())
+        })
+        .await;
+        let cluster_name = format!("campus-filebeat.{}.{name}", ns.name);
+        assert!(
+            Api::<ClusterRole>::all(client.clone())
+                .get_opt(&cluster_name)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let have = kafka_topics(&brokers()).await;
+        match policy {
+            "Delete" => {
+                eventually("the topics are deleted", WAIT, || async {
+                    let have = kafka_topics(&brokers()).await;
+                    (!have.keys().any(|t| t.starts_with(&format!("{name}.")))).then_some(())
+                })
+                .await
+            }
+            _ => assert!(have.contains_key(&topic), "Retain keeps {topic}"),
+        }
+    }
+}
+
+/// The schema rejects a malformed platform at the API; a well-formed but invalid one is reported
+/// in status, and an existing platform's children are left untouched while its spec is invalid.
+#[tokio::test]
+async fn bad_platforms_are_rejected_or_reported_without_touching_children() {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new(&client, "op-bad").await;
+    let _op = Operator::start(&client, test_settings(&ns.name));
+
+    for (field, value) in [
+        ("/spec/topics/deletionPolicy", json!("Sometimes")),
+        ("/spec/topics/partitions", json!(0)),
+        ("/spec/content/replicas", json!(1000)),
+        ("/spec/logging/processor", json!("Fluentd")),
+        ("/spec/kafka", json!({})),
+    ] {
+        let mut cr = sample("minimal.yaml", "rejected", &brokers());
+        set(&mut cr, field, value.clone());
+        let err = apply_platform(&client, &ns.name, &cr)
+            .await
+            .expect_err(field);
+        match err {
+            kube::Error::Api(s) => assert_eq!(s.code, 422, "{field}={value}: {s:?}"),
+            other => panic!("{field}: {other}"),
+        }
+    }
+
+    // Valid to the schema, invalid to the operator: reported, nothing created.
+    let name = format!("{}-x", ns.name);
+    let mut cr = sample("minimal.yaml", &name, "kafka-without-port");
+    cr["spec"]["mysql"] = serde_json::Value::Null;
+    cr["spec"].as_object_mut().unwrap().remove("mysql");
+    apply_platform(&client, &ns.name, &cr).await.unwrap();
+    let (s, reason, message) = eventually("InvalidSpec is reported", WAIT, || async {
+        condition(&client, &ns.name, &name, "Ready").await
+    })
+    .await;
+    assert_eq!((s.as_str(), reason.as_str()), ("False", "InvalidSpec"));
+    assert!(message.contains("kafka.brokers"), "{message}");
+    assert!(message.contains("mysql is required"), "{message}");
+    assert!(names::<Deployment>(&client, &ns.name).await.is_empty());
+    assert!(names::<ConfigMap>(&client, &ns.name).await.is_empty());
+
+    // Fix it: children appear. Break it again: they stay exactly as they were.
+    let good = sample("minimal.yaml", &name, &brokers());
+    apply_platform(&client, &ns.name, &good).await.unwrap();
+    let api_name = format!("{name}-content-api");
+    let before = eventually("children are created", WAIT, || async {
+        let d = deployment(&client, &ns.name, &api_name).await?;
+        condition(&client, &ns.name, &name, "TopicsReady").await?;
+        Some(d)
+    })
+    .await;
+    let mut bad = good.clone();
+    bad["spec"]["content"]["groups"] =
+        json!({"cache": {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}});
+    bad["spec"]["redis"]["url"] = json!("redis://elsewhere:6379");
+    apply_platform(&client, &ns.name, &bad).await.unwrap();
+    let (_, reason, message) = eventually("InvalidSpec is reported again", WAIT, || async {
+        let c = condition(&client, &ns.name, &name, "Ready").await?;
+        (c.1 == "InvalidSpec").then_some(c)
+    })
+    .await;
+    assert_eq!(reason, "InvalidSpec");
+    assert!(message.contains("minReplicas <= maxReplicas"), "{message}");
+    let after = deployment(&client, &ns.name, &api_name).await.unwrap();
+    assert_eq!(
+        after.metadata.resource_version,
+        before.metadata.resource_version
+    );
+    let cm: ConfigMap = Api::namespaced(client.clone(), &ns.name)
+        .get(&format!("{name}-content-config"))
+        .await
+        .unwrap();
+    assert_eq!(cm.data.unwrap()["REDIS_URL"], "redis://redis:6379");
+}
+
+/// Sets a JSON-pointer path, creating the objects on the way.
+fn set(v: &mut serde_json::Value, pointer: &str, value: serde_json::Value) {
+    let mut cur = v;
+    let parts: Vec<&str> = pointer.trim_start_matches('/').split('/').collect();
+    for p in &parts[..parts.len() - 1] {
+        if cur.get(*p).is_none() {
+            cur[*p] = json!({});
+        }
+        cur = &mut cur[*p];
+    }
+    cur[parts[parts.len() - 1]] = value;
+}
+
+/// With Kafka unreachable the workloads are still applied and `TopicsReady` is False with a
+/// reason; when Kafka comes up (same address, nothing else changes) the operator creates the
+/// topics on its own.
+#[tokio::test]
+async fn kafka_unreachable_is_reported_and_the_operator_recovers_when_it_returns() {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new(&client, "op-kafka").await;
+    let name = ns.name.clone();
+    let _op = Operator::start(&client, test_settings(&ns.name));
+    let port = free_port();
+    let private = format!("127.0.0.1:{port}");
+    apply_platform(&client, &ns.name, &sample("minimal.yaml", &name, &private))
+        .await
+        .unwrap();
+    let (s, reason, message) = eventually("TopicsReady is reported", WAIT, || async {
+        condition(&client, &ns.name, &name, "TopicsReady").await
+    })
+    .await;
+    assert_eq!(
+        (s.as_str(), reason.as_str()),
+        ("False", "KafkaUnreachable"),
+        "{message}"
+    );
+    assert!(message.contains(&private), "{message}");
+    assert!(
+        deployment(&client, &ns.name, &format!("{name}-content-api"))
+            .await
+            .is_some()
+    );
+    let ready = condition(&client, &ns.name, &name, "Ready").await.unwrap();
+    assert_eq!(
+        (ready.0.as_str(), ready.1.as_str()),
+        ("False", "TopicsNotReady")
+    );
+
+    let kafka = PrivateKafka::start(port).await;
+    eventually(
+        "TopicsReady becomes True",
+        Duration::from_secs(90),
+        || async {
+            let (s, _, _) = condition(&client, &ns.name, &name, "TopicsReady").await?;
+            (s == "True").then_some(())
+        },
+    )
+    .await;
+    let have = kafka_topics(&private).await;
+    assert!(
+        have.contains_key(&format!("{name}.post.original")),
+        "{have:?}"
+    );
+    drop(kafka);
+}
+
+/// `deletionPolicy: Delete` with Kafka gone: deletion gives up after the grace period instead
+/// of hanging.
+#[tokio::test]
+async fn deletion_does_not_hang_when_kafka_is_gone() {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new(&client, "op-gone").await;
+    let name = ns.name.clone();
+    let _op = Operator::start(&client, test_settings(&ns.name));
+    let mut cr = sample("minimal.yaml", &name, &format!("127.0.0.1:{}", free_port()));
+    cr["spec"]["topics"] = json!({"deletionPolicy": "Delete"});
+    apply_platform(&client, &ns.name, &cr).await.unwrap();
+    eventually("the finalizer is in place", WAIT, || async {
+        let cr = platform(&client, &ns.name, &name).await?;
+        (!cr.finalizers().is_empty()).then_some(())
+    })
+    .await;
+    let api: Api<campus_operator::crd::CampusPlatform> = Api::namespaced(client.clone(), &ns.name);
+    let started = Instant::now();
+    api.delete(&name, &DeleteParams::default()).await.unwrap();
+    eventually("the platform is gone despite Kafka", WAIT, || async {
+        api.get_opt(&name).await.unwrap().is_none().then_some(())
+    })
+    .await;
+    // The test operator's grace is 5 s; deletion must not finish before trying for that long.
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// The pause annotation stops changes to the children; removing it applies them.
+#[tokio::test]
+async fn the_pause_annotation_holds_changes_back() {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new(&client, "op-pause").await;
+    let name = ns.name.clone();
+    let _op = Operator::start(&client, test_settings(&ns.name));
+    let mut cr = sample("minimal.yaml", &name, &brokers());
+    apply_platform(&client, &ns.name, &cr).await.unwrap();
+    let api_name = format!("{name}-coupon-api");
+    eventually("children exist", WAIT, || async {
+        deployment(&client, &ns.name, &api_name).await
+    })
+    .await;
+    cr["metadata"]["annotations"] = json!({"campus.dev/paused": "true"});
+    cr["spec"]["coupon"] = json!({"replicas": 4});
+    apply_platform(&client, &ns.name, &cr).await.unwrap();
+    let (_, reason, _) = eventually("Paused is reported", WAIT, || async {
+        let c = condition(&client, &ns.name, &name, "Ready").await?;
+        (c.1 == "Paused").then_some(c)
+    })
+    .await;
+    assert_eq!(reason, "Paused");
+    let d = deployment(&client, &ns.name, &api_name).await.unwrap();
+    assert_eq!(d.spec.unwrap().replicas, Some(1));
+    cr["metadata"]["annotations"] = json!({"campus.dev/paused": "false"});
+    apply_platform(&client, &ns.name, &cr).await.unwrap();
+    eventually("the change is applied after the pause", WAIT, || async {
+        let d = deployment(&client, &ns.name, &api_name).await?;
+        (d.spec?.replicas == Some(4)).then_some(())
+    })
+    .await;
+}

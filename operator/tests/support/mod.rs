@@ -1,0 +1,367 @@
+//! Shared harness for tests against the real API server (scripts/kube.sh) and the local Kafka
+//! (scripts/servers.sh): a client, the CRD, a fresh namespace per test, an in-process operator
+//! scoped to that namespace, a stand-in kubelet that marks pods ready, and polling helpers.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use campus_common::kafka::admin::Admin;
+use campus_operator::controller::{self, Context, Settings};
+use campus_operator::crd::CampusPlatform;
+use campus_operator::metrics::Metrics;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config, CustomResourceExt, ResourceExt};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn kubeconfig_path() -> PathBuf {
+    std::env::var_os("CAMPUS_TEST_KUBECONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/kube/kubeconfig"))
+}
+
+/// A client for the test API server; fails loudly when it is not there.
+pub async fn client() -> Client {
+    let path = kubeconfig_path();
+    let kc = Kubeconfig::read_from(&path).unwrap_or_else(|e| {
+        panic!(
+            "no kubeconfig at {} ({e}): start the test API server with `bash scripts/kube.sh start` \
+             (scripts/test.sh does it and sets CAMPUS_TEST_KUBECONFIG)",
+            path.display()
+        )
+    });
+    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .expect("kubeconfig is usable");
+    let client = Client::try_from(config).expect("client");
+    if let Err(e) = client.apiserver_version().await {
+        panic!(
+            "the test API server in {} is unreachable ({e}): run `bash scripts/kube.sh start`",
+            path.display()
+        );
+    }
+    client
+}
+
+/// Installs the CRD (server-side apply, idempotent, shared by every test) and waits until it is
+/// Established.
+pub async fn install_crd(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = CampusPlatform::crd();
+    crds.patch(
+        &crd.name_any(),
+        &PatchParams::apply("campus-operator-tests").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("apply the CRD");
+    eventually(
+        "the CRD is Established",
+        Duration::from_secs(30),
+        || async {
+            let c = crds.get(&crd.name_any()).await.ok()?;
+            c.status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+/// Polls `f` until it yields `Some`, or panics after `timeout` naming what was awaited.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting until {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A fresh namespace, deleted when dropped.
+pub struct TestNamespace {
+    pub name: String,
+    client: Client,
+}
+
+impl TestNamespace {
+    pub async fn new(client: &Client, prefix: &str) -> Self {
+        let name = campus_common::testing::unique(prefix)
+            .replace('_', "-")
+            .to_lowercase();
+        let api: Api<Namespace> = Api::all(client.clone());
+        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+        api.create(&PostParams::default(), &ns)
+            .await
+            .expect("create a namespace");
+        Self {
+            name,
+            client: client.clone(),
+        }
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        let client = self.client.clone();
+        let name = self.name.clone();
+        // Best effort, and without blocking the runtime that is shutting down.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let api: Api<Namespace> = Api::all(client);
+                let _ = api.delete(&name, &DeleteParams::background()).await;
+            });
+        }
+    }
+}
+
+/// Settings for an operator under test: short intervals, this namespace only.
+pub fn test_settings(namespace: &str) -> Settings {
+    Settings {
+        namespace: Some(namespace.to_owned()),
+        image_tag: "test".to_owned(),
+        resync: Duration::from_secs(30),
+        kafka_retry: Duration::from_millis(500),
+        lag_interval: Duration::from_millis(500),
+        topic_deletion_grace: Duration::from_secs(5),
+        backoff: (Duration::from_millis(200), Duration::from_secs(5)),
+        concurrency: 8,
+        instance: Some("test".to_owned()),
+    }
+}
+
+/// An operator running in this process, watching one namespace; stopped when dropped.
+pub struct Operator {
+    stop: CancellationToken,
+    pub ctx: Arc<Context>,
+    pub registry: Arc<prometheus_client::registry::Registry>,
+}
+
+impl Operator {
+    pub fn start(client: &Client, settings: Settings) -> Self {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        let ctx = Context::new(client.clone(), settings, metrics);
+        let stop = CancellationToken::new();
+        let token = stop.clone();
+        tokio::spawn(controller::run(ctx.clone(), async move {
+            token.cancelled().await;
+        }));
+        Self {
+            stop,
+            ctx,
+            registry: Arc::new(registry),
+        }
+    }
+
+    pub fn metrics_text(&self) -> String {
+        let mut s = String::new();
+        prometheus_client::encoding::text::encode(&mut s, &self.registry).unwrap();
+        s
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// A sample from `operator/samples/` as JSON, with its name set and Kafka pointed at `brokers`.
+pub fn sample(file: &str, name: &str, brokers: &str) -> Value {
+    let text = std::fs::read_to_string(workspace().join("operator/samples").join(file)).unwrap();
+    let mut v: Value = serde_yaml::from_str(&text).unwrap();
+    v["metadata"]["name"] = json!(name);
+    v["spec"]["kafka"]["brokers"] = json!(brokers);
+    v
+}
+
+/// Server-side applies a platform (as JSON) in `ns`, as a user would with `kubectl apply`.
+pub async fn apply_platform(
+    client: &Client,
+    ns: &str,
+    cr: &Value,
+) -> Result<CampusPlatform, kube::Error> {
+    let api: Api<CampusPlatform> = Api::namespaced(client.clone(), ns);
+    let name = cr["metadata"]["name"].as_str().unwrap();
+    api.patch(
+        name,
+        &PatchParams::apply("test-user").force(),
+        &Patch::Apply(cr),
+    )
+    .await
+}
+
+pub async fn platform(client: &Client, ns: &str, name: &str) -> Option<CampusPlatform> {
+    Api::<CampusPlatform>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .expect("read the platform")
+}
+
+/// The condition `type_` of the platform as (status, reason), once it describes the current
+/// generation.
+pub async fn condition(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    type_: &str,
+) -> Option<(String, String, String)> {
+    let cr = platform(client, ns, name).await?;
+    let st = cr.status.as_ref()?;
+    if st.observed_generation != cr.metadata.generation {
+        return None;
+    }
+    st.conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// Acts as the kubelet: marks every pod of the namespace Running and Ready. Returns how many
+/// pods it changed.
+pub async fn mark_pods_ready(client: &Client, ns: &str) -> usize {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let mut n = 0;
+    for p in pods.list(&ListParams::default()).await.expect("list pods") {
+        let ready = p
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        if ready || p.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let now = k8s_openapi::jiff::Timestamp::now().to_string();
+        let patch = json!({"status": {
+            "phase": "Running",
+            "conditions": [
+                {"type": "Ready", "status": "True", "lastTransitionTime": now},
+                {"type": "ContainersReady", "status": "True", "lastTransitionTime": now}
+            ]
+        }});
+        if pods
+            .patch_status(
+                &p.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .is_ok()
+        {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Topic names and partition counts in the shared Kafka.
+pub async fn kafka_topics(brokers: &str) -> std::collections::HashMap<String, i32> {
+    let admin = Admin::new(&campus_common::config::KafkaArgs::new(brokers)).expect("admin");
+    admin
+        .describe()
+        .await
+        .expect("the local Kafka is up (scripts/servers.sh start)")
+        .into_iter()
+        .map(|(k, v)| (k, v.partitions))
+        .collect()
+}
+
+/// A port nothing listens on (bound and released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A private Kafka-compatible server (noida-db) in its own process group; killed when dropped.
+pub struct PrivateKafka {
+    pub port: u16,
+    child: std::process::Child,
+    _dir: PathBuf,
+}
+
+impl PrivateKafka {
+    pub async fn start(port: u16) -> Self {
+        use std::os::unix::process::CommandExt;
+        let cache = std::env::var("CAMPUS_CACHE").unwrap_or_else(|_| {
+            format!(
+                "{}/.cache/campus",
+                std::env::var("HOME").unwrap_or_default()
+            )
+        });
+        let bin = PathBuf::from(cache).join("venv/lib/python3.11/site-packages/noida_db/noida-db");
+        assert!(
+            bin.exists(),
+            "noida-db is not installed at {} (scripts/deps.sh)",
+            bin.display()
+        );
+        let dir = workspace()
+            .join("target/operator-tests")
+            .join(campus_common::testing::unique("kafka"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = std::fs::File::create(dir.join("noida.log")).unwrap();
+        let child = std::process::Command::new(&bin)
+            .args(["start", "--data-dir"])
+            .arg(dir.join("data"))
+            .args(["--only", "kafka", "--kafka-port", &port.to_string()])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .expect("start noida-db");
+        eventually(
+            "the private Kafka listens",
+            Duration::from_secs(30),
+            || async {
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .ok()
+                    .map(drop)
+            },
+        )
+        .await;
+        Self {
+            port,
+            child,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for PrivateKafka {
+    fn drop(&mut self) {
+        // Kill the whole process group we started, by its id.
+        let pgid = self.child.id() as i32;
+        unsafe_kill_group(pgid);
+        let _ = self.child.wait();
+    }
+}
+
+fn unsafe_kill_group(pgid: i32) {
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .status();
+}
