@@ -13,8 +13,8 @@ pub struct OutcomeLabels {
 /// Issue decisions and what happened to the Kafka writes (API).
 #[derive(Clone, Default)]
 pub struct ApiMetrics {
-    /// Answers to `POST /coupons` by outcome: issued, already_issued, not_started, ended, sold_out,
-    /// unknown_event, unavailable.
+    /// Answers to `POST /coupons` by outcome (the error code otherwise): issued, already_issued,
+    /// not_started, ended, sold_out, not_found, bad_request, unavailable, internal.
     pub decisions: Family<OutcomeLabels, Counter>,
     /// Kafka writes that failed, by what the give-back script did: returned, confirmed, not_held,
     /// failed (Redis did not answer either: the slot stays taken until the drift report shows it).

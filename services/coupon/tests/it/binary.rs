@@ -70,3 +70,52 @@ fn an_unreachable_mysql_is_one_line_and_a_failed_exit() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_prints_the_report_and_fails_on_drift() {
+    let env = crate::support::Env::start().await;
+    let worker = env.start_worker();
+    let event = env.create_event(5).await;
+    assert_eq!(env.issue(1, event).await.0, 201);
+    env.wait_drained(event, 1).await;
+    worker.stop().await;
+    let db_url = format!(
+        "{}/{}",
+        campus_common::testing::mysql_url(),
+        sqlx::query_scalar::<_, String>("SELECT DATABASE()")
+            .fetch_one(&env.pool)
+            .await
+            .unwrap()
+    );
+    let run = |fail: bool| {
+        let mut c = campus_coupon();
+        c.arg("reconcile")
+            .env("MYSQL_URL", &db_url)
+            .env("REDIS_URL", campus_common::testing::redis_url())
+            .env("REDIS_KEY_PREFIX", &env.prefix);
+        if fail {
+            c.arg("--fail-on-drift");
+        }
+        c.output().unwrap()
+    };
+    let out = run(true);
+    assert!(out.status.success(), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["events"][0]["status"], "ok", "{report}");
+    assert_eq!(report["events"][0]["mysqlCoupons"], 1);
+
+    sqlx::query("DELETE FROM coupons WHERE coupon_event_id = ?")
+        .bind(event)
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    let out = run(false);
+    assert!(out.status.success(), "without --fail-on-drift: {out:?}");
+    let out = run(true);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["events"][0]["status"], "drift", "{report}");
+    assert_eq!(report["events"][0]["onlyInRedis"], serde_json::json!([1]));
+    let lines = error_lines(&out.stderr);
+    assert_eq!(lines, vec!["error: 1 coupon event(s) drifted".to_owned()]);
+}

@@ -17,8 +17,13 @@ const REQUESTS: usize = 5_000;
 /// One final answer per request.
 type Answer = (i64, u16, String);
 
-/// Fires every request of `plan` at once. With `retry_503`, a 503 is retried (as a client may)
-/// until another answer comes; every 503 seen is counted in `unavailable`.
+/// Connections open at once: below the listener's accept backlog (1024), so a loaded machine
+/// cannot turn the burst into refused or reset connections.
+const CONNECTIONS: usize = 512;
+
+/// Fires every request of `plan` at once (over at most `CONNECTIONS` connections at a time). With
+/// `retry_503`, a 503 is retried (as a client may) until another answer comes; every 503 seen is
+/// counted in `unavailable`.
 async fn fire(
     env: &Env,
     event: i64,
@@ -26,13 +31,15 @@ async fn fire(
     retry_503: bool,
     unavailable: Arc<AtomicUsize>,
 ) -> Vec<Answer> {
+    let connections = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS));
     let mut tasks = tokio::task::JoinSet::new();
     for &user in plan {
         let (http, url) = (env.http.clone(), env.url("/coupons"));
-        let unavailable = unavailable.clone();
+        let (unavailable, connections) = (unavailable.clone(), connections.clone());
         tasks.spawn(async move {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
             loop {
+                let connection = connections.acquire().await.unwrap();
                 let res = http
                     .post(&url)
                     .json(&json!({"userId": user, "couponEventId": event}))
@@ -45,6 +52,7 @@ async fn fire(
                     .as_str()
                     .unwrap_or_default()
                     .to_owned();
+                drop(connection);
                 if status == 503 {
                     unavailable.fetch_add(1, Ordering::Relaxed);
                     if retry_503 && tokio::time::Instant::now() < deadline {

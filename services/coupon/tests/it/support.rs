@@ -75,13 +75,22 @@ impl Env {
         campus_common::telemetry::init("campus-coupon-test");
         let (_url, pool) = testing::fresh_mysql().await;
         db::migrate(&pool).await.expect("migrate");
-        let (prefix, redis) = testing::fresh_redis().await;
-        let store = CouponStore::connect(
-            &RedisArgs::new(&testing::redis_url(), prefix.clone()),
-            Duration::from_secs(600),
-        )
-        .await
-        .expect("redis");
+        let (prefix, _) = testing::fresh_redis().await;
+        // Tests share two cores with every other crate's builds and tests: generous timeouts, so
+        // only a real failure (not a slow moment) turns into a 503 or a failed assertion.
+        let redis = redis::Client::open(testing::redis_url())
+            .unwrap()
+            .get_multiplexed_async_connection_with_config(
+                &redis::AsyncConnectionConfig::new()
+                    .set_response_timeout(Some(Duration::from_secs(30))),
+            )
+            .await
+            .expect("redis");
+        let mut redis_args = RedisArgs::new(&testing::redis_url(), prefix.clone());
+        redis_args.redis_timeout = Duration::from_secs(15);
+        let store = CouponStore::connect(&redis_args, Duration::from_secs(600))
+            .await
+            .expect("redis");
         let producer = Producer::new(&kafka).expect("producer");
         let state = AppState::new(pool.clone(), store.clone(), producer, topic.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
