@@ -107,11 +107,12 @@ pub async fn apply_and_prune(
     let crs: Api<ClusterRole> = Api::all(client.clone());
     let crbs: Api<ClusterRoleBinding> = Api::all(client.clone());
     // ConfigMaps and identities first, so that pods never start without their configuration.
-    let ((), (), (), ()) = futures::try_join!(
+    let ((), (), ()) = futures::try_join!(
         async { apply_all(&cms, &desired.config_maps).await.map(drop) },
         async { apply_all(&sas, &desired.service_accounts).await.map(drop) },
-        async { apply_all(&crs, &desired.cluster_roles).await.map(drop) },
+        // A binding may only name a role that exists (RBAC checks what it grants).
         async {
+            apply_all(&crs, &desired.cluster_roles).await?;
             apply_all(&crbs, &desired.cluster_role_bindings)
                 .await
                 .map(drop)

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::apps::v1::Deployment;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
@@ -211,24 +212,30 @@ async fn scale(
             continue;
         };
         let name = worker_name(cr, w);
-        let previous = previous_workloads(cr).into_iter().find(|p| p.name == name);
+        // The replicas the Deployment has now (status may lag behind).
+        let deployments: Api<Deployment> =
+            Api::namespaced(ctx.client.clone(), &cr.namespace().unwrap_or_default());
+        let previous = match deployments.get_opt(&name).await {
+            Ok(d) => d.and_then(|d| d.spec?.replicas),
+            Err(e) => {
+                tracing::warn!(deployment = %name, error = %e, "failed to read replicas");
+                None
+            }
+        };
         match lag::group_lag(&kafka, &w.group, &w.topics).await {
             Ok(l) => {
                 let want = lag::desired_replicas(l, bounds);
                 lags.insert(name.clone(), l);
-                if let Some(p) = &previous
-                    && p.replicas != want
+                if let Some(p) = previous
+                    && p != want
                 {
-                    ctx.metrics.scaled(want > p.replicas);
+                    ctx.metrics.scaled(want > p);
                     ctx.event(
                         cr,
                         false,
                         "Scaled",
                         "Scale",
-                        format!(
-                            "{name}: {} → {want} replicas (group {} lag {l})",
-                            p.replicas, w.group
-                        ),
+                        format!("{name}: {p} → {want} replicas (group {} lag {l})", w.group),
                     )
                     .await;
                 }
@@ -237,7 +244,7 @@ async fn scale(
             Err(e) => {
                 tracing::warn!(group = %w.group, error = %status::chain(&e), "failed to read lag; keeping replicas");
                 if let Some(p) = previous {
-                    let kept = p.replicas.clamp(bounds.min_replicas, bounds.max_replicas);
+                    let kept = p.clamp(bounds.min_replicas, bounds.max_replicas);
                     inputs.scaled_replicas.insert(name, kept);
                 }
             }
