@@ -4,4 +4,6 @@
 mod api;
 mod binary;
 mod burst;
+mod store;
 mod support;
+mod worker;

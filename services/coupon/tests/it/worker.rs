@@ -1,0 +1,83 @@
+//! The issue worker on its own records: poison goes to the dead-letter topic, given-back requests
+//! are not stored, redelivery stores nothing twice.
+
+use std::time::Duration;
+
+use campus_common::envelope::{Envelope, EventType};
+use campus_common::kafka::{Producer, dlq_topic};
+use campus_common::testing;
+use campus_coupon::model::IssueRequested;
+use uuid::Uuid;
+
+use crate::support::Env;
+
+async fn send(env: &Env, producer: &Producer, event: i64, user: i64, id: Uuid) {
+    let mut e = Envelope::new(
+        EventType::Created,
+        format!("{event}:{user}"),
+        1,
+        IssueRequested {
+            coupon_id: id,
+            user_id: user,
+            coupon_event_id: event,
+        },
+    );
+    e.event_id = id;
+    producer
+        .send(
+            &env.topic,
+            e.key.as_bytes(),
+            &serde_json::to_vec(&e).unwrap(),
+            &[],
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_is_dead_lettered_given_back_requests_are_skipped_redelivery_is_harmless() {
+    // One partition: records are handled in the order they were written.
+    let topic = testing::fresh_topic("coupon-request", 1).await;
+    let env = Env::start_with(testing::kafka(), topic).await;
+    let event = env.create_event(10).await;
+    let producer = Producer::new(&env.kafka).unwrap();
+    producer
+        .send(&env.topic, b"x", b"not json", &[])
+        .await
+        .unwrap();
+    // A request whose slot is not held (given back after a failed write that reached Kafka).
+    send(&env, &producer, event, 5, Uuid::now_v7()).await;
+    // A real request, then its redelivery.
+    let (status, issued) = env.issue(6, event).await;
+    assert_eq!(status, 201, "{issued}");
+    let id: Uuid = issued["couponId"].as_str().unwrap().parse().unwrap();
+    send(&env, &producer, event, 6, id).await;
+
+    let worker = env.start_worker();
+    env.wait_drained(event, 1).await;
+    assert_eq!(env.mysql_users(event).await, vec![6]);
+    let dlq = testing::read_topic(
+        &dlq_topic(&env.topic, &env.group),
+        1,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(dlq[0].payload.as_deref(), Some(&b"not json"[..]));
+    assert_eq!(dlq[0].header("dlq-reason"), Some(&b"permanent"[..]));
+
+    // Everything after the poison was handled: a later request is stored too.
+    assert_eq!(env.issue(7, event).await.0, 201);
+    env.wait_drained(event, 2).await;
+    assert_eq!(env.mysql_users(event).await, vec![6, 7]);
+    let stored: String = sqlx::query_scalar("SELECT id FROM coupons WHERE user_id = 6")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored,
+        id.to_string(),
+        "the coupon id is the one the API answered"
+    );
+    worker.stop().await;
+}
