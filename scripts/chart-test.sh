@@ -234,20 +234,22 @@ local_checks() {
 # The operator, run as a process against the API server, reconciles the chart's sample platform (pointed
 # at the local servers) into the expected children; the chart's expose Services select its API pods.
 reconcile_checks() {
-  local ns=campus-reconcile release=reconcile platform=reconcile op=$ROOT/target/debug/campus-operator
+  # A fresh namespace each run: a namespace being deleted accepts nothing new.
+  local ns=campus-reconcile-$(date +%s) release=reconcile platform=reconcile op=$ROOT/target/debug/campus-operator
   cargo build -q --locked -p campus-operator >"$OUT/operator-build.log" 2>&1 || { tail "$OUT/operator-build.log" >&2; bad "cargo build -p campus-operator"; return; }
   if ! "$op" --help 2>/dev/null | grep -q -- '--leader-election'; then
     echo "chart-test: note: campus-operator has no reconcile command line yet; the reconcile check waits for it"; return
   fi
   eval "$(bash scripts/servers.sh env)"
-  "$HELM" uninstall "$release" -n "$ns" >/dev/null 2>&1 || true
   "${KUBECTL[@]}" create namespace "$ns" >/dev/null 2>&1 || true
   "${KUBECTL[@]}" -n "$ns" create secret generic reconcile-credentials --dry-run=client -o yaml \
     --from-literal=mysql-url-content="$CAMPUS_TEST_MYSQL_URL/campus_reconcile_content" \
     --from-literal=mysql-url-coupon="$CAMPUS_TEST_MYSQL_URL/campus_reconcile_coupon" \
     --from-literal=mongo-url="$CAMPUS_TEST_MONGO_URL" --from-literal=redis-url="$CAMPUS_TEST_REDIS_URL" |
-    "${KUBECTL[@]}" apply -f - >/dev/null
-  if ! "$HELM" install "$release" "$CHART" -n "$ns" --set crds.install=false --set operator.enabled=false \
+    "${KUBECTL[@]}" apply -f - >/dev/null || { bad "could not create the credentials Secret in $ns"; return; }
+  # The operator's ServiceAccount and RBAC come from the chart (no pod runs: replicas 0); the process
+  # below impersonates that ServiceAccount, so it can only do what the chart's least RBAC allows.
+  if ! "$HELM" install "$release" "$CHART" -n "$ns" --set crds.install=false --set operator.replicas=0 \
       --set platform.enabled=true --set platform.name=$platform --set platform.kafkaPrefix=chart-reconcile \
       --set platform.logProcessor=Native --set expose.enabled=true --set expose.type=ClusterIP \
       --set platform.external.kafkaBrokers="$CAMPUS_TEST_KAFKA_BROKERS" \
@@ -256,8 +258,17 @@ reconcile_checks() {
       --set platform.external.credentialsSecret=reconcile-credentials >"$OUT/reconcile-install.log" 2>&1; then
     cat "$OUT/reconcile-install.log" >&2; bad "helm install of the sample platform for the operator"; return
   fi
-  KUBECONFIG=$KUBECONFIG RUST_LOG=info setsid "$op" --namespace "$ns" --leader-election false \
-    --ops-addr 127.0.0.1:0 >"$OUT/operator.log" 2>&1 &
+  local sa="system:serviceaccount:$ns:$release-campus-operator"
+  "$VENV/bin/python" - "$KUBECONFIG" "$OUT/operator-kubeconfig" "$sa" "$ns" <<'PY'
+import sys, yaml
+cfg = yaml.safe_load(open(sys.argv[1]))
+for u in cfg["users"]:
+    u["user"]["as"] = sys.argv[3]
+    u["user"]["as-groups"] = ["system:serviceaccounts", f"system:serviceaccounts:{sys.argv[4]}", "system:authenticated"]
+yaml.safe_dump(cfg, open(sys.argv[2], "w"))
+PY
+  KUBECONFIG=$OUT/operator-kubeconfig RUST_LOG=info setsid "$op" --namespace "$ns" \
+    --lease-namespace "$ns" --lease-name "$release-campus-operator" --ops-addr 127.0.0.1:0 >"$OUT/operator.log" 2>&1 &
   local pid=$!
   local want="$platform-content-api $platform-content-inspection $platform-content-cache $platform-content-inbox $platform-content-index $platform-coupon-api $platform-coupon-issue $platform-log-api $platform-log-index"
   local have="" missing=""
@@ -268,7 +279,7 @@ reconcile_checks() {
     kill -0 $pid 2>/dev/null || break
     sleep 0.2
   done
-  if [ -z "$missing" ]; then ok "the operator reconciled the chart's sample platform into its $(wc -w <<<"$want") Deployments"
+  if [ -z "$missing" ]; then ok "the operator, as the chart's ServiceAccount (least RBAC, leader Lease), reconciled the sample platform into its $(wc -w <<<"$want") Deployments"
   else tail -n 20 "$OUT/operator.log" >&2; bad "the operator did not create:$missing"; fi
   local objs="$OUT/reconciled.json"
   "${KUBECTL[@]}" -n "$ns" get deployments,services,daemonsets,configmaps -o json >"$objs"
@@ -310,12 +321,19 @@ PY
     status=$("${KUBECTL[@]}" -n "$ns" get campusplatform $platform -o jsonpath='{.status.observedGeneration}' 2>/dev/null)
     [ -n "$status" ] && break; sleep 0.2
   done
+  if grep -qi 'forbidden' "$OUT/operator.log"; then bad "the operator was refused something by the chart's RBAC: $(grep -i -m1 forbidden "$OUT/operator.log" | cut -c1-300)"
+  else ok "the chart's RBAC refused the operator nothing"; fi
   if [ -n "$status" ]; then ok "the operator wrote the platform's status (observedGeneration $status): $("${KUBECTL[@]}" -n "$ns" get campus $platform --no-headers 2>/dev/null | tr -s ' ')"
   else bad "the operator wrote no status"; fi
   "${KUBECTL[@]}" -n "$ns" get campus >"$OUT/kubectl-get-campus.txt" 2>&1 || true
   "$HELM" uninstall "$release" -n "$ns" >/dev/null 2>&1 || true
   for _ in $(seq 1 100); do "${KUBECTL[@]}" -n "$ns" get campusplatform $platform >/dev/null 2>&1 || break; sleep 0.2; done
   kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -KILL -- "-$pid" 2>/dev/null || true
+    bad "the operator did not stop within 10 s of SIGTERM"
+  else ok "the operator stopped on SIGTERM"; fi
   wait "$pid" 2>/dev/null || true
   "${KUBECTL[@]}" delete namespace "$ns" --wait=false >/dev/null 2>&1 || true
 }
