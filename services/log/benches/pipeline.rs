@@ -1,1 +1,516 @@
-fn main() {}
+//! Log pipeline benchmark: `cargo bench -p campus-log --bench pipeline`.
+//!
+//! Runs on PRIVATE servers it starts and stops itself (noida-db grows with data; the shared ones
+//! are never touched):
+//!
+//! 1. **Raw bulk rate**: a fresh noida-db; N Filebeat events produced to Kafka (so both runs see
+//!    the same server state); then the very documents the indexer would write are bulk-loaded
+//!    straight into Elasticsearch (same batch size, one stream per partition) until searchable.
+//! 2. **Native indexer**: another fresh noida-db, the same N events produced; the real
+//!    `campus-log worker index` binary is started and timed until all N are searchable. Its peak
+//!    RSS (VmHWM) is read from /proc.
+//! 3. **Stats latency**: a fresh osmem-server (it has the `percentiles` aggregation), M documents
+//!    bulk-loaded, then `GET /logs/stats` timed through the real API router over HTTP.
+//!
+//! Knobs (environment): `BENCH_LINES` (default 200000), `BENCH_PARTITIONS` (2), `BENCH_BATCH`
+//! (1000), `BENCH_STATS_DOCS` (1000000), `BENCH_SKIP` (comma list of `raw`, `indexer`, `stats`),
+//! `CAMPUS_CACHE` (where scripts/deps.sh put the servers, default ~/.cache/campus).
+
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use campus_common::config::{KafkaArgs, SecretString};
+use campus_common::http::AccessLog;
+use campus_common::kafka::Record;
+use campus_common::kafka::admin::{Admin, TopicSpec};
+use campus_common::logschema::{self, KubernetesMeta, filebeat_event};
+use campus_log::document::{self, Decoded, Document};
+use campus_log::es::Es;
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use rdkafka::producer::{BaseRecord, Producer as _, ThreadedProducer};
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn site_packages() -> String {
+    let cache = std::env::var("CAMPUS_CACHE")
+        .unwrap_or_else(|_| format!("{}/.cache/campus", std::env::var("HOME").unwrap()));
+    format!("{cache}/venv/lib/python3.11/site-packages")
+}
+
+/// A server process in its own process group, stopped (group and all) on drop.
+struct Server {
+    child: Child,
+    name: &'static str,
+}
+
+impl Server {
+    fn start(name: &'static str, cmd: &mut Command, ports: &[u16]) -> Self {
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name}: {e} (run scripts/deps.sh)"));
+        let server = Server { child, name };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for p in ports {
+            while std::net::TcpStream::connect(("127.0.0.1", *p)).is_err() {
+                assert!(Instant::now() < deadline, "{name} did not open port {p}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        server
+    }
+
+    fn rss_kib(&self) -> u64 {
+        rss_kib(self.child.id()).0
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let pgid = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &pgid]).status();
+        let _ = self.child.wait();
+        eprintln!("stopped private {}", self.name);
+    }
+}
+
+/// (VmRSS, VmHWM) of a process in KiB.
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+struct Noida {
+    server: Server,
+    kafka: String,
+    es: String,
+}
+
+fn start_noida(tag: &str) -> Noida {
+    let (kp, ep) = (free_port(), free_port());
+    let data = std::env::temp_dir().join(format!("campus-log-bench-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let server = Server::start(
+        "noida-db",
+        Command::new(format!("{}/noida_db/noida-db", site_packages())).args([
+            "start",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--only",
+            "kafka,elasticsearch",
+            "--kafka-port",
+            &kp.to_string(),
+            "--elasticsearch-port",
+            &ep.to_string(),
+        ]),
+        &[kp, ep],
+    );
+    Noida {
+        server,
+        kafka: format!("127.0.0.1:{kp}"),
+        es: format!("http://127.0.0.1:{ep}"),
+    }
+}
+
+const ROUTES: [(&str, &str, &str); 8] = [
+    ("campus-content", "GET", "/posts/{id}/detail"),
+    ("campus-content", "POST", "/posts"),
+    ("campus-content", "PUT", "/posts/{id}"),
+    ("campus-content", "GET", "/list/search"),
+    ("campus-content", "GET", "/list/inbox/{userId}"),
+    ("campus-coupon", "POST", "/coupons"),
+    ("campus-coupon", "GET", "/coupons"),
+    ("campus-log", "GET", "/logs/stats"),
+];
+
+/// A deterministic, varied access line `i` of `n`, spread over the hour before `end`.
+fn line(i: usize, n: usize, end: DateTime<Utc>) -> AccessLog {
+    let h = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let (service, method, route) = ROUTES[(h % ROUTES.len() as u64) as usize];
+    let id = h % 10_000;
+    let path = route
+        .replace("{id}", &id.to_string())
+        .replace("{userId}", &(id % 97).to_string());
+    let status = match h % 100 {
+        0..=84 => 200,
+        85..=91 => 201,
+        92..=96 => 404,
+        97..=98 => 409,
+        _ => 503,
+    };
+    // Long-tailed latency: mostly a few ms, some hundreds.
+    let base = ((h >> 16) % 1000) as f64 / 100.0;
+    let duration_ms = if h.is_multiple_of(50) { base * 40.0 } else { base + 0.3 };
+    let at = end - ChronoDuration::milliseconds(((n - i) as i64 * 3_600_000) / n as i64);
+    AccessLog {
+        timestamp: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        log_type: "access".into(),
+        service: service.into(),
+        method: method.into(),
+        path,
+        route: route.into(),
+        query: if route == "/list/search" {
+            format!("keyword=k{id}&page=1")
+        } else {
+            String::new()
+        },
+        status,
+        bytes: 100 + h % 4000,
+        duration_ms: (duration_ms * 1000.0).round() / 1000.0,
+        request_id: format!("{:032x}", h as u128 * 31 + i as u128),
+        user_agent: "Mozilla/5.0 (X11; Linux x86_64) campus-bench/1".into(),
+    }
+}
+
+const META: KubernetesMeta<'static> = KubernetesMeta {
+    namespace: "campus",
+    pod: "content-api-5d9f7c6b4-x2x7q",
+    container: "api",
+    node: "kind-worker",
+};
+
+fn events(n: usize, end: DateTime<Utc>) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let l = serde_json::to_string(&line(i, n, end)).unwrap();
+            serde_json::to_vec(&filebeat_event(&l, end, &META)).unwrap()
+        })
+        .collect()
+}
+
+async fn produce_all(brokers: &str, topic: &str, partitions: i32, payloads: &[Vec<u8>]) {
+    let kafka = KafkaArgs::new(brokers);
+    Admin::new(&kafka)
+        .unwrap()
+        .ensure(&[TopicSpec::new(topic, partitions)])
+        .await
+        .unwrap();
+    let mut cfg = kafka.client_config();
+    cfg.set("linger.ms", "20")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "200000")
+        .set("compression.type", "lz4")
+        .set("acks", "all");
+    let producer: ThreadedProducer<rdkafka::producer::DefaultProducerContext> =
+        cfg.create().unwrap();
+    for (i, p) in payloads.iter().enumerate() {
+        let mut rec = BaseRecord::<(), [u8]>::to(topic)
+            .payload(p.as_slice())
+            .partition((i % partitions as usize) as i32);
+        loop {
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    rec = r;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(120)).unwrap();
+}
+
+fn documents(payloads: &[Vec<u8>], topic: &str, partitions: i32, prefix: &str) -> Vec<Document> {
+    payloads
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let record = Record {
+                topic: topic.into(),
+                partition: (i % partitions as usize) as i32,
+                offset: (i / partitions as usize) as i64,
+                key: None,
+                payload: Some(p.clone()),
+                headers: vec![],
+                timestamp_ms: None,
+            };
+            match document::decode(&record, prefix).unwrap() {
+                Decoded::Index(d) => d,
+                Decoded::Skip => unreachable!(),
+            }
+        })
+        .collect()
+}
+
+fn es(url: &str) -> Es {
+    Es::new(
+        &SecretString::from(url.to_owned()),
+        Duration::from_secs(120),
+    )
+    .unwrap()
+}
+
+async fn wait_count(es: &Es, target: &str, n: u64) -> (Duration, Option<(Instant, u64)>) {
+    let start = Instant::now();
+    let mut first = None;
+    loop {
+        es.refresh(target).await.unwrap();
+        let c = es.count(target).await.unwrap();
+        if c > 0 && first.is_none() {
+            first = Some((Instant::now(), c));
+        }
+        if c >= n {
+            return (start.elapsed(), first);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Bulk-loads `docs` with `streams` concurrent streams of `batch`-document requests.
+async fn bulk_load(es: &Es, docs: Arc<Vec<Document>>, streams: usize, batch: usize) {
+    let mut tasks = Vec::new();
+    for s in 0..streams {
+        let es = es.clone();
+        let docs = docs.clone();
+        tasks.push(tokio::spawn(async move {
+            let mine: Vec<&Document> = docs.iter().skip(s).step_by(streams).collect();
+            for chunk in mine.chunks(batch) {
+                let mut body = Vec::new();
+                document::write_bulk(&mut body, chunk.iter().copied());
+                let items = es.bulk(body).await.unwrap();
+                assert!(items.iter().all(|i| i.status == 201), "bulk item failed");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+async fn raw_run(n: usize, partitions: i32, batch: usize) -> f64 {
+    let noida = start_noida("raw");
+    let end = Utc::now();
+    let payloads = events(n, end);
+    produce_all(&noida.kafka, "bench.access-log", partitions, &payloads).await;
+    let es = es(&noida.es);
+    campus_log::indexer::prepare(&es, "raw").await.unwrap();
+    let docs = Arc::new(documents(&payloads, "bench.access-log", partitions, "raw"));
+    drop(payloads);
+    let started = Instant::now();
+    bulk_load(&es, docs, partitions as usize, batch).await;
+    let (_, _) = wait_count(&es, "raw", n as u64).await;
+    let secs = started.elapsed().as_secs_f64();
+    let rate = n as f64 / secs;
+    println!(
+        "raw bulk:        {n} docs in {secs:.2} s = {rate:.0} docs/s ({partitions} streams × {batch}-doc bulks); noida-db RSS {} MiB",
+        noida.server.rss_kib() / 1024
+    );
+    rate
+}
+
+async fn indexer_run(n: usize, partitions: i32, batch: usize) -> (f64, f64, u64) {
+    let noida = start_noida("indexer");
+    let end = Utc::now();
+    let payloads = events(n, end);
+    produce_all(&noida.kafka, "bench.access-log", partitions, &payloads).await;
+    drop(payloads);
+    let es = es(&noida.es);
+    let started = Instant::now();
+    let ops_port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_campus-log"))
+        .args(["worker", "index"])
+        .env_clear()
+        .env("KAFKA_BROKERS", &noida.kafka)
+        .env("KAFKA_PREFIX", "bench")
+        .env("ELASTICSEARCH_URL", &noida.es)
+        .env("LOG_INDEX_PREFIX", "idx")
+        .env("INDEX_BATCH_SIZE", batch.to_string())
+        .env("OPS_ADDR", format!("127.0.0.1:{ops_port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let sampler = std::thread::spawn(move || {
+        let mut peak = 0;
+        loop {
+            let (rss, _) = rss_kib(pid);
+            if rss == 0 {
+                return peak;
+            }
+            peak = peak.max(rss);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let (total, first) = wait_count(&es, "idx", n as u64).await;
+    let done = Instant::now();
+    let (_, hwm) = rss_kib(pid);
+    let metrics = reqwest::get(format!("http://127.0.0.1:{ops_port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let sample = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let bulks = sample("log_index_bulk_duration_seconds_count");
+    let bulk_secs = sample("log_index_bulk_duration_seconds_sum");
+    println!(
+        "                 {bulks} bulk requests, {:.0} lines per bulk, {:.1} ms per bulk",
+        n as f64 / bulks.max(1.0),
+        bulk_secs * 1000.0 / bulks.max(1.0)
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let _ = child.wait();
+    let sampled = sampler.join().unwrap();
+    let secs = total.as_secs_f64();
+    let overall = n as f64 / secs;
+    let (t0, c0) = first.unwrap();
+    let steady = (n as u64 - c0) as f64 / done.duration_since(t0).as_secs_f64();
+    let _ = started;
+    println!(
+        "native indexer:  {n} lines in {secs:.2} s from process start = {overall:.0} lines/s; \
+         after the first searchable batch {steady:.0} lines/s; peak RSS {:.1} MiB (VmHWM; sampled max {:.1} MiB)",
+        hwm as f64 / 1024.0,
+        sampled as f64 / 1024.0
+    );
+    (overall, steady, hwm)
+}
+
+async fn stats_run(m: usize) {
+    let port = free_port();
+    let server = Server::start(
+        "osmem-server",
+        Command::new(format!("{}/osmem_server/bin/osmem-server", site_packages())).args([
+            "-no-stdin-watch",
+            "-addr",
+            &format!("127.0.0.1:{port}"),
+        ]),
+        &[port],
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    let es = es(&url);
+    campus_log::indexer::prepare(&es, "stats").await.unwrap();
+    let end = Utc::now();
+    let load = Instant::now();
+    let chunk = 50_000;
+    for start in (0..m).step_by(chunk) {
+        let docs: Vec<Document> = (start..(start + chunk).min(m))
+            .map(|i| {
+                let l = line(i, m, end);
+                let at = DateTime::parse_from_rfc3339(&l.timestamp)
+                    .unwrap()
+                    .with_timezone(&Utc);
+                Document {
+                    index: logschema::index_for("stats", at),
+                    id: format!("s-{i}"),
+                    source: serde_json::to_vec(&l).unwrap(),
+                    request_id: None,
+                }
+            })
+            .collect();
+        bulk_load(&es, Arc::new(docs), 2, 5000).await;
+    }
+    let (_, _) = wait_count(&es, "stats", m as u64).await;
+    println!(
+        "stats setup:     {m} docs loaded into osmem-server in {:.1} s (RSS {} MiB)",
+        load.elapsed().as_secs_f64(),
+        server.rss_kib() / 1024
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let token = tokio_util::sync::CancellationToken::new();
+    let app = campus_log::api::app(campus_log::api::AppState::new(es.clone(), "stats"));
+    tokio::spawn(campus_common::http::serve_on(listener, app, token.clone()));
+    let client = reqwest::Client::new();
+    let from = (end - ChronoDuration::hours(1) - ChronoDuration::seconds(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let to = (end + ChronoDuration::seconds(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    for (label, query) in [
+        ("whole hour (all docs)", format!("from={from}&to={to}")),
+        (
+            "last 15 minutes",
+            format!(
+                "from={}&to={to}",
+                (end - ChronoDuration::minutes(15))
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        ),
+        (
+            "one service, per path",
+            format!("from={from}&to={to}&service=campus-coupon&group_by=path"),
+        ),
+    ] {
+        let url = format!("{base}/logs/stats?{query}");
+        let mut times = Vec::new();
+        let mut total = 0;
+        for i in 0..13 {
+            let t = Instant::now();
+            let res = client.get(&url).send().await.unwrap();
+            assert_eq!(res.status(), 200);
+            let v: serde_json::Value = res.json().await.unwrap();
+            if i >= 3 {
+                times.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            total = v["total"].as_u64().unwrap();
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "stats latency:   {label}: {total} docs matched; over 10 requests median {:.0} ms, max {:.0} ms",
+            times[times.len() / 2],
+            times[times.len() - 1]
+        );
+    }
+    token.cancel();
+}
+
+fn main() {
+    let n = env_usize("BENCH_LINES", 200_000);
+    let partitions = env_usize("BENCH_PARTITIONS", 2) as i32;
+    let batch = env_usize("BENCH_BATCH", 1000);
+    let m = env_usize("BENCH_STATS_DOCS", 1_000_000);
+    let skip = std::env::var("BENCH_SKIP").unwrap_or_default();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        println!("log pipeline benchmark: {n} lines, {partitions} partitions, batch {batch}");
+        let raw = if skip.contains("raw") { None } else { Some(raw_run(n, partitions, batch).await) };
+        let indexer = if skip.contains("indexer") { None } else { Some(indexer_run(n, partitions, batch).await) };
+        if let (Some(raw), Some((overall, steady, hwm))) = (raw, indexer) {
+            println!(
+                "ratio:           indexer/raw = {:.0}% (from process start), {:.0}% (steady); RSS {:.1} MiB",
+                overall / raw * 100.0,
+                steady / raw * 100.0,
+                hwm as f64 / 1024.0
+            );
+        }
+        if !skip.contains("stats") {
+            stats_run(m).await;
+        }
+    });
+}
