@@ -178,33 +178,40 @@ async fn issue(
     headers: HeaderMap,
     Json(req): Json<IssueRequest>,
 ) -> Response {
-    let s = &state.inner;
-    let outcome = decide(&state, &req).await;
-    let label = match &outcome {
-        Ok(_) => "issued",
-        Err(e) => e.code,
-    };
-    s.metrics
-        .decisions
-        .get_or_create(&OutcomeLabels { outcome: label })
-        .inc();
-    let request = match outcome {
-        Ok(request) => request,
-        Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE => return retry_later(e),
-        Err(e) => return e.into_response(),
-    };
     let request_id = headers
         .get(&REQUEST_ID)
         .map(|v| v.as_bytes().to_vec())
         .unwrap_or_default();
-    // The write and the give-back run in their own task: a client that hangs up must not leave a
-    // slot taken without a Kafka record.
-    let written = tokio::spawn(write_request(state.clone(), req, request, request_id)).await;
-    match written {
+    // Decision, write and give-back run in their own task: a client that hangs up half-way must
+    // not leave a slot taken without a Kafka record.
+    match tokio::spawn(issue_one(state, req, request_id)).await {
         Ok(Ok(issued)) => (StatusCode::CREATED, Json(issued)).into_response(),
-        Ok(Err(e)) => retry_later(e),
+        Ok(Err(e)) if e.status == StatusCode::SERVICE_UNAVAILABLE => retry_later(e),
+        Ok(Err(e)) => e.into_response(),
         Err(e) => ApiError::internal(format!("issue task failed: {e}")).into_response(),
     }
+}
+
+async fn issue_one(
+    state: AppState,
+    req: IssueRequest,
+    request_id: Vec<u8>,
+) -> Result<Issued, ApiError> {
+    let outcome = match decide(&state, &req).await {
+        Ok(request) => write_request(&state, req, request, request_id).await,
+        Err(e) => Err(e),
+    };
+    let label = match &outcome {
+        Ok(_) => "issued",
+        Err(e) => e.code,
+    };
+    state
+        .inner
+        .metrics
+        .decisions
+        .get_or_create(&OutcomeLabels { outcome: label })
+        .inc();
+    outcome
 }
 
 /// The Redis decision (reloading missing metadata from MySQL); the request id on success.
@@ -300,7 +307,7 @@ fn window_of(e: &CouponEvent) -> EventWindow {
 
 /// Writes the request to Kafka and waits for the acknowledgement; gives the slot back on failure.
 async fn write_request(
-    state: AppState,
+    state: &AppState,
     req: IssueRequest,
     request: Uuid,
     request_id: Vec<u8>,
