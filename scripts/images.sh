@@ -48,7 +48,7 @@ build() {
   rm -rf "$ctx"; mkdir -p "$ctx/bin" "$ctx/etc/ssl/certs"
   for b in "${bins[@]}"; do
     cp "$CARGO_TARGET_DIR/$TARGET/release/$b" "$ctx/bin/"
-    if ldd "$ctx/bin/$b" >/dev/null 2>&1; then echo "images: $b is not static" >&2; exit 1; fi
+    if readelf -d "$ctx/bin/$b" | grep -q '(NEEDED)'; then echo "images: $b is not static" >&2; exit 1; fi
   done
   cp /etc/ssl/certs/ca-certificates.crt "$ctx/etc/ssl/certs/"
   printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >"$ctx/etc/passwd"
@@ -86,9 +86,11 @@ smoke() {
     port=$((port + 1))
     local name=campus-smoke-$i
     podman rm -f "$name" >/dev/null 2>&1 || true
+    local db=campus_images_smoke_$i
+    mariadb --protocol=tcp -h127.0.0.1 -P"${CAMPUS_TEST_MYSQL_URL##*:}" -uroot -e "CREATE DATABASE IF NOT EXISTS \`$db\`"
     podman run -d --name "$name" --network host \
       -e HTTP_ADDR="127.0.0.1:$port" -e KAFKA_BROKERS="$CAMPUS_TEST_KAFKA_BROKERS" -e KAFKA_PREFIX=images-smoke \
-      -e MYSQL_URL="$CAMPUS_TEST_MYSQL_URL/campus_images_smoke" -e REDIS_URL="$CAMPUS_TEST_REDIS_URL" \
+      -e MYSQL_URL="$CAMPUS_TEST_MYSQL_URL/$db" -e REDIS_URL="$CAMPUS_TEST_REDIS_URL" \
       -e REDIS_KEY_PREFIX=images-smoke: -e MONGO_URL="$CAMPUS_TEST_MONGO_URL" -e MONGO_DATABASE=images_smoke \
       -e ELASTICSEARCH_URL="$CAMPUS_TEST_ES_URL" -e ES_INDEX_ALIAS=images-smoke-posts \
       -e LOG_INDEX_PREFIX=images-smoke-access-log -e RUST_LOG=info \
@@ -96,6 +98,7 @@ smoke() {
     local ok=0
     for _ in $(seq 1 150); do
       if curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; then ok=1; break; fi
+      [ "$(podman inspect -f '{{.State.Running}}' "$name" 2>/dev/null)" = true ] || break
       sleep 0.2
     done
     if [ $ok = 1 ]; then echo "images: ok   campus-$i api answers /readyz in a container (port $port)"
