@@ -196,7 +196,8 @@ async fn a_burst_survives_kafka_stopped_for_part_of_it() {
     assert!(issued_before > 0);
 
     // Part 2: Kafka stops. The winners of slots wait at most the produce timeout, get their slot
-    // back and a 503 (and retry); Kafka comes back once 503s were seen.
+    // back and a 503 (and retry); once 503s were seen the worker is killed, Kafka comes back and
+    // a new worker starts.
     kafka.stop_service().await;
     let during = fire(&env, event, &plan[40..2_540], true, unavailable.clone());
     let outage = async {
@@ -209,9 +210,12 @@ async fn a_burst_survives_kafka_stopped_for_part_of_it() {
         // Never more than the limit is held, and nothing new reached MySQL.
         assert!(env.redis_count(event).await <= LIMIT);
         assert!(env.mysql_counts(event).await.0 <= issued_before);
+        // The worker dies during the outage too; a new one starts with Kafka.
+        worker.kill().await;
         kafka.start_service().await;
+        env.start_worker()
     };
-    let (during, ()) = tokio::join!(during, outage);
+    let (during, worker) = tokio::join!(during, outage);
     answers.extend(during);
 
     // Part 3, Kafka back: the rest of the burst.
