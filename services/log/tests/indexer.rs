@@ -172,3 +172,113 @@ async fn template_and_alias_exist_at_start() {
     campus_log::indexer::prepare(&es, &prefix).await.unwrap();
     cleanup(&es, &prefix).await;
 }
+
+/// A private osmem-server (OpenSearch-compatible, in memory) on `port`, stopped by PID on drop.
+struct PrivateEs(std::process::Child);
+
+impl PrivateEs {
+    fn start(port: u16) -> Self {
+        use std::os::unix::process::CommandExt;
+        let cache = std::env::var("CAMPUS_CACHE")
+            .unwrap_or_else(|_| format!("{}/.cache/campus", std::env::var("HOME").unwrap()));
+        let bin =
+            format!("{cache}/venv/lib/python3.11/site-packages/osmem_server/bin/osmem-server");
+        let child = std::process::Command::new(&bin)
+            .args(["-no-stdin-watch", "-addr", &format!("127.0.0.1:{port}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{bin}: {e} (scripts/deps.sh installs it)"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "osmem-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        PrivateEs(child)
+    }
+}
+
+impl Drop for PrivateEs {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Elasticsearch goes away under the indexer: lines wait (nothing is dead-lettered) and are
+/// written once it is back.
+#[tokio::test]
+async fn an_elasticsearch_outage_stalls_the_indexer_without_dead_lettering() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let es_url = format!("http://127.0.0.1:{port}");
+    let server = PrivateEs::start(port);
+    let es = es(&es_url);
+    let prefix = fresh_prefix();
+    let topic = testing::fresh_topic("access-log", 1).await;
+    let group = testing::unique("log-index");
+    let worker = start_worker(&es_url, &topic, &group, &prefix).await;
+    let lines = |from: u32| -> Vec<Vec<u8>> {
+        (from..from + 10)
+            .map(|i| {
+                let l = access_line(
+                    at("2026-11-25T11:00:00Z"),
+                    "campus-coupon",
+                    "POST",
+                    "/coupons",
+                    "/coupons",
+                    201,
+                    f64::from(i),
+                );
+                event_bytes(
+                    &serde_json::to_string(&l).unwrap(),
+                    at("2026-11-25T11:00:01Z"),
+                )
+            })
+            .collect()
+    };
+    produce(&topic, &lines(0)).await;
+    eventually(60, "the first 10 lines", || async {
+        (count(&es, &prefix).await == 10).then_some(())
+    })
+    .await;
+
+    drop(server);
+    produce(&topic, &lines(10)).await;
+    // The worker is retrying against nothing now.
+    eventually(60, "a failed bulk attempt", || async {
+        (worker.metric("log_index_bulk_duration_seconds_count").await >= 2.0).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _server = PrivateEs::start(port);
+    // osmem-server keeps nothing across restarts (not even the template and its alias): only the
+    // 10 lines that waited are there, in a daily index.
+    let daily = format!("{prefix}-*");
+    eventually(60, "the 10 waiting lines after the outage", || async {
+        (count(&es, &daily).await == 10).then_some(())
+    })
+    .await;
+    assert_eq!(
+        worker
+            .metric("log_index_documents_total{outcome=\"rejected\"}")
+            .await,
+        0.0
+    );
+    assert_eq!(worker.metric("consumer_records_total{").await, 20.0);
+    worker.stop().await;
+    let dlq = campus_common::kafka::dlq_topic(&topic, &group);
+    assert!(
+        testing::read_topic(&dlq, 1, Duration::from_secs(3))
+            .await
+            .is_empty(),
+        "nothing dead-lettered"
+    );
+}
