@@ -1,7 +1,7 @@
 //! Backbone throughput on the local servers (scripts/servers.sh start):
 //!   cargo bench -p campus-common --bench backbone
 //! Prints: outbox relay events/s (committed row → broker ack → marked sent), consumer runtime
-//! records/s with a no-op handler and with a MySQL upsert handler.
+//! records/s with a no-op handler and with a MySQL upsert handler, produce → handler latency.
 //! Sizes: BENCH_OUTBOX_N (default 20000), BENCH_NOOP_N (200000), BENCH_UPSERT_N (20000).
 
 use std::sync::Arc;
@@ -157,12 +157,61 @@ async fn consume<H: Handler>(
     );
 }
 
+/// Produce → handler latency at a steady 50 records/s (one record in flight at a time).
+struct Latency {
+    seen: tokio::sync::mpsc::UnboundedSender<Instant>,
+}
+
+#[async_trait]
+impl Handler for Latency {
+    async fn handle(&self, _: &Record) -> Result<(), HandleError> {
+        let _ = self.seen.send(Instant::now());
+        Ok(())
+    }
+}
+
+async fn bench_latency(n: usize) {
+    let topic = testing::fresh_topic("bench-latency", 1).await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let opts = ConsumerOptions::new(testing::unique("bench"), vec![topic.clone()]);
+    let runtime =
+        ConsumerRuntime::new(&testing::kafka(), opts, ConsumerMetrics::default()).unwrap();
+    let token = CancellationToken::new();
+    let task = tokio::spawn(runtime.run(Arc::new(Latency { seen: tx }), token.clone()));
+    let producer = Producer::new(&testing::kafka()).unwrap();
+    // Warm up: the group has joined once the first record comes through.
+    producer.send(&topic, b"w", b"{}", &[]).await.unwrap();
+    rx.recv().await.unwrap();
+    let mut lat = Vec::with_capacity(n);
+    for i in 0..n {
+        let sent = Instant::now();
+        producer
+            .send(&topic, b"k", payload(i).as_slice(), &[])
+            .await
+            .unwrap();
+        let seen = rx.recv().await.unwrap();
+        lat.push(seen.duration_since(sent).as_secs_f64() * 1000.0);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    token.cancel();
+    task.await.unwrap().unwrap();
+    lat.sort_by(f64::total_cmp);
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    println!(
+        "produce -> handler latency ({n} records, one at a time): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        pct(0.50),
+        pct(0.99),
+        lat[lat.len() - 1]
+    );
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
+        bench_latency(size("BENCH_LATENCY_N", 200)).await;
         bench_outbox(size("BENCH_OUTBOX_N", 20_000)).await;
 
         let n = size("BENCH_NOOP_N", 200_000);
