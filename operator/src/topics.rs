@@ -21,6 +21,11 @@ pub enum TopicError {
     },
     #[error("failed to change topics")]
     Operation(#[source] AdminError),
+    #[error("failed to get an answer from Kafka at {brokers} within {after:?}")]
+    TimedOut {
+        brokers: String,
+        after: std::time::Duration,
+    },
 }
 
 impl TopicError {
@@ -29,6 +34,7 @@ impl TopicError {
         match self {
             TopicError::Unreachable { .. } => "KafkaUnreachable",
             TopicError::Operation(_) => "TopicOperationFailed",
+            TopicError::TimedOut { .. } => "KafkaTimedOut",
         }
     }
 }
@@ -113,7 +119,17 @@ impl Topics {
                 config: t.config.clone(),
             })
             .collect();
-        let changed = admin.ensure(&specs).await;
+        let needed = planned.iter().any(|t| {
+            existing
+                .get(&t.full)
+                .is_none_or(|have| have.partitions < t.partitions)
+        });
+        // Nothing to create or grow (the steady state): no second round trip.
+        let changed = if needed {
+            admin.ensure(&specs).await
+        } else {
+            Ok(Vec::new())
+        };
         let changed = match changed {
             Ok(c) => c,
             Err(e @ (AdminError::Metadata(_) | AdminError::Call(_) | AdminError::Create(_))) => {

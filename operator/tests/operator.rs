@@ -296,22 +296,18 @@ async fn spec_changes_update_children_roll_hashes_and_prune_disabled_services() 
         ],
         &name,
     );
-    eventually(
-        "the coupon and Logstash Deployments are gone",
-        WAIT,
-        || async { (names::<Deployment>(&client, &ns.name).await == want).then_some(()) },
-    )
+    // Prunes of the different kinds run concurrently: wait for all of them.
+    let want_services = sorted(&["content-api", "log-api"], &name);
+    let want_maps = sorted(&["content-config", "log-config"], &name);
+    eventually("the disabled parts' children are gone", WAIT, || async {
+        let done = names::<Deployment>(&client, &ns.name).await == want
+            && names::<Service>(&client, &ns.name).await == want_services
+            && names::<ConfigMap>(&client, &ns.name).await == want_maps
+            && names::<DaemonSet>(&client, &ns.name).await.is_empty()
+            && names::<ServiceAccount>(&client, &ns.name).await.is_empty();
+        done.then_some(())
+    })
     .await;
-    assert_eq!(
-        names::<Service>(&client, &ns.name).await,
-        sorted(&["content-api", "log-api"], &name)
-    );
-    assert_eq!(
-        names::<ConfigMap>(&client, &ns.name).await,
-        sorted(&["content-config", "log-config"], &name)
-    );
-    assert!(names::<DaemonSet>(&client, &ns.name).await.is_empty());
-    assert!(names::<ServiceAccount>(&client, &ns.name).await.is_empty());
     let cluster_name = format!("campus-filebeat.{}.{name}", ns.name);
     eventually("Filebeat's cluster RBAC is gone", WAIT, || async {
         let role = Api::<ClusterRole>::all(client.clone())

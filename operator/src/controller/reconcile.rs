@@ -10,6 +10,7 @@ use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use tracing::Instrument;
 
 use super::status::{self, Cond, TopicsSeen};
 use super::{Context, Error, FINALIZER, apply, validate};
@@ -20,20 +21,22 @@ use crate::lag;
 use crate::plan::Plan;
 use crate::topics::kafka_args;
 
+/// The longest one pass over a platform's topics may take.
+const TOPICS_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Entry point of the controller for one platform.
 pub async fn reconcile(cr: Arc<CampusPlatform>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let ns = cr.namespace().unwrap_or_default();
     let api: Api<CampusPlatform> = Api::namespaced(ctx.client.clone(), &ns);
     let span = tracing::info_span!("reconcile", platform = %cr.name_any(), namespace = %ns);
-    let _guard = span.enter();
-    drop(_guard);
     let result = finalizer(&api, FINALIZER, cr.clone(), |event| async {
         match event {
             Finalizer::Apply(cr) => apply(cr, ctx.clone()).await,
             Finalizer::Cleanup(cr) => cleanup(cr, ctx.clone()).await,
         }
     })
+    .instrument(span)
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
     ctx.metrics.reconciled(started.elapsed());
@@ -99,7 +102,20 @@ async fn apply(cr: Arc<CampusPlatform>, ctx: Arc<Context>) -> Result<Action, Err
         .await;
     }
 
-    let topics = ctx.topics.reconcile(&cr.spec.kafka, &plan.topics).await;
+    // Bounded, so that a Kafka that accepts connections but never answers cannot hold a
+    // reconcile slot forever.
+    let topics = match tokio::time::timeout(
+        TOPICS_TIMEOUT,
+        ctx.topics.reconcile(&cr.spec.kafka, &plan.topics),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(_) => Err(crate::topics::TopicError::TimedOut {
+            brokers: cr.spec.kafka.brokers.clone(),
+            after: TOPICS_TIMEOUT,
+        }),
+    };
     match &topics {
         Ok(o) => {
             ctx.metrics.topic_op("create", true, o.created.len() as u64);

@@ -26,7 +26,8 @@ pub use status::{CampusPlatformStatus, TopicStatus, WorkloadStatus};
 pub use topics::{DeletionPolicy, TopicOverride, TopicsSpec};
 
 /// The annotation that pauses reconciliation of a platform (`"true"`): the operator leaves its
-/// children and topics alone until it is removed. Deletion is still honoured.
+/// children and topics alone until it is removed or set to anything else. A paused platform can
+/// still be deleted; its topics are then kept whatever the deletion policy says.
 pub const PAUSE_ANNOTATION: &str = "campus.dev/paused";
 
 /// A Campus installation: where its backing services are, which Campus services run, the Kafka

@@ -101,7 +101,6 @@ where
 /// A fresh namespace, deleted when dropped.
 pub struct TestNamespace {
     pub name: String,
-    client: Client,
 }
 
 impl TestNamespace {
@@ -114,25 +113,61 @@ impl TestNamespace {
         api.create(&PostParams::default(), &ns)
             .await
             .expect("create a namespace");
-        Self {
-            name,
-            client: client.clone(),
-        }
+        Self { name }
     }
 }
 
 impl Drop for TestNamespace {
+    /// Deletes the namespace (and the cluster-scoped objects named after it). The operator under
+    /// test is gone by now, so the platforms' finalizers are removed first or the namespace would
+    /// stay Terminating. Runs on its own thread and runtime: the test's runtime is shutting down.
     fn drop(&mut self) {
-        let client = self.client.clone();
         let name = self.name.clone();
-        // Best effort, and without blocking the runtime that is shutting down.
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                let api: Api<Namespace> = Api::all(client);
-                let _ = api.delete(&name, &DeleteParams::background()).await;
-            });
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(cleanup_namespace(&name));
+        })
+        .join();
+    }
+}
+
+async fn cleanup_namespace(name: &str) {
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    let Ok(kc) = Kubeconfig::read_from(kubeconfig_path()) else {
+        return;
+    };
+    let Ok(config) = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await else {
+        return;
+    };
+    let Ok(client) = Client::try_from(config) else {
+        return;
+    };
+    let platforms: Api<CampusPlatform> = Api::namespaced(client.clone(), name);
+    if let Ok(list) = platforms.list_metadata(&ListParams::default()).await {
+        for p in list {
+            let _ = platforms
+                .patch(
+                    &p.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+                )
+                .await;
         }
     }
+    let _ = Api::<Namespace>::all(client.clone())
+        .delete(name, &DeleteParams::background())
+        .await;
+    let selector = format!("campus.dev/platform-namespace={name}");
+    let lp = ListParams::default().labels(&selector);
+    let _ = Api::<ClusterRoleBinding>::all(client.clone())
+        .delete_collection(&DeleteParams::background(), &lp)
+        .await;
+    let _ = Api::<ClusterRole>::all(client)
+        .delete_collection(&DeleteParams::background(), &lp)
+        .await;
 }
 
 /// Settings for an operator under test: short intervals, this namespace only.

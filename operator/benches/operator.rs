@@ -1,0 +1,252 @@
+//! Benchmarks of the real `campus-operator` binary against the test API server and the local
+//! Kafka (run `bash scripts/kube.sh start` and `bash scripts/servers.sh start` first):
+//!
+//! 1. apply → every child and topic exists: one platform at a time, median of 20;
+//! 2. 50 platforms applied at once in one namespace → all reconciled (children, topics, status);
+//! 3. the operator process's RSS after that (VmRSS and VmHWM from /proc).
+//!
+//! `cargo bench -p campus-operator --bench operator`
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use campus_operator::crd::CampusPlatform;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, DeleteParams, ListParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use support::*;
+
+const DEPLOYMENTS_PER_PLATFORM: usize = 9;
+const TOPICS_PER_PLATFORM: usize = 10;
+
+struct OperatorProcess(Child, u16);
+
+impl OperatorProcess {
+    fn start(namespace: &str) -> Self {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_campus-operator"))
+            .env("KUBECONFIG", kubeconfig_path())
+            .env("WATCH_NAMESPACE", namespace)
+            .env("LEADER_ELECTION", "false")
+            .env("OPS_ADDR", format!("127.0.0.1:{port}"))
+            .env("CONCURRENCY", "16")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start campus-operator");
+        Self(child, port)
+    }
+
+    /// Mean reconcile duration and count, from the operator's own `/metrics`.
+    async fn reconcile_stats(&self) -> (f64, f64) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.1))
+            .await
+            .unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).await.unwrap();
+        let value = |name: &str| {
+            body.lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        let sum = value("campus_operator_reconcile_duration_seconds_sum");
+        let count = value("campus_operator_reconcile_duration_seconds_count");
+        (if count > 0.0 { sum / count } else { 0.0 }, count)
+    }
+
+    fn memory_kib(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn platform_json(name: &str) -> serde_json::Value {
+    let mut cr = sample(
+        "minimal.yaml",
+        name,
+        &campus_common::testing::kafka_brokers(),
+    );
+    cr["spec"]["topics"] = json!({"deletionPolicy": "Delete"});
+    cr
+}
+
+async fn deployments_of(client: &Client, ns: &str, name: &str) -> usize {
+    Api::<Deployment>::namespaced(client.clone(), ns)
+        .list_metadata(&ListParams::default().labels(&format!("campus.dev/platform={name}")))
+        .await
+        .map(|l| l.items.len())
+        .unwrap_or(0)
+}
+
+fn topics_of(have: &std::collections::HashMap<String, i32>, name: &str) -> usize {
+    have.keys()
+        .filter(|t| t.starts_with(&format!("{name}.")))
+        .count()
+}
+
+async fn delete_all(client: &Client, ns: &str) {
+    let api: Api<CampusPlatform> = Api::namespaced(client.clone(), ns);
+    let _ = api
+        .delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await;
+    eventually(
+        "the platforms are deleted",
+        Duration::from_secs(300),
+        || async {
+            api.list_metadata(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .is_empty()
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+#[tokio::main]
+async fn main() {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load average at start: {}", load.trim());
+    let client = client().await;
+    install_crd(&client).await;
+    let admin = campus_common::kafka::admin::Admin::new(&campus_common::testing::kafka()).unwrap();
+    let topics_now = || async {
+        admin
+            .describe()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(k, v)| (k, v.partitions))
+            .collect::<std::collections::HashMap<String, i32>>()
+    };
+
+    // 1. One platform at a time.
+    let ns = TestNamespace::new(&client, "bench-one").await;
+    let op = OperatorProcess::start(&ns.name);
+    let mut times = Vec::new();
+    for i in 0..20 {
+        let name = format!("{}-{i}", ns.name);
+        let started = Instant::now();
+        apply_platform(&client, &ns.name, &platform_json(&name))
+            .await
+            .unwrap();
+        eventually(
+            "children and topics exist",
+            Duration::from_secs(60),
+            || async {
+                if deployments_of(&client, &ns.name, &name).await < DEPLOYMENTS_PER_PLATFORM {
+                    return None;
+                }
+                let have = topics_now().await;
+                (topics_of(&have, &name) >= TOPICS_PER_PLATFORM).then_some(())
+            },
+        )
+        .await;
+        times.push(started.elapsed());
+    }
+    let (rss_one, _) = op.memory_kib();
+    let (mean_one, count_one) = op.reconcile_stats().await;
+    delete_all(&client, &ns.name).await;
+    drop(op);
+    println!(
+        "apply → all {DEPLOYMENTS_PER_PLATFORM} Deployments (+ Services, ConfigMaps, DaemonSet, RBAC) and {TOPICS_PER_PLATFORM} topics exist: median {:.0} ms, min {:.0} ms, max {:.0} ms (n=20)",
+        median(times.clone()).as_secs_f64() * 1000.0,
+        times.iter().min().unwrap().as_secs_f64() * 1000.0,
+        times.iter().max().unwrap().as_secs_f64() * 1000.0,
+    );
+    println!(
+        "  operator's own reconcile duration: mean {:.0} ms over {count_one} reconciles",
+        mean_one * 1000.0
+    );
+
+    // 2. Fifty platforms at once.
+    let ns50 = TestNamespace::new(&client, "bench-fifty").await;
+    let op = OperatorProcess::start(&ns50.name);
+    let names: Vec<String> = (0..50).map(|i| format!("{}-{i}", ns50.name)).collect();
+    let started = Instant::now();
+    let crs: Vec<serde_json::Value> = names.iter().map(|n| platform_json(n)).collect();
+    futures::future::try_join_all(crs.iter().map(|cr| apply_platform(&client, &ns50.name, cr)))
+        .await
+        .unwrap();
+    let platforms: Api<CampusPlatform> = Api::namespaced(client.clone(), &ns50.name);
+    eventually(
+        "50 platforms reconciled",
+        Duration::from_secs(600),
+        || async {
+            let list = platforms.list(&ListParams::default()).await.ok()?;
+            let done = list.items.iter().filter(|p| {
+                p.status.as_ref().is_some_and(|s| {
+                    s.observed_generation == p.metadata.generation
+                        && s.conditions
+                            .iter()
+                            .any(|c| c.type_ == "TopicsReady" && c.status == "True")
+                        && s.workloads.len() == DEPLOYMENTS_PER_PLATFORM + 1
+                })
+            });
+            (done.count() == names.len()).then_some(())
+        },
+    )
+    .await;
+    let took = started.elapsed();
+    let deployments = Api::<Deployment>::namespaced(client.clone(), &ns50.name)
+        .list_metadata(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .len();
+    let have = topics_now().await;
+    let topics: usize = names.iter().map(|n| topics_of(&have, n)).sum();
+    let (rss, hwm) = op.memory_kib();
+    let (mean50, count50) = op.reconcile_stats().await;
+    println!(
+        "50 platforms in one namespace → all reconciled (status written, {deployments} Deployments, {topics} topics): {:.2} s",
+        took.as_secs_f64()
+    );
+    println!(
+        "  operator's own reconcile duration: mean {:.0} ms over {count50} reconciles",
+        mean50 * 1000.0
+    );
+    println!(
+        "operator RSS: {:.1} MiB after 20 single platforms; {:.1} MiB with 50 platforms (peak {:.1} MiB)",
+        rss_one as f64 / 1024.0,
+        rss as f64 / 1024.0,
+        hwm as f64 / 1024.0
+    );
+    assert_eq!(deployments, 50 * DEPLOYMENTS_PER_PLATFORM);
+    delete_all(&client, &ns50.name).await;
+    for n in &platforms.list(&ListParams::default()).await.unwrap().items {
+        eprintln!("left over: {}", n.name_any());
+    }
+    drop(op);
+}
