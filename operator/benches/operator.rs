@@ -200,12 +200,18 @@ async fn main() {
         .await
         .unwrap();
     let platforms: Api<CampusPlatform> = Api::namespaced(client.clone(), &ns50.name);
-    eventually(
-        "50 platforms reconciled",
-        Duration::from_secs(600),
-        || async {
-            let list = platforms.list(&ListParams::default()).await.ok()?;
-            let done = list.items.iter().filter(|p| {
+    let mut last_report = Instant::now();
+    loop {
+        let list = platforms.list(&ListParams::default()).await.unwrap();
+        let started_n = list
+            .items
+            .iter()
+            .filter(|p| !p.finalizers().is_empty())
+            .count();
+        let done = list
+            .items
+            .iter()
+            .filter(|p| {
                 p.status.as_ref().is_some_and(|s| {
                     s.observed_generation == p.metadata.generation
                         && s.conditions
@@ -213,11 +219,24 @@ async fn main() {
                             .any(|c| c.type_ == "TopicsReady" && c.status == "True")
                         && s.workloads.len() == DEPLOYMENTS_PER_PLATFORM + 1
                 })
-            });
-            (done.count() == names.len()).then_some(())
-        },
-    )
-    .await;
+            })
+            .count();
+        if done == names.len() {
+            break;
+        }
+        if last_report.elapsed() > Duration::from_secs(15) {
+            eprintln!(
+                "  … {:.0} s: {done}/50 reconciled, {started_n}/50 started",
+                started.elapsed().as_secs_f64()
+            );
+            last_report = Instant::now();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "50 platforms not reconciled in 600 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let took = started.elapsed();
     let deployments = Api::<Deployment>::namespaced(client.clone(), &ns50.name)
         .list_metadata(&ListParams::default())

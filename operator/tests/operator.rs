@@ -90,7 +90,7 @@ async fn a_sample_creates_every_child_and_topic_and_ready_follows_the_pods() {
     install_crd(&client).await;
     let ns = TestNamespace::new(&client, "op-create").await;
     let name = ns.name.clone();
-    let _op = Operator::start(&client, test_settings(&ns.name));
+    let op = Operator::start(&client, test_settings(&ns.name));
     let started = Instant::now();
     apply_platform(
         &client,
@@ -210,6 +210,22 @@ async fn a_sample_creates_every_child_and_topic_and_ready_follows_the_pods() {
             st.conditions
         );
     }
+    // Settled: no reconcile triggers the next one (a no-op apply still rewrites managedFields
+    // on 1.20; those events must not count as changes).
+    let reconciles = |text: String| {
+        text.lines()
+            .find(|l| l.starts_with("campus_operator_reconciles_total"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .unwrap()
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = reconciles(op.metrics_text());
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after = reconciles(op.metrics_text());
+    assert!(
+        after - before <= 1,
+        "the operator keeps reconciling a settled platform: {before} → {after}"
+    );
     // Children carry the owner reference.
     let d = deployment(&client, &ns.name, &format!("{name}-content-api"))
         .await

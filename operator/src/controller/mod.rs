@@ -224,6 +224,60 @@ where
     }
 }
 
+/// What a child's watch event must change to trigger a reconcile: anything but `managedFields`
+/// and `resourceVersion`. A no-op server-side apply still rewrites the managed-fields timestamps
+/// on Kubernetes 1.20, which would otherwise make every reconcile trigger the next one.
+fn content_hash<K: serde::Serialize>(obj: &K) -> u64 {
+    let mut v = serde_json::to_value(obj).unwrap_or_default();
+    if let Some(meta) = v.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+        meta.remove("managedFields");
+        meta.remove("resourceVersion");
+    }
+    let mut h = DefaultHasher::new();
+    v.to_string().hash(&mut h);
+    h.finish()
+}
+
+/// The children of one kind whose content changed, and those deleted.
+fn changes<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let seen: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+    watcher(api, config)
+        .default_backoff()
+        .filter_map(move |event| {
+            let seen = seen.clone();
+            async move {
+                match event {
+                    Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
+                        let key = o.uid().unwrap_or_else(|| o.name_any());
+                        let hash = content_hash(&o);
+                        let mut seen = seen.lock().expect("lock");
+                        (seen.insert(key, hash) != Some(hash)).then_some(Ok(o))
+                    }
+                    Ok(watcher::Event::Delete(o)) => {
+                        let key = o.uid().unwrap_or_else(|| o.name_any());
+                        seen.lock().expect("lock").remove(&key);
+                        Some(Ok(o))
+                    }
+                    Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
+                    Err(e) => Some(Err(e)),
+                }
+            }
+        })
+}
+
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
     let client = ctx.client.clone();
@@ -243,11 +297,11 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         .with_config(
             kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency),
         )
-        .owns(api::<Deployment>(&client, &ns), owned.clone())
-        .owns(api::<DaemonSet>(&client, &ns), owned.clone())
-        .owns(api::<Service>(&client, &ns), owned.clone())
-        .owns(api::<ConfigMap>(&client, &ns), owned.clone())
-        .owns(api::<ServiceAccount>(&client, &ns), owned)
+        .owns_stream(changes(api::<Deployment>(&client, &ns), owned.clone()))
+        .owns_stream(changes(api::<DaemonSet>(&client, &ns), owned.clone()))
+        .owns_stream(changes(api::<Service>(&client, &ns), owned.clone()))
+        .owns_stream(changes(api::<ConfigMap>(&client, &ns), owned.clone()))
+        .owns_stream(changes(api::<ServiceAccount>(&client, &ns), owned))
         .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile, error_policy, ctx)
         .for_each(|res| async move {
