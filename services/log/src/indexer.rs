@@ -267,6 +267,26 @@ pub async fn prepare(es: &Es, prefix: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// librdkafka's prefetch defaults (100,000 messages per partition, 64 MB) would hold a whole
+/// backlog in memory, and fetch one partition in large chunks while the others wait. Smaller,
+/// interleaved fetches keep every partition's bulk pipeline fed and memory bounded. Settings given
+/// in `KAFKA_PROPERTIES` win.
+fn consumer_tuning(kafka: &KafkaArgs, batch: usize) -> KafkaArgs {
+    let mut tuned = kafka.clone();
+    let defaults = [
+        ("queued.min.messages", (batch * 2).to_string()),
+        ("queued.max.messages.kbytes", "8192".to_owned()),
+        ("max.partition.fetch.bytes", "262144".to_owned()),
+        ("fetch.max.bytes", "2097152".to_owned()),
+    ];
+    for (key, value) in defaults {
+        if !kafka.properties.iter().any(|(k, _)| k == key) {
+            tuned.properties.insert(0, (key.to_owned(), value));
+        }
+    }
+    tuned
+}
+
 /// A prepared indexer: template installed, consumer created, metrics registered.
 pub struct Worker {
     runtime: ConsumerRuntime,
@@ -289,10 +309,12 @@ impl Worker {
         let mut registry = Registry::default();
         let consumer_metrics = ConsumerMetrics::register(&mut registry);
         let metrics = IndexerMetrics::register(&mut registry);
+        let batch = settings.batch_size.max(1);
         let mut opts = ConsumerOptions::new(settings.group.clone(), vec![settings.topic.clone()]);
-        // Keep a full batch queued behind the one being written, so bulks follow each other.
-        opts.partition_queue = settings.batch_size.max(1) * 2;
-        let runtime = ConsumerRuntime::new(kafka, opts, consumer_metrics)
+        // Keep full batches queued behind the one being written, so bulks follow each other.
+        opts.partition_queue = batch * 4;
+        let kafka = consumer_tuning(kafka, batch);
+        let runtime = ConsumerRuntime::new(&kafka, opts, consumer_metrics)
             .context("failed to create the Kafka consumer")?;
         let es_check = es.clone();
         let readiness =
@@ -333,6 +355,26 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefetch_is_bounded_unless_configured() {
+        let mut kafka = KafkaArgs::new("k:9092");
+        kafka
+            .properties
+            .push(("queued.max.messages.kbytes".into(), "1024".into()));
+        let tuned = consumer_tuning(&kafka, 500);
+        let get = |k: &str| {
+            tuned
+                .properties
+                .iter()
+                .filter(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(get("queued.min.messages"), ["1000"]);
+        assert_eq!(get("queued.max.messages.kbytes"), ["1024"]);
+        assert_eq!(get("max.partition.fetch.bytes"), ["262144"]);
+    }
 
     #[test]
     fn backoff_is_bounded() {
