@@ -23,10 +23,12 @@ fi
 eval "$(bash scripts/servers.sh env)"
 eval "$(bash scripts/kube.sh env)"
 export CAMPUS_TEST_KUBECONFIG=$KUBECONFIG
+# Benchmarks are programs that print figures (`cargo bench`), not tests: they are built by clippy
+# --all-targets in CI but not run here.
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --all-targets --no-fail-fast "$@"
+  cargo nextest run --workspace --lib --bins --tests --no-fail-fast "$@"
 else
-  cargo test --workspace --all-targets --no-fail-fast "$@"
+  cargo test --workspace --lib --bins --tests --no-fail-fast "$@"
 fi
 # The Helm chart, container and dev-loop files, the local mode (scripts/chart-test.sh says what);
 # skipped when arguments select part of the cargo suite.
