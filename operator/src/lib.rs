@@ -22,6 +22,13 @@ pub const FIELD_MANAGER: &str = "campus-operator";
 /// The operator's version; also the default tag of the Campus images.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// Selects rustls' `ring` provider for the process. Needed before the first Kubernetes client:
+/// when the operator is built together with the services, cargo unifies rustls' features so both
+/// `ring` and `aws-lc-rs` are on, and rustls then refuses to pick a default by itself. Idempotent.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The CRD as YAML, exactly what `crdgen` prints and `crds/campusplatforms.yaml` holds.
 pub fn crd_yaml() -> String {
     use kube::CustomResourceExt;

@@ -68,6 +68,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let shutdown = campus_common::shutdown::on_signal();
+    campus_operator::install_tls_provider();
     let client = Client::try_default()
         .await
         .context("failed to configure the Kubernetes client (in-cluster or KUBECONFIG)")?;

@@ -106,6 +106,7 @@ async fn the_operator_works_with_its_rbac_alone() {
         .await
         .unwrap();
     config.auth_info.impersonate = Some(format!("system:serviceaccount:{}:{role}", ns.name));
+    campus_operator::install_tls_provider();
     let operator_client = Client::try_from(config).unwrap();
 
     let op = Operator::start(&operator_client, test_settings(&ns.name));

@@ -32,6 +32,7 @@ pub fn kubeconfig_path() -> PathBuf {
 
 /// A client for the test API server; fails loudly when it is not there.
 pub async fn client() -> Client {
+    campus_operator::install_tls_provider();
     let path = kubeconfig_path();
     let kc = Kubeconfig::read_from(&path).unwrap_or_else(|e| {
         panic!(
@@ -142,6 +143,7 @@ async fn cleanup_namespace(name: &str) {
     let Ok(config) = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await else {
         return;
     };
+    campus_operator::install_tls_provider();
     let Ok(client) = Client::try_from(config) else {
         return;
     };
