@@ -16,7 +16,7 @@ cd "$ROOT"
 CAMPUS_CACHE=${CAMPUS_CACHE:-$HOME/.cache/campus}
 VENV=$CAMPUS_CACHE/venv
 D=$ROOT/target/local
-BIN=$ROOT/target/debug
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug
 READY_TIMEOUT=${CAMPUS_LOCAL_READY_TIMEOUT:-120}
 PREFIX=local
 
