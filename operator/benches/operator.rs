@@ -13,6 +13,7 @@ mod support;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use campus_common::testing::free_port;
 use campus_operator::crd::CampusPlatform;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, DeleteParams, ListParams};

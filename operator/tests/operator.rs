@@ -7,6 +7,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use campus_common::testing::{PrivateNoida, free_port};
 use campus_operator::build::CONFIG_HASH_ANNOTATION;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
@@ -536,7 +537,7 @@ async fn kafka_unreachable_is_reported_and_the_operator_recovers_when_it_returns
         ("False", "TopicsNotReady")
     );
 
-    let kafka = PrivateKafka::start(port).await;
+    let kafka = PrivateNoida::start_kafka(port).await;
     eventually(
         "TopicsReady becomes True",
         Duration::from_secs(90),

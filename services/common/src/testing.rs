@@ -161,3 +161,198 @@ pub async fn read_topic(topic: &str, want: usize, timeout: Duration) -> Vec<crat
     }
     out
 }
+
+/// A free TCP port on 127.0.0.1 (bound, read, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free local port")
+        .port()
+}
+
+fn noida_binary() -> std::path::PathBuf {
+    if let Ok(b) = std::env::var("CAMPUS_NOIDA_BIN") {
+        return b.into();
+    }
+    let cache = std::env::var("CAMPUS_CACHE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/campus")
+        });
+    cache.join("venv/lib/python3.11/site-packages/noida_db/noida-db")
+}
+
+fn listening(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+/// A private noida-db (Kafka, optionally Elasticsearch) for tests that stop a server midway; the
+/// shared servers are never touched. It runs in its own process group, is stopped by its PID
+/// (the group), and is killed when dropped. Its data survives [`PrivateNoida::stop`] /
+/// [`PrivateNoida::resume`] (noida-db saves on SIGTERM).
+pub struct PrivateNoida {
+    kafka_port: u16,
+    es_port: Option<u16>,
+    dir: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateNoida {
+    /// Kafka and Elasticsearch on free ports.
+    pub async fn start() -> Self {
+        Self::launch(free_port(), Some(free_port())).await
+    }
+
+    /// Kafka only, on `port` (a test may point a client at the port before the server exists).
+    pub async fn start_kafka(port: u16) -> Self {
+        Self::launch(port, None).await
+    }
+
+    async fn launch(kafka_port: u16, es_port: Option<u16>) -> Self {
+        let dir = std::env::temp_dir().join(unique("noida"));
+        std::fs::create_dir_all(&dir).expect("private noida-db directory");
+        let mut n = Self {
+            kafka_port,
+            es_port,
+            dir,
+            child: None,
+        };
+        n.resume().await;
+        n
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.kafka_port)
+    }
+
+    /// Kafka settings for this broker.
+    pub fn kafka(&self) -> KafkaArgs {
+        KafkaArgs::new(self.brokers())
+    }
+
+    /// Panics when started without Elasticsearch.
+    pub fn es_url(&self) -> String {
+        format!(
+            "http://127.0.0.1:{}",
+            self.es_port.expect("started with Elasticsearch")
+        )
+    }
+
+    fn ports(&self) -> Vec<u16> {
+        std::iter::once(self.kafka_port)
+            .chain(self.es_port)
+            .collect()
+    }
+
+    async fn wait_ports(&self, open: bool) {
+        for _ in 0..300 {
+            if self.ports().into_iter().all(|p| listening(p) == open) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "private noida-db ports {:?} did not become {}",
+            self.ports(),
+            if open { "open" } else { "closed" }
+        );
+    }
+
+    /// Starts (again) on the same ports and data directory, and waits for the ports.
+    pub async fn resume(&mut self) {
+        use std::os::unix::process::CommandExt;
+        use std::process::{Command, Stdio};
+        assert!(self.child.is_none(), "already running");
+        let log = std::fs::File::create(self.dir.join("noida.log")).expect("log file");
+        let mut cmd = Command::new(noida_binary());
+        cmd.args(["start", "--data-dir"]).arg(self.dir.join("data"));
+        match self.es_port {
+            Some(es) => cmd.args([
+                "--only",
+                "kafka,elasticsearch",
+                "--elasticsearch-port",
+                &es.to_string(),
+            ]),
+            None => cmd.args(["--only", "kafka"]),
+        };
+        let child = cmd
+            .args(["--kafka-port", &self.kafka_port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .expect("noida-db binary (scripts/deps.sh installs it)");
+        self.child = Some(child);
+        self.wait_ports(true).await;
+    }
+
+    /// Stops the whole server (SIGTERM to its process group, then KILL) and waits for the ports
+    /// to close.
+    pub async fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        signal_group(child.id(), "-TERM");
+        for _ in 0..100 {
+            if child.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        signal_group(child.id(), "-KILL");
+        let _ = child.wait();
+        self.wait_ports(false).await;
+    }
+
+    fn control(&self, verb: &str) {
+        let out = std::process::Command::new(noida_binary())
+            .args([verb, "kafka", "--data-dir"])
+            .arg(self.dir.join("data"))
+            .output()
+            .expect("noida-db control command");
+        assert!(out.status.success(), "noida-db {verb} kafka: {out:?}");
+    }
+
+    /// Stops only the Kafka service (the process keeps running, the port closes).
+    pub async fn stop_kafka_service(&self) {
+        self.control("stop");
+        for _ in 0..300 {
+            if !listening(self.kafka_port) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("private Kafka port {} did not close", self.kafka_port);
+    }
+
+    /// Starts the Kafka service again, with its data.
+    pub async fn start_kafka_service(&self) {
+        self.control("start");
+        for _ in 0..300 {
+            if listening(self.kafka_port) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("private Kafka port {} did not open", self.kafka_port);
+    }
+}
+
+fn signal_group(pid: u32, signal: &str) {
+    let _ = std::process::Command::new("kill")
+        .args([signal, "--", &format!("-{pid}")])
+        .stderr(std::process::Stdio::null())
+        .status();
+}
+
+impl Drop for PrivateNoida {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal_group(child.id(), "-KILL");
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

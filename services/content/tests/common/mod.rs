@@ -2,8 +2,6 @@
 //! index) on the real local servers, the API and workers in-process, and a fake OpenAI server.
 #![allow(dead_code)]
 
-pub mod private;
-
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

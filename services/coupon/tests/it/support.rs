@@ -4,9 +4,7 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::net::TcpListener as StdListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+
 use std::time::Duration;
 
 use campus_common::config::KafkaArgs;
@@ -282,58 +280,23 @@ pub fn burst_plan(users: i64, tries: usize) -> Vec<i64> {
 }
 
 /// A free TCP port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use campus_common::testing::free_port;
 
-/// A private Kafka (noida-db, Kafka service only) on a free port, in its own process group, for
-/// tests that stop the broker midway. Killed (the whole group) on drop.
+/// A private Kafka (noida-db, Kafka service only) on a free port, for tests that stop the broker
+/// midway; see [`testing::PrivateNoida`].
 pub struct PrivateKafka {
-    pub brokers: String,
-    data_dir: PathBuf,
-    child: Child,
-}
-
-fn noida_bin() -> PathBuf {
-    let cache = std::env::var_os("CAMPUS_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/campus"));
-    cache.join("venv/lib/python3.11/site-packages/noida_db/noida-db")
+    noida: testing::PrivateNoida,
 }
 
 impl PrivateKafka {
     pub async fn start() -> Self {
-        use std::os::unix::process::CommandExt;
-        let port = free_port();
-        let data_dir = std::env::temp_dir().join(testing::unique("coupon-kafka"));
-        std::fs::create_dir_all(&data_dir).unwrap();
-        let log = std::fs::File::create(data_dir.join("noida.log")).unwrap();
-        let child = Command::new(noida_bin())
-            .args(["start", "--data-dir"])
-            .arg(&data_dir)
-            .args(["--only", "kafka", "--kafka-port", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .expect("start noida-db (scripts/servers.sh installs it)");
-        let brokers = format!("127.0.0.1:{port}");
-        let k = Self {
-            brokers,
-            data_dir,
-            child,
-        };
-        k.wait_listening(true).await;
-        k
+        Self {
+            noida: testing::PrivateNoida::start_kafka(free_port()).await,
+        }
     }
 
     pub fn args(&self) -> KafkaArgs {
-        KafkaArgs::new(self.brokers.clone())
+        self.noida.kafka()
     }
 
     /// Creates a topic on this broker.
@@ -356,50 +319,13 @@ impl PrivateKafka {
         name
     }
 
-    fn control(&self, verb: &str) {
-        let out = Command::new(noida_bin())
-            .arg(verb)
-            .arg("kafka")
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .output()
-            .expect("noida-db control");
-        assert!(out.status.success(), "noida-db {verb} kafka: {out:?}");
-    }
-
     /// Stops the Kafka service (the process keeps running, the port closes).
     pub async fn stop_service(&self) {
-        self.control("stop");
-        self.wait_listening(false).await;
+        self.noida.stop_kafka_service().await;
     }
 
     /// Starts the Kafka service again with its data.
     pub async fn start_service(&self) {
-        self.control("start");
-        self.wait_listening(true).await;
-    }
-
-    async fn wait_listening(&self, want: bool) {
-        let addr = self.brokers.clone();
-        eventually("the private Kafka port", Duration::from_secs(30), || {
-            let addr = addr.clone();
-            async move {
-                let up = tokio::net::TcpStream::connect(&addr).await.is_ok();
-                (up == want).then_some(())
-            }
-        })
-        .await;
-    }
-}
-
-impl Drop for PrivateKafka {
-    fn drop(&mut self) {
-        // The server runs in its own process group: kill the group, then reap.
-        let pgid = self.child.id() as i32;
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{pgid}")])
-            .status();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.data_dir);
+        self.noida.start_kafka_service().await;
     }
 }
