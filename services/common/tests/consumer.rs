@@ -57,6 +57,15 @@ impl Recorder {
     }
 }
 
+/// How many different records two consumers handled between them.
+fn distinct_handled(a: &Recorder, b: &Recorder) -> usize {
+    let mut all: Vec<u32> = a.seen.lock().unwrap().clone();
+    all.extend(b.seen.lock().unwrap().iter());
+    all.sort_unstable();
+    all.dedup();
+    all.len()
+}
+
 async fn produce(topic: &str, msgs: impl IntoIterator<Item = (String, Vec<u8>)>) {
     let producer = Producer::new(&testing::kafka()).unwrap();
     for (key, payload) in msgs {
@@ -230,11 +239,7 @@ async fn stop_and_restart_mid_stream_loses_nothing() {
     let second = Arc::new(Recorder::default());
     let (token, task) = start(options(&group, &topic), second.clone());
     wait_until("the rest of the stream", Duration::from_secs(60), || {
-        let mut all: Vec<u32> = first.seen.lock().unwrap().clone();
-        all.extend(second.seen.lock().unwrap().iter());
-        all.sort_unstable();
-        all.dedup();
-        all.len() == N as usize
+        distinct_handled(&first, &second) == N as usize
     })
     .await;
     token.cancel();
@@ -278,11 +283,7 @@ async fn crash_without_commit_loses_nothing() {
     let second = Arc::new(Recorder::default());
     let (token, task) = start(options(&group, &topic), second.clone());
     wait_until("every record", Duration::from_secs(90), || {
-        let mut all: Vec<u32> = first.seen.lock().unwrap().clone();
-        all.extend(second.seen.lock().unwrap().iter());
-        all.sort_unstable();
-        all.dedup();
-        all.len() == N as usize
+        distinct_handled(&first, &second) == N as usize
     })
     .await;
     token.cancel();
