@@ -289,3 +289,93 @@ async fn crash_without_commit_loses_nothing() {
     token.cancel();
     task.await.unwrap().unwrap();
 }
+
+/// Holds partition 0's records until opened; records every (partition, n) in handling order.
+#[derive(Default)]
+struct Gate {
+    open: tokio::sync::Notify,
+    opened: std::sync::atomic::AtomicBool,
+    seen: Mutex<Vec<(i32, u32)>>,
+}
+
+#[async_trait]
+impl Handler for Gate {
+    async fn handle(&self, record: &Record) -> Result<(), HandleError> {
+        let msg: Msg = record.json()?;
+        if record.partition == 0 {
+            let opened = self.open.notified();
+            if !self.opened.load(std::sync::atomic::Ordering::SeqCst) {
+                opened.await;
+            }
+        }
+        self.seen.lock().unwrap().push((record.partition, msg.n));
+        Ok(())
+    }
+}
+
+impl Gate {
+    fn handled(&self, partition: i32) -> Vec<u32> {
+        let seen = self.seen.lock().unwrap();
+        seen.iter()
+            .filter(|(p, _)| *p == partition)
+            .map(|(_, n)| *n)
+            .collect()
+    }
+}
+
+/// A partition whose handler is stuck (its queue full, the partition paused) does not hold up the
+/// others; once it moves again it resumes exactly where it stopped: nothing skipped, nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_partition_does_not_stall_the_others() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    const PER_PARTITION: u32 = 400;
+    let topic = testing::fresh_topic("stall", 2).await;
+    let group = testing::unique("g");
+    let producer: FutureProducer = testing::kafka().client_config().create().unwrap();
+    let payloads: Vec<(i32, Vec<u8>)> = (0..PER_PARTITION)
+        .flat_map(|n| [0, 1].map(|p| (p, serde_json::to_vec(&Msg { n, fail_times: 0 }).unwrap())))
+        .collect();
+    let sends = payloads.iter().map(|(partition, payload)| {
+        producer.send(
+            FutureRecord::<(), _>::to(&topic)
+                .partition(*partition)
+                .payload(payload),
+            Duration::from_secs(10),
+        )
+    });
+    for sent in futures::future::join_all(sends).await {
+        sent.unwrap();
+    }
+
+    let gate = Arc::new(Gate::default());
+    let mut opts = ConsumerOptions::new(group.as_str(), vec![topic.clone()]);
+    opts.partition_queue = 8;
+    let runtime =
+        ConsumerRuntime::new(&testing::kafka(), opts, ConsumerMetrics::default()).unwrap();
+    let token = CancellationToken::new();
+    let task = tokio::spawn(runtime.run(gate.clone(), token.clone()));
+
+    // Partition 0 is stuck on its first record with 8 queued behind it; partition 1 runs through.
+    wait_until(
+        "partition 1 handled while 0 is stuck",
+        Duration::from_secs(60),
+        || gate.handled(1).len() == PER_PARTITION as usize,
+    )
+    .await;
+    assert!(gate.handled(0).is_empty());
+
+    gate.opened.store(true, std::sync::atomic::Ordering::SeqCst);
+    gate.open.notify_waiters();
+    wait_until(
+        "partition 0 after it moves again",
+        Duration::from_secs(60),
+        || gate.handled(0).len() >= PER_PARTITION as usize,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    token.cancel();
+    task.await.unwrap().unwrap();
+    let expected: Vec<u32> = (0..PER_PARTITION).collect();
+    assert_eq!(gate.handled(0), expected, "partition 0 in order, each once");
+    assert_eq!(gate.handled(1), expected, "partition 1 in order, each once");
+}

@@ -11,11 +11,13 @@
 //! - **Shutdown**: when the token fires, each partition task finishes the record in hand, records
 //!   still queued are left for the next owner, and stored offsets are committed synchronously.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use futures::StreamExt as _;
+use futures::stream::FuturesUnordered;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -378,7 +380,9 @@ impl ConsumerRuntime {
         tracing::info!(group = %self.opts.group, topics = ?self.opts.topics, "consuming");
 
         let stop_workers = shutdown.child_token();
-        let mut partitions: HashMap<(String, i32), mpsc::Sender<Record>> = HashMap::new();
+        let mut partitions: HashMap<PartitionKey, Lane> = HashMap::new();
+        // One future per paused partition: resolves when its queue has room again.
+        let mut drained = FuturesUnordered::new();
         let mut tasks = JoinSet::new();
         let mut failure = None;
         loop {
@@ -388,6 +392,10 @@ impl ConsumerRuntime {
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                     failure = Some(task_failure(done));
                     break;
+                }
+                Some(key) = drained.next(), if !drained.is_empty() => {
+                    self.refill(&mut partitions, key, &mut drained);
+                    continue;
                 }
                 msg = self.consumer.recv() => msg,
             };
@@ -401,32 +409,41 @@ impl ConsumerRuntime {
                     }
                 }
             };
-            let tx = partitions
-                .entry((record.topic.clone(), record.partition))
-                .or_insert_with(|| {
-                    let (tx, rx) = mpsc::channel(self.opts.partition_queue);
-                    let worker = PartitionWorker {
-                        consumer: self.consumer.clone(),
-                        dlq: self.dlq.clone(),
-                        opts: self.opts.clone(),
-                        metrics: self.metrics.clone(),
-                        handler: handler.clone(),
-                        shutdown: stop_workers.clone(),
-                    };
-                    tasks.spawn(worker.run(rx));
-                    tx
-                });
-            tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => break,
-                sent = tx.send(record) => if sent.is_err() {
-                    // The task ended; its result is collected on the next turn.
-                    continue;
+            let key = (record.topic.clone(), record.partition);
+            let lane = partitions.entry(key.clone()).or_insert_with(|| {
+                let (tx, rx) = mpsc::channel(self.opts.partition_queue.max(1));
+                let worker = PartitionWorker {
+                    consumer: self.consumer.clone(),
+                    dlq: self.dlq.clone(),
+                    opts: self.opts.clone(),
+                    metrics: self.metrics.clone(),
+                    handler: handler.clone(),
+                    shutdown: stop_workers.clone(),
+                };
+                tasks.spawn(worker.run(rx));
+                Lane {
+                    tx,
+                    parked: VecDeque::new(),
                 }
+            });
+            if !lane.parked.is_empty() {
+                // Fetched before the pause took effect: keep the order behind the parked ones.
+                lane.parked.push_back(record);
+                continue;
+            }
+            match lane.tx.try_send(record) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(record)) => {
+                    lane.parked.push_back(record);
+                    self.pause(&key, lane, &mut drained);
+                }
+                // The task ended; its result is collected on the next turn.
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
         }
         stop_workers.cancel();
         drop(partitions);
+        drop(drained);
         while let Some(done) = tasks.join_next().await {
             if let Err(e) = done {
                 failure.get_or_insert_with(|| task_failure(Err(e)));
@@ -467,6 +484,71 @@ impl ConsumerRuntime {
             tracing::warn!(group = %self.opts.group, error = %e, "could not create dead-letter topics; they must exist before a record is dead-lettered");
         }
     }
+
+    /// A partition's queue is full: stop fetching it, without holding up the other partitions,
+    /// until its handler has worked off half the queue. librdkafka drops what it prefetched for a
+    /// paused partition and fetches again from the next undelivered offset on resume, so nothing
+    /// is skipped and nothing comes twice.
+    fn pause(&self, key: &PartitionKey, lane: &Lane, drained: &mut Drained) {
+        if let Err(e) = self.consumer.pause(&partition_list(key)) {
+            tracing::debug!(topic = %key.0, partition = key.1, error = %e, "pause failed");
+        }
+        let tx = lane.tx.clone();
+        let room = (tx.max_capacity() / 2)
+            .max(lane.parked.len())
+            .clamp(1, tx.max_capacity());
+        let key = key.clone();
+        drained.push(Box::pin(async move {
+            // Waits for the room, then hands it back at once: the records go in through `refill`.
+            drop(tx.reserve_many(room).await);
+            key
+        }));
+    }
+
+    /// A paused partition's queue has room: queue its parked records and fetch it again.
+    fn refill(
+        &self,
+        partitions: &mut HashMap<PartitionKey, Lane>,
+        key: PartitionKey,
+        drained: &mut Drained,
+    ) {
+        let Some(lane) = partitions.get_mut(&key) else {
+            return;
+        };
+        while let Some(record) = lane.parked.pop_front() {
+            match lane.tx.try_send(record) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(record)) => {
+                    lane.parked.push_front(record);
+                    self.pause(&key, lane, drained);
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    lane.parked.clear();
+                    return;
+                }
+            }
+        }
+        if let Err(e) = self.consumer.resume(&partition_list(&key)) {
+            tracing::debug!(topic = %key.0, partition = key.1, error = %e, "resume failed");
+        }
+    }
+}
+
+type PartitionKey = (String, i32);
+type Drained = FuturesUnordered<futures::future::BoxFuture<'static, PartitionKey>>;
+
+/// The way from the fetch loop to one partition's task.
+struct Lane {
+    tx: mpsc::Sender<Record>,
+    /// Records fetched while the queue was full; the partition is paused while any are here.
+    parked: VecDeque<Record>,
+}
+
+fn partition_list((topic, partition): &PartitionKey) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, *partition);
+    tpl
 }
 
 fn task_failure(done: Result<(), tokio::task::JoinError>) -> String {
