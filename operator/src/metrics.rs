@@ -18,7 +18,7 @@ pub struct ErrorLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TopicLabels {
-    /// `create`, `grow`, `delete`.
+    /// `create`, `grow`, `config`, `delete`, `ensure` (a failed pass).
     pub operation: String,
     /// `ok` or `error`.
     pub result: String,

@@ -7,6 +7,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use campus_common::kafka::admin::Admin;
 use campus_common::testing::{PrivateNoida, free_port};
 use campus_operator::build::CONFIG_HASH_ANNOTATION;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
@@ -728,4 +729,253 @@ async fn lag_scaling_moves_replicas_up_and_down() {
         metrics.contains("campus_operator_reconciles_total"),
         "{metrics}"
     );
+}
+
+/// The config of one topic as Kafka reports it.
+async fn topic_config(topic: &str) -> campus_common::kafka::admin::TopicConfig {
+    let admin = Admin::new(&campus_common::testing::kafka()).unwrap();
+    admin
+        .topic_configs(&[topic])
+        .await
+        .expect("DescribeConfigs")
+        .remove(topic)
+        .unwrap_or_default()
+}
+
+/// Whether an event with this reason was published about the namespace's platform; its note.
+async fn event_note(client: &Client, ns: &str, reason: &str) -> Option<String> {
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
+    let list = events.list(&Default::default()).await.ok()?;
+    list.items
+        .into_iter()
+        .find(|e| e.reason.as_deref() == Some(reason))
+        .map(|e| e.note.unwrap_or_default())
+}
+
+/// A counter of the operator's topic operations.
+fn topic_ops(metrics: &str, operation: &str, result: &str) -> u64 {
+    let prefix = format!(
+        "campus_operator_topic_operations_total{{operation=\"{operation}\",result=\"{result}\"}} "
+    );
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Config changed in the spec after the topics exist reaches Kafka (AlterConfigs), keeps the
+/// overrides the spec does not name, is counted and announced; a value Kafka refuses is
+/// reported in status and clears once fixed.
+#[tokio::test]
+async fn topic_config_changes_are_applied_to_existing_topics() {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new(&client, "op-config").await;
+    let name = ns.name.clone();
+    let op = Operator::start(&client, test_settings(&ns.name));
+    let mut cr = sample("minimal.yaml", &name, &brokers());
+    apply_platform(&client, &ns.name, &cr).await.unwrap();
+    eventually("TopicsReady is True", WAIT, || async {
+        let (s, _, _) = condition(&client, &ns.name, &name, "TopicsReady").await?;
+        (s == "True").then_some(())
+    })
+    .await;
+    let original = format!("{name}.post.original");
+    let coupon = format!("{name}.coupon.request");
+    let before = topic_config(&original).await;
+    assert_eq!(before.values["retention.ms"], "604800000", "{before:?}");
+    assert!(before.overrides.is_empty(), "{before:?}");
+    // Someone sets an override by hand that the spec does not name.
+    let admin = Admin::new(&campus_common::testing::kafka()).unwrap();
+    let by_hand = [(
+        original.clone(),
+        [("segment.ms".to_owned(), "3600000".to_owned())].into(),
+    )];
+    admin.set_topic_configs(&by_hand).await.unwrap();
+    assert_eq!(
+        topic_config(&original).await.values["segment.ms"],
+        "3600000"
+    );
+
+    cr["spec"]["topics"] = json!({
+        "config": {"retention.ms": "7200000"},
+        "overrides": [{"name": "post.original", "config": {"max.message.bytes": "2097152"}}]
+    });
+    apply_platform(&client, &ns.name, &cr).await.unwrap();
+    let after = eventually("post.original has the new config", WAIT, || async {
+        let c = topic_config(&original).await;
+        (c.values.get("retention.ms").map(String::as_str) == Some("7200000")
+            && c.values.get("max.message.bytes").map(String::as_str) == Some("2097152"))
+        .then_some(c)
+    })
+    .await;
+    assert_eq!(
+        after.values["segment.ms"], "3600000",
+        "an override the spec does not name is kept: {after:?}"
+    );
+    assert!(after.overrides.contains("retention.ms"), "{after:?}");
+    eventually("coupon.request has the new retention", WAIT, || async {
+        let c = topic_config(&coupon).await;
+        (c.values.get("retention.ms").map(String::as_str) == Some("7200000")).then_some(())
+    })
+    .await;
+    let note = eventually("the TopicsReconfigured event", WAIT, || async {
+        event_note(&client, &ns.name, "TopicsReconfigured").await
+    })
+    .await;
+    assert!(
+        note.contains(&format!("{original}: "))
+            && note.contains("retention.ms 604800000 → 7200000"),
+        "{note}"
+    );
+    let (s, reason, _) = eventually("TopicsReady for the new generation", WAIT, || async {
+        condition(&client, &ns.name, &name, "TopicsReady").await
+    })
+    .await;
+    assert_eq!((s.as_str(), reason.as_str()), ("True", "AllReady"));
+    // Every topic of the platform (10) had its retention changed.
+    assert!(
+        topic_ops(&op.metrics_text(), "config", "ok") >= 10,
+        "{}",
+        op.metrics_text()
+    );
+
+    // A value Kafka refuses: reported, named, and the topic keeps what it had.
+    cr["spec"]["topics"]["config"] = json!({"retention.ms": "a week"});
+    apply_platform(&client, &ns.name, &cr).await.unwrap();
+    let (s, reason, message) = eventually("ConfigRejected is reported", WAIT, || async {
+        let c = condition(&client, &ns.name, &name, "TopicsReady").await?;
+        (c.0 == "False").then_some(c)
+    })
+    .await;
+    assert_eq!(reason, "ConfigRejected", "{s} {message}");
+    assert!(
+        message.contains(&format!("Kafka refused the config of topic {original}"))
+            && message.contains("retention.ms 7200000 → a week"),
+        "{message}"
+    );
+    let st = platform(&client, &ns.name, &name)
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    let t = st.topics.iter().find(|t| t.name == original).unwrap();
+    assert!(!t.ready && t.message.is_some(), "{t:?}");
+    assert_eq!(
+        topic_config(&original).await.values["retention.ms"],
+        "7200000"
+    );
+    assert!(topic_ops(&op.metrics_text(), "config", "error") >= 1);
+    cr["spec"]["topics"]["config"] = json!({"retention.ms": "86400000"});
+    apply_platform(&client, &ns.name, &cr).await.unwrap();
+    eventually("TopicsReady is True again", WAIT, || async {
+        let (s, _, _) = condition(&client, &ns.name, &name, "TopicsReady").await?;
+        (s == "True").then_some(())
+    })
+    .await;
+    assert_eq!(
+        topic_config(&original).await.values["retention.ms"],
+        "86400000"
+    );
+}
+
+/// A replication factor other than the topics have is refused: `TopicsReady=False/ChangeRefused`
+/// naming the topic and both factors, each topic's status shows it, the children and the topics
+/// are left as they were; reverting the spec clears it.
+#[tokio::test]
+async fn a_replication_factor_change_is_refused_and_reverting_clears_it() {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new(&client, "op-rf").await;
+    let name = ns.name.clone();
+    let _op = Operator::start(&client, test_settings(&ns.name));
+    let mut cr = sample("minimal.yaml", &name, &brokers());
+    apply_platform(&client, &ns.name, &cr).await.unwrap();
+    eventually("TopicsReady is True", WAIT, || async {
+        let (s, _, _) = condition(&client, &ns.name, &name, "TopicsReady").await?;
+        (s == "True").then_some(())
+    })
+    .await;
+    let before: Vec<Deployment> = Api::<Deployment>::namespaced(client.clone(), &ns.name)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(before.len(), ALL_DEPLOYMENTS.len());
+    let original = format!("{name}.post.original");
+    let st = platform(&client, &ns.name, &name)
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert!(
+        st.topics.iter().all(|t| t.replication_factor == 1),
+        "{st:?}"
+    );
+
+    cr["spec"]["topics"] = json!({"replicationFactor": 2});
+    apply_platform(&client, &ns.name, &cr).await.unwrap();
+    let (s, reason, message) = eventually("the change is refused", WAIT, || async {
+        condition(&client, &ns.name, &name, "TopicsReady").await
+    })
+    .await;
+    assert_eq!(
+        (s.as_str(), reason.as_str()),
+        ("False", "ChangeRefused"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!(
+            "topic {original} has replication factor 1 and the spec asks for 2"
+        )),
+        "{message}"
+    );
+    let ready = condition(&client, &ns.name, &name, "Ready").await.unwrap();
+    assert_eq!(ready.1, "TopicsNotReady");
+    let st = platform(&client, &ns.name, &name)
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert_eq!(st.topics_summary.as_deref(), Some("0/10"));
+    let t = st.topics.iter().find(|t| t.name == original).unwrap();
+    assert_eq!((t.ready, t.replication_factor), (false, 1), "{t:?}");
+    assert!(t.message.as_deref().unwrap().contains("replication factor"));
+    let note = eventually("the ChangeRefused event", WAIT, || async {
+        event_note(&client, &ns.name, "ChangeRefused").await
+    })
+    .await;
+    assert!(note.contains(&original), "{note}");
+    // Children and topics untouched.
+    for d in &before {
+        let now = deployment(&client, &ns.name, &d.name_any()).await.unwrap();
+        assert_eq!(
+            now.metadata.generation,
+            d.metadata.generation,
+            "{}",
+            d.name_any()
+        );
+        assert_eq!(now.spec, d.spec, "{}", d.name_any());
+    }
+    let admin = Admin::new(&campus_common::testing::kafka()).unwrap();
+    let have = admin.describe().await.unwrap();
+    assert_eq!(have[&original].replication, 1);
+    assert_eq!(have[&original].partitions, 3);
+
+    cr["spec"]["topics"] = json!({"replicationFactor": 1});
+    apply_platform(&client, &ns.name, &cr).await.unwrap();
+    let (s, reason, _) = eventually("reverting clears the refusal", WAIT, || async {
+        let c = condition(&client, &ns.name, &name, "TopicsReady").await?;
+        (c.0 == "True").then_some(c)
+    })
+    .await;
+    assert_eq!((s.as_str(), reason.as_str()), ("True", "AllReady"));
+    let st = platform(&client, &ns.name, &name)
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert_eq!(st.topics_summary.as_deref(), Some("10/10"));
+    assert!(st.topics.iter().all(|t| t.ready && t.message.is_none()));
 }

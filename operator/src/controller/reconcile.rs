@@ -19,7 +19,7 @@ use crate::build::{BuildInputs, Desired};
 use crate::crd::{CampusPlatform, DeletionPolicy, ProcessorKind, WorkloadStatus};
 use crate::lag;
 use crate::plan::Plan;
-use crate::topics::kafka_args;
+use crate::topics::{ProblemKind, kafka_args};
 
 /// The longest one pass over a platform's topics may take.
 const TOPICS_TIMEOUT: Duration = Duration::from_secs(30);
@@ -140,17 +140,31 @@ async fn apply(cr: Arc<CampusPlatform>, ctx: Arc<Context>) -> Result<Action, Err
                 )
                 .await;
             }
-            if !o.refused.is_empty()
-                && !already_reported(&cr, status::TOPICS_READY, "ChangeRefused")
-            {
+            ctx.metrics
+                .topic_op("config", true, o.reconfigured.len() as u64);
+            let config_failed = o
+                .problems
+                .iter()
+                .filter(|p| p.kind != ProblemKind::ChangeRefused)
+                .count();
+            ctx.metrics.topic_op("config", false, config_failed as u64);
+            if !o.reconfigured.is_empty() {
                 ctx.event(
                     &cr,
-                    true,
-                    "ChangeRefused",
-                    "GrowTopics",
-                    o.refused.join("; "),
+                    false,
+                    "TopicsReconfigured",
+                    "ConfigureTopics",
+                    o.reconfigured.join("; "),
                 )
                 .await;
+            }
+            // Announced once: again only when what is wrong changes.
+            if let Some((reason, message)) = o.problem()
+                && !status::condition(&cr, status::TOPICS_READY)
+                    .is_some_and(|c| c.reason == reason && c.message == message)
+            {
+                ctx.event(&cr, true, reason, "ReconcileTopics", message)
+                    .await;
             }
         }
         Err(e) => {
@@ -186,7 +200,9 @@ async fn apply(cr: Arc<CampusPlatform>, ctx: Arc<Context>) -> Result<Action, Err
             .iter()
             .map(|t| crate::crd::TopicStatus {
                 name: t.full.clone(),
-                partitions: previous_partitions(&cr, &t.full),
+                partitions: previous_topic(&cr, &t.full).map_or(0, |p| p.partitions),
+                replication_factor: previous_topic(&cr, &t.full)
+                    .map_or(0, |p| p.replication_factor),
                 ready: false,
                 message: Some(e.reason().to_owned()),
             })
@@ -375,11 +391,8 @@ fn previous_workloads(cr: &CampusPlatform) -> Vec<WorkloadStatus> {
         .unwrap_or_default()
 }
 
-fn previous_partitions(cr: &CampusPlatform, name: &str) -> i32 {
-    previous_topics(cr)
-        .iter()
-        .find(|t| t.name == name)
-        .map_or(0, |t| t.partitions)
+fn previous_topic(cr: &CampusPlatform, name: &str) -> Option<crate::crd::TopicStatus> {
+    previous_topics(cr).into_iter().find(|t| t.name == name)
 }
 
 /// Names of the logging workloads (they make up `LoggingReady`).

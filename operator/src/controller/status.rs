@@ -128,15 +128,15 @@ pub fn conditions(
     let (log_ws, svc_ws): (Vec<&WorkloadStatus>, Vec<&WorkloadStatus>) =
         workloads.iter().partition(|w| logging.contains(&w.name));
     let topics_cond = match topics {
-        TopicsSeen::Done(o) if !o.refused.is_empty() => {
-            Cond::new(TOPICS_READY, false, "ChangeRefused", o.refused.join("; "))
-        }
-        TopicsSeen::Done(o) => Cond::new(
-            TOPICS_READY,
-            true,
-            "AllReady",
-            format!("{} topics exist as specified", o.statuses.len()),
-        ),
+        TopicsSeen::Done(o) => match o.problem() {
+            Some((reason, message)) => Cond::new(TOPICS_READY, false, reason, message),
+            None => Cond::new(
+                TOPICS_READY,
+                true,
+                "AllReady",
+                format!("{} topics exist as specified", o.statuses.len()),
+            ),
+        },
         TopicsSeen::Failed(e, _) => Cond::new(TOPICS_READY, false, e.reason(), chain(e)),
     };
     let workloads_cond = workload_cond(WORKLOADS_READY, "service workloads", &svc_ws);
@@ -280,6 +280,7 @@ pub fn condition<'a>(cr: &'a CampusPlatform, type_: &str) -> Option<&'a Conditio
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::topics::{ProblemKind, TopicProblem};
 
     fn w(name: &str, ready: bool) -> WorkloadStatus {
         WorkloadStatus {
@@ -299,6 +300,7 @@ mod tests {
             statuses: vec![TopicStatus {
                 name: "t".into(),
                 partitions: 3,
+                replication_factor: 1,
                 ready: true,
                 message: None,
             }],
@@ -316,13 +318,27 @@ mod tests {
         );
         assert!(c[0].message.contains("p-content-api (0/1)"));
         assert!(c[3].ok);
+        let problem = |kind, message: &str| TopicProblem {
+            kind,
+            message: message.into(),
+        };
         let refused = TopicsOutcome {
-            refused: vec!["never shrink".into()],
+            problems: vec![
+                problem(ProblemKind::ConfigRejected, "bad value"),
+                problem(ProblemKind::ChangeRefused, "never shrink"),
+            ],
             ..outcome.clone()
         };
         let c = conditions(&all, &logging, &TopicsSeen::Done(&refused));
         assert_eq!((c[1].ok, c[1].reason.as_str()), (false, "ChangeRefused"));
+        assert_eq!(c[1].message, "bad value; never shrink");
         assert_eq!(c[0].reason, "TopicsNotReady");
+        let rejected = TopicsOutcome {
+            problems: vec![problem(ProblemKind::ConfigRejected, "bad value")],
+            ..outcome.clone()
+        };
+        let c = conditions(&all, &logging, &TopicsSeen::Done(&rejected));
+        assert_eq!((c[1].ok, c[1].reason.as_str()), (false, "ConfigRejected"));
     }
 
     #[test]

@@ -37,9 +37,13 @@ pub struct TopicStatus {
     pub name: String,
     /// Partitions the topic has (0 when unknown).
     pub partitions: i32,
+    /// Replication factor the topic has (0 when unknown).
+    #[serde(default)]
+    pub replication_factor: i32,
     /// Whether the topic exists as specified.
     pub ready: bool,
-    /// Why not, or what was refused (e.g. shrinking partitions).
+    /// Why not: what was refused (fewer partitions, another replication factor), or config that
+    /// Kafka refused or cannot change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }

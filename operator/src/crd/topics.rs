@@ -14,12 +14,18 @@ pub struct TopicsSpec {
     #[serde(default = "default_partitions")]
     #[schemars(range(min = 1, max = 1000))]
     pub partitions: i32,
-    /// Replication factor of every topic without an override, applied when a topic is created;
-    /// a change later is reported in status, never applied.
+    /// Replication factor of every topic without an override, applied when a topic is created.
+    /// A different factor for an existing topic is never applied (Kafka changes it only by
+    /// reassigning partitions): it is reported in status (`TopicsReady=False`, reason
+    /// `ChangeRefused`) until the spec matches the topic again.
     #[serde(default = "default_replication")]
     #[schemars(range(min = 1, max = 10))]
     pub replication_factor: i32,
-    /// Topic config (e.g. `retention.ms`) for every topic, applied when a topic is created.
+    /// Topic config (e.g. `retention.ms`, `cleanup.policy`) for every topic: set when a topic is
+    /// created, and changed through the Kafka admin API (AlterConfigs) whenever a topic's value
+    /// differs. A key removed from here keeps the value it has in Kafka. Config that Kafka refuses
+    /// or cannot change is reported in status (`TopicsReady=False`, reason `ConfigRejected` or
+    /// `ConfigUnsupported`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub config: BTreeMap<String, String>,
     /// Whether each consumed topic gets its dead-letter topics `<topic>.dlq.<group>` (one
@@ -64,11 +70,12 @@ pub struct TopicOverride {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
     pub partitions: Option<i32>,
-    /// Replication factor of this topic.
+    /// Replication factor of this topic (applied when it is created; see
+    /// `topics.replicationFactor`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 10))]
     pub replication_factor: Option<i32>,
-    /// Topic config for this topic, merged over `topics.config`.
+    /// Topic config for this topic, merged over `topics.config` (kept in step like it).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub config: BTreeMap<String, String>,
 }

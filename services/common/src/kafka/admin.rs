@@ -1,11 +1,14 @@
 //! Topic administration through the Kafka admin API: create what is missing, grow partitions,
-//! never shrink.
+//! never shrink; read and set per-topic config.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, AlterConfig, ConfigSource, NewPartitions, NewTopic,
+    OwnedResourceSpecifier, ResourceSpecifier, TopicReplication,
+};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
@@ -35,6 +38,28 @@ impl TopicSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicState {
     pub partitions: i32,
+    /// Replicas per partition (the most any partition has; 0 without partitions).
+    pub replication: i32,
+}
+
+/// A topic's config as Kafka reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopicConfig {
+    /// The value in effect of every entry that has one (set on the topic or a default).
+    pub values: BTreeMap<String, String>,
+    /// Names of the entries set on the topic itself.
+    pub overrides: BTreeSet<String>,
+}
+
+impl TopicConfig {
+    /// The entries set on the topic itself, with their values.
+    pub fn override_values(&self) -> BTreeMap<String, String> {
+        self.values
+            .iter()
+            .filter(|(k, _)| self.overrides.contains(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +127,12 @@ impl Admin {
                     t.name().to_owned(),
                     TopicState {
                         partitions: t.partitions().len() as i32,
+                        replication: t
+                            .partitions()
+                            .iter()
+                            .map(|p| p.replicas().len() as i32)
+                            .max()
+                            .unwrap_or(0),
                     },
                 )
             })
@@ -166,6 +197,68 @@ impl Admin {
             }
         }
         Ok(changed)
+    }
+
+    /// The config of each topic (DescribeConfigs), by name. A failure of the whole call (e.g.
+    /// a broker without DescribeConfigs: `AdminOp(UnsupportedFeature)`) is `Call`. rdkafka 0.39
+    /// drops each topic's own error: a topic Kafka could not describe has no entries.
+    pub async fn topic_configs(
+        &self,
+        names: &[&str],
+    ) -> Result<HashMap<String, TopicConfig>, AdminError> {
+        if names.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let specifiers: Vec<ResourceSpecifier<'_>> =
+            names.iter().map(|n| ResourceSpecifier::Topic(n)).collect();
+        let results = self
+            .client
+            .describe_configs(&specifiers, &self.options())
+            .await
+            .map_err(AdminError::Call)?;
+        let mut out = HashMap::new();
+        for r in results.into_iter().flatten() {
+            let OwnedResourceSpecifier::Topic(name) = r.specifier else {
+                continue;
+            };
+            let mut config = TopicConfig::default();
+            for e in r.entries {
+                let Some(value) = e.value else { continue };
+                if e.source == ConfigSource::DynamicTopic {
+                    config.overrides.insert(e.name.clone());
+                }
+                config.values.insert(e.name, value);
+            }
+            out.insert(name, config);
+        }
+        Ok(out)
+    }
+
+    /// Sets the config of each topic to exactly the given entries (AlterConfigs: entries set on
+    /// the topic and not given go back to their defaults). A failure of the whole call is `Call`.
+    /// rdkafka 0.39 drops each topic's own error (a refused value looks like success), so read
+    /// the config back with [`Admin::topic_configs`] to know what was applied.
+    pub async fn set_topic_configs(
+        &self,
+        configs: &[(String, BTreeMap<String, String>)],
+    ) -> Result<(), AdminError> {
+        if configs.is_empty() {
+            return Ok(());
+        }
+        let alter: Vec<AlterConfig<'_>> = configs
+            .iter()
+            .map(|(name, entries)| {
+                entries.iter().fold(
+                    AlterConfig::new(ResourceSpecifier::Topic(name)),
+                    |a, (k, v)| a.set(k, v),
+                )
+            })
+            .collect();
+        self.client
+            .alter_configs(&alter, &self.options())
+            .await
+            .map_err(AdminError::Call)?;
+        Ok(())
     }
 
     /// Deletes topics; a topic that is already gone counts as deleted.
