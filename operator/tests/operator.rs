@@ -979,3 +979,66 @@ async fn a_replication_factor_change_is_refused_and_reverting_clears_it() {
     assert_eq!(st.topics_summary.as_deref(), Some("10/10"));
     assert!(st.topics.iter().all(|t| t.ready && t.message.is_none()));
 }
+
+/// Config for a Kafka without DescribeConfigs/AlterConfigs is reported as `ConfigUnsupported`,
+/// not ignored. noida has both, so the operator talks to it through a proxy that removes them
+/// from the broker's ApiVersions answer, as an older broker would not list them; librdkafka then
+/// refuses the calls. Creating topics (with their config) still works through it.
+#[tokio::test]
+async fn config_a_broker_cannot_change_is_reported_as_unsupported() {
+    use support::old_kafka::{CONFIG_APIS, OldKafka};
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new(&client, "op-cfgold").await;
+    let name = ns.name.clone();
+    let _op = Operator::start(&client, test_settings(&ns.name));
+    let old = OldKafka::start(&brokers(), &CONFIG_APIS).await;
+    let mut cr = sample("minimal.yaml", &name, &old.brokers());
+    cr["spec"]["topics"] = json!({"config": {"retention.ms": "3600000"}});
+    apply_platform(&client, &ns.name, &cr).await.unwrap();
+    eventually("TopicsReady is True", WAIT, || async {
+        let (s, _, _) = condition(&client, &ns.name, &name, "TopicsReady").await?;
+        (s == "True").then_some(())
+    })
+    .await;
+    let original = format!("{name}.post.original");
+    assert_eq!(
+        topic_config(&original).await.values["retention.ms"],
+        "3600000"
+    );
+
+    cr["spec"]["topics"] = json!({"config": {"retention.ms": "7200000"}});
+    apply_platform(&client, &ns.name, &cr).await.unwrap();
+    let (s, reason, message) = eventually("the unsupported config is reported", WAIT, || async {
+        condition(&client, &ns.name, &name, "TopicsReady").await
+    })
+    .await;
+    assert_eq!(
+        (s.as_str(), reason.as_str()),
+        ("False", "ConfigUnsupported"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!(
+            "cannot read the config of topic {original}: Kafka at {} does not support \
+             DescribeConfigs",
+            old.brokers()
+        )),
+        "{message}"
+    );
+    let st = platform(&client, &ns.name, &name)
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    let t = st.topics.iter().find(|t| t.name == original).unwrap();
+    assert!(!t.ready, "{t:?}");
+    assert_eq!(
+        topic_config(&original).await.values["retention.ms"],
+        "3600000"
+    );
+    eventually("the ConfigUnsupported event", WAIT, || async {
+        event_note(&client, &ns.name, "ConfigUnsupported").await
+    })
+    .await;
+}

@@ -3,6 +3,8 @@
 //! scoped to that namespace, a stand-in kubelet that marks pods ready, and polling helpers.
 #![allow(dead_code)]
 
+pub mod old_kafka;
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
