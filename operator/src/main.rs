@@ -151,7 +151,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     })
     .await;
     metrics.leader.set(0);
-    if lost_leadership.load(std::sync::atomic::Ordering::SeqCst) {
+    // On a shutdown signal the elector releases the Lease, which also looks like a loss: only a
+    // loss without one is an error.
+    if lost_leadership.load(std::sync::atomic::Ordering::SeqCst) && !shutdown.is_cancelled() {
         anyhow::bail!("lost the leader Lease; exiting so that a fresh instance campaigns again");
     }
     shutdown.cancel();
