@@ -170,29 +170,34 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-fn noida_binary() -> std::path::PathBuf {
-    if let Ok(b) = std::env::var("CAMPUS_NOIDA_BIN") {
-        return b.into();
-    }
+/// Where scripts/deps.sh installed the Python-packaged servers.
+fn site_packages() -> std::path::PathBuf {
     let cache = std::env::var("CAMPUS_CACHE")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| {
             std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default())
                 .join(".cache/campus")
         });
-    cache.join("venv/lib/python3.11/site-packages/noida_db/noida-db")
+    cache.join("venv/lib/python3.11/site-packages")
+}
+
+fn noida_binary() -> std::path::PathBuf {
+    if let Ok(b) = std::env::var("CAMPUS_NOIDA_BIN") {
+        return b.into();
+    }
+    site_packages().join("noida_db/noida-db")
 }
 
 fn listening(port: u16) -> bool {
     std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
 }
 
-/// A private noida-db (Kafka, optionally Elasticsearch) for tests that stop a server midway; the
-/// shared servers are never touched. It runs in its own process group, is stopped by its PID
+/// A private noida-db (Kafka, Elasticsearch or both) for tests that stop a server midway and for
+/// benchmarks that need a server of their own; the shared servers are never touched. It runs in its own process group, is stopped by its PID
 /// (the group), and is killed when dropped. Its data survives [`PrivateNoida::stop`] /
 /// [`PrivateNoida::resume`] (noida-db saves on SIGTERM).
 pub struct PrivateNoida {
-    kafka_port: u16,
+    kafka_port: Option<u16>,
     es_port: Option<u16>,
     dir: std::path::PathBuf,
     child: Option<std::process::Child>,
@@ -201,15 +206,20 @@ pub struct PrivateNoida {
 impl PrivateNoida {
     /// Kafka and Elasticsearch on free ports.
     pub async fn start() -> Self {
-        Self::launch(free_port(), Some(free_port())).await
+        Self::launch(Some(free_port()), Some(free_port())).await
     }
 
     /// Kafka only, on `port` (a test may point a client at the port before the server exists).
     pub async fn start_kafka(port: u16) -> Self {
-        Self::launch(port, None).await
+        Self::launch(Some(port), None).await
     }
 
-    async fn launch(kafka_port: u16, es_port: Option<u16>) -> Self {
+    /// Elasticsearch only, on a free port.
+    pub async fn start_elasticsearch() -> Self {
+        Self::launch(None, Some(free_port())).await
+    }
+
+    async fn launch(kafka_port: Option<u16>, es_port: Option<u16>) -> Self {
         let dir = std::env::temp_dir().join(unique("noida"));
         std::fs::create_dir_all(&dir).expect("private noida-db directory");
         let mut n = Self {
@@ -222,8 +232,18 @@ impl PrivateNoida {
         n
     }
 
+    /// Panics when started without Kafka.
     pub fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.kafka_port)
+        format!("127.0.0.1:{}", self.kafka_port())
+    }
+
+    fn kafka_port(&self) -> u16 {
+        self.kafka_port.expect("started with Kafka")
+    }
+
+    /// The server's PID (its process group), while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
     }
 
     /// Kafka settings for this broker.
@@ -240,9 +260,7 @@ impl PrivateNoida {
     }
 
     fn ports(&self) -> Vec<u16> {
-        std::iter::once(self.kafka_port)
-            .chain(self.es_port)
-            .collect()
+        self.kafka_port.into_iter().chain(self.es_port).collect()
     }
 
     async fn wait_ports(&self, open: bool) {
@@ -267,17 +285,17 @@ impl PrivateNoida {
         let log = std::fs::File::create(self.dir.join("noida.log")).expect("log file");
         let mut cmd = Command::new(noida_binary());
         cmd.args(["start", "--data-dir"]).arg(self.dir.join("data"));
-        match self.es_port {
-            Some(es) => cmd.args([
-                "--only",
-                "kafka,elasticsearch",
-                "--elasticsearch-port",
-                &es.to_string(),
-            ]),
-            None => cmd.args(["--only", "kafka"]),
-        };
+        let mut only = Vec::new();
+        if let Some(port) = self.kafka_port {
+            only.push("kafka");
+            cmd.args(["--kafka-port", &port.to_string()]);
+        }
+        if let Some(port) = self.es_port {
+            only.push("elasticsearch");
+            cmd.args(["--elasticsearch-port", &port.to_string()]);
+        }
         let child = cmd
-            .args(["--kafka-port", &self.kafka_port.to_string()])
+            .args(["--only", &only.join(",")])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
@@ -318,25 +336,27 @@ impl PrivateNoida {
     /// Stops only the Kafka service (the process keeps running, the port closes).
     pub async fn stop_kafka_service(&self) {
         self.control("stop");
+        let port = self.kafka_port();
         for _ in 0..300 {
-            if !listening(self.kafka_port) {
+            if !listening(port) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("private Kafka port {} did not close", self.kafka_port);
+        panic!("private Kafka port {port} did not close");
     }
 
     /// Starts the Kafka service again, with its data.
     pub async fn start_kafka_service(&self) {
         self.control("start");
+        let port = self.kafka_port();
         for _ in 0..300 {
-            if listening(self.kafka_port) {
+            if listening(port) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("private Kafka port {} did not open", self.kafka_port);
+        panic!("private Kafka port {port} did not open");
     }
 }
 
@@ -354,5 +374,51 @@ impl Drop for PrivateNoida {
             let _ = child.wait();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A private osmem-server (OpenSearch API with the `percentiles` aggregation) on a free port, in
+/// its own process group, killed (the group) when dropped.
+pub struct PrivateOsmem {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl PrivateOsmem {
+    pub async fn start() -> Self {
+        use std::os::unix::process::CommandExt;
+        use std::process::{Command, Stdio};
+        let port = free_port();
+        let child = Command::new(site_packages().join("osmem_server/bin/osmem-server"))
+            .args(["-no-stdin-watch", "-addr", &format!("127.0.0.1:{port}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("osmem-server binary (scripts/deps.sh installs it)");
+        let server = Self { port, child };
+        for _ in 0..300 {
+            if listening(port) {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("private osmem-server port {port} did not open");
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for PrivateOsmem {
+    fn drop(&mut self) {
+        signal_group(self.child.id(), "-KILL");
+        let _ = self.child.wait();
     }
 }

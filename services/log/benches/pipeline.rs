@@ -5,10 +5,13 @@
 //!
 //! Both runs are observed alike: `_count` every second from the start (no explicit refresh).
 //!
-//! 1. **Raw bulk rate**: a fresh noida-db; N Filebeat events produced to Kafka (so both runs see
-//!    the same server state); then the very documents the indexer would write are bulk-loaded
-//!    straight into Elasticsearch (same batch size, one stream per partition) until searchable.
-//! 2. **Native indexer**: another fresh noida-db, the same N events produced; the real
+//! Each run gets fresh servers: Kafka and Elasticsearch as two noida-db processes, like two servers
+//! in a real deployment, so the Elasticsearch process does the same work in both runs.
+//!
+//! 1. **Raw bulk rate**: N Filebeat events produced to Kafka (so both runs see the same server
+//!    state); then the very documents the indexer would write are bulk-loaded straight into
+//!    Elasticsearch (same batch size, one stream per partition) until searchable.
+//! 2. **Native indexer**: fresh servers, the same N events produced; the real
 //!    `campus-log worker index` binary is started and timed until all N are searchable. Its peak
 //!    RSS (VmHWM) is read from /proc.
 //! 3. **Stats latency**: a fresh osmem-server (it has the `percentiles` aggregation), M documents
@@ -18,9 +21,7 @@
 //! (1000), `BENCH_STATS_DOCS` (1000000), `BENCH_SKIP` (comma list of `raw`, `indexer`, `stats`),
 //! `CAMPUS_CACHE` (where scripts/deps.sh put the servers, default ~/.cache/campus).
 
-use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,7 @@ use campus_common::http::AccessLog;
 use campus_common::kafka::Record;
 use campus_common::kafka::admin::{Admin, TopicSpec};
 use campus_common::logschema::{self, KubernetesMeta, filebeat_event};
+use campus_common::testing::{self, PrivateNoida, PrivateOsmem};
 use campus_log::document::{self, Decoded, Document};
 use campus_log::es::Es;
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
@@ -39,59 +41,6 @@ fn env_usize(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn site_packages() -> String {
-    let cache = std::env::var("CAMPUS_CACHE")
-        .unwrap_or_else(|_| format!("{}/.cache/campus", std::env::var("HOME").unwrap()));
-    format!("{cache}/venv/lib/python3.11/site-packages")
-}
-
-/// A server process in its own process group, stopped (group and all) on drop.
-struct Server {
-    child: Child,
-    name: &'static str,
-}
-
-impl Server {
-    fn start(name: &'static str, cmd: &mut Command, ports: &[u16]) -> Self {
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {name}: {e} (run scripts/deps.sh)"));
-        let server = Server { child, name };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        for p in ports {
-            while std::net::TcpStream::connect(("127.0.0.1", *p)).is_err() {
-                assert!(Instant::now() < deadline, "{name} did not open port {p}");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        server
-    }
-
-    fn rss_kib(&self) -> u64 {
-        rss_kib(self.child.id()).0
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let pgid = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-KILL", "--", &pgid]).status();
-        let _ = self.child.wait();
-        eprintln!("stopped private {}", self.name);
-    }
 }
 
 /// (VmRSS, VmHWM) of a process in KiB.
@@ -108,35 +57,24 @@ fn rss_kib(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-struct Noida {
-    server: Server,
-    kafka: String,
-    es: String,
+/// Kafka and Elasticsearch as two private noida-db processes, as they are two servers in a real
+/// deployment: the Elasticsearch process serves only Elasticsearch in both runs, so the indexer
+/// run's Kafka traffic does not eat into the server whose bulk rate is the yardstick.
+struct Servers {
+    kafka: PrivateNoida,
+    es: PrivateNoida,
 }
 
-fn start_noida(tag: &str) -> Noida {
-    let (kp, ep) = (free_port(), free_port());
-    let data = std::env::temp_dir().join(format!("campus-log-bench-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data);
-    let server = Server::start(
-        "noida-db",
-        Command::new(format!("{}/noida_db/noida-db", site_packages())).args([
-            "start",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--only",
-            "kafka,elasticsearch",
-            "--kafka-port",
-            &kp.to_string(),
-            "--elasticsearch-port",
-            &ep.to_string(),
-        ]),
-        &[kp, ep],
-    );
-    Noida {
-        server,
-        kafka: format!("127.0.0.1:{kp}"),
-        es: format!("http://127.0.0.1:{ep}"),
+impl Servers {
+    async fn start() -> Self {
+        Self {
+            kafka: PrivateNoida::start_kafka(testing::free_port()).await,
+            es: PrivateNoida::start_elasticsearch().await,
+        }
+    }
+
+    fn es_rss_mib(&self) -> u64 {
+        self.es.pid().map_or(0, |pid| rss_kib(pid).0) / 1024
     }
 }
 
@@ -311,11 +249,11 @@ async fn bulk_load(es: &Es, docs: Arc<Vec<Document>>, streams: usize, batch: usi
 }
 
 async fn raw_run(n: usize, partitions: i32, batch: usize) -> f64 {
-    let noida = start_noida("raw");
+    let servers = Servers::start().await;
     let end = Utc::now();
     let payloads = events(n, end);
-    produce_all(&noida.kafka, "bench.access-log", partitions, &payloads).await;
-    let es = es(&noida.es);
+    produce_all(&servers.kafka.brokers(), "bench.access-log", partitions, &payloads).await;
+    let es = es(&servers.es.es_url());
     campus_log::indexer::prepare(&es, "raw").await.unwrap();
     let docs = Arc::new(documents(&payloads, "bench.access-log", partitions, "raw"));
     drop(payloads);
@@ -329,26 +267,26 @@ async fn raw_run(n: usize, partitions: i32, batch: usize) -> f64 {
     let rate = n as f64 / secs;
     println!(
         "raw bulk:        {n} docs in {secs:.2} s = {rate:.0} docs/s ({partitions} streams × {batch}-doc bulks); noida-db RSS {} MiB",
-        noida.server.rss_kib() / 1024
+        servers.es_rss_mib()
     );
     rate
 }
 
 async fn indexer_run(n: usize, partitions: i32, batch: usize) -> (f64, f64, u64) {
-    let noida = start_noida("indexer");
+    let servers = Servers::start().await;
     let end = Utc::now();
     let payloads = events(n, end);
-    produce_all(&noida.kafka, "bench.access-log", partitions, &payloads).await;
+    produce_all(&servers.kafka.brokers(), "bench.access-log", partitions, &payloads).await;
     drop(payloads);
-    let es = es(&noida.es);
+    let es = es(&servers.es.es_url());
     let started = Instant::now();
-    let ops_port = free_port();
+    let ops_port = testing::free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_campus-log"))
         .args(["worker", "index"])
         .env_clear()
-        .env("KAFKA_BROKERS", &noida.kafka)
+        .env("KAFKA_BROKERS", servers.kafka.brokers())
         .env("KAFKA_PREFIX", "bench")
-        .env("ELASTICSEARCH_URL", &noida.es)
+        .env("ELASTICSEARCH_URL", servers.es.es_url())
         .env("LOG_INDEX_PREFIX", "idx")
         .env("INDEX_BATCH_SIZE", batch.to_string())
         .env("OPS_ADDR", format!("127.0.0.1:{ops_port}"))
@@ -411,18 +349,8 @@ async fn indexer_run(n: usize, partitions: i32, batch: usize) -> (f64, f64, u64)
 }
 
 async fn stats_run(m: usize) {
-    let port = free_port();
-    let server = Server::start(
-        "osmem-server",
-        Command::new(format!("{}/osmem_server/bin/osmem-server", site_packages())).args([
-            "-no-stdin-watch",
-            "-addr",
-            &format!("127.0.0.1:{port}"),
-        ]),
-        &[port],
-    );
-    let url = format!("http://127.0.0.1:{port}");
-    let es = es(&url);
+    let server = PrivateOsmem::start().await;
+    let es = es(&server.url());
     campus_log::indexer::prepare(&es, "stats").await.unwrap();
     let end = Utc::now();
     let load = Instant::now();
@@ -448,7 +376,7 @@ async fn stats_run(m: usize) {
     println!(
         "stats setup:     {m} docs loaded into osmem-server in {:.1} s (RSS {} MiB)",
         load.elapsed().as_secs_f64(),
-        server.rss_kib() / 1024
+        rss_kib(server.pid()).0 / 1024
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

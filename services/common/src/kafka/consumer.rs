@@ -2,8 +2,10 @@
 //!
 //! - **At-least-once**: an offset is stored only after its record was handled (or dead-lettered),
 //!   and committed in the background and once more on shutdown.
-//! - **Order per partition, partitions in parallel**: each assigned partition gets its own task that
-//!   handles its records one after another (or in batches, for handlers that ask for them).
+//! - **Order per partition, partitions in parallel**: each assigned partition gets its own librdkafka
+//!   queue (split off the consumer's queue when the partition is assigned) and its own task that
+//!   handles its records one after another (or in batches, for handlers that ask for them). A slow
+//!   partition only stops its own fetching; the others go on.
 //! - **Bounded retries**: a [`HandleError::Transient`] failure is retried with exponential backoff
 //!   up to `max_attempts`; then — or at once for [`HandleError::Permanent`] — the record goes to
 //!   `<topic>.dlq.<group>` with headers naming the error, the original topic/partition/offset and
@@ -11,24 +13,24 @@
 //! - **Shutdown**: when the token fires, each partition task finishes the record in hand, records
 //!   still queued are left for the next owner, and stored offsets are committed synchronously.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use futures::StreamExt as _;
-use futures::stream::FuturesUnordered;
+use futures::FutureExt as _;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientContext, TopicPartitionList};
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -157,7 +159,9 @@ pub struct ConsumerOptions {
     /// First retry delay; doubled per attempt up to `max_backoff`.
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
-    /// Records buffered per partition ahead of its handler.
+    /// Records librdkafka keeps prefetched per partition ahead of its handler (`queued.min.messages`;
+    /// a `queued.min.messages` in the Kafka properties wins). The total is also capped in bytes by
+    /// `queued.max.messages.kbytes`.
     pub partition_queue: usize,
     /// How often stored offsets are committed in the background.
     pub commit_interval: Duration,
@@ -175,7 +179,7 @@ impl ConsumerOptions {
             max_attempts: 5,
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
-            partition_queue: 256,
+            partition_queue: 1000,
             commit_interval: Duration::from_secs(1),
             session_timeout: Duration::from_secs(10),
             create_dlq_topics: true,
@@ -264,21 +268,112 @@ impl Default for ConsumerMetrics {
     }
 }
 
-struct LoggingContext {
-    group: String,
+type Inner = StreamConsumer<PartitionContext>;
+type PartitionQueue = StreamPartitionQueue<PartitionContext>;
+type PartitionKey = (String, i32);
+/// Starts the task of a newly assigned partition; `run` installs it before subscribing.
+type Spawn = Box<dyn Fn(PartitionQueue, Option<JoinHandle<()>>) -> Lane + Send + Sync>;
+
+/// One assigned (or just revoked) partition's task.
+struct Lane {
+    stop: CancellationToken,
+    task: JoinHandle<()>,
 }
 
-impl ClientContext for LoggingContext {}
+/// Gives every assigned partition its own queue and task, in the rebalance callback: the queue must
+/// be split off before librdkafka assigns the partition, or its first records land in the
+/// consumer's common queue.
+struct PartitionContext {
+    group: String,
+    consumer: OnceLock<Weak<Inner>>,
+    spawn: OnceLock<Spawn>,
+    lanes: Mutex<HashMap<PartitionKey, Lane>>,
+}
 
-impl ConsumerContext for LoggingContext {
+impl ClientContext for PartitionContext {}
+
+impl ConsumerContext for PartitionContext {
     fn pre_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            tracing::info!(group = %self.group, partitions = %describe(tpl), "partitions revoked");
+        match rebalance {
+            Rebalance::Assign(tpl) => self.assign(tpl),
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(group = %self.group, partitions = %describe(tpl), "partitions revoked");
+                let lanes = self.lanes.lock().unwrap_or_else(PoisonError::into_inner);
+                for e in tpl.elements() {
+                    if let Some(lane) = lanes.get(&(e.topic().to_owned(), e.partition())) {
+                        // It finishes the record in hand; its offset is then not stored, and the
+                        // next owner takes the partition from the last commit.
+                        lane.stop.cancel();
+                    }
+                }
+            }
+            Rebalance::Error(e) => {
+                tracing::warn!(group = %self.group, error = %e, "rebalance failed")
+            }
         }
     }
+
     fn post_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             tracing::info!(group = %self.group, partitions = %describe(tpl), "partitions assigned");
+        }
+    }
+}
+
+impl PartitionContext {
+    fn assign(&self, tpl: &TopicPartitionList) {
+        let (Some(consumer), Some(spawn)) = (
+            self.consumer.get().and_then(Weak::upgrade),
+            self.spawn.get(),
+        ) else {
+            return;
+        };
+        let mut lanes = self.lanes.lock().unwrap_or_else(PoisonError::into_inner);
+        for e in tpl.elements() {
+            let key = (e.topic().to_owned(), e.partition());
+            // A task of an earlier assignment of this partition: the new one waits for it.
+            let previous = lanes.remove(&key).map(|lane| {
+                lane.stop.cancel();
+                lane.task
+            });
+            match consumer.split_partition_queue(&key.0, key.1) {
+                Some(queue) => {
+                    lanes.insert(key, spawn(queue, previous));
+                }
+                None => tracing::error!(
+                    group = %self.group, topic = %key.0, partition = key.1,
+                    "could not give the partition its own queue"
+                ),
+            }
+        }
+    }
+
+    /// Stops every partition task and waits for them.
+    async fn stop_all(&self) {
+        let lanes: Vec<Lane> = self
+            .lanes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain()
+            .map(|(_, lane)| lane)
+            .collect();
+        for lane in &lanes {
+            lane.stop.cancel();
+        }
+        for lane in lanes {
+            let _ = lane.task.await;
+        }
+    }
+}
+
+/// Aborts the partition tasks that are still registered when dropped.
+struct AbortOnDrop<'a>(&'a PartitionContext);
+
+impl Drop for AbortOnDrop<'_> {
+    fn drop(&mut self) {
+        let mut lanes = self.0.lanes.lock().unwrap_or_else(PoisonError::into_inner);
+        for (_, lane) in lanes.drain() {
+            lane.task.abort();
         }
     }
 }
@@ -290,8 +385,6 @@ fn describe(tpl: &TopicPartitionList) -> String {
         .collect::<Vec<_>>()
         .join(",")
 }
-
-type Inner = StreamConsumer<LoggingContext>;
 
 /// A running consumer group member. Build with [`ConsumerRuntime::new`], then [`ConsumerRuntime::run`].
 pub struct ConsumerRuntime {
@@ -321,18 +414,28 @@ impl ConsumerRuntime {
             .set(
                 "session.timeout.ms",
                 opts.session_timeout.as_millis().to_string(),
+            )
+            .set(
+                "queued.min.messages",
+                opts.partition_queue.max(1).to_string(),
             );
         for (k, v) in &args.properties {
             cfg.set(k, v);
         }
-        let consumer: Inner = cfg
-            .create_with_context(LoggingContext {
+        let consumer: Arc<Inner> = Arc::new(
+            cfg.create_with_context(PartitionContext {
                 group: opts.group.clone(),
+                consumer: OnceLock::new(),
+                spawn: OnceLock::new(),
+                lanes: Mutex::default(),
             })
-            .map_err(ConsumerError::Create)?;
+            .map_err(ConsumerError::Create)?,
+        );
+        // The rebalance callback splits partition queues off the consumer it belongs to.
+        let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
         let dlq = Producer::new(args).map_err(ConsumerError::Producer)?;
         Ok(Self {
-            consumer: Arc::new(consumer),
+            consumer,
             dlq,
             args: args.clone(),
             opts: Arc::new(opts),
@@ -370,6 +473,42 @@ impl ConsumerRuntime {
         if self.opts.create_dlq_topics {
             self.create_dlq_topics().await;
         }
+        let stop_workers = shutdown.child_token();
+        let (failures, mut failed) = mpsc::unbounded_channel();
+        let spawn: Spawn = {
+            let (consumer, dlq, opts, metrics) = (
+                Arc::downgrade(&self.consumer),
+                self.dlq.clone(),
+                self.opts.clone(),
+                self.metrics.clone(),
+            );
+            let runtime = tokio::runtime::Handle::current();
+            let stop_workers = stop_workers.clone();
+            Box::new(move |queue, previous| {
+                let stop = stop_workers.child_token();
+                let worker = PartitionWorker {
+                    consumer: consumer.clone(),
+                    dlq: dlq.clone(),
+                    opts: opts.clone(),
+                    metrics: metrics.clone(),
+                    handler: handler.clone(),
+                    shutdown: stop.clone(),
+                };
+                let failures = failures.clone();
+                let task = runtime.spawn(async move {
+                    let run = std::panic::AssertUnwindSafe(worker.run(queue, previous));
+                    if let Err(panic) = run.catch_unwind().await {
+                        let _ = failures.send(panic_message(panic));
+                    }
+                });
+                Lane { stop, task }
+            })
+        };
+        // Should this future be dropped (its task aborted), the partition tasks go with it.
+        let _abort = AbortOnDrop(self.consumer.context());
+        if self.consumer.context().spawn.set(spawn).is_err() {
+            unreachable!("run takes the runtime by value, so it runs once");
+        }
         let topics: Vec<&str> = self.opts.topics.iter().map(String::as_str).collect();
         self.consumer
             .subscribe(&topics)
@@ -379,75 +518,39 @@ impl ConsumerRuntime {
             })?;
         tracing::info!(group = %self.opts.group, topics = ?self.opts.topics, "consuming");
 
-        let stop_workers = shutdown.child_token();
-        let mut partitions: HashMap<PartitionKey, Lane> = HashMap::new();
-        // One future per paused partition: resolves when its queue has room again.
-        let mut drained = FuturesUnordered::new();
-        let mut tasks = JoinSet::new();
+        // The consumer's own queue only carries events (rebalances, errors) now, but it must be
+        // polled for them; records come through the partition queues.
         let mut failure = None;
         loop {
-            let msg = tokio::select! {
+            tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                    failure = Some(task_failure(done));
+                Some(message) = failed.recv() => {
+                    failure = Some(message);
                     break;
                 }
-                Some(key) = drained.next(), if !drained.is_empty() => {
-                    self.refill(&mut partitions, key, &mut drained);
-                    continue;
-                }
-                msg = self.consumer.recv() => msg,
-            };
-            let record = match msg {
-                Ok(m) => Record::from_message(&m),
-                Err(e) => {
-                    tracing::warn!(group = %self.opts.group, error = %e, "consume error; retrying");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                msg = self.consumer.recv() => match msg {
+                    Ok(m) => {
+                        failure = Some(format!(
+                            "record {}/{}@{} arrived outside its partition queue",
+                            m.topic(), m.partition(), m.offset()
+                        ));
+                        break;
                     }
-                }
-            };
-            let key = (record.topic.clone(), record.partition);
-            let lane = partitions.entry(key.clone()).or_insert_with(|| {
-                let (tx, rx) = mpsc::channel(self.opts.partition_queue.max(1));
-                let worker = PartitionWorker {
-                    consumer: self.consumer.clone(),
-                    dlq: self.dlq.clone(),
-                    opts: self.opts.clone(),
-                    metrics: self.metrics.clone(),
-                    handler: handler.clone(),
-                    shutdown: stop_workers.clone(),
-                };
-                tasks.spawn(worker.run(rx));
-                Lane {
-                    tx,
-                    parked: VecDeque::new(),
-                }
-            });
-            if !lane.parked.is_empty() {
-                // Fetched before the pause took effect: keep the order behind the parked ones.
-                lane.parked.push_back(record);
-                continue;
-            }
-            match lane.tx.try_send(record) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(record)) => {
-                    lane.parked.push_back(record);
-                    self.pause(&key, lane, &mut drained);
-                }
-                // The task ended; its result is collected on the next turn.
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
+                    Err(e) => {
+                        tracing::warn!(group = %self.opts.group, error = %e, "consume error; retrying");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        }
+                    }
+                },
             }
         }
         stop_workers.cancel();
-        drop(partitions);
-        drop(drained);
-        while let Some(done) = tasks.join_next().await {
-            if let Err(e) = done {
-                failure.get_or_insert_with(|| task_failure(Err(e)));
-            }
+        self.consumer.context().stop_all().await;
+        if let Ok(message) = failed.try_recv() {
+            failure.get_or_insert(message);
         }
         match self.consumer.commit_consumer_state(CommitMode::Sync) {
             Ok(()) => {}
@@ -484,89 +587,18 @@ impl ConsumerRuntime {
             tracing::warn!(group = %self.opts.group, error = %e, "could not create dead-letter topics; they must exist before a record is dead-lettered");
         }
     }
-
-    /// A partition's queue is full: stop fetching it, without holding up the other partitions,
-    /// until its handler has worked off half the queue. librdkafka drops what it prefetched for a
-    /// paused partition and fetches again from the next undelivered offset on resume, so nothing
-    /// is skipped and nothing comes twice.
-    fn pause(&self, key: &PartitionKey, lane: &Lane, drained: &mut Drained) {
-        if let Err(e) = self.consumer.pause(&partition_list(key)) {
-            tracing::debug!(topic = %key.0, partition = key.1, error = %e, "pause failed");
-        }
-        let tx = lane.tx.clone();
-        let room = (tx.max_capacity() / 2)
-            .max(lane.parked.len())
-            .clamp(1, tx.max_capacity());
-        let key = key.clone();
-        drained.push(Box::pin(async move {
-            // Waits for the room, then hands it back at once: the records go in through `refill`.
-            drop(tx.reserve_many(room).await);
-            key
-        }));
-    }
-
-    /// A paused partition's queue has room: queue its parked records and fetch it again.
-    fn refill(
-        &self,
-        partitions: &mut HashMap<PartitionKey, Lane>,
-        key: PartitionKey,
-        drained: &mut Drained,
-    ) {
-        let Some(lane) = partitions.get_mut(&key) else {
-            return;
-        };
-        while let Some(record) = lane.parked.pop_front() {
-            match lane.tx.try_send(record) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(record)) => {
-                    lane.parked.push_front(record);
-                    self.pause(&key, lane, drained);
-                    return;
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    lane.parked.clear();
-                    return;
-                }
-            }
-        }
-        if let Err(e) = self.consumer.resume(&partition_list(&key)) {
-            tracing::debug!(topic = %key.0, partition = key.1, error = %e, "resume failed");
-        }
-    }
 }
 
-type PartitionKey = (String, i32);
-type Drained = FuturesUnordered<futures::future::BoxFuture<'static, PartitionKey>>;
-
-/// The way from the fetch loop to one partition's task.
-struct Lane {
-    tx: mpsc::Sender<Record>,
-    /// Records fetched while the queue was full; the partition is paused while any are here.
-    parked: VecDeque<Record>,
-}
-
-fn partition_list((topic, partition): &PartitionKey) -> TopicPartitionList {
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition(topic, *partition);
-    tpl
-}
-
-fn task_failure(done: Result<(), tokio::task::JoinError>) -> String {
-    match done {
-        Ok(()) => "partition task ended unexpectedly".to_owned(),
-        Err(e) if e.is_panic() => {
-            let p = e.into_panic();
-            p.downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "handler panicked".to_owned())
-        }
-        Err(e) => e.to_string(),
-    }
+fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "handler panicked".to_owned())
 }
 
 struct PartitionWorker<H> {
-    consumer: Arc<Inner>,
+    consumer: Weak<Inner>,
     dlq: Producer,
     opts: Arc<ConsumerOptions>,
     metrics: ConsumerMetrics,
@@ -581,21 +613,36 @@ enum Finished {
 }
 
 impl<H: Handler> PartitionWorker<H> {
-    async fn run(self, mut rx: mpsc::Receiver<Record>) {
+    async fn run(self, queue: PartitionQueue, previous: Option<JoinHandle<()>>) {
+        // The task of an earlier assignment finishes its record in hand first: one partition,
+        // one handler at a time.
+        if let Some(previous) = previous {
+            let _ = previous.await;
+        }
         let batch_size = self.handler.batch_size().max(1);
         let mut batch = Vec::with_capacity(batch_size);
         loop {
             let first = tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => return,
-                r = rx.recv() => match r { Some(r) => r, None => return },
+                r = queue.recv() => r.map(|m| Record::from_message(&m)),
             };
             batch.clear();
-            batch.push(first);
+            match first {
+                Ok(record) => batch.push(record),
+                Err(e) => {
+                    tracing::warn!(group = %self.opts.group, error = %e, "partition consume error; retrying");
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                    }
+                }
+            }
+            // Whatever else is already fetched joins the batch; nothing is waited for.
             while batch.len() < batch_size {
-                match rx.try_recv() {
-                    Ok(r) => batch.push(r),
-                    Err(_) => break,
+                match queue.recv().now_or_never() {
+                    Some(Ok(m)) => batch.push(Record::from_message(&m)),
+                    _ => break,
                 }
             }
             let last = batch
@@ -604,11 +651,12 @@ impl<H: Handler> PartitionWorker<H> {
             if let Finished::Abandoned = self.process(&batch).await {
                 return;
             }
-            if let Some((topic, partition, offset)) = last
-                && let Err(e) = self.consumer.store_offset(&topic, partition, offset)
+            if let (Some((topic, partition, offset)), Some(consumer)) =
+                (last, self.consumer.upgrade())
+                && let Err(e) = consumer.store_offset(&topic, partition, offset)
             {
-                // The partition was revoked meanwhile: the next owner re-delivers from the
-                // last commit, which at-least-once allows.
+                // The partition was revoked meanwhile: the next owner re-delivers from the last
+                // commit, which at-least-once allows.
                 tracing::debug!(%topic, partition, offset, error = %e, "offset not stored");
             }
         }
