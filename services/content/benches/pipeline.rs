@@ -1,19 +1,25 @@
 //! Benchmark of the whole content platform, each process the real binary:
-//! create-to-visible latency (search, inbox, cache) at a steady write rate, detail requests/s on
+//! create-to-visible latency (search, inbox, cache) at a steady write rate — one poller per read
+//! model every 20 ms, asking for all the posts it has not seen yet at once, so the polling load does
+//! not grow with the lag it measures — with each post's time per hop, detail requests/s on
 //! cache hits with a keep-alive HTTP/1.1 load generator, and idle and loaded RSS of every process.
 //!
 //!   scripts/servers.sh start && cargo bench -p campus-content --bench pipeline
-//!   (BENCH_RATE posts/s, default 20; BENCH_SECONDS, default 15; BENCH_CONNECTIONS, default 64)
+//!   (BENCH_RATE posts/s, default 20; BENCH_SECONDS, default 15; BENCH_CONNECTIONS, default 64;
+//!   BENCH_TIMELINES=file.csv writes each post's timestamps per hop)
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{FakeOpenAi, Platform, eventually};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -32,6 +38,8 @@ fn free_addr() -> String {
 struct Proc {
     name: &'static str,
     child: Child,
+    /// Where its `/metrics` is served (workers).
+    ops: Option<String>,
 }
 
 impl Proc {
@@ -50,6 +58,10 @@ impl Proc {
         Self {
             name,
             child: cmd.spawn().expect("binary starts"),
+            ops: env
+                .iter()
+                .find(|(k, _)| *k == "OPS_ADDR")
+                .map(|(_, v)| v.clone()),
         }
     }
 
@@ -92,6 +104,224 @@ fn report(name: &str, mut v: Vec<f64>) {
     );
 }
 
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// When one post passed each hop, in milliseconds since the epoch.
+#[derive(Clone, Default)]
+struct Timeline {
+    /// The word of its title it is searched by.
+    keyword: String,
+    /// The bench sent `POST /posts`.
+    sent: i64,
+    /// The API answered 201 (the transaction with the outbox row committed).
+    committed: i64,
+    /// `post.original`: (record timestamp, bench consumer received it).
+    original: Option<(i64, i64)>,
+    /// `post.inspected`: (record timestamp, bench consumer received it).
+    inspected: Option<(i64, i64)>,
+    /// First poll that found it.
+    search: Option<i64>,
+    inbox: Option<i64>,
+    cache: Option<i64>,
+}
+
+#[derive(Default)]
+struct Seen {
+    original: Option<(i64, i64)>,
+    inspected: Option<(i64, i64)>,
+}
+
+/// A consumer of both topics that notes, per post, each record's timestamp and when it arrived.
+struct Tap {
+    seen: Arc<Mutex<HashMap<u64, Seen>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Tap {
+    async fn start(p: &Platform) -> Self {
+        let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &p.brokers)
+            .set("group.id", format!("{}.bench-tap", p.prefix))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let (original, inspected) = (p.topic("post.original"), p.topic("post.inspected"));
+        consumer.subscribe(&[&original, &inspected]).unwrap();
+        // Wait for the assignment so no record is missed.
+        while consumer.assignment().map(|a| a.count()).unwrap_or(0) < 2 {
+            let _ = tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await;
+        }
+        let seen = Arc::new(Mutex::new(HashMap::<u64, Seen>::new()));
+        let s = seen.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok(m) = consumer.recv().await else {
+                    continue;
+                };
+                let at = now_ms();
+                let Some(id) = m
+                    .key()
+                    .and_then(|k| std::str::from_utf8(k).ok())
+                    .and_then(|k| k.parse::<u64>().ok())
+                else {
+                    continue;
+                };
+                let ts = m.timestamp().to_millis().unwrap_or(at);
+                let mut seen = s.lock().unwrap();
+                let e = seen.entry(id).or_default();
+                let slot = if m.topic() == original {
+                    &mut e.original
+                } else {
+                    &mut e.inspected
+                };
+                slot.get_or_insert((ts, at));
+            }
+        });
+        Self { seen, task }
+    }
+
+    fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+/// Polls Redis every 20 ms for the posts not yet cached (the worker's write, not the API's fill).
+async fn poll_cache(
+    book: Arc<Mutex<HashMap<u64, Timeline>>>,
+    writing: Arc<AtomicBool>,
+    mut redis: redis::aio::MultiplexedConnection,
+    prefix: String,
+) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let waiting: Vec<u64> = book
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, t)| t.cache.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        if waiting.is_empty() && !writing.load(Ordering::Relaxed) || Instant::now() > deadline {
+            return;
+        }
+        if !waiting.is_empty() {
+            let mut pipe = redis::pipe();
+            for id in &waiting {
+                pipe.hexists(format!("{prefix}post:{id}"), "d");
+            }
+            // A slow answer on a loaded machine is a missed tick, not a failure.
+            let Ok(found) = pipe.query_async::<Vec<bool>>(&mut redis).await else {
+                continue;
+            };
+            let at = now_ms();
+            let mut book = book.lock().unwrap();
+            for (id, f) in waiting.iter().zip(found) {
+                if f {
+                    book.get_mut(id).unwrap().cache = Some(at);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls search every 20 ms for the posts not yet found, each by its own keyword, up to 25
+/// keywords per request (the API allows 200 characters), oldest first.
+async fn poll_search(
+    book: Arc<Mutex<HashMap<u64, Timeline>>>,
+    writing: Arc<AtomicBool>,
+    p: Arc<Platform>,
+) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let mut waiting: Vec<(i64, u64, String)> = book
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, t)| t.search.is_none())
+            .map(|(id, t)| (t.sent, *id, t.keyword.clone()))
+            .collect();
+        if waiting.is_empty() && !writing.load(Ordering::Relaxed) || Instant::now() > deadline {
+            return;
+        }
+        waiting.sort();
+        for chunk in waiting.chunks(25) {
+            let words: Vec<&str> = chunk.iter().map(|w| w.2.as_str()).collect();
+            let found: HashSet<u64> = p.search_ids(&words.join("+")).await.into_iter().collect();
+            let at = now_ms();
+            let mut book = book.lock().unwrap();
+            for (_, id, _) in chunk {
+                if found.contains(id) {
+                    book.get_mut(id).unwrap().search = Some(at);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls the follower's inbox through the API every 20 ms, all pages, for the posts not yet in it.
+async fn poll_inbox(
+    book: Arc<Mutex<HashMap<u64, Timeline>>>,
+    writing: Arc<AtomicBool>,
+    p: Arc<Platform>,
+    follower: u64,
+) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let waiting = book.lock().unwrap().values().any(|t| t.inbox.is_none());
+        if !waiting && !writing.load(Ordering::Relaxed) || Instant::now() > deadline {
+            return;
+        }
+        if waiting {
+            let mut listed = HashSet::new();
+            for page in 0.. {
+                let (s, v) = p
+                    .get(&format!("/list/inbox/{follower}?size=100&page={page}"))
+                    .await;
+                assert_eq!(s, 200, "{v}");
+                let ids = common::ids(&v);
+                listed.extend(ids.iter().copied());
+                if ids.len() < 100 {
+                    break;
+                }
+            }
+            let at = now_ms();
+            let mut book = book.lock().unwrap();
+            for (id, t) in book.iter_mut() {
+                if t.inbox.is_none() && listed.contains(id) {
+                    t.inbox = Some(at);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A worker's handler calls and the seconds they took, from its `/metrics`.
+async fn handle_metrics(http: &reqwest::Client, addr: &str) -> (f64, f64) {
+    let Ok(res) = http.get(format!("http://{addr}/metrics")).send().await else {
+        return (0.0, 0.0);
+    };
+    let text = res.text().await.unwrap_or_default();
+    let value = |name: &str| {
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    (
+        value("consumer_handle_duration_seconds_count"),
+        value("consumer_handle_duration_seconds_sum"),
+    )
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; test runners listing or running all targets (`--list`,
     // `cargo test --all-targets`) do not, and must not start a benchmark.
@@ -125,11 +355,12 @@ async fn run() {
         ("inbox", "inbox"),
         ("index", "index"),
     ] {
-        procs.push(Proc::spawn(
-            name,
-            &p.worker_args(w, Some(&fake.url)),
-            &[("OPS_ADDR", free_addr())],
-        ));
+        let mut args = p.worker_args(w, Some(&fake.url));
+        let ops = free_addr();
+        if let Some(i) = args.iter().position(|a| a == "--ops-addr") {
+            args[i + 1] = ops.clone();
+        }
+        procs.push(Proc::spawn(name, &args, &[("OPS_ADDR", ops)]));
     }
     eventually("API ready", Duration::from_secs(60), || async {
         p.http
@@ -157,67 +388,191 @@ async fn run() {
         println!("  {:<8} {}", pr.name, pr.rss_kib());
     }
 
-    // 1. Create-to-visible latency at a steady rate.
+    // 1. Create-to-visible latency at a steady rate, with a timestamp per hop.
     let total = rate * seconds;
     println!(
         "create-to-visible at {rate} posts/s for {seconds} s ({total} posts), polling every 20 ms:"
     );
     let p = Arc::new(p);
+    let tap = Tap::start(&p).await;
+    let redis = redis::Client::open(campus_common::testing::redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let book = Arc::new(Mutex::new(HashMap::<u64, Timeline>::new()));
+    let writing = Arc::new(AtomicBool::new(true));
+    let cache_poller = tokio::spawn(poll_cache(
+        book.clone(),
+        writing.clone(),
+        redis,
+        p.redis_prefix.clone(),
+    ));
+    let search_poller = tokio::spawn(poll_search(book.clone(), writing.clone(), p.clone()));
+    let inbox_poller = tokio::spawn(poll_inbox(
+        book.clone(),
+        writing.clone(),
+        p.clone(),
+        follower,
+    ));
     let mut tasks = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
     for j in 0..total {
         tick.tick().await;
-        let p = p.clone();
+        let (p, book) = (p.clone(), book.clone());
         tasks.push(tokio::spawn(async move {
             let title = format!("bench kw{j}z");
-            let created = Instant::now();
+            let sent = now_ms();
             let v = p.create_post(author, 2, &title, "steady write rate").await;
             let id = v["id"].as_u64().unwrap();
-            let (mut search, mut inbox, mut cache) = (None, None, None);
-            let deadline = created + Duration::from_secs(30);
-            while (search.is_none() || inbox.is_none() || cache.is_none())
-                && Instant::now() < deadline
-            {
-                if search.is_none() && p.search_ids(&format!("kw{j}z")).await == [id] {
-                    search = Some(created.elapsed());
-                }
-                if inbox.is_none()
-                    && p.get(&format!("/list/inbox/{follower}?size=100"))
-                        .await
-                        .1
-                        .as_array()
-                        .is_some_and(|a| a.iter().any(|e| e["id"] == id))
-                {
-                    inbox = Some(created.elapsed());
-                }
-                if cache.is_none() && p.detail(id).await.2 == "hit" {
-                    cache = Some(created.elapsed());
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            (id, search, inbox, cache)
+            let committed = now_ms();
+            book.lock().unwrap().insert(
+                id,
+                Timeline {
+                    keyword: format!("kw{j}z"),
+                    sent,
+                    committed,
+                    ..Timeline::default()
+                },
+            );
         }));
     }
     let mut peak = vec![0u64; procs.len()];
-    let mut results = Vec::new();
     for t in tasks {
-        results.push(t.await.unwrap());
+        t.await.unwrap();
         for (i, pr) in procs.iter().enumerate() {
             peak[i] = peak[i].max(pr.rss_kib());
         }
     }
-    let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
-    let missing = results
+    writing.store(false, Ordering::Relaxed);
+    loop {
+        for (i, pr) in procs.iter().enumerate() {
+            peak[i] = peak[i].max(pr.rss_kib());
+        }
+        if cache_poller.is_finished() && inbox_poller.is_finished() && search_poller.is_finished() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let timelines: Vec<Timeline> = {
+        let taps = tap.seen.lock().unwrap();
+        let book = book.lock().unwrap();
+        book.iter()
+            .map(|(id, t)| {
+                let mut t = t.clone();
+                if let Some(s) = taps.get(id) {
+                    t.original = s.original;
+                    t.inspected = s.inspected;
+                }
+                t
+            })
+            .collect()
+    };
+    tap.stop();
+    let since = |from: fn(&Timeline) -> Option<i64>, to: fn(&Timeline) -> Option<i64>| {
+        timelines
+            .iter()
+            .filter_map(|t| Some((to(t)? - from(t)?) as f64))
+            .collect::<Vec<f64>>()
+    };
+    let sent = |t: &Timeline| Some(t.sent);
+    report("search", since(sent, |t| t.search));
+    report("inbox", since(sent, |t| t.inbox));
+    report("cache", since(sent, |t| t.cache));
+    let missing = timelines
         .iter()
-        .filter(|r| r.1.is_none() || r.2.is_none() || r.3.is_none())
+        .filter(|t| t.search.is_none() || t.inbox.is_none() || t.cache.is_none())
         .count();
-    report("search", results.iter().filter_map(|r| ms(r.1)).collect());
-    report("inbox", results.iter().filter_map(|r| ms(r.2)).collect());
-    report("cache", results.iter().filter_map(|r| ms(r.3)).collect());
     println!("  not visible within 30 s: {missing}");
-
+    println!("per hop (record timestamps; visible = first poll that saw it):");
+    report("api", since(sent, |t| Some(t.committed)));
+    report(
+        "relay",
+        since(|t| Some(t.committed), |t| t.original.map(|o| o.0)),
+    );
+    report(
+        "tap",
+        since(|t| t.original.map(|o| o.0), |t| t.original.map(|o| o.1)),
+    );
+    report(
+        "inspect",
+        since(|t| t.original.map(|o| o.0), |t| t.inspected.map(|o| o.0)),
+    );
+    report("index", since(|t| t.inspected.map(|o| o.0), |t| t.search));
+    report("inbox", since(|t| t.inspected.map(|o| o.0), |t| t.inbox));
+    report("cache", since(|t| t.original.map(|o| o.0), |t| t.cache));
+    println!(
+        "  (api: POST until 201; relay: commit to post.original timestamp; tap: that to a bench"
+    );
+    println!(
+        "   consumer receiving it; inspect: post.original to post.inspected timestamps; index and"
+    );
+    println!("   inbox: post.inspected timestamp to visible through the API; cache: post.original");
+    println!("   timestamp to the key in Redis)");
+    if let Ok(path) = std::env::var("BENCH_TIMELINES") {
+        let mut csv = String::from(
+            "sent,committed,original,original_seen,inspected,inspected_seen,search,inbox,cache\n",
+        );
+        let mut sorted = timelines.clone();
+        sorted.sort_by_key(|t| t.sent);
+        let o = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
+        for t in &sorted {
+            csv.push_str(&format!(
+                "{},{},{},{},{},{},{},{},{}\n",
+                t.sent,
+                t.committed,
+                o(t.original.map(|x| x.0)),
+                o(t.original.map(|x| x.1)),
+                o(t.inspected.map(|x| x.0)),
+                o(t.inspected.map(|x| x.1)),
+                o(t.search),
+                o(t.inbox),
+                o(t.cache)
+            ));
+        }
+        std::fs::write(&path, csv).unwrap();
+        println!("  timelines written to {path}");
+    }
+    // The API's own view of POST /posts, to tell a slow API from a slow client or machine.
+    if let Ok(res) = p.http.get(format!("{}/metrics", p.base)).send().await {
+        let text = res.text().await.unwrap_or_default();
+        let bucket = |le: &str| {
+            text.lines()
+                .filter(|l| {
+                    l.starts_with("http_request_duration_seconds_bucket")
+                        && l.contains("method=\"POST\"")
+                        && l.contains("route=\"/posts\"")
+                        && l.contains(&format!("le=\"{le}\""))
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>()
+        };
+        println!(
+            "POST /posts as the API timed it: {} requests, {} over 16 ms, {} over 128 ms, {} over 512 ms",
+            bucket("+Inf"),
+            bucket("+Inf") - bucket("0.016"),
+            bucket("+Inf") - bucket("0.128"),
+            bucket("+Inf") - bucket("0.512"),
+        );
+    }
+    println!("handler calls (consumer_handle_duration_seconds):");
+    for pr in &procs[1..] {
+        if let Some(addr) = &pr.ops {
+            let (calls, secs) = handle_metrics(&p.http, addr).await;
+            println!(
+                "  {:<8} {calls:>5} calls, mean {:>6.1} ms",
+                pr.name,
+                if calls > 0.0 {
+                    secs * 1000.0 / calls
+                } else {
+                    f64::NAN
+                }
+            );
+        }
+    }
     // 2. Detail on cache hits with a keep-alive load generator.
-    let ids: Vec<u64> = results.iter().map(|r| r.0).collect();
+    let ids: Vec<u64> = book.lock().unwrap().keys().copied().collect();
     for id in &ids {
         assert_eq!(p.detail(*id).await.2, "hit");
     }
