@@ -6,7 +6,7 @@
 //! of its older events cannot bring it back. Inbox documents carry the version too, and updates
 //! only touch documents with an older one.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -21,7 +21,7 @@ use mongodb::{Collection, IndexModel};
 use sqlx::MySqlPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::events::{self, PostEvent, PostView};
+use crate::events::{self, Batch, PostEvent, PostView};
 use crate::worker::ride_out;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +36,11 @@ pub enum InboxError {
     Followers(#[source] sqlx::Error),
     #[error("failed to read an inbox document: {0}")]
     Decode(String),
+    #[error("failed to {action} in MongoDB: {message}")]
+    Write {
+        action: &'static str,
+        message: String,
+    },
 }
 
 fn mongo(action: &'static str) -> impl FnOnce(mongodb::error::Error) -> InboxError {
@@ -45,6 +50,7 @@ fn mongo(action: &'static str) -> impl FnOnce(mongodb::error::Error) -> InboxErr
 /// The inbox collections; cheap to clone.
 #[derive(Clone)]
 pub struct InboxStore {
+    db: mongodb::Database,
     inbox: Collection<Document>,
     posts: Collection<Document>,
 }
@@ -61,6 +67,7 @@ impl InboxStore {
         Self {
             inbox: db.collection("inbox"),
             posts: db.collection("inbox_posts"),
+            db,
         }
     }
 
@@ -112,87 +119,171 @@ impl InboxStore {
         docs.iter().map(from_doc).collect()
     }
 
-    /// The stored version of a post (its state document), if any.
-    pub async fn version(&self, post: u64) -> Result<Option<i64>, InboxError> {
-        let state = self
+    /// The stored versions of these posts (their state documents).
+    pub async fn versions(&self, posts: &[i64]) -> Result<HashMap<i64, i64>, InboxError> {
+        let states: Vec<Document> = self
             .posts
-            .find_one(doc! {"_id": post as i64})
+            .find(doc! {"_id": {"$in": posts}})
+            .projection(doc! {"version": 1})
             .await
-            .map_err(mongo("read a post's state"))?;
-        Ok(state.and_then(|d| d.get_i64("version").ok()))
+            .map_err(mongo("read the posts' state"))?
+            .try_collect()
+            .await
+            .map_err(mongo("read the posts' state"))?;
+        Ok(states
+            .iter()
+            .filter_map(|d| Some((d.get_i64("_id").ok()?, d.get_i64("version").ok()?)))
+            .collect())
     }
 
-    /// Applies one event for the given followers of its author. Returns false when it was older
-    /// than what the inbox holds (ignored).
-    pub async fn apply(&self, event: &PostEvent, followers: &[u64]) -> Result<bool, InboxError> {
-        let post = &event.payload;
-        let post_id = post.id as i64;
-        let v = event.version;
-        if self.version(post.id).await?.is_some_and(|have| have > v) {
-            return Ok(false);
+    /// Applies events — at most one per post — for the followers of their authors
+    /// (`followers` by author id). Returns, per event, false when it was older than what the
+    /// inbox holds (ignored).
+    ///
+    /// A handful of round trips whatever the number of events: the posts' states, one delete for
+    /// the deleted posts, one `update` command for the entries of updated posts, one insert of
+    /// the missing entries, one `update` command for the states (written last, so a crash in
+    /// between leaves the events to be applied again).
+    pub async fn apply_all(
+        &self,
+        events: &[&PostEvent],
+        followers: &HashMap<u64, Vec<u64>>,
+    ) -> Result<Vec<bool>, InboxError> {
+        let ids: Vec<i64> = events.iter().map(|e| e.payload.id as i64).collect();
+        let stored = self.versions(&ids).await?;
+        let applied: Vec<bool> = events
+            .iter()
+            .map(|e| {
+                stored
+                    .get(&(e.payload.id as i64))
+                    .is_none_or(|have| *have <= e.version)
+            })
+            .collect();
+        let fresh: Vec<&PostEvent> = events
+            .iter()
+            .zip(&applied)
+            .filter(|(_, a)| **a)
+            .map(|(e, _)| *e)
+            .collect();
+        if fresh.is_empty() {
+            return Ok(applied);
         }
-        let deleted = match event.event_type {
-            EventType::Deleted => {
-                self.inbox
-                    .delete_many(doc! {"postId": post_id})
-                    .await
-                    .map_err(mongo("remove a post from inboxes"))?;
-                true
-            }
-            EventType::Created | EventType::Updated => {
-                let fields = post_fields(post);
-                self.inbox
-                    .update_many(
-                        doc! {"postId": post_id, "version": {"$lt": v}},
-                        doc! {"$set": fields.clone()},
-                    )
-                    .await
-                    .map_err(mongo("update inbox entries"))?;
-                let existing: HashSet<i64> = self
-                    .inbox
-                    .find(doc! {"postId": post_id})
-                    .projection(doc! {"followerId": 1})
-                    .await
-                    .map_err(mongo("read inbox entries"))?
-                    .try_collect::<Vec<Document>>()
-                    .await
-                    .map_err(mongo("read inbox entries"))?
-                    .iter()
-                    .filter_map(|d| d.get_i64("followerId").ok())
-                    .collect();
-                let missing: Vec<Document> = followers
-                    .iter()
-                    .map(|&f| f as i64)
-                    .filter(|f| !existing.contains(f))
-                    .map(|f| {
-                        let mut d = doc! {"_id": format!("{f}:{post_id}"), "followerId": f};
-                        d.extend(fields.clone());
-                        d
-                    })
-                    .collect();
-                if !missing.is_empty() {
-                    match self.inbox.insert_many(missing).ordered(false).await {
-                        Ok(_) => {}
-                        Err(e) if is_duplicate(&e) => {}
-                        Err(e) => return Err(mongo("add inbox entries")(e)),
+        let (deleted, live): (Vec<&PostEvent>, Vec<&PostEvent>) = fresh
+            .iter()
+            .partition(|e| e.event_type == EventType::Deleted);
+        if !deleted.is_empty() {
+            let ids: Vec<i64> = deleted.iter().map(|e| e.payload.id as i64).collect();
+            self.inbox
+                .delete_many(doc! {"postId": {"$in": ids}})
+                .await
+                .map_err(mongo("remove posts from inboxes"))?;
+        }
+        // Entries of an earlier version can exist only after a create: bring them up to date and
+        // note who has one. A create's entries are all inserted (a duplicate means a previous
+        // attempt got that far).
+        let updated: Vec<&PostEvent> = live.iter().copied().filter(|e| e.version > 1).collect();
+        let mut existing: HashSet<(i64, i64)> = HashSet::new();
+        if !updated.is_empty() {
+            let statements: Vec<Document> = updated
+                .iter()
+                .map(|e| {
+                    doc! {
+                        "q": {"postId": e.payload.id as i64, "version": {"$lt": e.version}},
+                        "u": {"$set": post_fields(&e.payload)},
+                        "multi": true,
                     }
+                })
+                .collect();
+            self.update(self.inbox.name(), statements, "update inbox entries")
+                .await?;
+            let ids: Vec<i64> = updated.iter().map(|e| e.payload.id as i64).collect();
+            existing = self
+                .inbox
+                .find(doc! {"postId": {"$in": ids}})
+                .projection(doc! {"followerId": 1, "postId": 1})
+                .await
+                .map_err(mongo("read inbox entries"))?
+                .try_collect::<Vec<Document>>()
+                .await
+                .map_err(mongo("read inbox entries"))?
+                .iter()
+                .filter_map(|d| Some((d.get_i64("followerId").ok()?, d.get_i64("postId").ok()?)))
+                .collect();
+        }
+        let mut missing = Vec::new();
+        for e in &live {
+            let post_id = e.payload.id as i64;
+            let fields = post_fields(&e.payload);
+            for &f in followers
+                .get(&e.payload.user_id)
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
+                let f = f as i64;
+                if !existing.contains(&(f, post_id)) {
+                    let mut d = doc! {"_id": format!("{f}:{post_id}"), "followerId": f};
+                    d.extend(fields.clone());
+                    missing.push(d);
                 }
-                false
             }
-        };
-        let state = self
-            .posts
-            .update_one(
-                doc! {"_id": post_id, "version": {"$lt": v}},
-                doc! {"$set": {"version": v, "deleted": deleted}},
-            )
-            .upsert(true)
-            .await;
-        match state {
-            Ok(_) => Ok(true),
-            // A newer state arrived meanwhile: ours is older, which is fine.
-            Err(e) if is_duplicate(&e) => Ok(true),
-            Err(e) => Err(mongo("record a post's state")(e)),
+        }
+        if !missing.is_empty() {
+            match self.inbox.insert_many(missing).ordered(false).await {
+                Ok(_) => {}
+                Err(e) if is_duplicate(&e) => {}
+                Err(e) => return Err(mongo("add inbox entries")(e)),
+            }
+        }
+        // A statement that finds a newer state upserts a duplicate `_id`: ours is older, fine.
+        let states: Vec<Document> = fresh
+            .iter()
+            .map(|e| {
+                doc! {
+                    "q": {"_id": e.payload.id as i64, "version": {"$lt": e.version}},
+                    "u": {"$set": {"version": e.version, "deleted": e.event_type == EventType::Deleted}},
+                    "upsert": true,
+                }
+            })
+            .collect();
+        self.update(self.posts.name(), states, "record the posts' state")
+            .await?;
+        Ok(applied)
+    }
+
+    /// Runs one `update` command with several statements (unordered); duplicate-key failures of
+    /// upserts are expected and ignored, any other write error fails the call.
+    async fn update(
+        &self,
+        collection: &str,
+        statements: Vec<Document>,
+        action: &'static str,
+    ) -> Result<(), InboxError> {
+        let reply = self
+            .db
+            .run_command(doc! {"update": collection, "updates": statements, "ordered": false})
+            .await
+            .map_err(mongo(action))?;
+        let failures: Vec<String> = reply
+            .get_array("writeErrors")
+            .map(|ws| ws.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(Bson::as_document)
+            .filter(|w| w.get_i32("code").ok() != Some(DUPLICATE_KEY))
+            .map(|w| w.get_str("errmsg").unwrap_or("write error").to_owned())
+            .chain(reply.get_document("writeConcernError").ok().map(|w| {
+                w.get_str("errmsg")
+                    .unwrap_or("write concern error")
+                    .to_owned()
+            }))
+            .collect();
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(InboxError::Write {
+                action,
+                message: failures.join("; "),
+            })
         }
     }
 
@@ -251,9 +342,10 @@ fn from_doc(d: &Document) -> Result<PostView, InboxError> {
     })
 }
 
+const DUPLICATE_KEY: i32 = 11000;
+
 /// Whether every failure in `e` is a duplicate key (an entry or state someone else wrote).
 fn is_duplicate(e: &mongodb::error::Error) -> bool {
-    const DUPLICATE_KEY: i32 = 11000;
     match e.kind.as_ref() {
         ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == DUPLICATE_KEY,
         ErrorKind::InsertMany(m) => {
@@ -266,13 +358,32 @@ fn is_duplicate(e: &mongodb::error::Error) -> bool {
     }
 }
 
-/// The followers of `user`, from MySQL.
-pub async fn followers(pool: &MySqlPool, user: u64) -> Result<Vec<u64>, InboxError> {
-    sqlx::query_scalar("SELECT follower_id FROM follows WHERE followee_id = ?")
-        .bind(user)
+/// The followers of each of `authors`, from MySQL, in one query.
+pub async fn followers_of(
+    pool: &MySqlPool,
+    authors: &[u64],
+) -> Result<HashMap<u64, Vec<u64>>, InboxError> {
+    let mut out: HashMap<u64, Vec<u64>> = HashMap::new();
+    if authors.is_empty() {
+        return Ok(out);
+    }
+    let mut q = sqlx::QueryBuilder::<sqlx::MySql>::new(
+        "SELECT followee_id, follower_id FROM follows WHERE followee_id IN (",
+    );
+    let mut ids = q.separated(", ");
+    for a in authors {
+        ids.push_bind(*a);
+    }
+    q.push(")");
+    let rows: Vec<(u64, u64)> = q
+        .build_query_as()
         .fetch_all(pool)
         .await
-        .map_err(InboxError::Followers)
+        .map_err(InboxError::Followers)?;
+    for (followee, follower) in rows {
+        out.entry(followee).or_default().push(follower);
+    }
+    Ok(out)
 }
 
 /// The `inbox` consumer group: `post.inspected` → MongoDB.
@@ -307,31 +418,88 @@ impl InboxError {
                 e,
                 sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
             ),
-            Self::Decode(_) => false,
+            Self::Decode(_) | Self::Write { .. } => false,
         }
     }
+}
+
+/// Records of one partition applied together.
+pub const BATCH_SIZE: usize = 128;
+
+impl InboxHandler {
+    /// Applies events (at most one per post) with their authors' followers, waiting out an outage
+    /// of MongoDB or MySQL.
+    async fn apply(&self, events: &[&PostEvent]) -> Result<Vec<bool>, InboxError> {
+        let mut authors: Vec<u64> = events
+            .iter()
+            .filter(|e| e.event_type != EventType::Deleted)
+            .map(|e| e.payload.user_id)
+            .collect();
+        authors.sort_unstable();
+        authors.dedup();
+        ride_out(&self.shutdown, "mongodb", InboxError::is_outage, || async {
+            let followers = followers_of(&self.pool, &authors).await?;
+            self.store.apply_all(events, &followers).await
+        })
+        .await
+    }
+}
+
+fn ignored(event: &PostEvent) {
+    tracing::debug!(
+        post = event.payload.id,
+        version = event.version,
+        "older version; ignored"
+    );
 }
 
 #[async_trait]
 impl Handler for InboxHandler {
     async fn handle(&self, record: &Record) -> Result<(), HandleError> {
         let event = events::decode(record)?;
-        let applied = ride_out(&self.shutdown, "mongodb", InboxError::is_outage, || async {
-            let followers = match event.event_type {
-                EventType::Deleted => Vec::new(),
-                _ => followers(&self.pool, event.payload.user_id).await?,
-            };
-            self.store.apply(&event, &followers).await
-        })
-        .await
-        .map_err(HandleError::transient)?;
-        if !applied {
-            tracing::debug!(
-                post = event.payload.id,
-                version = event.version,
-                "older version; ignored"
-            );
+        let applied = self
+            .apply(&[&event])
+            .await
+            .map_err(HandleError::transient)?;
+        if applied.first() == Some(&false) {
+            ignored(&event);
         }
         Ok(())
+    }
+
+    fn batch_size(&self) -> usize {
+        BATCH_SIZE
+    }
+
+    /// The newest event of each post in the batch, with one followers query and a handful of
+    /// MongoDB round trips in all. If that fails, each record is retried on its own.
+    async fn handle_batch(&self, records: &[Record]) -> Vec<Result<(), HandleError>> {
+        let batch = Batch::decode(records);
+        let events = batch.events();
+        let outcomes = if events.is_empty() {
+            Vec::new()
+        } else {
+            match self.apply(&events).await {
+                Ok(applied) => events
+                    .iter()
+                    .zip(applied)
+                    .map(|(e, a)| {
+                        if !a {
+                            ignored(e);
+                        }
+                        Ok(())
+                    })
+                    .collect(),
+                Err(e) => {
+                    let message = format!("{e:#}");
+                    events
+                        .iter()
+                        .map(|_| Err(HandleError::transient(anyhow::anyhow!("{message}"))))
+                        .collect()
+                }
+            }
+        };
+        drop(events);
+        batch.results(outcomes)
     }
 }

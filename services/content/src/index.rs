@@ -13,15 +13,16 @@ use async_trait::async_trait;
 use campus_common::envelope::EventType;
 use campus_common::kafka::{HandleError, Handler, Record};
 use elasticsearch::http::StatusCode;
+use elasticsearch::http::request::JsonBody;
 use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
 use elasticsearch::indices::{IndicesCreateParts, IndicesGetAliasParts};
-use elasticsearch::params::VersionType;
-use elasticsearch::{Elasticsearch, IndexParts, SearchParts};
+use elasticsearch::params::Refresh;
+use elasticsearch::{BulkParts, Elasticsearch, SearchParts};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::EsArgs;
-use crate::events::{self, PostEvent, PostView};
+use crate::events::{self, Batch, PostEvent, PostView};
 use crate::worker::ride_out;
 
 #[derive(Debug, thiserror::Error)]
@@ -162,30 +163,69 @@ impl SearchIndex {
 
     /// Writes one event. Returns false when Elasticsearch holds this version or a newer one.
     pub async fn apply(&self, event: &PostEvent) -> Result<bool, IndexError> {
-        let post = &event.payload;
-        let body = match event.event_type {
-            EventType::Created | EventType::Updated => document(post),
-            EventType::Deleted => {
-                json!({"postId": post.id, "version": event.version, "deleted": true})
-            }
-        };
-        let id = post.id.to_string();
-        let action = "index a post";
+        self.apply_all(&[event])
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(IndexError::Decode("no item in the bulk answer".into())))
+    }
+
+    /// Writes events in one `_bulk` request and waits until they are searchable
+    /// (`refresh=wait_for`). The outer error is the request's; otherwise one result per event, in
+    /// order: true when written, false when Elasticsearch holds that version or a newer one.
+    ///
+    /// The target goes in each action (`_index` with `require_alias`), not in the path: noida
+    /// 0.2.3 resolves an alias in the path before checking `require_alias` and then rejects every
+    /// item.
+    pub async fn apply_all(
+        &self,
+        events: &[&PostEvent],
+    ) -> Result<Vec<Result<bool, IndexError>>, IndexError> {
+        let mut body: Vec<JsonBody<Value>> = Vec::with_capacity(events.len() * 2);
+        for event in events {
+            let post = &event.payload;
+            body.push(
+                json!({"index": {
+                    "_index": &*self.alias,
+                    "_id": post.id.to_string(),
+                    "version": event.version,
+                    "version_type": "external",
+                    "require_alias": true,
+                }})
+                .into(),
+            );
+            body.push(
+                match event.event_type {
+                    EventType::Created | EventType::Updated => document(post),
+                    EventType::Deleted => {
+                        json!({"postId": post.id, "version": event.version, "deleted": true})
+                    }
+                }
+                .into(),
+            );
+        }
+        let action = "index posts";
         let res = self
             .client
-            .index(IndexParts::IndexId(&self.alias, &id))
-            .version(event.version)
-            .version_type(VersionType::External)
-            .require_alias(true)
+            .bulk(BulkParts::None)
+            .refresh(Refresh::WaitFor)
+            .filter_path(&["items.*.status", "items.*.error"])
             .body(body)
             .send()
             .await
             .map_err(|source| IndexError::Transport { action, source })?;
-        if res.status_code() == StatusCode::CONFLICT {
-            return Ok(false);
+        let answer = check(action, res).await?;
+        let items = answer["items"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if items.len() != events.len() {
+            return Err(IndexError::Decode(format!(
+                "the bulk answer has {} items for {} actions",
+                items.len(),
+                events.len()
+            )));
         }
-        check(action, res).await?;
-        Ok(true)
+        Ok(items.iter().map(item_result).collect())
     }
 
     /// Posts matching `keyword` in title, content, tags or category; best match first, then newest.
@@ -243,6 +283,21 @@ async fn check(
         status: status.as_u16(),
         body: body.chars().take(500).collect(),
     })
+}
+
+/// One item of a bulk answer (`{"index": {"status": .., "error": ..}}`).
+fn item_result(item: &Value) -> Result<bool, IndexError> {
+    let item = &item["index"];
+    let status = item["status"].as_u64().unwrap_or(0) as u16;
+    match status {
+        200..=299 => Ok(true),
+        409 => Ok(false),
+        _ => Err(IndexError::Status {
+            action: "index a post",
+            status,
+            body: item["error"].to_string().chars().take(500).collect(),
+        }),
+    }
 }
 
 fn document(post: &PostView) -> Value {
@@ -316,6 +371,31 @@ impl IndexError {
     }
 }
 
+/// Records of one partition written in one `_bulk` request.
+pub const BATCH_SIZE: usize = 128;
+
+/// What a write's result means for its record.
+fn outcome(event: &PostEvent, applied: Result<bool, IndexError>) -> Result<(), HandleError> {
+    match applied {
+        Ok(true) => Ok(()),
+        Ok(false) => {
+            tracing::debug!(
+                post = event.payload.id,
+                version = event.version,
+                "older or same version; ignored"
+            );
+            Ok(())
+        }
+        // A mapping rejection will not heal by itself; anything else (down, timeout) may.
+        Err(IndexError::Status {
+            status: 400, body, ..
+        }) => Err(HandleError::permanent(anyhow::anyhow!(
+            "Elasticsearch rejected the document: {body}"
+        ))),
+        Err(e) => Err(HandleError::transient(e)),
+    }
+}
+
 #[async_trait]
 impl Handler for IndexHandler {
     async fn handle(&self, record: &Record) -> Result<(), HandleError> {
@@ -327,23 +407,46 @@ impl Handler for IndexHandler {
             || self.index.apply(&event),
         )
         .await;
-        match applied {
-            Ok(true) => Ok(()),
-            Ok(false) => {
-                tracing::debug!(
-                    post = event.payload.id,
-                    version = event.version,
-                    "older or same version; ignored"
-                );
-                Ok(())
+        outcome(&event, applied)
+    }
+
+    fn batch_size(&self) -> usize {
+        BATCH_SIZE
+    }
+
+    /// The newest event of each post in the batch, in one `_bulk` request; an item Elasticsearch
+    /// refuses fails only its own record.
+    async fn handle_batch(&self, records: &[Record]) -> Vec<Result<(), HandleError>> {
+        let batch = Batch::decode(records);
+        let events = batch.events();
+        let outcomes = if events.is_empty() {
+            Vec::new()
+        } else {
+            let written = ride_out(
+                &self.shutdown,
+                "elasticsearch",
+                IndexError::is_outage,
+                || self.index.apply_all(&events),
+            )
+            .await;
+            match written {
+                Ok(items) => events
+                    .iter()
+                    .zip(items)
+                    .map(|(e, r)| outcome(e, r))
+                    .collect(),
+                // The request failed as a whole (or shutdown came during an outage): each record
+                // is retried on its own.
+                Err(e) => {
+                    let message = format!("{e:#}");
+                    events
+                        .iter()
+                        .map(|_| Err(HandleError::transient(anyhow::anyhow!("{message}"))))
+                        .collect()
+                }
             }
-            // A mapping rejection will not heal by itself; anything else (down, timeout) may.
-            Err(IndexError::Status {
-                status: 400, body, ..
-            }) => Err(HandleError::permanent(anyhow::anyhow!(
-                "Elasticsearch rejected the document: {body}"
-            ))),
-            Err(e) => Err(HandleError::transient(e)),
-        }
+        };
+        drop(events);
+        batch.results(outcomes)
     }
 }

@@ -273,18 +273,33 @@ async fn posts_flow_to_search_inbox_and_cache_and_replays_change_nothing() {
         .unwrap(),
         token.clone(),
     );
-    for round in 0..2 {
+    // One by one, then in batches (as the consumer runtime hands them to the inbox and index
+    // handlers: several versions of a post may share a batch).
+    for round in 0..4 {
         let (mut o, mut i) = (original.clone(), inspected.clone());
-        if round == 1 {
+        if round % 2 == 1 {
             o.reverse();
             i.reverse();
         }
         for r in &o {
             cache.handle(r).await.unwrap();
         }
-        for r in &i {
-            inbox.handle(r).await.unwrap();
-            index.handle(r).await.unwrap();
+        if round < 2 {
+            for r in &i {
+                inbox.handle(r).await.unwrap();
+                index.handle(r).await.unwrap();
+            }
+        } else {
+            // All in one batch in order, then reversed in batches of 20.
+            let size = if round == 2 { i.len() } else { 20 };
+            for chunk in i.chunks(size) {
+                for result in inbox.handle_batch(chunk).await {
+                    result.unwrap();
+                }
+                for result in index.handle_batch(chunk).await {
+                    result.unwrap();
+                }
+            }
         }
     }
     // Give a (wrong) asynchronous write time to land before comparing.
