@@ -14,11 +14,15 @@
 //! 2. **Native indexer**: fresh servers, the same N events produced; the real
 //!    `campus-log worker index` binary is started and timed until all N are searchable. Its peak
 //!    RSS (VmHWM) is read from /proc.
-//! 3. **Stats latency**: a fresh osmem-server (it has the `percentiles` aggregation), M documents
+//! 3. **Steady feed**: fresh servers, the indexer started first, then `BENCH_FEED_LINES` lines
+//!    produced at `BENCH_FEED_RATE` lines/s; its peak RSS under a live feed (see [`feed_run`] for
+//!    why the backlog run's RSS overstates it on the test server).
+//! 4. **Stats latency**: a fresh osmem-server (it has the `percentiles` aggregation), M documents
 //!    bulk-loaded, then `GET /logs/stats` timed through the real API router over HTTP.
 //!
 //! Knobs (environment): `BENCH_LINES` (default 200000), `BENCH_PARTITIONS` (2), `BENCH_BATCH`
-//! (1000), `BENCH_STATS_DOCS` (1000000), `BENCH_SKIP` (comma list of `raw`, `indexer`, `stats`),
+//! (1000), `BENCH_FEED_LINES` (60000), `BENCH_FEED_RATE` (2000), `BENCH_STATS_DOCS` (1000000),
+//! `BENCH_SKIP` (comma list of `raw`, `indexer`, `feed`, `stats`),
 //! `CAMPUS_CACHE` (where scripts/deps.sh put the servers, default ~/.cache/campus).
 
 use std::process::{Command, Stdio};
@@ -148,7 +152,14 @@ fn events(n: usize, end: DateTime<Utc>) -> Vec<Vec<u8>> {
         .collect()
 }
 
-async fn produce_all(brokers: &str, topic: &str, partitions: i32, payloads: &[Vec<u8>]) {
+/// Produces `payloads` round-robin over the partitions: as fast as possible, or at `rate` per second.
+async fn produce_all(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    payloads: &[Vec<u8>],
+    rate: Option<usize>,
+) {
     let kafka = KafkaArgs::new(brokers);
     Admin::new(&kafka)
         .unwrap()
@@ -163,7 +174,14 @@ async fn produce_all(brokers: &str, topic: &str, partitions: i32, payloads: &[Ve
         .set("acks", "all");
     let producer: ThreadedProducer<rdkafka::producer::DefaultProducerContext> =
         cfg.create().unwrap();
+    let started = Instant::now();
     for (i, p) in payloads.iter().enumerate() {
+        if let Some(rate) = rate
+            && i % 100 == 0
+        {
+            let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
+            tokio::time::sleep_until(due.into()).await;
+        }
         let mut rec = BaseRecord::<(), [u8]>::to(topic)
             .payload(p.as_slice())
             .partition((i % partitions as usize) as i32);
@@ -252,7 +270,14 @@ async fn raw_run(n: usize, partitions: i32, batch: usize) -> f64 {
     let servers = Servers::start().await;
     let end = Utc::now();
     let payloads = events(n, end);
-    produce_all(&servers.kafka.brokers(), "bench.access-log", partitions, &payloads).await;
+    produce_all(
+        &servers.kafka.brokers(),
+        "bench.access-log",
+        partitions,
+        &payloads,
+        None,
+    )
+    .await;
     let es = es(&servers.es.es_url());
     campus_log::indexer::prepare(&es, "raw").await.unwrap();
     let docs = Arc::new(documents(&payloads, "bench.access-log", partitions, "raw"));
@@ -272,80 +297,157 @@ async fn raw_run(n: usize, partitions: i32, batch: usize) -> f64 {
     rate
 }
 
-async fn indexer_run(n: usize, partitions: i32, batch: usize) -> (f64, f64, u64) {
+/// The real `campus-log worker index` binary, its memory sampled every 20 ms.
+struct Indexer {
+    child: std::process::Child,
+    ops_port: u16,
+    sampler: std::thread::JoinHandle<u64>,
+}
+
+impl Indexer {
+    fn start(servers: &Servers, batch: usize) -> Self {
+        let ops_port = testing::free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_campus-log"))
+            .args(["worker", "index"])
+            .env_clear()
+            .env("KAFKA_BROKERS", servers.kafka.brokers())
+            .env("KAFKA_PREFIX", "bench")
+            .env("ELASTICSEARCH_URL", servers.es.es_url())
+            .env("LOG_INDEX_PREFIX", "idx")
+            .env("INDEX_BATCH_SIZE", batch.to_string())
+            .env("OPS_ADDR", format!("127.0.0.1:{ops_port}"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let sampler = std::thread::spawn(move || {
+            let mut peak = 0;
+            loop {
+                let (rss, _) = rss_kib(pid);
+                if rss == 0 {
+                    return peak;
+                }
+                peak = peak.max(rss);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        Self {
+            child,
+            ops_port,
+            sampler,
+        }
+    }
+
+    /// (VmRSS, VmHWM) now, in MiB.
+    fn memory_mib(&self) -> (f64, f64) {
+        let (rss, hwm) = rss_kib(self.child.id());
+        (rss as f64 / 1024.0, hwm as f64 / 1024.0)
+    }
+
+    /// Bulk requests made and their mean duration in ms, from its /metrics.
+    async fn bulks(&self) -> (f64, f64) {
+        let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.ops_port))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let sample = |name: &str| -> f64 {
+            metrics
+                .lines()
+                .filter(|l| l.starts_with(name))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        let count = sample("log_index_bulk_duration_seconds_count");
+        let secs = sample("log_index_bulk_duration_seconds_sum");
+        (count, secs * 1000.0 / count.max(1.0))
+    }
+
+    /// SIGTERM (it commits and exits), then the sampled peak RSS in MiB.
+    fn stop(mut self) -> f64 {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        self.sampler.join().unwrap() as f64 / 1024.0
+    }
+}
+
+/// N lines already waiting in Kafka (a backlog), then the indexer started and timed until all are
+/// searchable: (lines/s from process start, lines/s after the first searchable batch, peak RSS MiB).
+async fn indexer_run(n: usize, partitions: i32, batch: usize) -> (f64, f64, f64) {
     let servers = Servers::start().await;
     let end = Utc::now();
     let payloads = events(n, end);
-    produce_all(&servers.kafka.brokers(), "bench.access-log", partitions, &payloads).await;
+    produce_all(
+        &servers.kafka.brokers(),
+        "bench.access-log",
+        partitions,
+        &payloads,
+        None,
+    )
+    .await;
     drop(payloads);
     let es = es(&servers.es.es_url());
-    let started = Instant::now();
-    let ops_port = testing::free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_campus-log"))
-        .args(["worker", "index"])
-        .env_clear()
-        .env("KAFKA_BROKERS", servers.kafka.brokers())
-        .env("KAFKA_PREFIX", "bench")
-        .env("ELASTICSEARCH_URL", servers.es.es_url())
-        .env("LOG_INDEX_PREFIX", "idx")
-        .env("INDEX_BATCH_SIZE", batch.to_string())
-        .env("OPS_ADDR", format!("127.0.0.1:{ops_port}"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let sampler = std::thread::spawn(move || {
-        let mut peak = 0;
-        loop {
-            let (rss, _) = rss_kib(pid);
-            if rss == 0 {
-                return peak;
-            }
-            peak = peak.max(rss);
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    });
+    let indexer = Indexer::start(&servers, batch);
     let (total, first) = wait_count(&es, "idx", n as u64).await;
     let done = Instant::now();
-    let (_, hwm) = rss_kib(pid);
-    let metrics = reqwest::get(format!("http://127.0.0.1:{ops_port}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let sample = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .filter(|l| l.starts_with(name))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    };
-    let bulks = sample("log_index_bulk_duration_seconds_count");
-    let bulk_secs = sample("log_index_bulk_duration_seconds_sum");
+    let (_, hwm) = indexer.memory_mib();
+    let (bulks, ms_per_bulk) = indexer.bulks().await;
+    let sampled = indexer.stop();
     println!(
-        "                 {bulks} bulk requests, {:.0} lines per bulk, {:.1} ms per bulk",
+        "                 {bulks} bulk requests, {:.0} lines per bulk, {ms_per_bulk:.1} ms per bulk",
         n as f64 / bulks.max(1.0),
-        bulk_secs * 1000.0 / bulks.max(1.0)
     );
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    let _ = child.wait();
-    let sampled = sampler.join().unwrap();
     let secs = total.as_secs_f64();
     let overall = n as f64 / secs;
     let (t0, c0) = first.unwrap();
     let steady = (n as u64 - c0) as f64 / done.duration_since(t0).as_secs_f64();
-    let _ = started;
     println!(
         "native indexer:  {n} lines in {secs:.2} s from process start = {overall:.0} lines/s; \
-         after the first searchable batch {steady:.0} lines/s; peak RSS {:.1} MiB (VmHWM; sampled max {:.1} MiB)",
-        hwm as f64 / 1024.0,
-        sampled as f64 / 1024.0
+         after the first searchable batch {steady:.0} lines/s; peak RSS {hwm:.1} MiB (VmHWM; sampled max {sampled:.1} MiB)"
     );
     (overall, steady, hwm)
+}
+
+/// The indexer running first, then N lines produced at a steady `rate` (lines/s), as a live
+/// platform sees them. The backlog run's peak RSS is mostly the test Kafka server's doing: noida-db
+/// answers a fetch with the whole backlog of a partition, ignoring fetch.max.bytes and
+/// max.partition.fetch.bytes (a 20,000-record backlog of 1 KB lines comes back as one 20 MB
+/// response), which librdkafka must hold whole. A real broker caps each response, so memory under
+/// a steady feed is what a deployment sees.
+async fn feed_run(n: usize, partitions: i32, batch: usize, rate: usize) {
+    let servers = Servers::start().await;
+    let brokers = servers.kafka.brokers();
+    let kafka = KafkaArgs::new(brokers.clone());
+    Admin::new(&kafka)
+        .unwrap()
+        .ensure(&[TopicSpec::new("bench.access-log", partitions)])
+        .await
+        .unwrap();
+    let es = es(&servers.es.es_url());
+    let indexer = Indexer::start(&servers, batch);
+    let payloads = events(n, Utc::now());
+    let started = Instant::now();
+    tokio::join!(
+        produce_all(
+            &brokers,
+            "bench.access-log",
+            partitions,
+            &payloads,
+            Some(rate)
+        ),
+        wait_count(&es, "idx", n as u64),
+    );
+    let secs = started.elapsed().as_secs_f64();
+    let (rss, hwm) = indexer.memory_mib();
+    let sampled = indexer.stop();
+    println!(
+        "steady feed:     {n} lines produced at {rate} lines/s, all searchable after {secs:.1} s; \
+         indexer peak RSS {hwm:.1} MiB (VmHWM; sampled max {sampled:.1} MiB), {rss:.1} MiB at the end"
+    );
 }
 
 async fn stats_run(m: usize) {
@@ -430,6 +532,8 @@ fn main() {
     let partitions = env_usize("BENCH_PARTITIONS", 2) as i32;
     let batch = env_usize("BENCH_BATCH", 1000);
     let m = env_usize("BENCH_STATS_DOCS", 1_000_000);
+    let feed_lines = env_usize("BENCH_FEED_LINES", 60_000);
+    let feed_rate = env_usize("BENCH_FEED_RATE", 2_000);
     let skip = std::env::var("BENCH_SKIP").unwrap_or_default();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -441,11 +545,13 @@ fn main() {
         let indexer = if skip.contains("indexer") { None } else { Some(indexer_run(n, partitions, batch).await) };
         if let (Some(raw), Some((overall, steady, hwm))) = (raw, indexer) {
             println!(
-                "ratio:           indexer/raw = {:.0}% (from process start), {:.0}% (steady); RSS {:.1} MiB",
+                "ratio:           indexer/raw = {:.0}% (from process start), {:.0}% (steady); RSS {hwm:.1} MiB",
                 overall / raw * 100.0,
                 steady / raw * 100.0,
-                hwm as f64 / 1024.0
             );
+        }
+        if !skip.contains("feed") {
+            feed_run(feed_lines, partitions, batch, feed_rate).await;
         }
         if !skip.contains("stats") {
             stats_run(m).await;

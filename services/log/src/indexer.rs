@@ -267,14 +267,13 @@ pub async fn prepare(es: &Es, prefix: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// librdkafka's prefetch defaults (100,000 messages per partition, 64 MB) would hold a whole
-/// backlog in memory, and fetch one partition in large chunks while the others wait. Smaller,
-/// interleaved fetches keep every partition's bulk pipeline fed and memory bounded. Settings given
-/// in `KAFKA_PROPERTIES` win.
-fn consumer_tuning(kafka: &KafkaArgs, batch: usize) -> KafkaArgs {
+/// librdkafka's prefetch defaults (64 MB) would hold a whole backlog in memory, and fetch one
+/// partition in large chunks while the others wait. Smaller, interleaved fetches keep every
+/// partition's bulk pipeline fed and memory bounded (the runtime asks for two batches per
+/// partition). Settings given in `KAFKA_PROPERTIES` win.
+fn consumer_tuning(kafka: &KafkaArgs) -> KafkaArgs {
     let mut tuned = kafka.clone();
     let defaults = [
-        ("queued.min.messages", (batch * 2).to_string()),
         ("queued.max.messages.kbytes", "8192".to_owned()),
         ("max.partition.fetch.bytes", "262144".to_owned()),
         ("fetch.max.bytes", "2097152".to_owned()),
@@ -311,9 +310,9 @@ impl Worker {
         let metrics = IndexerMetrics::register(&mut registry);
         let batch = settings.batch_size.max(1);
         let mut opts = ConsumerOptions::new(settings.group.clone(), vec![settings.topic.clone()]);
-        // Keep full batches queued behind the one being written, so bulks follow each other.
-        opts.partition_queue = batch * 4;
-        let kafka = consumer_tuning(kafka, batch);
+        // Keep a full batch fetched behind the one being written, so bulks follow each other.
+        opts.partition_queue = batch * 2;
+        let kafka = consumer_tuning(kafka);
         let runtime = ConsumerRuntime::new(&kafka, opts, consumer_metrics)
             .context("failed to create the Kafka consumer")?;
         let es_check = es.clone();
@@ -362,7 +361,7 @@ mod tests {
         kafka
             .properties
             .push(("queued.max.messages.kbytes".into(), "1024".into()));
-        let tuned = consumer_tuning(&kafka, 500);
+        let tuned = consumer_tuning(&kafka);
         let get = |k: &str| {
             tuned
                 .properties
@@ -371,7 +370,6 @@ mod tests {
                 .map(|(_, v)| v.as_str())
                 .collect::<Vec<_>>()
         };
-        assert_eq!(get("queued.min.messages"), ["1000"]);
         assert_eq!(get("queued.max.messages.kbytes"), ["1024"]);
         assert_eq!(get("max.partition.fetch.bytes"), ["262144"]);
     }
