@@ -191,12 +191,40 @@ impl Tap {
     }
 }
 
+/// How long a poller's checks took (the resolution of what it measures, on top of its 20 ms sleep).
+#[derive(Default)]
+struct Ticks {
+    count: AtomicU64,
+    micros: AtomicU64,
+    max_micros: AtomicU64,
+}
+
+impl Ticks {
+    fn add(&self, d: Duration) {
+        let us = d.as_micros() as u64;
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.micros.fetch_add(us, Ordering::Relaxed);
+        self.max_micros.fetch_max(us, Ordering::Relaxed);
+    }
+
+    fn describe(&self) -> String {
+        let n = self.count.load(Ordering::Relaxed).max(1);
+        format!(
+            "{} checks, mean {:.1} ms, max {:.1} ms",
+            self.count.load(Ordering::Relaxed),
+            self.micros.load(Ordering::Relaxed) as f64 / n as f64 / 1000.0,
+            self.max_micros.load(Ordering::Relaxed) as f64 / 1000.0
+        )
+    }
+}
+
 /// Polls Redis every 20 ms for the posts not yet cached (the worker's write, not the API's fill).
 async fn poll_cache(
     book: Arc<Mutex<HashMap<u64, Timeline>>>,
     writing: Arc<AtomicBool>,
     mut redis: redis::aio::MultiplexedConnection,
     prefix: String,
+    ticks: Arc<Ticks>,
 ) {
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
@@ -211,6 +239,7 @@ async fn poll_cache(
             return;
         }
         if !waiting.is_empty() {
+            let started = Instant::now();
             let mut pipe = redis::pipe();
             for id in &waiting {
                 pipe.hexists(format!("{prefix}post:{id}"), "d");
@@ -220,6 +249,7 @@ async fn poll_cache(
                 continue;
             };
             let at = now_ms();
+            ticks.add(started.elapsed());
             let mut book = book.lock().unwrap();
             for (id, f) in waiting.iter().zip(found) {
                 if f {
@@ -237,6 +267,7 @@ async fn poll_search(
     book: Arc<Mutex<HashMap<u64, Timeline>>>,
     writing: Arc<AtomicBool>,
     p: Arc<Platform>,
+    ticks: Arc<Ticks>,
 ) {
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
@@ -251,6 +282,7 @@ async fn poll_search(
             return;
         }
         waiting.sort();
+        let started = Instant::now();
         for chunk in waiting.chunks(25) {
             let words: Vec<&str> = chunk.iter().map(|w| w.2.as_str()).collect();
             let found: HashSet<u64> = p.search_ids(&words.join("+")).await.into_iter().collect();
@@ -262,6 +294,9 @@ async fn poll_search(
                 }
             }
         }
+        if !waiting.is_empty() {
+            ticks.add(started.elapsed());
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -272,6 +307,7 @@ async fn poll_inbox(
     writing: Arc<AtomicBool>,
     p: Arc<Platform>,
     follower: u64,
+    ticks: Arc<Ticks>,
 ) {
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
@@ -280,6 +316,16 @@ async fn poll_inbox(
             return;
         }
         if waiting {
+            // Newest first: pages past the oldest post still waiting cannot hold one.
+            let oldest_waiting = book
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(_, t)| t.inbox.is_none())
+                .map(|(id, _)| *id)
+                .min()
+                .unwrap_or(0);
+            let started = Instant::now();
             let mut listed = HashSet::new();
             for page in 0.. {
                 let (s, v) = p
@@ -288,10 +334,11 @@ async fn poll_inbox(
                 assert_eq!(s, 200, "{v}");
                 let ids = common::ids(&v);
                 listed.extend(ids.iter().copied());
-                if ids.len() < 100 {
+                if ids.len() < 100 || ids.iter().min().is_some_and(|m| *m < oldest_waiting) {
                     break;
                 }
             }
+            ticks.add(started.elapsed());
             let at = now_ms();
             let mut book = book.lock().unwrap();
             for (id, t) in book.iter_mut() {
@@ -402,18 +449,26 @@ async fn run() {
         .unwrap();
     let book = Arc::new(Mutex::new(HashMap::<u64, Timeline>::new()));
     let writing = Arc::new(AtomicBool::new(true));
+    let ticks: [Arc<Ticks>; 3] = Default::default();
     let cache_poller = tokio::spawn(poll_cache(
         book.clone(),
         writing.clone(),
         redis,
         p.redis_prefix.clone(),
+        ticks[2].clone(),
     ));
-    let search_poller = tokio::spawn(poll_search(book.clone(), writing.clone(), p.clone()));
+    let search_poller = tokio::spawn(poll_search(
+        book.clone(),
+        writing.clone(),
+        p.clone(),
+        ticks[0].clone(),
+    ));
     let inbox_poller = tokio::spawn(poll_inbox(
         book.clone(),
         writing.clone(),
         p.clone(),
         follower,
+        ticks[1].clone(),
     ));
     let mut tasks = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
@@ -484,7 +539,10 @@ async fn run() {
         .iter()
         .filter(|t| t.search.is_none() || t.inbox.is_none() || t.cache.is_none())
         .count();
-    println!("  not visible within 30 s: {missing}");
+    println!("  not visible within 300 s: {missing}");
+    for (name, t) in ["search", "inbox", "cache"].iter().zip(&ticks) {
+        println!("  {name} poller: {}", t.describe());
+    }
     println!("per hop (record timestamps; visible = first poll that saw it):");
     report("api", since(sent, |t| Some(t.committed)));
     report(

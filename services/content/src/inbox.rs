@@ -3,8 +3,12 @@
 //!
 //! `inbox_posts` holds one state document per post (`{_id: postId, version, deleted}`): an event
 //! older than that version is ignored, and a deleted post's state stays as a tombstone so a replay
-//! of its older events cannot bring it back. Inbox documents carry the version too, and updates
-//! only touch documents with an older one.
+//! of its older events cannot bring it back. The state is claimed first (compare-and-set on the
+//! version) and the entries follow; if that is cut short, the same version is applied again.
+//! Inbox documents carry the version too, and updates only touch documents with an older one.
+//!
+//! The worker takes a partition's queued records as one batch: the newest event per post, one
+//! followers query for all their authors, and a few MongoDB round trips for the whole batch.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -119,56 +123,38 @@ impl InboxStore {
         docs.iter().map(from_doc).collect()
     }
 
-    /// The stored versions of these posts (their state documents).
-    pub async fn versions(&self, posts: &[i64]) -> Result<HashMap<i64, i64>, InboxError> {
-        let states: Vec<Document> = self
-            .posts
-            .find(doc! {"_id": {"$in": posts}})
-            .projection(doc! {"version": 1})
-            .await
-            .map_err(mongo("read the posts' state"))?
-            .try_collect()
-            .await
-            .map_err(mongo("read the posts' state"))?;
-        Ok(states
+    /// Records the events' versions in the posts' states — at most one event per post — and
+    /// returns, per event, whether it is current: false when the state holds a newer version
+    /// (the event is ignored). The same version again is current, so a batch cut short after
+    /// this is applied again in full. One round trip: an upsert per post that matches only an
+    /// older or equal version; against a newer one it collides on `_id`.
+    pub async fn claim(&self, events: &[&PostEvent]) -> Result<Vec<bool>, InboxError> {
+        let statements: Vec<Document> = events
             .iter()
-            .filter_map(|d| Some((d.get_i64("_id").ok()?, d.get_i64("version").ok()?)))
-            .collect())
+            .map(|e| {
+                doc! {
+                    "q": {"_id": e.payload.id as i64, "version": {"$lte": e.version}},
+                    "u": {"$set": {"version": e.version, "deleted": e.event_type == EventType::Deleted}},
+                    "upsert": true,
+                }
+            })
+            .collect();
+        let newer = self
+            .update(self.posts.name(), statements, "record the posts' state")
+            .await?;
+        Ok((0..events.len()).map(|i| !newer.contains(&i)).collect())
     }
 
-    /// Applies events — at most one per post — for the followers of their authors
-    /// (`followers` by author id). Returns, per event, false when it was older than what the
-    /// inbox holds (ignored).
-    ///
-    /// A handful of round trips whatever the number of events: the posts' states, one delete for
-    /// the deleted posts, one `update` command for the entries of updated posts, one insert of
-    /// the missing entries, one `update` command for the states (written last, so a crash in
-    /// between leaves the events to be applied again).
-    pub async fn apply_all(
+    /// Brings the inbox entries in line with current events (see [`InboxStore::claim`]), at
+    /// most one per post: removes deleted posts, updates the entries of updated ones and adds
+    /// the entries missing for the authors' `followers` (by author id). At most four round trips
+    /// whatever the number of events, two for a batch of creates.
+    pub async fn project(
         &self,
         events: &[&PostEvent],
         followers: &HashMap<u64, Vec<u64>>,
-    ) -> Result<Vec<bool>, InboxError> {
-        let ids: Vec<i64> = events.iter().map(|e| e.payload.id as i64).collect();
-        let stored = self.versions(&ids).await?;
-        let applied: Vec<bool> = events
-            .iter()
-            .map(|e| {
-                stored
-                    .get(&(e.payload.id as i64))
-                    .is_none_or(|have| *have <= e.version)
-            })
-            .collect();
-        let fresh: Vec<&PostEvent> = events
-            .iter()
-            .zip(&applied)
-            .filter(|(_, a)| **a)
-            .map(|(e, _)| *e)
-            .collect();
-        if fresh.is_empty() {
-            return Ok(applied);
-        }
-        let (deleted, live): (Vec<&PostEvent>, Vec<&PostEvent>) = fresh
+    ) -> Result<(), InboxError> {
+        let (deleted, live): (Vec<&PostEvent>, Vec<&PostEvent>) = events
             .iter()
             .partition(|e| e.event_type == EventType::Deleted);
         if !deleted.is_empty() {
@@ -234,51 +220,51 @@ impl InboxStore {
                 Err(e) => return Err(mongo("add inbox entries")(e)),
             }
         }
-        // A statement that finds a newer state upserts a duplicate `_id`: ours is older, fine.
-        let states: Vec<Document> = fresh
-            .iter()
-            .map(|e| {
-                doc! {
-                    "q": {"_id": e.payload.id as i64, "version": {"$lt": e.version}},
-                    "u": {"$set": {"version": e.version, "deleted": e.event_type == EventType::Deleted}},
-                    "upsert": true,
-                }
-            })
-            .collect();
-        self.update(self.posts.name(), states, "record the posts' state")
-            .await?;
-        Ok(applied)
+        Ok(())
     }
 
-    /// Runs one `update` command with several statements (unordered); duplicate-key failures of
-    /// upserts are expected and ignored, any other write error fails the call.
+    /// Runs one `update` command with several statements (unordered) and returns the indexes of
+    /// the statements that failed on a duplicate key (an upsert that met a newer document); any
+    /// other write error fails the call.
     async fn update(
         &self,
         collection: &str,
         statements: Vec<Document>,
         action: &'static str,
-    ) -> Result<(), InboxError> {
+    ) -> Result<HashSet<usize>, InboxError> {
         let reply = self
             .db
             .run_command(doc! {"update": collection, "updates": statements, "ordered": false})
             .await
             .map_err(mongo(action))?;
-        let failures: Vec<String> = reply
-            .get_array("writeErrors")
-            .map(|ws| ws.as_slice())
+        let mut duplicates = HashSet::new();
+        let mut failures = Vec::new();
+        let errors = reply.get_array("writeErrors").map(Vec::as_slice);
+        for w in errors
             .unwrap_or_default()
             .iter()
             .filter_map(Bson::as_document)
-            .filter(|w| w.get_i32("code").ok() != Some(DUPLICATE_KEY))
-            .map(|w| w.get_str("errmsg").unwrap_or("write error").to_owned())
-            .chain(reply.get_document("writeConcernError").ok().map(|w| {
+        {
+            let index = w
+                .get_i32("index")
+                .ok()
+                .and_then(|i| usize::try_from(i).ok());
+            match (w.get_i32("code").ok(), index) {
+                (Some(DUPLICATE_KEY), Some(i)) => {
+                    duplicates.insert(i);
+                }
+                _ => failures.push(w.get_str("errmsg").unwrap_or("write error").to_owned()),
+            }
+        }
+        if let Ok(w) = reply.get_document("writeConcernError") {
+            failures.push(
                 w.get_str("errmsg")
                     .unwrap_or("write concern error")
-                    .to_owned()
-            }))
-            .collect();
+                    .to_owned(),
+            );
+        }
         if failures.is_empty() {
-            Ok(())
+            Ok(duplicates)
         } else {
             Err(InboxError::Write {
                 action,
@@ -428,7 +414,8 @@ pub const BATCH_SIZE: usize = 128;
 
 impl InboxHandler {
     /// Applies events (at most one per post) with their authors' followers, waiting out an outage
-    /// of MongoDB or MySQL.
+    /// of MongoDB or MySQL. The followers are read while the states are claimed; only current
+    /// events are projected. Returns, per event, whether it was current.
     async fn apply(&self, events: &[&PostEvent]) -> Result<Vec<bool>, InboxError> {
         let mut authors: Vec<u64> = events
             .iter()
@@ -438,8 +425,18 @@ impl InboxHandler {
         authors.sort_unstable();
         authors.dedup();
         ride_out(&self.shutdown, "mongodb", InboxError::is_outage, || async {
-            let followers = followers_of(&self.pool, &authors).await?;
-            self.store.apply_all(events, &followers).await
+            let (current, followers) =
+                tokio::try_join!(self.store.claim(events), followers_of(&self.pool, &authors))?;
+            let fresh: Vec<&PostEvent> = events
+                .iter()
+                .zip(&current)
+                .filter(|(_, c)| **c)
+                .map(|(e, _)| *e)
+                .collect();
+            if !fresh.is_empty() {
+                self.store.project(&fresh, &followers).await?;
+            }
+            Ok(current)
         })
         .await
     }

@@ -6,6 +6,11 @@
 //! (`deleted: true`, no text) at its version, so a replay of older events cannot bring it back;
 //! search filters tombstones out. Writes go through the alias with `require_alias`, so nothing ever
 //! auto-creates an index.
+//!
+//! The worker takes a partition's queued records as one batch and writes the newest event of each
+//! post in one `_bulk` request with `refresh=wait_for`: when it answers (and the offset is stored)
+//! the posts are searchable, without waiting for the next scheduled refresh where the server
+//! refreshes on request (noida does; Elasticsearch waits for its `refresh_interval`, 200 ms here).
 
 use std::sync::Arc;
 
