@@ -54,7 +54,9 @@ pub const PAUSE_ANNOTATION: &str = "campus.dev/paused";
 pub struct CampusPlatformSpec {
     /// Where the Kafka brokers are and how this platform names its topics and consumer groups.
     pub kafka: KafkaSpec,
-    /// Where MySQL is (needed by the content and coupon services).
+    /// Where MySQL is (needed by the content and coupon services). Both may share one database:
+    /// their tables differ and each records its migrations in a table of its own. A service's
+    /// `env` can give it a `MYSQL_URL` of its own instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mysql: Option<MysqlSpec>,
     /// Where MongoDB is (needed by the content service's inbox projection).

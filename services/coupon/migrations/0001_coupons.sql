@@ -1,5 +1,5 @@
 -- Coupon events (what may be issued, how many, when) and the coupons issued for them.
-CREATE TABLE coupon_events (
+CREATE TABLE IF NOT EXISTS coupon_events (
     id                   BIGINT       NOT NULL AUTO_INCREMENT PRIMARY KEY,
     name                 VARCHAR(200) NOT NULL,
     issue_limit          INT          NOT NULL,
@@ -14,7 +14,7 @@ CREATE TABLE coupon_events (
 
 -- One coupon per (user, event): the worker inserts with this key and treats a duplicate as success.
 -- `id` is the id of the issue request (UUID v7) the API answered with.
-CREATE TABLE coupons (
+CREATE TABLE IF NOT EXISTS coupons (
     id              CHAR(36)    CHARACTER SET ascii NOT NULL PRIMARY KEY,
     user_id         BIGINT      NOT NULL,
     coupon_event_id BIGINT      NOT NULL,

@@ -7,7 +7,19 @@ use sqlx::migrate::Migrator;
 use crate::model::{Coupon, CouponEvent, NewCouponEvent};
 
 /// The schema, embedded from `services/coupon/migrations`. The API runs it at start-up.
-pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
+
+/// Where the coupon service records its applied migrations. Not sqlx's default table, which the
+/// content service uses: both can share one MySQL database (as a `CampusPlatform` with a single
+/// MySQL URL has them do) without each taking the other's migrations for missing ones of its own.
+pub const MIGRATIONS_TABLE: &str = "_coupon_migrations";
+
+/// The coupon schema's migrator, recording into [`MIGRATIONS_TABLE`].
+pub fn migrator() -> Migrator {
+    let mut m = Migrator::with_migrations(MIGRATIONS.iter().cloned().collect());
+    m.dangerous_set_table_name(MIGRATIONS_TABLE);
+    m
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("failed to migrate the coupon schema")]
@@ -15,7 +27,7 @@ pub struct MigrateError(#[from] sqlx::migrate::MigrateError);
 
 /// Brings the schema up to date (safe to run from several replicas: sqlx takes a lock).
 pub async fn migrate(pool: &MySqlPool) -> Result<(), MigrateError> {
-    MIGRATOR.run(pool).await?;
+    migrator().run(pool).await?;
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 mod api;
 mod binary;
 mod burst;
+mod schema;
 mod store;
 mod support;
 mod worker;
