@@ -18,8 +18,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{FakeOpenAi, Platform, eventually};
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::Message;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -120,75 +118,14 @@ struct Timeline {
     sent: i64,
     /// The API answered 201 (the transaction with the outbox row committed).
     committed: i64,
-    /// `post.original`: (record timestamp, bench consumer received it).
-    original: Option<(i64, i64)>,
-    /// `post.inspected`: (record timestamp, bench consumer received it).
-    inspected: Option<(i64, i64)>,
+    /// The timestamp of its record on `post.original` (the relay's produce).
+    original: Option<i64>,
+    /// The timestamp of its record on `post.inspected` (the inspector's produce).
+    inspected: Option<i64>,
     /// First poll that found it.
     search: Option<i64>,
     inbox: Option<i64>,
     cache: Option<i64>,
-}
-
-#[derive(Default)]
-struct Seen {
-    original: Option<(i64, i64)>,
-    inspected: Option<(i64, i64)>,
-}
-
-/// A consumer of both topics that notes, per post, each record's timestamp and when it arrived.
-struct Tap {
-    seen: Arc<Mutex<HashMap<u64, Seen>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Tap {
-    async fn start(p: &Platform) -> Self {
-        let consumer: StreamConsumer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", &p.brokers)
-            .set("group.id", format!("{}.bench-tap", p.prefix))
-            .set("auto.offset.reset", "earliest")
-            .set("enable.auto.commit", "false")
-            .create()
-            .unwrap();
-        let (original, inspected) = (p.topic("post.original"), p.topic("post.inspected"));
-        consumer.subscribe(&[&original, &inspected]).unwrap();
-        // Wait for the assignment so no record is missed.
-        while consumer.assignment().map(|a| a.count()).unwrap_or(0) < 2 {
-            let _ = tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await;
-        }
-        let seen = Arc::new(Mutex::new(HashMap::<u64, Seen>::new()));
-        let s = seen.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok(m) = consumer.recv().await else {
-                    continue;
-                };
-                let at = now_ms();
-                let Some(id) = m
-                    .key()
-                    .and_then(|k| std::str::from_utf8(k).ok())
-                    .and_then(|k| k.parse::<u64>().ok())
-                else {
-                    continue;
-                };
-                let ts = m.timestamp().to_millis().unwrap_or(at);
-                let mut seen = s.lock().unwrap();
-                let e = seen.entry(id).or_default();
-                let slot = if m.topic() == original {
-                    &mut e.original
-                } else {
-                    &mut e.inspected
-                };
-                slot.get_or_insert((ts, at));
-            }
-        });
-        Self { seen, task }
-    }
-
-    fn stop(&self) {
-        self.task.abort();
-    }
 }
 
 /// How long a poller's checks took (the resolution of what it measures, on top of its 20 ms sleep).
@@ -441,7 +378,6 @@ async fn run() {
         "create-to-visible at {rate} posts/s for {seconds} s ({total} posts), polling every 20 ms:"
     );
     let p = Arc::new(p);
-    let tap = Tap::start(&p).await;
     let redis = redis::Client::open(campus_common::testing::redis_url())
         .unwrap()
         .get_multiplexed_async_connection()
@@ -510,21 +446,47 @@ async fn run() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let timelines: Vec<Timeline> = {
-        let taps = tap.seen.lock().unwrap();
-        let book = book.lock().unwrap();
-        book.iter()
-            .map(|(id, t)| {
-                let mut t = t.clone();
-                if let Some(s) = taps.get(id) {
-                    t.original = s.original;
-                    t.inspected = s.inspected;
-                }
-                t
-            })
-            .collect()
+    // Record timestamps, read once the run is over: a consumer running alongside would add to
+    // the load it measures (noida answers an empty fetch at once, so an idle consumer spins).
+    let stamps = |records: Vec<campus_common::kafka::Record>| {
+        let mut m = HashMap::new();
+        for r in records {
+            if let (Some(id), Some(ts)) = (
+                r.key_str().and_then(|k| k.parse::<u64>().ok()),
+                r.timestamp_ms,
+            ) {
+                m.entry(id).or_insert(ts);
+            }
+        }
+        m
     };
-    tap.stop();
+    let want = total as usize;
+    let original = stamps(
+        campus_common::testing::read_topic(
+            &p.topic("post.original"),
+            want,
+            Duration::from_secs(20),
+        )
+        .await,
+    );
+    let inspected = stamps(
+        campus_common::testing::read_topic(
+            &p.topic("post.inspected"),
+            want,
+            Duration::from_secs(20),
+        )
+        .await,
+    );
+    let timelines: Vec<Timeline> = book
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(id, t)| Timeline {
+            original: original.get(id).copied(),
+            inspected: inspected.get(id).copied(),
+            ..t.clone()
+        })
+        .collect();
     let since = |from: fn(&Timeline) -> Option<i64>, to: fn(&Timeline) -> Option<i64>| {
         timelines
             .iter()
@@ -545,45 +507,30 @@ async fn run() {
     }
     println!("per hop (record timestamps; visible = first poll that saw it):");
     report("api", since(sent, |t| Some(t.committed)));
-    report(
-        "relay",
-        since(|t| Some(t.committed), |t| t.original.map(|o| o.0)),
-    );
-    report(
-        "tap",
-        since(|t| t.original.map(|o| o.0), |t| t.original.map(|o| o.1)),
-    );
-    report(
-        "inspect",
-        since(|t| t.original.map(|o| o.0), |t| t.inspected.map(|o| o.0)),
-    );
-    report("index", since(|t| t.inspected.map(|o| o.0), |t| t.search));
-    report("inbox", since(|t| t.inspected.map(|o| o.0), |t| t.inbox));
-    report("cache", since(|t| t.original.map(|o| o.0), |t| t.cache));
+    report("relay", since(|t| Some(t.committed), |t| t.original));
+    report("inspect", since(|t| t.original, |t| t.inspected));
+    report("index", since(|t| t.inspected, |t| t.search));
+    report("inbox", since(|t| t.inspected, |t| t.inbox));
+    report("cache", since(|t| t.original, |t| t.cache));
+    println!("  (api: POST until 201; relay: commit to the post.original record's timestamp;");
     println!(
-        "  (api: POST until 201; relay: commit to post.original timestamp; tap: that to a bench"
+        "   inspect: post.original to post.inspected timestamps; index and inbox: post.inspected"
     );
     println!(
-        "   consumer receiving it; inspect: post.original to post.inspected timestamps; index and"
+        "   timestamp to visible through the API; cache: post.original timestamp to the key in Redis)"
     );
-    println!("   inbox: post.inspected timestamp to visible through the API; cache: post.original");
-    println!("   timestamp to the key in Redis)");
     if let Ok(path) = std::env::var("BENCH_TIMELINES") {
-        let mut csv = String::from(
-            "sent,committed,original,original_seen,inspected,inspected_seen,search,inbox,cache\n",
-        );
+        let mut csv = String::from("sent,committed,original,inspected,search,inbox,cache\n");
         let mut sorted = timelines.clone();
         sorted.sort_by_key(|t| t.sent);
         let o = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
         for t in &sorted {
             csv.push_str(&format!(
-                "{},{},{},{},{},{},{},{},{}\n",
+                "{},{},{},{},{},{},{}\n",
                 t.sent,
                 t.committed,
-                o(t.original.map(|x| x.0)),
-                o(t.original.map(|x| x.1)),
-                o(t.inspected.map(|x| x.0)),
-                o(t.inspected.map(|x| x.1)),
+                o(t.original),
+                o(t.inspected),
                 o(t.search),
                 o(t.inbox),
                 o(t.cache)
