@@ -78,6 +78,15 @@ impl Servers {
         }
     }
 
+    /// Fresh servers with `n` access-log events waiting in `bench.access-log`; the events too.
+    async fn with_backlog(n: usize, partitions: i32) -> (Self, Vec<Vec<u8>>) {
+        let servers = Self::start().await;
+        let payloads = events(n, Utc::now());
+        let brokers = servers.kafka.brokers();
+        produce_all(&brokers, "bench.access-log", partitions, &payloads, None).await;
+        (servers, payloads)
+    }
+
     fn es_rss_mib(&self) -> u64 {
         self.es.pid().map_or(0, |pid| rss_kib(pid).0) / 1024
     }
@@ -268,17 +277,7 @@ async fn bulk_load(es: &Es, docs: Arc<Vec<Document>>, streams: usize, batch: usi
 }
 
 async fn raw_run(n: usize, partitions: i32, batch: usize) -> f64 {
-    let servers = Servers::start().await;
-    let end = Utc::now();
-    let payloads = events(n, end);
-    produce_all(
-        &servers.kafka.brokers(),
-        "bench.access-log",
-        partitions,
-        &payloads,
-        None,
-    )
-    .await;
+    let (servers, payloads) = Servers::with_backlog(n, partitions).await;
     let es = es(&servers.es.es_url());
     campus_log::indexer::prepare(&es, "raw").await.unwrap();
     let docs = Arc::new(documents(&payloads, "bench.access-log", partitions, "raw"));
@@ -379,17 +378,7 @@ impl Indexer {
 /// N lines already waiting in Kafka (a backlog), then the indexer started and timed until all are
 /// searchable: (lines/s from process start, lines/s after the first searchable batch, peak RSS MiB).
 async fn indexer_run(n: usize, partitions: i32, batch: usize) -> (f64, f64, f64) {
-    let servers = Servers::start().await;
-    let end = Utc::now();
-    let payloads = events(n, end);
-    produce_all(
-        &servers.kafka.brokers(),
-        "bench.access-log",
-        partitions,
-        &payloads,
-        None,
-    )
-    .await;
+    let (servers, payloads) = Servers::with_backlog(n, partitions).await;
     drop(payloads);
     let es = es(&servers.es.es_url());
     let indexer = Indexer::start(&servers, batch);
