@@ -22,7 +22,8 @@
 //!
 //! Knobs (environment): `BENCH_LINES` (default 200000), `BENCH_PARTITIONS` (2), `BENCH_BATCH`
 //! (1000), `BENCH_FEED_LINES` (60000), `BENCH_FEED_RATE` (2000), `BENCH_STATS_DOCS` (1000000),
-//! `BENCH_SKIP` (comma list of `raw`, `indexer`, `feed`, `stats`),
+//! `BENCH_STATS_RUNS` (10 timed requests per stats query), `BENCH_SKIP` (comma list of `raw`,
+//! `indexer`, `feed`, `stats`),
 //! `CAMPUS_CACHE` (where scripts/deps.sh put the servers, default ~/.cache/campus).
 
 use std::process::{Command, Stdio};
@@ -440,7 +441,10 @@ async fn feed_run(n: usize, partitions: i32, batch: usize, rate: usize) {
     );
 }
 
-async fn stats_run(m: usize) {
+/// `runs` timed requests per query after a warm-up (3 requests, 1 when `runs` is under 10).
+async fn stats_run(m: usize, runs: usize) {
+    let runs = runs.max(1);
+    let warm_up = if runs < 10 { 1 } else { 3 };
     let server = PrivateOsmem::start().await;
     let es = es(&server.url());
     campus_log::indexer::prepare(&es, "stats").await.unwrap();
@@ -520,7 +524,7 @@ async fn stats_run(m: usize) {
         let plan = campus_log::query::stats_plan(&params, Utc::now()).unwrap();
         let (mut api, mut direct) = (Vec::new(), Vec::new());
         let mut total = 0;
-        for i in 0..13 {
+        for i in 0..runs + warm_up {
             let t = Instant::now();
             let res = client.get(&url).send().await.unwrap();
             assert_eq!(res.status(), 200);
@@ -528,7 +532,7 @@ async fn stats_run(m: usize) {
             let api_ms = t.elapsed().as_secs_f64() * 1000.0;
             let t = Instant::now();
             es.search("stats", &plan.body).await.unwrap();
-            if i >= 3 {
+            if i >= warm_up {
                 api.push(api_ms);
                 direct.push(t.elapsed().as_secs_f64() * 1000.0);
             }
@@ -537,7 +541,7 @@ async fn stats_run(m: usize) {
         api.sort_by(f64::total_cmp);
         direct.sort_by(f64::total_cmp);
         println!(
-            "stats latency:   {label}: {total} docs matched; over 10 requests median {:.0} ms, max {:.0} ms \
+            "stats latency:   {label}: {total} docs matched; over {runs} requests median {:.0} ms, max {:.0} ms \
              (the same aggregation straight to the server: median {:.0} ms)",
             api[api.len() / 2],
             api[api.len() - 1],
@@ -574,7 +578,7 @@ fn main() {
             feed_run(feed_lines, partitions, batch, feed_rate).await;
         }
         if !skip.contains("stats") {
-            stats_run(m).await;
+            stats_run(m, env_usize("BENCH_STATS_RUNS", 10)).await;
         }
     });
 }
