@@ -269,21 +269,17 @@ pub async fn prepare(es: &Es, prefix: &str) -> anyhow::Result<()> {
 
 /// librdkafka's prefetch defaults (64 MB) would hold a whole backlog in memory, and fetch one
 /// partition in large chunks while the others wait. Smaller, interleaved fetches keep every
-/// partition's bulk pipeline fed and memory bounded (the runtime asks for two batches per
-/// partition). Settings given in `KAFKA_PROPERTIES` win.
-fn consumer_tuning(kafka: &KafkaArgs) -> KafkaArgs {
-    let mut tuned = kafka.clone();
-    let defaults = [
-        ("queued.max.messages.kbytes", "8192".to_owned()),
-        ("max.partition.fetch.bytes", "262144".to_owned()),
-        ("fetch.max.bytes", "2097152".to_owned()),
-    ];
-    for (key, value) in defaults {
-        if !kafka.properties.iter().any(|(k, _)| k == key) {
-            tuned.properties.insert(0, (key.to_owned(), value));
-        }
-    }
-    tuned
+/// partition's bulk pipeline fed and memory bounded (the runtime also asks for only two batches per
+/// partition). Consumer-only settings; `KAFKA_PROPERTIES` still wins.
+fn prefetch_limits() -> Vec<(String, String)> {
+    [
+        ("queued.max.messages.kbytes", "8192"),
+        ("max.partition.fetch.bytes", "262144"),
+        ("fetch.max.bytes", "2097152"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
 }
 
 /// A prepared indexer: template installed, consumer created, metrics registered.
@@ -312,8 +308,8 @@ impl Worker {
         let mut opts = ConsumerOptions::new(settings.group.clone(), vec![settings.topic.clone()]);
         // Keep a full batch fetched behind the one being written, so bulks follow each other.
         opts.partition_queue = batch * 2;
-        let kafka = consumer_tuning(kafka);
-        let runtime = ConsumerRuntime::new(&kafka, opts, consumer_metrics)
+        opts.consumer_properties = prefetch_limits();
+        let runtime = ConsumerRuntime::new(kafka, opts, consumer_metrics)
             .context("failed to create the Kafka consumer")?;
         let es_check = es.clone();
         let readiness =
@@ -354,25 +350,6 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn prefetch_is_bounded_unless_configured() {
-        let mut kafka = KafkaArgs::new("k:9092");
-        kafka
-            .properties
-            .push(("queued.max.messages.kbytes".into(), "1024".into()));
-        let tuned = consumer_tuning(&kafka);
-        let get = |k: &str| {
-            tuned
-                .properties
-                .iter()
-                .filter(|(key, _)| key == k)
-                .map(|(_, v)| v.as_str())
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(get("queued.max.messages.kbytes"), ["1024"]);
-        assert_eq!(get("max.partition.fetch.bytes"), ["262144"]);
-    }
 
     #[test]
     fn backoff_is_bounded() {

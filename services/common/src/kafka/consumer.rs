@@ -169,6 +169,9 @@ pub struct ConsumerOptions {
     pub session_timeout: Duration,
     /// Create missing dead-letter topics at start (the operator normally does).
     pub create_dlq_topics: bool,
+    /// librdkafka settings for this consumer only (not its dead-letter producer), e.g. prefetch
+    /// limits; the Kafka properties the operator or user gives still win.
+    pub consumer_properties: Vec<(String, String)>,
 }
 
 impl ConsumerOptions {
@@ -183,6 +186,7 @@ impl ConsumerOptions {
             commit_interval: Duration::from_secs(1),
             session_timeout: Duration::from_secs(10),
             create_dlq_topics: true,
+            consumer_properties: Vec::new(),
         }
     }
 
@@ -419,7 +423,7 @@ impl ConsumerRuntime {
                 "queued.min.messages",
                 opts.partition_queue.max(1).to_string(),
             );
-        for (k, v) in &args.properties {
+        for (k, v) in opts.consumer_properties.iter().chain(&args.properties) {
             cfg.set(k, v);
         }
         let consumer: Arc<Inner> = Arc::new(
