@@ -502,6 +502,172 @@ fn set(v: &mut serde_json::Value, pointer: &str, value: serde_json::Value) {
     cur[parts[parts.len() - 1]] = value;
 }
 
+fn container_of(d: &Deployment) -> &k8s_openapi::api::core::v1::Container {
+    &d.spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+}
+
+/// The (Secret, key) an environment variable of the Deployment's container is read from.
+fn secret_env(d: &Deployment, var: &str) -> Option<(String, String)> {
+    let e = container_of(d)
+        .env
+        .as_ref()?
+        .iter()
+        .find(|e| e.name == var)?;
+    let r = e.value_from.as_ref()?.secret_key_ref.as_ref()?;
+    Some((r.name.clone(), r.key.clone()))
+}
+
+/// `redis.urlSecretRef` and `elasticsearch.urlSecretRef`: switching a running platform from
+/// plain URLs to Secret references rolls the pods, which then read `REDIS_URL` and
+/// `ELASTICSEARCH_URL` from the Secrets (Logstash too, through `${ELASTICSEARCH_URL}` in its
+/// pipeline), and no URL is left in a ConfigMap. A platform with both `url` and `urlSecretRef`, or
+/// neither, is rejected by the schema and its children stay as they were.
+#[tokio::test]
+async fn url_secret_refs_reach_the_pods_and_url_with_url_secret_ref_is_rejected() {
+    use k8s_openapi::api::core::v1::Secret;
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new(&client, "op-secret-urls").await;
+    let name = ns.name.clone();
+    let _op = Operator::start(&client, test_settings(&ns.name));
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "campus-urls"},
+        "stringData": {
+            "redis": "redis://:s3cret@redis:6379/0",
+            "es": "https://elastic:s3cret@es:9200"
+        }
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(client.clone(), &ns.name)
+        .create(&Default::default(), &secret)
+        .await
+        .unwrap();
+
+    // Plain URLs first (what every platform so far has): they keep working.
+    let mut cr = sample("minimal.yaml", &name, &brokers());
+    apply_platform(&client, &ns.name, &cr).await.unwrap();
+    let want = sorted(&ALL_DEPLOYMENTS, &name);
+    eventually("every Deployment exists", WAIT, || async {
+        (names::<Deployment>(&client, &ns.name).await == want).then_some(())
+    })
+    .await;
+    let get = |n: &str| {
+        let n = format!("{name}-{n}");
+        let client = client.clone();
+        let ns = ns.name.clone();
+        async move { deployment(&client, &ns, &n).await.unwrap() }
+    };
+    let api_before = get("content-api").await;
+    let ls_before = get("logstash").await;
+    assert_eq!(secret_env(&api_before, "REDIS_URL"), None);
+
+    cr["spec"]["redis"] = json!({"urlSecretRef": {"name": "campus-urls", "key": "redis"}});
+    cr["spec"]["elasticsearch"] = json!({"urlSecretRef": {"name": "campus-urls", "key": "es"}});
+    apply_platform(&client, &ns.name, &cr).await.unwrap();
+    let redis = Some(("campus-urls".to_owned(), "redis".to_owned()));
+    let es = Some(("campus-urls".to_owned(), "es".to_owned()));
+    eventually("the pods read the URLs from the Secret", WAIT, || async {
+        let mut done = true;
+        for (d, r, e) in [
+            ("content-api", true, true),
+            ("content-cache", true, true),
+            ("coupon-api", true, false),
+            ("coupon-issue", true, false),
+            ("log-api", false, true),
+            ("logstash", false, true),
+        ] {
+            let d = deployment(&client, &ns.name, &format!("{name}-{d}")).await?;
+            done &= secret_env(&d, "REDIS_URL") == if r { redis.clone() } else { None };
+            done &= secret_env(&d, "ELASTICSEARCH_URL") == if e { es.clone() } else { None };
+        }
+        done.then_some(())
+    })
+    .await;
+    // The pod templates changed, so the Deployments roll (a new generation and config hash).
+    let api_after = get("content-api").await;
+    assert!(api_after.metadata.generation > api_before.metadata.generation);
+    assert_ne!(template_hash(&api_after), template_hash(&api_before));
+    let ls_after = get("logstash").await;
+    assert!(ls_after.metadata.generation > ls_before.metadata.generation);
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns.name);
+    for svc in ["content", "coupon", "log"] {
+        let data = cms
+            .get(&format!("{name}-{svc}-config"))
+            .await
+            .unwrap()
+            .data
+            .unwrap();
+        assert!(!data.contains_key("REDIS_URL"), "{svc}: {data:?}");
+        assert!(!data.contains_key("ELASTICSEARCH_URL"), "{svc}: {data:?}");
+    }
+    let pipelines = cms
+        .get(&format!("{name}-logstash-pipelines"))
+        .await
+        .unwrap()
+        .data
+        .unwrap();
+    let conf = &pipelines["access-log.conf"];
+    assert!(
+        conf.contains(r#"hosts => ["${ELASTICSEARCH_URL}"]"#),
+        "{conf}"
+    );
+    assert!(
+        !conf.contains("s3cret"),
+        "the operator never reads the Secret"
+    );
+
+    // Both, or neither: refused by the API; nothing changes.
+    let settled = eventually("the platform settles", WAIT, || async {
+        let c = condition(&client, &ns.name, &name, "TopicsReady").await?;
+        Some(c)
+    })
+    .await;
+    assert_eq!(settled.0, "True", "{settled:?}");
+    let generation = platform(&client, &ns.name, &name)
+        .await
+        .unwrap()
+        .metadata
+        .generation;
+    for (what, redis) in [
+        (
+            "both",
+            json!({"url": "redis://elsewhere:6379",
+                   "urlSecretRef": {"name": "campus-urls", "key": "redis"}}),
+        ),
+        ("neither", json!({"keyPrefix": "x:"})),
+    ] {
+        let mut bad = cr.clone();
+        bad["spec"]["redis"] = redis;
+        let err = apply_platform(&client, &ns.name, &bad)
+            .await
+            .expect_err(what);
+        match err {
+            kube::Error::Api(s) => {
+                assert_eq!(s.code, 422, "{what}: {s:?}");
+                assert!(s.message.contains("spec.redis"), "{what}: {}", s.message);
+            }
+            other => panic!("{what}: {other}"),
+        }
+    }
+    let cr_now = platform(&client, &ns.name, &name).await.unwrap();
+    assert_eq!(cr_now.metadata.generation, generation);
+    assert_eq!(
+        cr_now.spec.redis.unwrap().url_secret_ref.unwrap().key,
+        "redis"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let api_final = get("content-api").await;
+    assert_eq!(api_final.metadata.generation, api_after.metadata.generation);
+    assert_eq!(api_final.spec, api_after.spec);
+}
+
 /// With Kafka unreachable the workloads are still applied and `TopicsReady` is False with a
 /// reason; when Kafka comes up (same address, nothing else changes) the operator creates the
 /// topics on its own.

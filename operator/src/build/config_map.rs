@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
 
 use super::{child_name, meta};
-use crate::crd::{CampusPlatform, ProcessorKind};
+use crate::crd::{CampusPlatform, ProcessorKind, UrlSource};
 use crate::plan::{Plan, Service, full_name};
 
 /// Name of a service's settings ConfigMap: `<platform>-<service>-config`.
@@ -86,7 +86,10 @@ pub fn service_env(cr: &CampusPlatform, plan: &Plan, service: Service) -> BTreeM
     set("RUST_LOG", &spec.log_level);
     let redis = |set: &mut dyn FnMut(&str, &str)| {
         if let Some(r) = &spec.redis {
-            set("REDIS_URL", &r.url);
+            // A URL from a Secret reaches the pods through `secretKeyRef`, never a ConfigMap.
+            if let Some(UrlSource::Plain(url)) = r.url_source() {
+                set("REDIS_URL", url);
+            }
             let prefix = r.key_prefix.clone().unwrap_or_else(|| {
                 format!(
                     "{}:",
@@ -107,7 +110,9 @@ pub fn service_env(cr: &CampusPlatform, plan: &Plan, service: Service) -> BTreeM
                 set("MONGO_DATABASE", &m.database);
             }
             if let Some(es) = &spec.elasticsearch {
-                set("ELASTICSEARCH_URL", &es.url);
+                if let Some(UrlSource::Plain(url)) = es.url_source() {
+                    set("ELASTICSEARCH_URL", url);
+                }
                 set("ES_INDEX_ALIAS", &es.posts_alias);
             }
             set("OPENAI_BASE_URL", &spec.openai.base_url);
@@ -115,8 +120,10 @@ pub fn service_env(cr: &CampusPlatform, plan: &Plan, service: Service) -> BTreeM
         }
         Service::Coupon => redis(&mut set),
         Service::Log => {
-            if let Some(es) = &spec.elasticsearch {
-                set("ELASTICSEARCH_URL", &es.url);
+            if let Some(UrlSource::Plain(url)) =
+                spec.elasticsearch.as_ref().and_then(|es| es.url_source())
+            {
+                set("ELASTICSEARCH_URL", url);
             }
         }
     }
@@ -187,14 +194,17 @@ log.format: json
     )
 }
 
+/// What the pipelines name as Elasticsearch when its URL comes from a Secret: Logstash expands
+/// the environment variable (set from the Secret on its container) when it loads the pipeline.
+pub const LOGSTASH_ES_URL_REF: &str = "${ELASTICSEARCH_URL}";
+
 /// One `<pipeline>.conf` per pipeline, rendered by the access-log schema's own function.
 fn logstash_pipelines(cr: &CampusPlatform, plan: &Plan) -> ConfigMap {
-    let es = cr
-        .spec
-        .elasticsearch
-        .as_ref()
-        .map(|e| e.url.as_str())
-        .unwrap_or_default();
+    let es = match cr.spec.elasticsearch.as_ref().and_then(|e| e.url_source()) {
+        Some(UrlSource::Plain(url)) => url,
+        Some(UrlSource::Secret(_)) => LOGSTASH_ES_URL_REF,
+        None => "",
+    };
     let data = cr
         .spec
         .logging
@@ -253,6 +263,49 @@ mod tests {
         );
         let coupon = maps[1].data.as_ref().unwrap();
         assert!(!coupon.contains_key("ELASTICSEARCH_URL"));
+    }
+
+    #[test]
+    fn urls_from_secrets_stay_out_of_config_maps_and_logstash_expands_the_variable() {
+        let cr = platform(
+            &MINIMAL
+                .replace(
+                    r#"redis: {url: "redis://redis:6379"}"#,
+                    "redis: {urlSecretRef: {name: campus-redis, key: url}}",
+                )
+                .replace(
+                    r#"elasticsearch: {url: "http://es:9200"}"#,
+                    "elasticsearch: {urlSecretRef: {name: campus-es, key: url}}",
+                ),
+        );
+        let plan = Plan::of(&cr);
+        let maps = all(&cr, &plan);
+        for m in &maps[..3] {
+            let data = m.data.as_ref().unwrap();
+            assert!(!data.contains_key("REDIS_URL"), "{}", m.name_any());
+            assert!(!data.contains_key("ELASTICSEARCH_URL"), "{}", m.name_any());
+        }
+        let content = maps[0].data.as_ref().unwrap();
+        assert_eq!(content["REDIS_KEY_PREFIX"], "blue:");
+        assert_eq!(content["ES_INDEX_ALIAS"], "posts");
+        let conf = &maps[5].data.as_ref().unwrap()["access-log.conf"];
+        assert!(
+            conf.contains(r#"hosts => ["${ELASTICSEARCH_URL}"]"#),
+            "{conf}"
+        );
+        // A plain URL is written out as before.
+        let plain = platform(MINIMAL);
+        let maps = all(&plain, &Plan::of(&plain));
+        assert_eq!(
+            maps[0].data.as_ref().unwrap()["REDIS_URL"],
+            "redis://redis:6379"
+        );
+        assert_eq!(
+            maps[2].data.as_ref().unwrap()["ELASTICSEARCH_URL"],
+            "http://es:9200"
+        );
+        let conf = &maps[5].data.as_ref().unwrap()["access-log.conf"];
+        assert!(conf.contains(r#"hosts => ["http://es:9200"]"#), "{conf}");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use super::{
     BuildInputs, CONFIG_HASH_ANNOTATION, child_name, component_labels, config_hash, meta,
     pod_selector,
 };
-use crate::crd::{CampusPlatform, ProcessorKind, SecretKeyRef};
+use crate::crd::{CampusPlatform, ProcessorKind, SecretKeyRef, UrlSource};
 use crate::plan::{Plan, Service, Worker};
 
 /// Port of the APIs (`HTTP_ADDR`), which also serve `/healthz`, `/readyz`, `/metrics`.
@@ -126,6 +126,23 @@ fn plain_env(name: &str, value: &str) -> EnvVar {
     }
 }
 
+/// `REDIS_URL` from its Secret, when the spec gives a Secret reference (a plain URL is in the
+/// service's ConfigMap instead).
+fn redis_secret_env(cr: &CampusPlatform) -> Option<EnvVar> {
+    match cr.spec.redis.as_ref()?.url_source()? {
+        UrlSource::Secret(r) => Some(secret_env("REDIS_URL", r)),
+        UrlSource::Plain(_) => None,
+    }
+}
+
+/// `ELASTICSEARCH_URL` from its Secret, when the spec gives a Secret reference.
+fn elasticsearch_secret_env(cr: &CampusPlatform) -> Option<EnvVar> {
+    match cr.spec.elasticsearch.as_ref()?.url_source()? {
+        UrlSource::Secret(r) => Some(secret_env("ELASTICSEARCH_URL", r)),
+        UrlSource::Plain(_) => None,
+    }
+}
+
 /// The container environment: listen address, secrets, then the user's extra variables (which
 /// replace an operator-set variable of the same name).
 fn env(cr: &CampusPlatform, service: Service, listen: EnvVar, extra: &[EnvVar]) -> Vec<EnvVar> {
@@ -139,6 +156,8 @@ fn env(cr: &CampusPlatform, service: Service, listen: EnvVar, extra: &[EnvVar]) 
             if let Some(m) = &s.mongodb {
                 env.push(secret_env("MONGO_URL", &m.url_secret_ref));
             }
+            env.extend(redis_secret_env(cr));
+            env.extend(elasticsearch_secret_env(cr));
             if let Some(k) = &s.openai.api_key_secret_ref {
                 env.push(secret_env("OPENAI_API_KEY", k));
             }
@@ -147,8 +166,9 @@ fn env(cr: &CampusPlatform, service: Service, listen: EnvVar, extra: &[EnvVar]) 
             if let Some(m) = &s.mysql {
                 env.push(secret_env("MYSQL_URL", &m.url_secret_ref));
             }
+            env.extend(redis_secret_env(cr));
         }
-        Service::Log => {}
+        Service::Log => env.extend(elasticsearch_secret_env(cr)),
     }
     for e in extra {
         env.retain(|have| have.name != e.name);
@@ -334,7 +354,13 @@ fn logstash(cr: &CampusPlatform, maps: &[ConfigMap]) -> Deployment {
         name: "logstash".to_owned(),
         image: Some(ls.image.clone()),
         image_pull_policy: Some(cr.spec.image_pull_policy.as_str().to_owned()),
-        env: Some(vec![plain_env("LS_JAVA_OPTS", "-Xms256m -Xmx256m")]),
+        // With the Elasticsearch URL in a Secret the pipelines name `${ELASTICSEARCH_URL}`,
+        // which Logstash expands from this environment.
+        env: Some(
+            std::iter::once(plain_env("LS_JAVA_OPTS", "-Xms256m -Xmx256m"))
+                .chain(elasticsearch_secret_env(cr))
+                .collect(),
+        ),
         ports: Some(vec![ContainerPort {
             name: Some("api".to_owned()),
             container_port: 9600,
@@ -594,6 +620,135 @@ mod tests {
         let indexer = container(&ds[5]);
         assert_eq!(indexer.image.as_deref(), Some("campus-log:0.1.0"));
         assert_eq!(indexer.args.as_deref().unwrap(), ["worker", "index"]);
+    }
+
+    fn secret_of(c: &Container, name: &str) -> Option<(String, String)> {
+        let r = env_of(c, name)?
+            .value_from
+            .as_ref()?
+            .secret_key_ref
+            .as_ref()?;
+        Some((r.name.clone(), r.key.clone()))
+    }
+
+    /// MINIMAL with Redis and Elasticsearch read from Secrets.
+    fn with_secret_urls() -> String {
+        MINIMAL
+            .replace(
+                r#"redis: {url: "redis://redis:6379"}"#,
+                "redis: {urlSecretRef: {name: campus-redis, key: url}}",
+            )
+            .replace(
+                r#"elasticsearch: {url: "http://es:9200"}"#,
+                "elasticsearch: {urlSecretRef: {name: campus-es, key: url}}",
+            )
+    }
+
+    #[test]
+    fn redis_and_elasticsearch_urls_come_from_their_secrets_when_referenced() {
+        let inputs = BuildInputs::new("0.1.0");
+        let plain = deployments(MINIMAL, &inputs);
+        for d in &plain {
+            let c = container(d);
+            assert!(secret_of(c, "REDIS_URL").is_none(), "{}", d.name_any());
+            assert!(
+                secret_of(c, "ELASTICSEARCH_URL").is_none(),
+                "{}",
+                d.name_any()
+            );
+        }
+        let ds = deployments(&with_secret_urls(), &inputs);
+        let redis = Some(("campus-redis".to_owned(), "url".to_owned()));
+        let es = Some(("campus-es".to_owned(), "url".to_owned()));
+        let by_name = |n: &str| container(ds.iter().find(|d| d.name_any() == n).unwrap());
+        // Who reads what: the same split as the plain URLs in the services' ConfigMaps.
+        for (name, wants_redis, wants_es) in [
+            ("blue-content-api", true, true),
+            ("blue-content-inspection", true, true),
+            ("blue-content-cache", true, true),
+            ("blue-content-index", true, true),
+            ("blue-coupon-api", true, false),
+            ("blue-coupon-issue", true, false),
+            ("blue-log-api", false, true),
+            ("blue-logstash", false, true),
+        ] {
+            let c = by_name(name);
+            let want = |yes: bool, v: &Option<(String, String)>| if yes { v.clone() } else { None };
+            assert_eq!(
+                secret_of(c, "REDIS_URL"),
+                want(wants_redis, &redis),
+                "{name}"
+            );
+            assert_eq!(
+                secret_of(c, "ELASTICSEARCH_URL"),
+                want(wants_es, &es),
+                "{name}"
+            );
+        }
+        // Logstash keeps its JVM options next to the Secret.
+        assert!(env_of(by_name("blue-logstash"), "LS_JAVA_OPTS").is_some());
+        // The native indexer is a log worker: it reads the Secret as well.
+        let native = deployments(
+            &format!("{}  logging: {{processor: Native}}\n", with_secret_urls()),
+            &inputs,
+        );
+        let indexer = native
+            .iter()
+            .find(|d| d.name_any() == "blue-log-index")
+            .unwrap();
+        assert_eq!(secret_of(container(indexer), "ELASTICSEARCH_URL"), es);
+        // A user's own REDIS_URL still replaces the operator's.
+        let own = deployments(
+            &format!(
+                "{}  coupon:\n    env: [{{name: REDIS_URL, value: \"redis://mine:6379\"}}]\n",
+                with_secret_urls()
+            ),
+            &inputs,
+        );
+        let issue = container(
+            own.iter()
+                .find(|d| d.name_any() == "blue-coupon-api")
+                .unwrap(),
+        );
+        let redis_env: Vec<_> = issue
+            .env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .filter(|e| e.name == "REDIS_URL")
+            .collect();
+        assert_eq!(redis_env.len(), 1);
+        assert_eq!(redis_env[0].value.as_deref(), Some("redis://mine:6379"));
+    }
+
+    #[test]
+    fn switching_to_or_between_secret_references_changes_the_pod_templates() {
+        let inputs = BuildInputs::new("0.1.0");
+        let template = |d: &Deployment| d.spec.as_ref().unwrap().template.clone();
+        let plain = deployments(MINIMAL, &inputs);
+        let secret = deployments(&with_secret_urls(), &inputs);
+        let other = deployments(
+            &with_secret_urls().replace("campus-redis", "redis-2"),
+            &inputs,
+        );
+        let hash = |d: &Deployment| {
+            template(d).metadata.unwrap().annotations.unwrap()[CONFIG_HASH_ANNOTATION].clone()
+        };
+        for ((p, s), o) in plain.iter().zip(&secret).zip(&other) {
+            let name = p.name_any();
+            assert_ne!(template(p), template(s), "{name}: url → urlSecretRef");
+            let redis_reader = !name.contains("log");
+            assert_eq!(
+                template(s) != template(o),
+                redis_reader,
+                "{name}: another Redis Secret"
+            );
+            // The URL left the ConfigMap, so the config hash moved too (the Secret's env var
+            // itself is in the pod template, which rolls the pods on its own).
+            if name != "blue-logstash" {
+                assert_ne!(hash(p), hash(s), "{name}");
+            }
+        }
     }
 
     #[test]

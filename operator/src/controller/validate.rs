@@ -56,7 +56,42 @@ pub fn validate(cr: &CampusPlatform) -> Vec<String> {
         !(content || es_users) || s.elasticsearch.is_some(),
         "elasticsearch is required by the content service, the log API and the log processor",
     );
+    // The schema says so too (`oneOf`); checked here as well so a platform stored under an older
+    // CRD, or one that slipped past a schema-less API, is reported rather than half-applied.
+    for (what, url, secret) in [
+        (
+            "redis",
+            s.redis.as_ref().map(|r| r.url.is_some()),
+            s.redis.as_ref().is_some_and(|r| r.url_secret_ref.is_some()),
+        ),
+        (
+            "elasticsearch",
+            s.elasticsearch.as_ref().map(|e| e.url.is_some()),
+            s.elasticsearch
+                .as_ref()
+                .is_some_and(|e| e.url_secret_ref.is_some()),
+        ),
+    ] {
+        need(
+            url != Some(true) || !secret,
+            &format!("{what}: give either url or urlSecretRef, not both"),
+        );
+        need(
+            url != Some(false) || secret,
+            &format!("{what}: one of url and urlSecretRef is required"),
+        );
+    }
     for (what, r) in [
+        (
+            "redis.urlSecretRef",
+            s.redis.as_ref().and_then(|r| r.url_secret_ref.as_ref()),
+        ),
+        (
+            "elasticsearch.urlSecretRef",
+            s.elasticsearch
+                .as_ref()
+                .and_then(|e| e.url_secret_ref.as_ref()),
+        ),
         (
             "mysql.urlSecretRef",
             s.mysql.as_ref().map(|m| &m.url_secret_ref),
@@ -264,6 +299,49 @@ spec:
         assert!(has("`nope`, which is not a topic"));
         assert!(!has("`post.original`"));
         assert_eq!(problems.len(), 7, "{problems:#?}");
+    }
+
+    #[test]
+    fn redis_and_elasticsearch_need_exactly_one_of_url_and_url_secret_ref() {
+        let with = |redis: &str, es: &str| {
+            let yaml = MINIMAL
+                .replace(r#"redis: {url: "redis://redis:6379"}"#, redis)
+                .replace(r#"elasticsearch: {url: "http://es:9200"}"#, es);
+            validate(&platform(&yaml))
+        };
+        let secret_redis = "redis: {urlSecretRef: {name: r, key: url}}";
+        let secret_es = "elasticsearch: {urlSecretRef: {name: e, key: url}}";
+        assert_eq!(with(secret_redis, secret_es), Vec::<String>::new());
+        assert_eq!(
+            with(
+                r#"redis: {url: "redis://r:6379", urlSecretRef: {name: r, key: url}}"#,
+                r#"elasticsearch: {url: "http://e:9200", urlSecretRef: {name: e, key: url}}"#
+            ),
+            [
+                "redis: give either url or urlSecretRef, not both",
+                "elasticsearch: give either url or urlSecretRef, not both"
+            ]
+        );
+        assert_eq!(
+            with(
+                "redis: {keyPrefix: \"x:\"}",
+                "elasticsearch: {postsAlias: p}"
+            ),
+            [
+                "redis: one of url and urlSecretRef is required",
+                "elasticsearch: one of url and urlSecretRef is required"
+            ]
+        );
+        assert_eq!(
+            with(
+                r#"redis: {urlSecretRef: {name: "", key: url}}"#,
+                r#"elasticsearch: {urlSecretRef: {name: e, key: ""}}"#
+            ),
+            [
+                "redis.urlSecretRef needs a Secret name and key",
+                "elasticsearch.urlSecretRef needs a Secret name and key"
+            ]
+        );
     }
 
     #[test]

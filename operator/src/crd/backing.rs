@@ -59,29 +59,82 @@ fn default_mongo_database() -> String {
     "campus".to_owned()
 }
 
-/// Redis, used by the content cache and the coupon service.
+/// Where a URL comes from: written in the spec, or read from a Secret (for one that carries
+/// credentials).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UrlSource<'a> {
+    /// The URL as written in the spec.
+    Plain(&'a str),
+    /// The Secret key holding the URL; the operator never reads it, the pods get it through
+    /// `valueFrom.secretKeyRef`.
+    Secret(&'a SecretKeyRef),
+}
+
+/// Redis, used by the content cache and the coupon service. Exactly one of `url` and
+/// `urlSecretRef` is given.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("oneOf" = [{"required": ["url"]}, {"required": ["urlSecretRef"]}]))]
 pub struct RedisSpec {
-    /// URL `redis://host:port` (`REDIS_URL`).
+    /// URL `redis://host:port[/db]` (`REDIS_URL`), for a Redis without a password. Exactly one
+    /// of `url` and `urlSecretRef` is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
-    pub url: String,
+    pub url: Option<String>,
+    /// The Secret key holding the URL `redis://[:password@]host:port[/db]` (`REDIS_URL`), so a
+    /// password stays out of the platform's spec. Exactly one of `url` and `urlSecretRef` is
+    /// given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_secret_ref: Option<SecretKeyRef>,
     /// Prefix of every key the services write (`REDIS_KEY_PREFIX`). Defaults to `<kafka prefix>:`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_prefix: Option<String>,
 }
 
-/// Elasticsearch, used by the content search index, the log API and the log processor.
+/// Elasticsearch, used by the content search index, the log API and the log processor. Exactly
+/// one of `url` and `urlSecretRef` is given.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("oneOf" = [{"required": ["url"]}, {"required": ["urlSecretRef"]}]))]
 pub struct ElasticsearchSpec {
-    /// URL(s) `http://host:9200`, comma separated (`ELASTICSEARCH_URL`).
+    /// URL(s) `http://host:9200`, comma separated (`ELASTICSEARCH_URL`), for an Elasticsearch
+    /// without authentication. Exactly one of `url` and `urlSecretRef` is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
-    pub url: String,
+    pub url: Option<String>,
+    /// The Secret key holding one URL `http(s)://user:password@host:port` (`ELASTICSEARCH_URL`;
+    /// the credentials become basic auth), so they stay out of the platform's spec. Logstash
+    /// reads it as `${ELASTICSEARCH_URL}` in its pipelines. Exactly one of `url` and
+    /// `urlSecretRef` is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_secret_ref: Option<SecretKeyRef>,
     /// Alias the content search index is served under (`ES_INDEX_ALIAS`).
     #[serde(default = "default_posts_alias")]
     #[schemars(length(min = 1, max = 255))]
     pub posts_alias: String,
+}
+
+impl RedisSpec {
+    /// Where `REDIS_URL` comes from; `None` when neither field is given (an invalid spec). A
+    /// Secret reference wins over a plain URL (validation rejects a spec with both).
+    pub fn url_source(&self) -> Option<UrlSource<'_>> {
+        url_source(self.url.as_deref(), self.url_secret_ref.as_ref())
+    }
+}
+
+impl ElasticsearchSpec {
+    /// Where `ELASTICSEARCH_URL` comes from; see [`RedisSpec::url_source`].
+    pub fn url_source(&self) -> Option<UrlSource<'_>> {
+        url_source(self.url.as_deref(), self.url_secret_ref.as_ref())
+    }
+}
+
+fn url_source<'a>(url: Option<&'a str>, secret: Option<&'a SecretKeyRef>) -> Option<UrlSource<'a>> {
+    match (url, secret) {
+        (_, Some(r)) => Some(UrlSource::Secret(r)),
+        (Some(u), None) => Some(UrlSource::Plain(u)),
+        (None, None) => None,
+    }
 }
 
 fn default_posts_alias() -> String {
