@@ -254,7 +254,6 @@ reconcile_checks() {
       --set platform.logProcessor=Native --set expose.enabled=true --set expose.type=ClusterIP \
       --set platform.external.kafkaBrokers="$CAMPUS_TEST_KAFKA_BROKERS" \
       --set platform.external.elasticsearchUrl="$CAMPUS_TEST_ES_URL" \
-      --set platform.external.redisUrl="$CAMPUS_TEST_REDIS_URL" \
       --set platform.external.credentialsSecret=reconcile-credentials >"$OUT/reconcile-install.log" 2>&1; then
     cat "$OUT/reconcile-install.log" >&2; bad "helm install of the sample platform for the operator"; return
   fi
