@@ -20,6 +20,17 @@ use support::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 
+/// A fresh namespace with the CRD installed, an operator watching it, and the minimal sample
+/// named after the namespace (not yet applied).
+async fn minimal_platform(prefix: &str) -> (Client, TestNamespace, Operator, serde_json::Value) {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new(&client, prefix).await;
+    let op = Operator::start(&client, test_settings(&ns.name));
+    let cr = sample("minimal.yaml", &ns.name, &brokers());
+    (client, ns, op, cr)
+}
+
 fn brokers() -> String {
     campus_common::testing::kafka_brokers()
 }
@@ -239,12 +250,8 @@ async fn a_sample_creates_every_child_and_topic_and_ready_follows_the_pods() {
 /// their children; pipeline edits do not restart Logstash.
 #[tokio::test]
 async fn spec_changes_update_children_roll_hashes_and_prune_disabled_services() {
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::new(&client, "op-change").await;
+    let (client, ns, _op, mut cr) = minimal_platform("op-change").await;
     let name = ns.name.clone();
-    let _op = Operator::start(&client, test_settings(&ns.name));
-    let mut cr = sample("minimal.yaml", &name, &brokers());
     apply_platform(&client, &ns.name, &cr).await.unwrap();
     let api_name = format!("{name}-content-api");
     let first = eventually("the content API exists", WAIT, || async {
@@ -757,12 +764,8 @@ async fn deletion_does_not_hang_when_kafka_is_gone() {
 /// The pause annotation stops changes to the children; removing it applies them.
 #[tokio::test]
 async fn the_pause_annotation_holds_changes_back() {
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::new(&client, "op-pause").await;
+    let (client, ns, _op, mut cr) = minimal_platform("op-pause").await;
     let name = ns.name.clone();
-    let _op = Operator::start(&client, test_settings(&ns.name));
-    let mut cr = sample("minimal.yaml", &name, &brokers());
     apply_platform(&client, &ns.name, &cr).await.unwrap();
     let api_name = format!("{name}-coupon-api");
     eventually("children exist", WAIT, || async {
@@ -798,12 +801,8 @@ async fn lag_scaling_moves_replicas_up_and_down() {
     use rdkafka::producer::{FutureProducer, FutureRecord};
     use rdkafka::{Offset, TopicPartitionList};
 
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::new(&client, "op-lag").await;
+    let (client, ns, op, mut cr) = minimal_platform("op-lag").await;
     let name = ns.name.clone();
-    let op = Operator::start(&client, test_settings(&ns.name));
-    let mut cr = sample("minimal.yaml", &name, &brokers());
     cr["spec"]["content"]["groups"] = json!({"inspection": {"autoscaling": {"minReplicas": 1, "maxReplicas": 4, "lagPerReplica": 10}}});
     apply_platform(&client, &ns.name, &cr).await.unwrap();
     let dep = format!("{name}-content-inspection");
@@ -935,12 +934,8 @@ fn topic_ops(metrics: &str, operation: &str, result: &str) -> u64 {
 /// reported in status and clears once fixed.
 #[tokio::test]
 async fn topic_config_changes_are_applied_to_existing_topics() {
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::new(&client, "op-config").await;
+    let (client, ns, op, mut cr) = minimal_platform("op-config").await;
     let name = ns.name.clone();
-    let op = Operator::start(&client, test_settings(&ns.name));
-    let mut cr = sample("minimal.yaml", &name, &brokers());
     apply_platform(&client, &ns.name, &cr).await.unwrap();
     eventually("TopicsReady is True", WAIT, || async {
         let (s, _, _) = condition(&client, &ns.name, &name, "TopicsReady").await?;
@@ -1051,12 +1046,8 @@ async fn topic_config_changes_are_applied_to_existing_topics() {
 /// are left as they were; reverting the spec clears it.
 #[tokio::test]
 async fn a_replication_factor_change_is_refused_and_reverting_clears_it() {
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::new(&client, "op-rf").await;
+    let (client, ns, _op, mut cr) = minimal_platform("op-rf").await;
     let name = ns.name.clone();
-    let _op = Operator::start(&client, test_settings(&ns.name));
-    let mut cr = sample("minimal.yaml", &name, &brokers());
     apply_platform(&client, &ns.name, &cr).await.unwrap();
     eventually("TopicsReady is True", WAIT, || async {
         let (s, _, _) = condition(&client, &ns.name, &name, "TopicsReady").await?;

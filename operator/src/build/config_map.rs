@@ -232,7 +232,7 @@ fn logstash_pipelines(cr: &CampusPlatform, plan: &Plan) -> ConfigMap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::fixtures::{MINIMAL, platform};
+    use crate::build::fixtures::{MINIMAL, platform, with_secret_urls};
 
     #[test]
     fn service_config_carries_prefix_and_backing_addresses() {
@@ -267,17 +267,7 @@ mod tests {
 
     #[test]
     fn urls_from_secrets_stay_out_of_config_maps_and_logstash_expands_the_variable() {
-        let cr = platform(
-            &MINIMAL
-                .replace(
-                    r#"redis: {url: "redis://redis:6379"}"#,
-                    "redis: {urlSecretRef: {name: campus-redis, key: url}}",
-                )
-                .replace(
-                    r#"elasticsearch: {url: "http://es:9200"}"#,
-                    "elasticsearch: {urlSecretRef: {name: campus-es, key: url}}",
-                ),
-        );
+        let cr = platform(&with_secret_urls());
         let plan = Plan::of(&cr);
         let maps = all(&cr, &plan);
         for m in &maps[..3] {

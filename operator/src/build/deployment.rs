@@ -445,7 +445,7 @@ fn logstash(cr: &CampusPlatform, maps: &[ConfigMap]) -> Deployment {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::fixtures::{MINIMAL, platform};
+    use crate::build::fixtures::{MINIMAL, platform, with_secret_urls};
     use crate::build::{Desired, config_map};
     use kube::ResourceExt;
 
@@ -629,19 +629,6 @@ mod tests {
             .secret_key_ref
             .as_ref()?;
         Some((r.name.clone(), r.key.clone()))
-    }
-
-    /// MINIMAL with Redis and Elasticsearch read from Secrets.
-    fn with_secret_urls() -> String {
-        MINIMAL
-            .replace(
-                r#"redis: {url: "redis://redis:6379"}"#,
-                "redis: {urlSecretRef: {name: campus-redis, key: url}}",
-            )
-            .replace(
-                r#"elasticsearch: {url: "http://es:9200"}"#,
-                "elasticsearch: {urlSecretRef: {name: campus-es, key: url}}",
-            )
     }
 
     #[test]

@@ -223,4 +223,17 @@ spec:
   redis: {url: "redis://redis:6379"}
   elasticsearch: {url: "http://es:9200"}
 "#;
+
+    /// MINIMAL with Redis and Elasticsearch read from Secrets.
+    pub fn with_secret_urls() -> String {
+        MINIMAL
+            .replace(
+                r#"redis: {url: "redis://redis:6379"}"#,
+                "redis: {urlSecretRef: {name: campus-redis, key: url}}",
+            )
+            .replace(
+                r#"elasticsearch: {url: "http://es:9200"}"#,
+                "elasticsearch: {urlSecretRef: {name: campus-es, key: url}}",
+            )
+    }
 }
