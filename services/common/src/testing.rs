@@ -170,6 +170,20 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// (VmRSS, VmHWM) of a process in KiB, from /proc; zeros once it is gone. For benchmarks.
+pub fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
 /// Where scripts/deps.sh installed the Python-packaged servers.
 fn site_packages() -> std::path::PathBuf {
     let cache = std::env::var("CAMPUS_CACHE")

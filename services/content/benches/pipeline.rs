@@ -64,14 +64,7 @@ impl Proc {
     }
 
     fn rss_kib(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("VmRSS:"))
-                    .and_then(|l| l.split_whitespace().nth(1).map(|v| v.parse().unwrap_or(0)))
-            })
-            .unwrap_or(0)
+        campus_common::testing::memory_kib(self.child.id()).0
     }
 }
 

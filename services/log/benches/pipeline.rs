@@ -35,7 +35,7 @@ use campus_common::http::AccessLog;
 use campus_common::kafka::Record;
 use campus_common::kafka::admin::{Admin, TopicSpec};
 use campus_common::logschema::{self, KubernetesMeta, filebeat_event};
-use campus_common::testing::{self, PrivateNoida, PrivateOsmem};
+use campus_common::testing::{self, PrivateNoida, PrivateOsmem, memory_kib};
 use campus_log::document::{self, Decoded, Document};
 use campus_log::es::Es;
 use campus_log::query::StatsParams;
@@ -47,20 +47,6 @@ fn env_usize(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// (VmRSS, VmHWM) of a process in KiB.
-fn rss_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }
 
 /// Kafka and Elasticsearch as two private noida-db processes, as they are two servers in a real
@@ -89,7 +75,7 @@ impl Servers {
     }
 
     fn es_rss_mib(&self) -> u64 {
-        self.es.pid().map_or(0, |pid| rss_kib(pid).0) / 1024
+        self.es.pid().map_or(0, |pid| memory_kib(pid).0) / 1024
     }
 }
 
@@ -325,7 +311,7 @@ impl Indexer {
         let sampler = std::thread::spawn(move || {
             let mut peak = 0;
             loop {
-                let (rss, _) = rss_kib(pid);
+                let (rss, _) = memory_kib(pid);
                 if rss == 0 {
                     return peak;
                 }
@@ -342,7 +328,7 @@ impl Indexer {
 
     /// (VmRSS, VmHWM) now, in MiB.
     fn memory_mib(&self) -> (f64, f64) {
-        let (rss, hwm) = rss_kib(self.child.id());
+        let (rss, hwm) = memory_kib(self.child.id());
         (rss as f64 / 1024.0, hwm as f64 / 1024.0)
     }
 
@@ -471,14 +457,14 @@ async fn stats_run(m: usize, runs: usize) {
             "  loaded {} docs in {:.0} s, osmem-server RSS {} MiB",
             (start + chunk).min(m),
             load.elapsed().as_secs_f64(),
-            rss_kib(server.pid()).0 / 1024
+            memory_kib(server.pid()).0 / 1024
         );
     }
     let (_, _) = wait_count(&es, "stats", m as u64).await;
     println!(
         "stats setup:     {m} docs loaded into osmem-server in {:.1} s (RSS {} MiB)",
         load.elapsed().as_secs_f64(),
-        rss_kib(server.pid()).0 / 1024
+        memory_kib(server.pid()).0 / 1024
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
