@@ -56,6 +56,18 @@ pub fn event(event_type: EventType, post: PostView) -> PostEvent {
     Envelope::new(event_type, post.id.to_string(), post.version, post)
 }
 
+/// One outcome per event when a batch's write failed as a whole: each a transient error with
+/// the cause, so the runtime retries the records one by one.
+pub fn failed_together(
+    events: usize,
+    error: impl std::fmt::Display,
+) -> Vec<Result<(), HandleError>> {
+    let message = format!("{error:#}");
+    (0..events)
+        .map(|_| Err(HandleError::transient(anyhow::anyhow!("{message}"))))
+        .collect()
+}
+
 /// Records of one partition handled together: decoded, with the newest event of each post picked
 /// out. Applying only those leaves every projection as applying all of them in order would,
 /// since each ignores versions older than what it holds.

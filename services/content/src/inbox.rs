@@ -487,13 +487,7 @@ impl Handler for InboxHandler {
                         Ok(())
                     })
                     .collect(),
-                Err(e) => {
-                    let message = format!("{e:#}");
-                    events
-                        .iter()
-                        .map(|_| Err(HandleError::transient(anyhow::anyhow!("{message}"))))
-                        .collect()
-                }
+                Err(e) => events::failed_together(events.len(), e),
             }
         };
         drop(events);

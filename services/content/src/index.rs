@@ -442,13 +442,7 @@ impl Handler for IndexHandler {
                     .collect(),
                 // The request failed as a whole (or shutdown came during an outage): each record
                 // is retried on its own.
-                Err(e) => {
-                    let message = format!("{e:#}");
-                    events
-                        .iter()
-                        .map(|_| Err(HandleError::transient(anyhow::anyhow!("{message}"))))
-                        .collect()
-                }
+                Err(e) => events::failed_together(events.len(), e),
             }
         };
         drop(events);
