@@ -3,12 +3,10 @@
 //! change is reported), delete topics when the deletion policy says so. Admin clients are cached
 //! per connection, so many platforms share one.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use campus_common::config::KafkaArgs;
-use std::collections::BTreeMap;
-
 use campus_common::kafka::admin::{Admin, AdminError, TopicConfig, TopicSpec, TopicState};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 

@@ -15,6 +15,23 @@ const BIN: &str = env!("CARGO_BIN_EXE_campus-operator");
 /// The operator process; killed when dropped if still running.
 struct Process(Child);
 
+impl Process {
+    /// The operator binary with leader election on, its ops endpoints on `port`, plus `env`.
+    fn start(kubeconfig: &std::path::Path, port: u16, env: &[(&str, &str)]) -> Self {
+        Self(
+            Command::new(BIN)
+                .env("KUBECONFIG", kubeconfig)
+                .env("LEADER_ELECTION", "true")
+                .env("OPS_ADDR", format!("127.0.0.1:{port}"))
+                .envs(env.iter().copied())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start campus-operator"),
+        )
+    }
+}
+
 impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -52,19 +69,15 @@ async fn the_binary_serves_health_readiness_and_reconcile_metrics() {
     let ns = TestNamespace::new(&client, "op-bin").await;
     let name = ns.name.clone();
     let port = free_port();
-    let mut op = Process(
-        Command::new(BIN)
-            .env("KUBECONFIG", kubeconfig_path())
-            .env("WATCH_NAMESPACE", &ns.name)
-            .env("POD_NAMESPACE", &ns.name)
-            .env("POD_NAME", "binary-test")
-            .env("LEADER_ELECTION", "true")
-            .env("OPS_ADDR", format!("127.0.0.1:{port}"))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start campus-operator"),
+    let mut op = Process::start(
+        &kubeconfig_path(),
+        port,
+        &[
+            ("WATCH_NAMESPACE", &ns.name),
+            ("POD_NAMESPACE", &ns.name),
+            ("POD_NAME", "binary-test"),
+            ("RUST_LOG", "warn"),
+        ],
     );
 
     let (code, body) = eventually("/healthz answers", Duration::from_secs(30), || {
@@ -159,17 +172,7 @@ async fn readyz_fails_while_the_api_server_is_unreachable() {
         .join(format!("kubeconfig-nowhere-{}", std::process::id()));
     std::fs::write(&path, serde_yaml::to_string(&kc).unwrap()).unwrap();
     let port = free_port();
-    let _op = Process(
-        Command::new(BIN)
-            .env("KUBECONFIG", &path)
-            .env("LEADER_ELECTION", "true")
-            .env("OPS_ADDR", format!("127.0.0.1:{port}"))
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start campus-operator"),
-    );
+    let _op = Process::start(&path, port, &[("RUST_LOG", "error")]);
     let (code, _) = eventually("/healthz answers", Duration::from_secs(30), || {
         get(port, "/healthz")
     })

@@ -20,6 +20,15 @@ use support::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 
+/// Waits until the platform's `TopicsReady` is True for its current generation.
+async fn wait_topics_ready(client: &Client, ns: &str, name: &str, what: &str) {
+    eventually(what, WAIT, || async {
+        let (s, _, _) = condition(client, ns, name, "TopicsReady").await?;
+        (s == "True").then_some(())
+    })
+    .await;
+}
+
 /// A fresh namespace with the CRD installed, an operator watching it, and the minimal sample
 /// named after the namespace (not yet applied).
 async fn minimal_platform(prefix: &str) -> (Client, TestNamespace, Operator, serde_json::Value) {
@@ -937,11 +946,7 @@ async fn topic_config_changes_are_applied_to_existing_topics() {
     let (client, ns, op, mut cr) = minimal_platform("op-config").await;
     let name = ns.name.clone();
     apply_platform(&client, &ns.name, &cr).await.unwrap();
-    eventually("TopicsReady is True", WAIT, || async {
-        let (s, _, _) = condition(&client, &ns.name, &name, "TopicsReady").await?;
-        (s == "True").then_some(())
-    })
-    .await;
+    wait_topics_ready(&client, &ns.name, &name, "TopicsReady is True").await;
     let original = format!("{name}.post.original");
     let coupon = format!("{name}.coupon.request");
     let before = topic_config(&original).await;
@@ -1030,11 +1035,7 @@ async fn topic_config_changes_are_applied_to_existing_topics() {
     assert!(topic_ops(&op.metrics_text(), "config", "error") >= 1);
     cr["spec"]["topics"]["config"] = json!({"retention.ms": "86400000"});
     apply_platform(&client, &ns.name, &cr).await.unwrap();
-    eventually("TopicsReady is True again", WAIT, || async {
-        let (s, _, _) = condition(&client, &ns.name, &name, "TopicsReady").await?;
-        (s == "True").then_some(())
-    })
-    .await;
+    wait_topics_ready(&client, &ns.name, &name, "TopicsReady is True again").await;
     assert_eq!(
         topic_config(&original).await.values["retention.ms"],
         "86400000"
@@ -1049,11 +1050,7 @@ async fn a_replication_factor_change_is_refused_and_reverting_clears_it() {
     let (client, ns, _op, mut cr) = minimal_platform("op-rf").await;
     let name = ns.name.clone();
     apply_platform(&client, &ns.name, &cr).await.unwrap();
-    eventually("TopicsReady is True", WAIT, || async {
-        let (s, _, _) = condition(&client, &ns.name, &name, "TopicsReady").await?;
-        (s == "True").then_some(())
-    })
-    .await;
+    wait_topics_ready(&client, &ns.name, &name, "TopicsReady is True").await;
     let before: Vec<Deployment> = Api::<Deployment>::namespaced(client.clone(), &ns.name)
         .list(&ListParams::default())
         .await
@@ -1153,11 +1150,7 @@ async fn config_a_broker_cannot_change_is_reported_as_unsupported() {
     let mut cr = sample("minimal.yaml", &name, &old.brokers());
     cr["spec"]["topics"] = json!({"config": {"retention.ms": "3600000"}});
     apply_platform(&client, &ns.name, &cr).await.unwrap();
-    eventually("TopicsReady is True", WAIT, || async {
-        let (s, _, _) = condition(&client, &ns.name, &name, "TopicsReady").await?;
-        (s == "True").then_some(())
-    })
-    .await;
+    wait_topics_ready(&client, &ns.name, &name, "TopicsReady is True").await;
     let original = format!("{name}.post.original");
     assert_eq!(
         topic_config(&original).await.values["retention.ms"],
