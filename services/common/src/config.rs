@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use campus_contract::{env, port};
 pub use secrecy::{ExposeSecret, SecretString};
 
 /// Parses a secret from a flag or environment variable.
@@ -30,18 +31,18 @@ pub struct KafkaArgs {
     /// Kafka bootstrap servers, comma separated `host:port` pairs.
     #[arg(
         long = "kafka-brokers",
-        env = "KAFKA_BROKERS",
+        env = env::KAFKA_BROKERS,
         value_name = "HOST:PORT,..."
     )]
     pub brokers: String,
     /// Prefix for every topic and consumer-group name (one platform per prefix); empty for none.
-    #[arg(long = "kafka-prefix", env = "KAFKA_PREFIX", default_value = "")]
+    #[arg(long = "kafka-prefix", env = env::KAFKA_PREFIX, default_value = "")]
     pub prefix: String,
     /// How long a produce may wait for the broker's acknowledgement, in milliseconds.
     #[arg(long = "kafka-produce-timeout-ms", env = "KAFKA_PRODUCE_TIMEOUT_MS", default_value = "10000", value_parser = parse_millis)]
     pub produce_timeout: Duration,
     /// Extra librdkafka properties, `key=value` pairs separated by commas (e.g. security settings).
-    #[arg(long = "kafka-property", env = "KAFKA_PROPERTIES", value_delimiter = ',', value_parser = parse_property)]
+    #[arg(long = "kafka-property", env = env::KAFKA_PROPERTIES, value_delimiter = ',', value_parser = parse_property)]
     pub properties: Vec<(String, String)>,
 }
 
@@ -65,11 +66,7 @@ impl KafkaArgs {
 
     /// The full name of a logical topic or group, with this platform's prefix.
     pub fn name(&self, logical: &str) -> String {
-        if self.prefix.is_empty() {
-            logical.to_owned()
-        } else {
-            format!("{}.{logical}", self.prefix)
-        }
+        campus_contract::prefixed(&self.prefix, logical)
     }
 
     /// A librdkafka configuration with the brokers and the extra properties applied.
@@ -87,7 +84,7 @@ impl KafkaArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct MysqlArgs {
     /// MySQL URL, `mysql://user:password@host:port/database` (a secret: never logged).
-    #[arg(long = "mysql-url", env = "MYSQL_URL", value_parser = parse_secret)]
+    #[arg(long = "mysql-url", env = env::MYSQL_URL, value_parser = parse_secret)]
     pub url: SecretString,
     /// Maximum connections in the pool.
     #[arg(
@@ -105,7 +102,7 @@ pub struct MysqlArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct OpsArgs {
     /// Address of the ops server of a worker (`/healthz`, `/readyz`, `/metrics`).
-    #[arg(long = "ops-addr", env = "OPS_ADDR", default_value = "0.0.0.0:9090")]
+    #[arg(long = "ops-addr", env = env::OPS_ADDR, default_value_t = SocketAddr::from(([0, 0, 0, 0], port::OPS)))]
     pub ops_addr: SocketAddr,
 }
 
@@ -113,7 +110,7 @@ pub struct OpsArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct HttpArgs {
     /// Address the API listens on; it also serves `/healthz`, `/readyz` and `/metrics`.
-    #[arg(long = "http-addr", env = "HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    #[arg(long = "http-addr", env = env::HTTP_ADDR, default_value_t = SocketAddr::from(([0, 0, 0, 0], port::API)))]
     pub http_addr: SocketAddr,
 }
 

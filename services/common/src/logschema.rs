@@ -22,13 +22,14 @@
 //! own `@timestamp` (the event's `@timestamp` if the line has none), with the id
 //! [`document_id`] of its Kafka record.
 
+use campus_contract::access_log;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 /// The topic Filebeat writes to (before the platform prefix).
-pub const TOPIC: &str = "access-log";
+pub const TOPIC: &str = campus_contract::access_log::TOPIC;
 /// Prefix of the daily indices, the alias over them and the index template's name.
-pub const INDEX_PREFIX: &str = "access-log";
+pub const INDEX_PREFIX: &str = campus_contract::access_log::INDEX_PREFIX;
 
 /// Elasticsearch type of a field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,12 +137,12 @@ pub fn index_template(prefix: &str) -> Value {
         insert_dotted(&mut properties, path, FieldType::Keyword.mapping());
     }
     json!({
-        "index_patterns": [format!("{prefix}-*")],
+        "index_patterns": [access_log::pattern(prefix)],
         "priority": 200,
         "template": {
             "settings": {"number_of_shards": 1, "number_of_replicas": 0},
             "mappings": {"dynamic": false, "properties": properties},
-            "aliases": {prefix: {}}
+            "aliases": {access_log::alias(prefix): {}}
         },
         "_meta": {"managed_by": "campus"}
     })

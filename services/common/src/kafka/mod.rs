@@ -7,10 +7,8 @@ pub mod producer;
 pub use consumer::{ConsumerOptions, ConsumerRuntime, HandleError, Handler, Record};
 pub use producer::{ProduceError, Producer};
 
-/// The dead-letter topic of `topic` for consumer group `group`.
-pub fn dlq_topic(topic: &str, group: &str) -> String {
-    format!("{topic}.dlq.{group}")
-}
+/// The dead-letter topic of `topic` for consumer group `group` (named by the contract).
+pub use campus_contract::dlq_topic;
 
 /// Header names on dead-letter records.
 pub mod dlq_headers {
