@@ -166,36 +166,151 @@ async fn opensearch_percentiles() {
     assert!((10.0..=30.0).contains(&p50), "{p50}");
 }
 
+/// What campus-content's inbox (services/content/src/inbox.rs) does, one operation each: named
+/// compound index, ordered bulk `update` with upserting `$max` and version-guarded `$set`, multi
+/// updates guarded by version, unordered `insert_many` with duplicates, `$in` finds with a
+/// projection, sort, skip, limit, `delete_many` with `$in` and the estimated count.
 #[tokio::test]
-async fn mongodb_crud_index_sort() {
+async fn mongodb_inbox_operations() {
     let db = testing::fresh_mongo().await;
+    let info = db.run_command(doc! {"buildInfo": 1}).await.unwrap();
+    assert!(
+        info.get_str("ferretdbVersion")
+            .is_ok_and(|v| v.starts_with("v1.24.")),
+        "not FerretDB 1.24: {info}"
+    );
     let coll = db.collection::<Document>("inbox");
     coll.create_index(
         mongodb::IndexModel::builder()
-            .keys(doc! {"f": 1, "t": -1})
+            .keys(doc! {"f": 1, "t": -1, "p": -1})
+            .options(
+                mongodb::options::IndexOptions::builder()
+                    .name("f_newest".to_owned())
+                    .build(),
+            )
             .build(),
     )
     .await
     .unwrap();
-    coll.insert_many([
-        doc! {"f": 1, "t": 1},
-        doc! {"f": 1, "t": 3},
-        doc! {"f": 2, "t": 2},
-    ])
-    .await
-    .unwrap();
-    coll.update_one(doc! {"f": 2}, doc! {"$set": {"t": 5}})
+    let names = coll.list_index_names().await.unwrap();
+    assert!(names.contains(&"f_newest".to_owned()), "{names:?}");
+
+    // Version-guarded state: an ordered `update` raising each version with an upserting `$max`
+    // and setting a flag where the version is the event's, then the versions read back.
+    let states = db.collection::<Document>("states");
+    let claim = |events: &[(i64, i64)]| {
+        let mut updates = Vec::new();
+        for &(id, v) in events {
+            updates.push(doc! {"q": {"_id": id}, "u": {"$max": {"version": v}}, "upsert": true});
+            updates.push(doc! {"q": {"_id": id, "version": v}, "u": {"$set": {"seen": v}}});
+        }
+        doc! {"update": "states", "updates": updates, "ordered": true}
+    };
+    let versions = || async {
+        states
+            .find(doc! {"_id": {"$in": [1_i64, 2_i64, 3_i64]}})
+            .projection(doc! {"version": 1, "seen": 1})
+            .sort(doc! {"_id": 1})
+            .await
+            .unwrap()
+            .try_collect::<Vec<Document>>()
+            .await
+            .unwrap()
+            .iter()
+            .map(|d| {
+                let v = |k| d.get_i64(k).unwrap();
+                (v("_id"), v("version"), v("seen"))
+            })
+            .collect::<Vec<_>>()
+    };
+    let reply = db.run_command(claim(&[(1, 2), (2, 1)])).await.unwrap();
+    assert!(reply.get_array("writeErrors").is_err(), "{reply}");
+    assert_eq!(reply.get_array("upserted").unwrap().len(), 2, "{reply}");
+    assert_eq!(versions().await, vec![(1, 2, 2), (2, 1, 1)]);
+    // The same version again, an older one, a new post.
+    let reply = db
+        .run_command(claim(&[(1, 2), (2, 0), (3, 1)]))
         .await
         .unwrap();
-    let docs: Vec<Document> = coll
-        .find(doc! {"f": 1})
-        .sort(doc! {"t": -1})
+    assert!(reply.get_array("writeErrors").is_err(), "{reply}");
+    assert_eq!(versions().await, vec![(1, 2, 2), (2, 1, 1), (3, 1, 1)]);
+    db.run_command(claim(&[(2, 4)])).await.unwrap();
+    assert_eq!(versions().await, vec![(1, 2, 2), (2, 4, 4), (3, 1, 1)]);
+
+    // Unordered insert_many: the duplicates fail, the others are written.
+    let entry = |f: i64, p: i64, t: i64| doc! {"_id": format!("{f}:{p}"), "f": f, "p": p, "t": t, "v": 1_i64};
+    coll.insert_many([entry(1, 1, 1), entry(1, 2, 3), entry(2, 1, 1)])
+        .await
+        .unwrap();
+    let err = coll
+        .insert_many([
+            entry(1, 1, 1),
+            entry(1, 3, 3),
+            entry(2, 1, 1),
+            entry(1, 4, 2),
+        ])
+        .ordered(false)
+        .await
+        .unwrap_err();
+    match *err.kind {
+        mongodb::error::ErrorKind::InsertMany(ref m) => {
+            let codes: Vec<i32> = m.write_errors.iter().flatten().map(|w| w.code).collect();
+            assert_eq!(codes, vec![11000, 11000], "{err}");
+        }
+        ref k => panic!("not an insert_many error: {k:?}"),
+    }
+    assert_eq!(coll.estimated_document_count().await.unwrap(), 5);
+
+    // Multi update guarded by version.
+    let reply = db
+        .run_command(doc! {"update": "inbox", "ordered": true, "updates": [
+            {"q": {"p": 1, "v": {"$lt": 2_i64}}, "u": {"$set": {"v": 2_i64, "t": 4}}, "multi": true},
+            {"q": {"p": 2, "v": {"$lt": 1_i64}}, "u": {"$set": {"v": 1_i64}}, "multi": true},
+        ]})
+        .await
+        .unwrap();
+    assert_eq!(reply.get_i32("n").unwrap(), 2, "{reply}");
+    assert_eq!(reply.get_i32("nModified").unwrap(), 2, "{reply}");
+
+    // $in with a projection.
+    let mut pairs: Vec<(i64, i64)> = coll
+        .find(doc! {"p": {"$in": [1_i64, 3_i64]}})
+        .projection(doc! {"f": 1, "p": 1})
         .await
         .unwrap()
-        .try_collect()
+        .try_collect::<Vec<Document>>()
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| {
+            assert!(d.get("t").is_none(), "{d}");
+            (d.get_i64("f").unwrap(), d.get_i64("p").unwrap())
+        })
+        .collect();
+    pairs.sort_unstable();
+    assert_eq!(pairs, vec![(1, 1), (1, 3), (2, 1)]);
+
+    // Sort on the compound key, skip, limit.
+    let page = |skip: u64| {
+        coll.find(doc! {"f": 1_i64})
+            .sort(doc! {"t": -1, "p": -1})
+            .skip(skip)
+            .limit(2)
+    };
+    let ids = |docs: Vec<Document>| -> Vec<i64> {
+        docs.iter().map(|d| d.get_i64("p").unwrap()).collect()
+    };
+    let first: Vec<Document> = page(0).await.unwrap().try_collect().await.unwrap();
+    let second: Vec<Document> = page(2).await.unwrap().try_collect().await.unwrap();
+    assert_eq!(ids(first), vec![1, 3]);
+    assert_eq!(ids(second), vec![2, 4]);
+
+    // delete_many with $in.
+    let gone = coll
+        .delete_many(doc! {"p": {"$in": [1_i64, 4_i64]}})
         .await
         .unwrap();
-    let ts: Vec<i32> = docs.iter().map(|d| d.get_i32("t").unwrap()).collect();
-    assert_eq!(ts, vec![3, 1]);
+    assert_eq!(gone.deleted_count, 3);
+    assert_eq!(coll.estimated_document_count().await.unwrap(), 2);
     db.drop().await.unwrap();
 }

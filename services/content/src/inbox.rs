@@ -3,8 +3,9 @@
 //!
 //! `inbox_posts` holds one state document per post (`{_id: postId, version, deleted}`): an event
 //! older than that version is ignored, and a deleted post's state stays as a tombstone so a replay
-//! of its older events cannot bring it back. The state is claimed first (compare-and-set on the
-//! version) and the entries follow; if that is cut short, the same version is applied again.
+//! of its older events cannot bring it back. The state is claimed first (its version raised to
+//! the event's with `$max`, then read back) and the entries follow; if that is cut short, the same
+//! version is applied again.
 //! Inbox documents carry the version too, and updates only touch documents with an older one.
 //!
 //! The worker takes a partition's queued records as one batch: the newest event per post, one
@@ -126,23 +127,47 @@ impl InboxStore {
     /// Records the events' versions in the posts' states — at most one event per post — and
     /// returns, per event, whether it is current: false when the state holds a newer version
     /// (the event is ignored). The same version again is current, so a batch cut short after
-    /// this is applied again in full. One round trip: an upsert per post that matches only an
-    /// older or equal version; against a newer one it collides on `_id`.
+    /// this is applied again in full. Two round trips whatever the number of events: one ordered
+    /// `update` that raises each state's version to the event's (`$max`, upserting a missing
+    /// state) and sets `deleted` where the version is now the event's, then a read of the
+    /// versions: an event is current when its version is the state's.
+    ///
+    /// No statement can fail on a newer state, so nothing depends on how a server reports a
+    /// failed statement of a bulk write or whether it goes on after one (FerretDB stops at the
+    /// first and reports it at index 0).
     pub async fn claim(&self, events: &[&PostEvent]) -> Result<Vec<bool>, InboxError> {
-        let statements: Vec<Document> = events
-            .iter()
-            .map(|e| {
-                doc! {
-                    "q": {"_id": e.payload.id as i64, "version": {"$lte": e.version}},
-                    "u": {"$set": {"version": e.version, "deleted": e.event_type == EventType::Deleted}},
-                    "upsert": true,
-                }
-            })
-            .collect();
-        let newer = self
-            .update(self.posts.name(), statements, "record the posts' state")
+        let mut statements = Vec::with_capacity(events.len() * 2);
+        for e in events {
+            let id = e.payload.id as i64;
+            statements.push(doc! {
+                "q": {"_id": id},
+                "u": {"$max": {"version": e.version}},
+                "upsert": true,
+            });
+            statements.push(doc! {
+                "q": {"_id": id, "version": e.version},
+                "u": {"$set": {"deleted": e.event_type == EventType::Deleted}},
+            });
+        }
+        self.update(self.posts.name(), statements, "record the posts' state")
             .await?;
-        Ok((0..events.len()).map(|i| !newer.contains(&i)).collect())
+        let ids: Vec<i64> = events.iter().map(|e| e.payload.id as i64).collect();
+        let versions: HashMap<i64, i64> = self
+            .posts
+            .find(doc! {"_id": {"$in": ids}})
+            .projection(doc! {"version": 1})
+            .await
+            .map_err(mongo("read the posts' state"))?
+            .try_collect::<Vec<Document>>()
+            .await
+            .map_err(mongo("read the posts' state"))?
+            .iter()
+            .filter_map(|d| Some((d.get_i64("_id").ok()?, d.get_i64("version").ok()?)))
+            .collect();
+        Ok(events
+            .iter()
+            .map(|e| versions.get(&(e.payload.id as i64)) == Some(&e.version))
+            .collect())
     }
 
     /// Brings the inbox entries in line with current events (see [`InboxStore::claim`]), at
@@ -223,39 +248,27 @@ impl InboxStore {
         Ok(())
     }
 
-    /// Runs one `update` command with several statements (unordered) and returns the indexes of
-    /// the statements that failed on a duplicate key (an upsert that met a newer document); any
-    /// other write error fails the call.
+    /// Runs one ordered `update` command with several statements; any write error fails the
+    /// call.
     async fn update(
         &self,
         collection: &str,
         statements: Vec<Document>,
         action: &'static str,
-    ) -> Result<HashSet<usize>, InboxError> {
+    ) -> Result<(), InboxError> {
         let reply = self
             .db
-            .run_command(doc! {"update": collection, "updates": statements, "ordered": false})
+            .run_command(doc! {"update": collection, "updates": statements, "ordered": true})
             .await
             .map_err(mongo(action))?;
-        let mut duplicates = HashSet::new();
-        let mut failures = Vec::new();
-        let errors = reply.get_array("writeErrors").map(Vec::as_slice);
-        for w in errors
+        let mut failures: Vec<String> = reply
+            .get_array("writeErrors")
+            .map(Vec::as_slice)
             .unwrap_or_default()
             .iter()
             .filter_map(Bson::as_document)
-        {
-            let index = w
-                .get_i32("index")
-                .ok()
-                .and_then(|i| usize::try_from(i).ok());
-            match (w.get_i32("code").ok(), index) {
-                (Some(DUPLICATE_KEY), Some(i)) => {
-                    duplicates.insert(i);
-                }
-                _ => failures.push(w.get_str("errmsg").unwrap_or("write error").to_owned()),
-            }
-        }
+            .map(|w| w.get_str("errmsg").unwrap_or("write error").to_owned())
+            .collect();
         if let Ok(w) = reply.get_document("writeConcernError") {
             failures.push(
                 w.get_str("errmsg")
@@ -264,7 +277,7 @@ impl InboxStore {
             );
         }
         if failures.is_empty() {
-            Ok(duplicates)
+            Ok(())
         } else {
             Err(InboxError::Write {
                 action,
