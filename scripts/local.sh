@@ -148,7 +148,7 @@ up() {
   bash scripts/deps.sh >/dev/null
   if ! bash scripts/servers.sh status >/dev/null 2>&1; then
     # Remember which servers this command started, so `down` stops only those.
-    bash scripts/servers.sh status 2>/dev/null | awk -F: '/stopped/ {print $1}' >"$D/servers-started"
+    { bash scripts/servers.sh status 2>/dev/null || true; } | awk -F: '/stopped/ {print $1}' >"$D/servers-started"
     bash scripts/servers.sh start
   fi
   echo "local: cargo build $(binaries | sed 's/^/-p /' | tr '\n' ' ')"

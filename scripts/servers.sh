@@ -1,128 +1,96 @@
 #!/usr/bin/env bash
 # Start, inspect and stop the real local servers the tests and the local mode use.
-#   scripts/servers.sh start|status|stop|env
-# Ports come from the environment (defaults below); data and PID files live in $CAMPUS_DATA
-# (default target/servers). Idempotent: `start` leaves running servers alone, `stop` stops by PID.
-#   MariaDB 10.11 (Debian)              CAMPUS_MYSQL_PORT   3306
-#   Redis 7.0 (Debian)                  CAMPUS_REDIS_PORT   6379
-#   noida-db 0.2.3: Kafka protocol      CAMPUS_KAFKA_PORT   9092
-#                   Elasticsearch REST  CAMPUS_ES_PORT      9200
-#   SecantusDB 0.7.0b3: MongoDB wire    CAMPUS_MONGO_PORT   27017
-#   osmem-server 0.1.6: OpenSearch REST CAMPUS_OSMEM_PORT   9201  (has the `percentiles` aggregation)
+#   scripts/servers.sh start|status|stop|restart|env [--kafka-cluster] [server...]
+# One file per server in scripts/servers.d/ says how to start it, its ports, its product and
+# version and the variables it gives the tests. Ports come from the environment (defaults in each
+# file); data, logs and PID files live in $CAMPUS_DATA (default target/servers). Idempotent: `start`
+# leaves running servers alone, `stop` stops by PID (each server runs in its own process group).
+#   --kafka-cluster   Kafka as three brokers (replication factor 3, min.insync.replicas 2) instead
+#                     of one (status, env and stop follow what was started).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-CAMPUS_CACHE=${CAMPUS_CACHE:-$HOME/.cache/campus}
-VENV=$CAMPUS_CACHE/venv
+. "$ROOT/scripts/lib.sh"
 D=${CAMPUS_DATA:-$ROOT/target/servers}
-MYSQL_PORT=${CAMPUS_MYSQL_PORT:-3306}
-REDIS_PORT=${CAMPUS_REDIS_PORT:-6379}
-KAFKA_PORT=${CAMPUS_KAFKA_PORT:-9092}
-ES_PORT=${CAMPUS_ES_PORT:-9200}
-MONGO_PORT=${CAMPUS_MONGO_PORT:-27017}
-OSMEM_PORT=${CAMPUS_OSMEM_PORT:-9201}
-NOIDA_BIN=$VENV/lib/python3.11/site-packages/noida_db/noida-db
-SERVERS="mysql redis noida mongo osmem"
+SERVERS="mysql redis kafka search mongo"
+for f in "$ROOT"/scripts/servers.d/*.sh; do . "$f"; done
 
-port_of() {
-  case $1 in
-    mysql) echo "$MYSQL_PORT" ;; redis) echo "$REDIS_PORT" ;; noida) echo "$KAFKA_PORT $ES_PORT" ;;
-    mongo) echo "$MONGO_PORT" ;; osmem) echo "$OSMEM_PORT" ;;
-  esac
+pids() { [ -f "$D/$1.pid" ] && cat "$D/$1.pid" || true; }
+running() {
+  local p any=0
+  for p in $(pids "$1"); do kill -0 "$p" 2>/dev/null || return 1; any=1; done
+  [ $any = 1 ]
 }
-listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-running() { [ -f "$D/$1.pid" ] && kill -0 "$(cat "$D/$1.pid")" 2>/dev/null; }
+# launch NAME CMD...: runs CMD in its own session, output to $D/NAME.log (appended), PID recorded.
+launch() {
+  local name=$1; shift
+  setsid "$@" >>"$D/$name.log" 2>&1 </dev/null &
+  echo $! >>"$D/$name.pid"
+}
 
 wait_ports() {
   local name=$1; shift
-  for _ in $(seq 1 300); do
+  for _ in $(seq 1 600); do
     local ok=1
     for p in "$@"; do listening "$p" || ok=0; done
     [ $ok = 1 ] && return 0
     running "$name" || { echo "servers: $name exited; last log lines:" >&2; tail -n 20 "$D/$name.log" >&2; return 1; }
     sleep 0.1
   done
-  echo "servers: $name did not open port(s) $* within 30 s; see $D/$name.log" >&2
+  echo "servers: $name did not open port(s) $* within 60 s; see $D/$name.log" >&2
   return 1
 }
 
 start_one() {
   local name=$1
   if running "$name"; then return 0; fi
-  # shellcheck disable=SC2046
-  for p in $(port_of "$name"); do
+  stop_one "$name" >/dev/null   # a half-dead multi-process server
+  local p
+  for p in $("${name}_ports"); do
     if listening "$p"; then echo "servers: port $p for $name is taken by another process" >&2; return 1; fi
   done
-  case $name in
-    mysql)
-      if [ ! -d "$D/mysql/mysql" ]; then
-        mariadb-install-db --user=root --datadir="$D/mysql" --auth-root-authentication-method=normal >"$D/mysql-install.log" 2>&1
-      fi
-      setsid mariadbd --no-defaults --user=root --datadir="$D/mysql" --socket="$D/mysql.sock" --port="$MYSQL_PORT" \
-        --bind-address=127.0.0.1 --pid-file="$D/mysqld.pid" --skip-log-bin --max-connections=1000 \
-        --innodb-flush-log-at-trx-commit=2 --innodb-buffer-pool-size=256M >"$D/mysql.log" 2>&1 &
-      ;;
-    redis)
-      setsid redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
-        --dir "$D" >"$D/redis.log" 2>&1 &
-      ;;
-    noida)
-      # Run the real binary (not the Python launcher) so the PID we keep is the server's.
-      rm -rf "$D/noida"
-      setsid "$NOIDA_BIN" start --data-dir "$D/noida" --only kafka,elasticsearch \
-        --kafka-port "$KAFKA_PORT" --elasticsearch-port "$ES_PORT" >"$D/noida.log" 2>&1 &
-      ;;
-    mongo)
-      setsid "$VENV/bin/secantusd-py" --host 127.0.0.1 --port "$MONGO_PORT" --storage-path :memory: >"$D/mongo.log" 2>&1 &
-      ;;
-    osmem)
-      setsid "$VENV/lib/python3.11/site-packages/osmem_server/bin/osmem-server" -no-stdin-watch -addr "127.0.0.1:$OSMEM_PORT" >"$D/osmem.log" 2>&1 &
-      ;;
-  esac
-  echo $! >"$D/$name.pid"
+  : >"$D/$name.log"
+  "${name}_start"
   # shellcheck disable=SC2046
-  wait_ports "$name" $(port_of "$name")
-  echo "servers: $name up (pid $(cat "$D/$name.pid"), port(s) $(port_of "$name"))"
+  wait_ports "$name" $("${name}_ports")
+  if declare -F "${name}_ready" >/dev/null; then "${name}_ready"; fi
+  echo "servers: $name up: $("${name}_version") $(addresses "$name")"
 }
 
+addresses() { local p out=(); for p in $("${1}_ports"); do out+=("127.0.0.1:$p"); done; (IFS=,; echo "${out[*]}"); }
+
 stop_one() {
-  local name=$1
-  running "$name" || { rm -f "$D/$name.pid"; return 0; }
-  local pid; pid=$(cat "$D/$name.pid")
-  if [ "$name" = mysql ]; then
-    mariadb-admin --socket="$D/mysql.sock" -uroot shutdown 2>/dev/null || true
-  fi
-  # Each server runs in its own session (setsid): stop the whole group, then wait.
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL -- "-$pid" 2>/dev/null || true
+  local name=$1 p
+  [ -f "$D/$name.pid" ] || return 0
+  if running "$name" && declare -F "${name}_stop" >/dev/null; then "${name}_stop" || true; fi
+  for p in $(pids "$name"); do stop_group "$p" 30; done
   rm -f "$D/$name.pid"
+  if declare -F "${name}_cleanup" >/dev/null; then "${name}_cleanup"; fi
   echo "servers: $name stopped"
 }
 
 cmd=${1:-status}; shift || true
-names=${*:-$SERVERS}
+names=()
+for a in "$@"; do
+  case $a in
+    --kafka-cluster) KAFKA_WANT_NODES=3 ;;
+    *) names+=("$a") ;;
+  esac
+done
+[ ${#names[@]} -gt 0 ] || read -r -a names <<<"$SERVERS"
 mkdir -p "$D"
 case $cmd in
-  start) for n in $names; do start_one "$n"; done ;;
-  stop) for n in $names; do stop_one "$n"; done ;;
-  restart) for n in $names; do stop_one "$n"; start_one "$n"; done ;;
+  start) for n in "${names[@]}"; do start_one "$n"; done ;;
+  stop) for n in "${names[@]}"; do stop_one "$n"; done ;;
+  restart) for n in "${names[@]}"; do stop_one "$n"; start_one "$n"; done ;;
   status)
     rc=0
-    for n in $names; do
-      if running "$n"; then echo "$n: running (pid $(cat "$D/$n.pid"), port(s) $(port_of "$n"))"
+    for n in "${names[@]}"; do
+      if running "$n"; then echo "$n: $("${n}_version") $(addresses "$n") (pid $(pids "$n" | tr '\n' ' ' | sed 's/ $//'))"
       else echo "$n: stopped"; rc=3; fi
     done
     exit $rc ;;
   env)
     # The variables the tests and services read, pointing at these servers.
-    cat <<ENV
-export CAMPUS_TEST_MYSQL_URL=mysql://root@127.0.0.1:$MYSQL_PORT
-export CAMPUS_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT
-export CAMPUS_TEST_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
-export CAMPUS_TEST_ES_URL=http://127.0.0.1:$ES_PORT
-export CAMPUS_TEST_MONGO_URL=mongodb://127.0.0.1:$MONGO_PORT
-export CAMPUS_TEST_OSMEM_URL=http://127.0.0.1:$OSMEM_PORT
-ENV
-    ;;
-  *) echo "usage: $0 start|stop|restart|status|env [server...]  (servers: $SERVERS)" >&2; exit 2 ;;
+    for n in "${names[@]}"; do "${n}_env"; done ;;
+  *) echo "usage: $0 start|stop|restart|status|env [--kafka-cluster] [server...]  (servers: $SERVERS)" >&2; exit 2 ;;
 esac

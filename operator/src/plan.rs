@@ -1,55 +1,15 @@
 //! What a spec implies, before any Kubernetes object: the platform's topics (with their full,
 //! prefixed names) and its consumer-group workers. Pure; the builders and the topic reconciler
-//! both read it.
-
-use campus_common::kafka::dlq_topic;
-use campus_common::logschema;
-
-use crate::crd::{CampusPlatform, GroupSpec, ProcessorKind};
-
-/// Logical topic names (before the prefix), as the services use them.
-pub mod topic {
-    pub const POST_ORIGINAL: &str = "post.original";
-    pub const POST_INSPECTED: &str = "post.inspected";
-    pub const COUPON_REQUEST: &str = "coupon.request";
-}
-
-/// Logical consumer-group names (before the prefix).
-pub mod group {
-    pub const INSPECTION: &str = "inspection";
-    pub const CACHE: &str = "cache";
-    pub const INBOX: &str = "inbox";
-    pub const INDEX: &str = "index";
-    pub const COUPON_ISSUE: &str = "coupon-issue";
-    pub const LOG_INDEX: &str = "log-index";
-}
+//! both read it. The workers, their groups, topics and dead-letter topics come from the contract
+//! table ([`campus_contract::WORKERS`]) the services' command lines read as well.
 
 /// Which Campus service a workload belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Service {
-    Content,
-    Coupon,
-    Log,
-}
+pub use campus_contract::Service;
+/// `prefix.name`, or `name` with an empty prefix (as the services' `KafkaArgs::name`).
+pub use campus_contract::prefixed as full_name;
+use campus_contract::{self as contract, dlq_topic, group, topic};
 
-impl Service {
-    /// `content`, `coupon`, `log`: part of object names and labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Service::Content => "content",
-            Service::Coupon => "coupon",
-            Service::Log => "log",
-        }
-    }
-    /// The binary (and image name) of the service.
-    pub fn binary(self) -> &'static str {
-        match self {
-            Service::Content => "campus-content",
-            Service::Coupon => "campus-coupon",
-            Service::Log => "campus-log",
-        }
-    }
-}
+use crate::crd::{CampusPlatform, CampusPlatformSpec, GroupSpec, ProcessorKind};
 
 /// A topic as the platform wants it.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,6 +36,8 @@ pub struct Worker {
     /// Full names of the topics the group consumes.
     pub topics: Vec<String>,
     pub spec: GroupSpec,
+    /// The worker's contract entry.
+    pub contract: &'static contract::Worker,
 }
 
 /// Everything the spec implies about Kafka.
@@ -86,12 +48,25 @@ pub struct Plan {
     pub workers: Vec<Worker>,
 }
 
-/// `prefix.name`, or `name` with an empty prefix (as `KafkaArgs::name`).
-pub fn full_name(prefix: &str, logical: &str) -> String {
-    if prefix.is_empty() {
-        logical.to_owned()
-    } else {
-        format!("{prefix}.{logical}")
+/// The spec's settings of a contract worker, or `None` when the spec does not run it.
+fn group_spec<'a>(spec: &'a CampusPlatformSpec, w: &contract::Worker) -> Option<&'a GroupSpec> {
+    let content = spec.content.enabled.then_some(&spec.content.groups);
+    match w.group {
+        group::INSPECTION => content.map(|g| &g.inspection),
+        group::CACHE => content.map(|g| &g.cache),
+        group::INBOX => content.map(|g| &g.inbox),
+        group::INDEX => content.map(|g| &g.index),
+        group::COUPON_ISSUE => spec.coupon.enabled.then_some(&spec.coupon.groups.issue),
+        group::LOG_INDEX => {
+            (spec.logging.processor == ProcessorKind::Native).then_some(&spec.logging.native)
+        }
+        _ => None,
+    }
+}
+
+fn add<'a>(topics: &mut Vec<&'a str>, t: &'a str) {
+    if !topics.contains(&t) {
+        topics.push(t);
     }
 }
 
@@ -100,90 +75,55 @@ impl Plan {
         let spec = &cr.spec;
         let prefix = cr.kafka_prefix();
         let full = |logical: &str| full_name(&prefix, logical);
-        // (logical topic, logical group) pairs consumed, and the topics written.
+        // Logical topics, and the (logical topic, logical group) pairs consumed.
         let mut topics: Vec<&str> = Vec::new();
         let mut consumed: Vec<(String, String)> = Vec::new();
-        let mut workers = Vec::new();
-        let mut worker = |service: Service,
-                          component: &str,
-                          args: &[&str],
-                          group: &str,
-                          topic: &str,
-                          gspec: &GroupSpec| {
-            workers.push(Worker {
-                service,
-                component: component.to_owned(),
-                args: args.iter().map(|s| (*s).to_owned()).collect(),
-                group: full(group),
-                topics: vec![full(topic)],
-                spec: gspec.clone(),
-            });
-        };
-        if spec.content.enabled {
-            let g = &spec.content.groups;
-            topics.extend([topic::POST_ORIGINAL, topic::POST_INSPECTED]);
-            for (grp, tp, sub, gs) in [
-                (
-                    group::INSPECTION,
-                    topic::POST_ORIGINAL,
-                    "inspect",
-                    &g.inspection,
-                ),
-                (group::CACHE, topic::POST_INSPECTED, "cache", &g.cache),
-                (group::INBOX, topic::POST_INSPECTED, "inbox", &g.inbox),
-                (group::INDEX, topic::POST_INSPECTED, "index", &g.index),
-            ] {
-                worker(
-                    Service::Content,
-                    &format!("content-{grp}"),
-                    &["worker", sub],
-                    grp,
-                    tp,
-                    gs,
-                );
-                consumed.push((tp.to_owned(), grp.to_owned()));
+        // A service's topics: what its API writes, what its workers consume and write.
+        for (service, enabled) in [
+            (Service::Content, spec.content.enabled),
+            (Service::Coupon, spec.coupon.enabled),
+        ] {
+            if !enabled {
+                continue;
+            }
+            for t in service.api().produces {
+                add(&mut topics, t);
+            }
+            for w in service.workers() {
+                for t in w.consumes.iter().copied().chain(w.produces) {
+                    add(&mut topics, t);
+                }
             }
         }
-        if spec.coupon.enabled {
-            topics.push(topic::COUPON_REQUEST);
-            worker(
-                Service::Coupon,
-                "coupon-issue",
-                &["worker", "issue"],
-                group::COUPON_ISSUE,
-                topic::COUPON_REQUEST,
-                &spec.coupon.groups.issue,
+        let mut workers = Vec::new();
+        for w in contract::WORKERS {
+            let Some(gspec) = group_spec(spec, w) else {
+                continue;
+            };
+            workers.push(Worker {
+                service: w.service,
+                component: w.name.to_owned(),
+                args: w.command.iter().map(|s| (*s).to_owned()).collect(),
+                group: full(w.group),
+                topics: w.consumes.iter().map(|t| full(t)).collect(),
+                spec: gspec.clone(),
+                contract: w,
+            });
+            consumed.extend(
+                w.consumes
+                    .iter()
+                    .map(|t| ((*t).to_owned(), w.group.to_owned())),
             );
-            consumed.push((
-                topic::COUPON_REQUEST.to_owned(),
-                group::COUPON_ISSUE.to_owned(),
-            ));
         }
         let logging = &spec.logging;
         if logging.filebeat.enabled || logging.processor != ProcessorKind::None {
-            topics.push(logschema::TOPIC);
+            add(&mut topics, topic::ACCESS_LOG);
         }
-        match logging.processor {
-            ProcessorKind::Native => {
-                worker(
-                    Service::Log,
-                    "log-index",
-                    &["worker", "index"],
-                    group::LOG_INDEX,
-                    logschema::TOPIC,
-                    &logging.native,
-                );
-                consumed.push((logschema::TOPIC.to_owned(), group::LOG_INDEX.to_owned()));
+        if logging.processor == ProcessorKind::Logstash {
+            for p in &logging.logstash.pipelines {
+                add(&mut topics, &p.topic);
+                consumed.push((p.topic.clone(), p.group.clone()));
             }
-            ProcessorKind::Logstash => {
-                for p in &logging.logstash.pipelines {
-                    if !topics.contains(&p.topic.as_str()) {
-                        topics.push(&p.topic);
-                    }
-                    consumed.push((p.topic.clone(), p.group.clone()));
-                }
-            }
-            ProcessorKind::None => {}
         }
 
         let t = &spec.topics;
@@ -233,5 +173,69 @@ impl Plan {
     /// Logical names a topic override may use.
     pub fn logical_topics(&self) -> impl Iterator<Item = &str> {
         self.topics.iter().map(|t| t.logical.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::fixtures::{MINIMAL, platform};
+
+    /// The contract test, operator side: each planned worker runs a contract entry's command of
+    /// its service's binary and consumes as that entry says (group and topics with the prefix,
+    /// their dead-letter topics planned); a spec that runs everything plans every entry.
+    #[test]
+    fn every_planned_worker_is_its_contract_entry() {
+        let cr = platform(&format!("{MINIMAL}  logging: {{processor: Native}}\n"));
+        let plan = Plan::of(&cr);
+        let full = |l: &str| full_name("blue", l);
+        let planned: Vec<String> = plan.topics.iter().map(|t| t.full.clone()).collect();
+        for w in &plan.workers {
+            let args: Vec<&str> = w.args.iter().map(String::as_str).collect();
+            let c = contract::Worker::find(w.service.binary(), &args).unwrap_or_else(|| {
+                panic!(
+                    "{}: `{}` is no contract worker",
+                    w.component,
+                    args.join(" ")
+                )
+            });
+            assert_eq!(w.contract, c, "{}", w.component);
+            assert_eq!(w.component, c.name);
+            assert_eq!(w.group, full(c.group), "{}", w.component);
+            let topics: Vec<String> = c.consumes.iter().map(|t| full(t)).collect();
+            assert_eq!(w.topics, topics, "{}", w.component);
+            for t in c.consumes.iter().chain(&c.produces) {
+                assert!(
+                    planned.contains(&full(t)),
+                    "{}: {t} not planned",
+                    w.component
+                );
+            }
+            for t in &w.topics {
+                let dlq = dlq_topic(t, &w.group);
+                assert!(planned.contains(&dlq), "{}: {dlq} not planned", w.component);
+            }
+        }
+        let names: Vec<&str> = plan.workers.iter().map(|w| w.component.as_str()).collect();
+        let all: Vec<&str> = contract::WORKERS.iter().map(|w| w.name).collect();
+        assert_eq!(
+            names, all,
+            "a spec that runs everything plans every contract worker"
+        );
+    }
+
+    #[test]
+    fn disabled_services_plan_no_workers_or_topics() {
+        let cr = platform(&format!(
+            "{MINIMAL}  content: {{enabled: false}}\n  logging: {{processor: None, filebeat: {{enabled: false}}}}\n"
+        ));
+        let plan = Plan::of(&cr);
+        let names: Vec<&str> = plan.workers.iter().map(|w| w.component.as_str()).collect();
+        assert_eq!(names, ["coupon-issue"]);
+        let topics: Vec<&str> = plan.logical_topics().collect();
+        assert_eq!(
+            topics,
+            ["coupon.request", "coupon.request.dlq.coupon-issue"]
+        );
     }
 }

@@ -8,7 +8,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use campus_common::kafka::admin::Admin;
-use campus_common::testing::{PrivateNoida, free_port};
+use campus_common::testing::{PrivateKafka, free_port};
 use campus_operator::build::CONFIG_HASH_ANNOTATION;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
@@ -720,7 +720,7 @@ async fn kafka_unreachable_is_reported_and_the_operator_recovers_when_it_returns
         ("False", "TopicsNotReady")
     );
 
-    let kafka = PrivateNoida::start_kafka(port).await;
+    let kafka = PrivateKafka::start_on(port).await;
     eventually(
         "TopicsReady becomes True",
         Duration::from_secs(90),
@@ -1135,7 +1135,7 @@ async fn a_replication_factor_change_is_refused_and_reverting_clears_it() {
 }
 
 /// Config for a Kafka without DescribeConfigs/AlterConfigs is reported as `ConfigUnsupported`,
-/// not ignored. noida has both, so the operator talks to it through a proxy that removes them
+/// not ignored. Kafka has both, so the operator talks to it through a proxy that removes them
 /// from the broker's ApiVersions answer, as an older broker would not list them; librdkafka then
 /// refuses the calls. Creating topics (with their config) still works through it.
 #[tokio::test]

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use campus_common::kafka::dlq_topic;
 use campus_common::logschema::{self, FilebeatParams, LogstashParams};
+use campus_contract::{dlq_topic, env as var};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
 
@@ -72,8 +72,8 @@ pub fn service_env(cr: &CampusPlatform, plan: &Plan, service: Service) -> BTreeM
     let mut set = |k: &str, v: &str| {
         env.insert(k.to_owned(), v.to_owned());
     };
-    set("KAFKA_BROKERS", &spec.kafka.brokers);
-    set("KAFKA_PREFIX", &plan.prefix);
+    set(var::KAFKA_BROKERS, &spec.kafka.brokers);
+    set(var::KAFKA_PREFIX, &plan.prefix);
     if !spec.kafka.properties.is_empty() {
         let props: Vec<String> = spec
             .kafka
@@ -81,14 +81,14 @@ pub fn service_env(cr: &CampusPlatform, plan: &Plan, service: Service) -> BTreeM
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
-        set("KAFKA_PROPERTIES", &props.join(","));
+        set(var::KAFKA_PROPERTIES, &props.join(","));
     }
-    set("RUST_LOG", &spec.log_level);
+    set(var::RUST_LOG, &spec.log_level);
     let redis = |set: &mut dyn FnMut(&str, &str)| {
         if let Some(r) = &spec.redis {
             // A URL from a Secret reaches the pods through `secretKeyRef`, never a ConfigMap.
             if let Some(UrlSource::Plain(url)) = r.url_source() {
-                set("REDIS_URL", url);
+                set(var::REDIS_URL, url);
             }
             let prefix = r.key_prefix.clone().unwrap_or_else(|| {
                 format!(
@@ -100,30 +100,30 @@ pub fn service_env(cr: &CampusPlatform, plan: &Plan, service: Service) -> BTreeM
                     }
                 )
             });
-            set("REDIS_KEY_PREFIX", &prefix);
+            set(var::REDIS_KEY_PREFIX, &prefix);
         }
     };
     match service {
         Service::Content => {
             redis(&mut set);
             if let Some(m) = &spec.mongodb {
-                set("MONGO_DATABASE", &m.database);
+                set(var::MONGO_DATABASE, &m.database);
             }
             if let Some(es) = &spec.elasticsearch {
                 if let Some(UrlSource::Plain(url)) = es.url_source() {
-                    set("ELASTICSEARCH_URL", url);
+                    set(var::ELASTICSEARCH_URL, url);
                 }
-                set("ES_INDEX_ALIAS", &es.posts_alias);
+                set(var::ES_INDEX_ALIAS, &es.posts_alias);
             }
-            set("OPENAI_BASE_URL", &spec.openai.base_url);
-            set("OPENAI_MODEL", &spec.openai.model);
+            set(var::OPENAI_BASE_URL, &spec.openai.base_url);
+            set(var::OPENAI_MODEL, &spec.openai.model);
         }
         Service::Coupon => redis(&mut set),
         Service::Log => {
             if let Some(UrlSource::Plain(url)) =
                 spec.elasticsearch.as_ref().and_then(|es| es.url_source())
             {
-                set("ELASTICSEARCH_URL", url);
+                set(var::ELASTICSEARCH_URL, url);
             }
         }
     }
@@ -149,7 +149,7 @@ fn filebeat(cr: &CampusPlatform, plan: &Plan) -> ConfigMap {
     } else {
         fb.namespaces.clone()
     };
-    let topic = full_name(&plan.prefix, logschema::TOPIC);
+    let topic = full_name(&plan.prefix, campus_contract::access_log::TOPIC);
     let yaml = logschema::filebeat_yaml(&FilebeatParams {
         brokers: &cr.spec.kafka.brokers,
         topic: &topic,
@@ -282,6 +282,10 @@ mod tests {
         assert!(
             conf.contains(r#"hosts => ["${ELASTICSEARCH_URL}"]"#),
             "{conf}"
+        );
+        assert_eq!(
+            LOGSTASH_ES_URL_REF,
+            format!("${{{}}}", var::ELASTICSEARCH_URL)
         );
         // A plain URL is written out as before.
         let plain = platform(MINIMAL);

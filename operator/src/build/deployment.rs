@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use campus_contract::env as var;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapEnvSource, ConfigMapVolumeSource, Container, ContainerPort, EnvFromSource,
@@ -22,9 +23,9 @@ use crate::crd::{CampusPlatform, ProcessorKind, SecretKeyRef, UrlSource};
 use crate::plan::{Plan, Service, Worker};
 
 /// Port of the APIs (`HTTP_ADDR`), which also serve `/healthz`, `/readyz`, `/metrics`.
-pub const API_PORT: i32 = 8080;
+pub const API_PORT: i32 = campus_contract::port::API as i32;
 /// Port of the workers' ops server (`OPS_ADDR`).
-pub const OPS_PORT: i32 = 9090;
+pub const OPS_PORT: i32 = campus_contract::port::OPS as i32;
 
 /// Name of a service's API Deployment (and Service): `<platform>-<service>-api`.
 pub fn api_name(cr: &CampusPlatform, service: Service) -> String {
@@ -130,7 +131,7 @@ fn plain_env(name: &str, value: &str) -> EnvVar {
 /// service's ConfigMap instead).
 fn redis_secret_env(cr: &CampusPlatform) -> Option<EnvVar> {
     match cr.spec.redis.as_ref()?.url_source()? {
-        UrlSource::Secret(r) => Some(secret_env("REDIS_URL", r)),
+        UrlSource::Secret(r) => Some(secret_env(var::REDIS_URL, r)),
         UrlSource::Plain(_) => None,
     }
 }
@@ -138,7 +139,7 @@ fn redis_secret_env(cr: &CampusPlatform) -> Option<EnvVar> {
 /// `ELASTICSEARCH_URL` from its Secret, when the spec gives a Secret reference.
 fn elasticsearch_secret_env(cr: &CampusPlatform) -> Option<EnvVar> {
     match cr.spec.elasticsearch.as_ref()?.url_source()? {
-        UrlSource::Secret(r) => Some(secret_env("ELASTICSEARCH_URL", r)),
+        UrlSource::Secret(r) => Some(secret_env(var::ELASTICSEARCH_URL, r)),
         UrlSource::Plain(_) => None,
     }
 }
@@ -151,20 +152,20 @@ fn env(cr: &CampusPlatform, service: Service, listen: EnvVar, extra: &[EnvVar]) 
     match service {
         Service::Content => {
             if let Some(m) = &s.mysql {
-                env.push(secret_env("MYSQL_URL", &m.url_secret_ref));
+                env.push(secret_env(var::MYSQL_URL, &m.url_secret_ref));
             }
             if let Some(m) = &s.mongodb {
-                env.push(secret_env("MONGO_URL", &m.url_secret_ref));
+                env.push(secret_env(var::MONGO_URL, &m.url_secret_ref));
             }
             env.extend(redis_secret_env(cr));
             env.extend(elasticsearch_secret_env(cr));
             if let Some(k) = &s.openai.api_key_secret_ref {
-                env.push(secret_env("OPENAI_API_KEY", k));
+                env.push(secret_env(var::OPENAI_API_KEY, k));
             }
         }
         Service::Coupon => {
             if let Some(m) = &s.mysql {
-                env.push(secret_env("MYSQL_URL", &m.url_secret_ref));
+                env.push(secret_env(var::MYSQL_URL, &m.url_secret_ref));
             }
             env.extend(redis_secret_env(cr));
         }
@@ -257,9 +258,9 @@ fn campus_container(
 ) -> Container {
     let p = parts(cr, service, inputs);
     let listen = if port.0 == API_PORT {
-        plain_env("HTTP_ADDR", &format!("0.0.0.0:{API_PORT}"))
+        plain_env(var::HTTP_ADDR, &format!("0.0.0.0:{API_PORT}"))
     } else {
-        plain_env("OPS_ADDR", &format!("0.0.0.0:{OPS_PORT}"))
+        plain_env(var::OPS_ADDR, &format!("0.0.0.0:{OPS_PORT}"))
     };
     Container {
         name: name.to_owned(),
@@ -304,8 +305,13 @@ fn api(
         service,
         inputs,
         "api",
-        vec!["api".to_owned()],
-        (API_PORT, "http"),
+        service
+            .api()
+            .command
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
+        (i32::from(service.api().port), "http"),
         None,
     );
     let hash = config_hash(find(maps, &service_config_name(cr, service)));
@@ -327,7 +333,7 @@ fn worker(cr: &CampusPlatform, w: &Worker, inputs: &BuildInputs, maps: &[ConfigM
         inputs,
         "worker",
         w.args.clone(),
-        (OPS_PORT, "ops"),
+        (i32::from(w.contract.ops_port), "ops"),
         w.spec.resources.as_ref(),
     );
     let hash = config_hash(find(maps, &service_config_name(cr, w.service)));

@@ -69,7 +69,7 @@ pub fn filebeat_cluster_role_binding(cr: &CampusPlatform) -> ClusterRoleBinding 
             ..ObjectMeta::default()
         },
         role_ref: RoleRef {
-            api_group: "rbac.authorization.k8s.io".to_owned(),
+            api_group: Some("rbac.authorization.k8s.io".to_owned()),
             kind: "ClusterRole".to_owned(),
             name: cluster_child_name(cr, "filebeat"),
         },

@@ -403,7 +403,7 @@ fn logging_workloads(cr: &CampusPlatform, plan: &Plan) -> Vec<String> {
         ProcessorKind::Native => names.extend(
             plan.workers
                 .iter()
-                .filter(|w| w.group.ends_with(crate::plan::group::LOG_INDEX))
+                .filter(|w| w.contract.group == campus_contract::group::LOG_INDEX)
                 .map(|w| worker_name(cr, w)),
         ),
         ProcessorKind::None => {}

@@ -138,7 +138,7 @@ fn url_source<'a>(url: Option<&'a str>, secret: Option<&'a SecretKeyRef>) -> Opt
 }
 
 fn default_posts_alias() -> String {
-    "posts".to_owned()
+    campus_contract::content::POSTS_ALIAS.to_owned()
 }
 
 /// The OpenAI-compatible chat API of the content inspector.

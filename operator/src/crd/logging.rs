@@ -145,13 +145,13 @@ fn default_logstash_image() -> String {
     "docker.elastic.co/logstash/logstash:8.15.3".to_owned()
 }
 fn default_log_topic() -> String {
-    campus_common::logschema::TOPIC.to_owned()
+    campus_contract::access_log::TOPIC.to_owned()
 }
 fn default_logstash_group() -> String {
-    "logstash".to_owned()
+    campus_contract::group::LOGSTASH.to_owned()
 }
 fn default_index_prefix() -> String {
-    campus_common::logschema::INDEX_PREFIX.to_owned()
+    campus_contract::access_log::INDEX_PREFIX.to_owned()
 }
 fn default_pipelines() -> Vec<PipelineSpec> {
     vec![PipelineSpec {

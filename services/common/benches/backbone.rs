@@ -1,7 +1,10 @@
 //! Backbone throughput on the local servers (scripts/servers.sh start):
 //!   cargo bench -p campus-common --bench backbone
-//! Prints: outbox relay events/s (committed row → broker ack → marked sent), consumer runtime
-//! records/s with a no-op handler and with a MySQL upsert handler, produce → handler latency.
+//! Prints: outbox relay events/s (committed row → broker ack → marked sent) beside Kafka's own
+//! `kafka-producer-perf-test` (ProducerPerformance, acks=all, same record size) on the same broker,
+//! consumer runtime records/s with a no-op handler beside `kafka-consumer-perf-test`
+//! (ConsumerPerformance, same topic, both including the group join), with a MySQL upsert handler,
+//! and produce → handler latency.
 //! Sizes: BENCH_OUTBOX_N (default 20000), BENCH_NOOP_N (200000), BENCH_UPSERT_N (20000).
 
 use std::sync::Arc;
@@ -73,10 +76,86 @@ async fn bench_outbox(n: usize) {
     let secs = start.elapsed().as_secs_f64();
     token.cancel();
     task.await.unwrap();
+    let relay_rate = n as f64 / secs;
     println!(
-        "outbox relay: {n} events in {secs:.2} s = {:.0} events/s (commit -> ack -> marked)",
-        n as f64 / secs
+        "outbox relay: {n} events in {secs:.2} s = {relay_rate:.0} events/s (commit -> ack -> marked)"
     );
+    // Kafka's own producer tool, same broker, same record size, acks=all.
+    let perf_topic = testing::fresh_topic("bench-producer-perf", 3).await;
+    let out = kafka_tool(&[
+        "org.apache.kafka.tools.ProducerPerformance",
+        "--topic",
+        &perf_topic,
+        "--num-records",
+        &n.to_string(),
+        "--record-size",
+        &payload(0).len().to_string(),
+        "--throughput",
+        "-1",
+        "--producer-props",
+        &format!("bootstrap.servers={}", testing::kafka_brokers()),
+        "acks=all",
+        "enable.idempotence=true",
+    ]);
+    // Last line: "N records sent, R records/sec (…)".
+    let tool_rate: f64 = out
+        .lines()
+        .last()
+        .and_then(|l| l.split(", ").nth(1))
+        .and_then(|f| f.split(' ').next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected ProducerPerformance output: {out}"));
+    println!(
+        "kafka-producer-perf-test: {n} records of {} bytes, acks=all = {tool_rate:.0} records/s; relay / tool = {:.2}",
+        payload(0).len(),
+        relay_rate / tool_rate
+    );
+}
+
+/// Runs one of Kafka's own tools (scripts/kafka-tool.sh) and returns what it printed on stdout.
+fn kafka_tool(args: &[&str]) -> String {
+    let out = std::process::Command::new("bash")
+        .arg(testing::scripts_dir().join("kafka-tool.sh"))
+        .args(args)
+        .output()
+        .expect("scripts/kafka-tool.sh");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("tool output")
+}
+
+/// `kafka-consumer-perf-test` on `topic`: records/s over the whole run, group join included (its
+/// `nMsg.sec` column), as the runtime's own figure is.
+fn consumer_perf(topic: &str, n: usize) -> f64 {
+    let out = kafka_tool(&[
+        "org.apache.kafka.tools.ConsumerPerformance",
+        "--bootstrap-server",
+        &testing::kafka_brokers(),
+        "--topic",
+        topic,
+        "--num-records",
+        &n.to_string(),
+        "--group",
+        &testing::unique("bench-perf"),
+        "--timeout",
+        "60000",
+    ]);
+    // "start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, …"
+    let header: Vec<&str> = out
+        .lines()
+        .find(|l| l.starts_with("start.time"))
+        .unwrap_or_else(|| panic!("unexpected ConsumerPerformance output: {out}"))
+        .split(", ")
+        .collect();
+    let row: Vec<&str> = out.lines().last().unwrap_or_default().split(", ").collect();
+    let col = header
+        .iter()
+        .position(|h| *h == "nMsg.sec")
+        .expect("nMsg.sec column");
+    row[col].trim().parse().expect("nMsg.sec value")
 }
 
 struct Count(AtomicUsize);
@@ -138,7 +217,7 @@ async fn consume<H: Handler>(
     n: usize,
     handler: Arc<H>,
     done: impl Fn(&H) -> usize,
-) {
+) -> f64 {
     let opts = ConsumerOptions::new(testing::unique("bench"), vec![topic.to_owned()]);
     let runtime =
         ConsumerRuntime::new(&testing::kafka(), opts, ConsumerMetrics::default()).unwrap();
@@ -151,10 +230,11 @@ async fn consume<H: Handler>(
     let secs = start.elapsed().as_secs_f64();
     token.cancel();
     task.await.unwrap().unwrap();
+    let rate = n as f64 / secs;
     println!(
-        "consumer runtime, {label}: {n} records in {secs:.2} s = {:.0} records/s (group join included)",
-        n as f64 / secs
+        "consumer runtime, {label}: {n} records in {secs:.2} s = {rate:.0} records/s (group join included)"
     );
+    rate
 }
 
 /// Produce → handler latency at a steady 50 records/s (one record in flight at a time).
@@ -216,7 +296,12 @@ fn main() {
 
         let n = size("BENCH_NOOP_N", 200_000);
         let topic = fill_topic(n, 4).await;
-        consume("no-op handler", &topic, n, Arc::new(Count(AtomicUsize::new(0))), |h| h.0.load(Ordering::Relaxed)).await;
+        let ours = consume("no-op handler", &topic, n, Arc::new(Count(AtomicUsize::new(0))), |h| h.0.load(Ordering::Relaxed)).await;
+        let tool = consumer_perf(&topic, n);
+        println!(
+            "kafka-consumer-perf-test: {n} records, same topic = {tool:.0} records/s (group join included); runtime / tool = {:.2}",
+            ours / tool
+        );
 
         let n = size("BENCH_UPSERT_N", 20_000);
         let topic = fill_topic(n, 4).await;

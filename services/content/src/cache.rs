@@ -1,9 +1,12 @@
 //! The Redis read model of a post (`{prefix}post:{id}`), written by the cache worker from
-//! `post.original` and by the API on a read miss.
+//! `post.inspected` (what the inspector approved, with its tags; a BAD update arrives as `deleted`)
+//! and by the API on a read miss.
 //!
 //! Each key is a hash `{v: version, d: post JSON}` (or `{v, x: 1}` for a deleted post, a tombstone
 //! that keeps older events from bringing it back) with a TTL. Every write goes through one Lua
-//! script that compares versions, so an older version never replaces a newer one, whoever writes.
+//! script that compares versions, so an older version never replaces a newer one, whoever writes;
+//! at the same version a tombstone wins, so a BAD verdict withdraws a post the API had already
+//! filled from MySQL at that version.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,12 +20,13 @@ use tokio_util::sync::CancellationToken;
 use crate::events::{self, PostView};
 use crate::worker::ride_out;
 
-/// Compare-and-set: writes only when the stored version is missing or older.
+/// Compare-and-set: writes only when the stored version is missing or older, or (a tombstone) the
+/// same.
 /// KEYS[1] key; ARGV[1] version; ARGV[2] JSON or "" for a tombstone; ARGV[3] TTL in ms.
-/// Returns 1 when written, 0 when the stored version was as new or newer.
+/// Returns 1 when written, 0 when the stored version was newer (or as new, for a post).
 const PUT_IF_NEWER: &str = r"
 local cur = redis.call('HGET', KEYS[1], 'v')
-if cur and tonumber(cur) >= tonumber(ARGV[1]) then
+if cur and (tonumber(cur) > tonumber(ARGV[1]) or (tonumber(cur) == tonumber(ARGV[1]) and ARGV[2] ~= '')) then
   return 0
 end
 if ARGV[2] == '' then
@@ -116,7 +120,7 @@ impl PostCache {
         self.cas(post.id, post.version, &json).await
     }
 
-    /// Stores a tombstone for a deleted post unless a newer version is there.
+    /// Stores a tombstone for a deleted (or withdrawn) post unless a newer version is there.
     pub async fn put_deleted(&self, id: u64, version: i64) -> Result<bool, CacheError> {
         self.cas(id, version, "").await
     }
@@ -149,7 +153,8 @@ impl PostCache {
     }
 }
 
-/// The `cache` consumer group: `post.original` → Redis.
+/// The `cache` consumer group: `post.inspected` → Redis. `created`/`updated` carry the approved post
+/// with the inspector's tags; `deleted` is a delete or a BAD update (the post is withdrawn).
 pub struct CacheHandler {
     cache: PostCache,
     shutdown: CancellationToken,

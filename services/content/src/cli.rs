@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{Api, ApiArgs};
 use crate::cache::{CacheHandler, PostCache};
-use crate::config::{ConsumerArgs, EsArgs, MongoArgs, OpenAiArgs, RedisArgs, names};
+use crate::config::{ConsumerArgs, EsArgs, MongoArgs, OpenAiArgs, RedisArgs};
 use crate::inbox::{InboxHandler, InboxStore};
 use crate::index::{IndexHandler, SearchIndex};
 use crate::inspect::{InspectHandler, InspectMetrics, Inspector};
@@ -49,7 +49,7 @@ pub enum WorkerCommand {
         #[command(flatten)]
         ops: OpsArgs,
     },
-    /// `cache`: post.original → Redis.
+    /// `cache`: post.inspected → Redis (only what the inspector approved; a BAD update is a delete).
     Cache {
         #[command(flatten)]
         kafka: KafkaArgs,
@@ -110,34 +110,56 @@ impl Cli {
 }
 
 impl WorkerCommand {
+    /// The contract entry of this sub-command: its group, topics and stores.
+    pub fn contract(&self) -> &'static campus_contract::Worker {
+        use campus_contract::workers;
+        match self {
+            WorkerCommand::Inspect { .. } => &workers::CONTENT_INSPECTION,
+            WorkerCommand::Cache { .. } => &workers::CONTENT_CACHE,
+            WorkerCommand::Inbox { .. } => &workers::CONTENT_INBOX,
+            WorkerCommand::Index { .. } => &workers::CONTENT_INDEX,
+        }
+    }
+
+    /// The consumer group this worker runs: the contract's group and topics, prefixed.
+    pub fn group(&self) -> Group<'_> {
+        let (kafka, consumer) = match self {
+            WorkerCommand::Inspect {
+                kafka, consumer, ..
+            }
+            | WorkerCommand::Cache {
+                kafka, consumer, ..
+            }
+            | WorkerCommand::Inbox {
+                kafka, consumer, ..
+            }
+            | WorkerCommand::Index {
+                kafka, consumer, ..
+            } => (kafka, consumer),
+        };
+        Group {
+            kafka,
+            consumer,
+            contract: self.contract(),
+        }
+    }
+
     /// Runs the worker until `shutdown`, with its ops server.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let mut registry = Registry::default();
-        match self {
+        let group = self.group();
+        match &self {
             WorkerCommand::Inspect {
-                kafka,
-                openai,
-                consumer,
-                ops,
+                kafka, openai, ops, ..
             } => {
                 campus_common::telemetry::init("campus-content-inspect");
-                let handler = inspect_handler(&kafka, &openai, &mut registry)?;
+                let handler = inspect_handler(kafka, openai, &mut registry)?;
                 let readiness = Readiness::new();
-                group(
-                    &kafka,
-                    &consumer,
-                    names::GROUP_INSPECTION,
-                    names::POST_ORIGINAL,
-                )
-                .run(handler, registry, readiness, Some(ops.ops_addr), shutdown)
-                .await
+                group
+                    .run(handler, registry, readiness, Some(ops.ops_addr), shutdown)
+                    .await
             }
-            WorkerCommand::Cache {
-                kafka,
-                redis,
-                consumer,
-                ops,
-            } => {
+            WorkerCommand::Cache { redis, ops, .. } => {
                 campus_common::telemetry::init("campus-content-cache");
                 let cache = PostCache::connect(
                     redis.redis_url.expose_secret(),
@@ -150,7 +172,7 @@ impl WorkerCommand {
                     let c = c.clone();
                     async move { c.ping().await }
                 });
-                group(&kafka, &consumer, names::GROUP_CACHE, names::POST_ORIGINAL)
+                group
                     .run(
                         CacheHandler::new(cache, shutdown.clone()),
                         registry,
@@ -161,14 +183,10 @@ impl WorkerCommand {
                     .await
             }
             WorkerCommand::Inbox {
-                kafka,
-                mongo,
-                mysql,
-                consumer,
-                ops,
+                mongo, mysql, ops, ..
             } => {
                 campus_common::telemetry::init("campus-content-inbox");
-                let pool = campus_common::mysql::connect(&mysql).await?;
+                let pool = campus_common::mysql::connect(mysql).await?;
                 let store =
                     InboxStore::connect(mongo.mongo_url.expose_secret(), &mongo.database).await?;
                 store.ensure_indexes().await?;
@@ -182,7 +200,7 @@ impl WorkerCommand {
                         let p = p.clone();
                         async move { campus_common::mysql::ping(&p).await }
                     });
-                group(&kafka, &consumer, names::GROUP_INBOX, names::POST_INSPECTED)
+                group
                     .run(
                         InboxHandler::new(store, pool, shutdown.clone()),
                         registry,
@@ -192,21 +210,16 @@ impl WorkerCommand {
                     )
                     .await
             }
-            WorkerCommand::Index {
-                kafka,
-                es,
-                consumer,
-                ops,
-            } => {
+            WorkerCommand::Index { es, ops, .. } => {
                 campus_common::telemetry::init("campus-content-index");
-                let index = SearchIndex::new(&es)?;
+                let index = SearchIndex::new(es)?;
                 index.ensure().await?;
                 let i = index.clone();
                 let readiness = Readiness::new().check("elasticsearch", move || {
                     let i = i.clone();
                     async move { i.ping().await }
                 });
-                group(&kafka, &consumer, names::GROUP_INDEX, names::POST_INSPECTED)
+                group
                     .run(
                         IndexHandler::new(index, shutdown.clone()),
                         registry,
@@ -217,20 +230,6 @@ impl WorkerCommand {
                     .await
             }
         }
-    }
-}
-
-fn group<'a>(
-    kafka: &'a KafkaArgs,
-    consumer: &'a ConsumerArgs,
-    group: &'static str,
-    topic: &'static str,
-) -> Group<'a> {
-    Group {
-        kafka,
-        consumer,
-        group,
-        topic,
     }
 }
 
@@ -245,17 +244,71 @@ pub fn inspect_handler(
     Ok(InspectHandler::new(
         Inspector::new(openai),
         producer,
-        kafka.name(names::POST_INSPECTED),
+        kafka.name(
+            campus_contract::workers::CONTENT_INSPECTION
+                .produces
+                .expect("the inspector writes a topic"),
+        ),
         metrics,
     ))
 }
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
+    use campus_contract::{Service, Store, env, prefixed};
+    use clap::{CommandFactory, Parser};
+
+    use super::{Cli, Command};
 
     #[test]
     fn the_command_line_is_consistent() {
-        super::Cli::command().debug_assert();
+        Cli::command().debug_assert();
+    }
+
+    /// A value for the flag of each store (no server is contacted).
+    fn store_value(store: Store) -> &'static str {
+        match store {
+            Store::Kafka => "127.0.0.1:9092",
+            Store::Mysql => "mysql://root@127.0.0.1:3306/campus",
+            Store::Redis => "redis://127.0.0.1:6379",
+            Store::Mongodb => "mongodb://127.0.0.1:27017",
+            Store::Elasticsearch => "http://127.0.0.1:9200",
+            Store::OpenAi => "sk-test",
+        }
+    }
+
+    /// The contract test: every `worker` sub-command is a contract entry of this binary and back,
+    /// and each, parsed from the entry's command and store flags as the binary parses it,
+    /// subscribes (through the code path `run` uses) to exactly the entry's group and topics.
+    #[test]
+    fn every_worker_subscribes_as_the_contract_says() {
+        let entries: Vec<_> = Service::Content.workers().collect();
+        let mut subs: Vec<String> = Cli::command()
+            .find_subcommand("worker")
+            .expect("a worker sub-command")
+            .get_subcommands()
+            .map(|c| format!("worker {}", c.get_name()))
+            .collect();
+        let mut listed: Vec<String> = entries.iter().map(|w| w.command.join(" ")).collect();
+        subs.sort();
+        listed.sort();
+        assert_eq!(subs, listed, "worker sub-commands against the contract");
+        for w in entries {
+            let mut args: Vec<String> = vec![w.binary().to_owned()];
+            args.extend(w.command.iter().map(|s| (*s).to_owned()));
+            args.extend([env::flag(env::KAFKA_PREFIX), "blue".to_owned()]);
+            for store in w.stores {
+                args.extend([env::flag(store.env()), store_value(*store).to_owned()]);
+            }
+            let cli = Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{}: {e}", w.name));
+            let Command::Worker(cmd) = cli.command else {
+                panic!("{}: not a worker", w.name)
+            };
+            assert_eq!(cmd.contract(), w, "{}", w.name);
+            let opts = cmd.group().options();
+            assert_eq!(opts.group, prefixed("blue", w.group), "{}", w.name);
+            let topics: Vec<String> = w.consumes.iter().map(|t| prefixed("blue", t)).collect();
+            assert_eq!(opts.topics, topics, "{}", w.name);
+        }
     }
 }

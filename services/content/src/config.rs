@@ -4,27 +4,18 @@ use std::time::Duration;
 
 use campus_common::config::{ExposeSecret, SecretString, parse_millis, parse_secret};
 use campus_common::kafka::ConsumerOptions;
-
-/// Logical topic and group names (prefixed with `KAFKA_PREFIX` through `KafkaArgs::name`).
-pub mod names {
-    pub const POST_ORIGINAL: &str = "post.original";
-    pub const POST_INSPECTED: &str = "post.inspected";
-    pub const GROUP_INSPECTION: &str = "inspection";
-    pub const GROUP_CACHE: &str = "cache";
-    pub const GROUP_INBOX: &str = "inbox";
-    pub const GROUP_INDEX: &str = "index";
-}
+use campus_contract::{content, env};
 
 /// Where Redis is and how the post cache is kept.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RedisArgs {
     /// Redis URL, `redis://[:password@]host:port[/db]` (a secret: never logged).
-    #[arg(long = "redis-url", env = "REDIS_URL", value_parser = parse_secret)]
+    #[arg(long = "redis-url", env = env::REDIS_URL, value_parser = parse_secret)]
     pub redis_url: SecretString,
     /// Prefix of every Redis key this service writes (`{prefix}post:{id}`).
     #[arg(
         long = "redis-key-prefix",
-        env = "REDIS_KEY_PREFIX",
+        env = env::REDIS_KEY_PREFIX,
         default_value = ""
     )]
     pub key_prefix: String,
@@ -41,12 +32,12 @@ pub struct RedisArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct MongoArgs {
     /// MongoDB connection string (a secret: never logged).
-    #[arg(long = "mongo-url", env = "MONGO_URL", value_parser = parse_secret)]
+    #[arg(long = "mongo-url", env = env::MONGO_URL, value_parser = parse_secret)]
     pub mongo_url: SecretString,
     /// Database that holds the `inbox` collections.
     #[arg(
         long = "mongo-database",
-        env = "MONGO_DATABASE",
+        env = env::MONGO_DATABASE,
         default_value = "campus"
     )]
     pub database: String,
@@ -56,13 +47,13 @@ pub struct MongoArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct EsArgs {
     /// Elasticsearch URL (credentials in the URL are sent as basic auth and never logged).
-    #[arg(long = "elasticsearch-url", env = "ELASTICSEARCH_URL", value_parser = parse_secret)]
+    #[arg(long = "elasticsearch-url", env = env::ELASTICSEARCH_URL, value_parser = parse_secret)]
     pub es_url: SecretString,
     /// The alias every read and write goes through.
     #[arg(
         long = "es-index-alias",
-        env = "ES_INDEX_ALIAS",
-        default_value = "posts"
+        env = env::ES_INDEX_ALIAS,
+        default_value = content::POSTS_ALIAS
     )]
     pub alias: String,
     /// The concrete index the index worker creates (with its mapping) behind the alias.
@@ -81,19 +72,19 @@ pub struct EsArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct OpenAiArgs {
     /// API key; without it the inspector applies the offline policy (see README).
-    #[arg(long = "openai-api-key", env = "OPENAI_API_KEY", value_parser = parse_secret)]
+    #[arg(long = "openai-api-key", env = env::OPENAI_API_KEY, value_parser = parse_secret)]
     pub api_key: Option<SecretString>,
     /// Base URL of any OpenAI-compatible server.
     #[arg(
         long = "openai-base-url",
-        env = "OPENAI_BASE_URL",
+        env = env::OPENAI_BASE_URL,
         default_value = "https://api.openai.com/v1"
     )]
     pub base_url: String,
     /// Chat model.
     #[arg(
         long = "openai-model",
-        env = "OPENAI_MODEL",
+        env = env::OPENAI_MODEL,
         default_value = "gpt-4o-mini"
     )]
     pub model: String,
@@ -147,8 +138,9 @@ impl Default for ConsumerArgs {
 }
 
 impl ConsumerArgs {
-    pub fn options(&self, group: String, topic: String) -> ConsumerOptions {
-        let mut o = ConsumerOptions::new(group, vec![topic]);
+    /// The options of a group consuming `topics` (full names).
+    pub fn options(&self, group: String, topics: Vec<String>) -> ConsumerOptions {
+        let mut o = ConsumerOptions::new(group, topics);
         o.max_attempts = self.max_attempts.max(1);
         o.initial_backoff = self.initial_backoff;
         o.max_backoff = self.max_backoff.max(self.initial_backoff);

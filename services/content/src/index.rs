@@ -9,8 +9,8 @@
 //!
 //! The worker takes a partition's queued records as one batch and writes the newest event of each
 //! post in one `_bulk` request with `refresh=wait_for`: when it answers (and the offset is stored)
-//! the posts are searchable, without waiting for the next scheduled refresh where the server
-//! refreshes on request (noida does; Elasticsearch waits for its `refresh_interval`, 200 ms here).
+//! the posts are searchable. Elasticsearch and OpenSearch answer such a request at the next
+//! scheduled refresh (`refresh_interval`, 200 ms here), so a batch costs at most that much.
 
 use std::sync::Arc;
 
@@ -178,9 +178,9 @@ impl SearchIndex {
     /// (`refresh=wait_for`). The outer error is the request's; otherwise one result per event, in
     /// order: true when written, false when Elasticsearch holds that version or a newer one.
     ///
-    /// The target goes in each action (`_index` with `require_alias`), not in the path: noida
-    /// 0.2.3 resolves an alias in the path before checking `require_alias` and then rejects every
-    /// item.
+    /// The target goes in each action (`_index` with `require_alias`) rather than in the path;
+    /// Elasticsearch and OpenSearch take both forms, and each action then says on its own where it
+    /// goes.
     pub async fn apply_all(
         &self,
         events: &[&PostEvent],

@@ -4,7 +4,7 @@
 //! ```text
 //! POST/PUT/DELETE /posts ─► MySQL posts + outbox ─(relay)─► post.original
 //!   post.original ─► inspect (OpenAI) ─► post.inspected
-//!   post.original ─► cache  ─► Redis   post:{id}        ◄─ GET /posts/{id}/detail (MySQL on a miss)
+//!   post.inspected ─► cache ─► Redis   post:{id}        ◄─ GET /posts/{id}/detail (MySQL on a miss)
 //!   post.inspected ─► inbox ─► MongoDB inbox            ◄─ GET /list/inbox/{userId}
 //!   post.inspected ─► index ─► Elasticsearch posts      ◄─ GET /list/search
 //! ```

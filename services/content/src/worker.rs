@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use campus_common::config::KafkaArgs;
 use campus_common::kafka::consumer::ConsumerMetrics;
-use campus_common::kafka::{ConsumerRuntime, Handler};
+use campus_common::kafka::{ConsumerOptions, ConsumerRuntime, Handler};
 use campus_common::ops::{self, Readiness};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
@@ -19,13 +19,23 @@ use crate::config::ConsumerArgs;
 pub struct Group<'a> {
     pub kafka: &'a KafkaArgs,
     pub consumer: &'a ConsumerArgs,
-    /// Logical group name (prefixed here).
-    pub group: &'static str,
-    /// Logical topic name (prefixed here).
-    pub topic: &'static str,
+    /// The worker's contract entry: its logical group and topics (prefixed here).
+    pub contract: &'static campus_contract::Worker,
 }
 
 impl Group<'_> {
+    /// The consumer's options: the contract's group and topics with the platform prefix.
+    pub fn options(&self) -> ConsumerOptions {
+        let topics = self
+            .contract
+            .consumes
+            .iter()
+            .map(|t| self.kafka.name(t))
+            .collect();
+        self.consumer
+            .options(self.kafka.name(self.contract.group), topics)
+    }
+
     /// Consumes until `shutdown`; serves `/healthz`, `/readyz`, `/metrics` on `ops_addr` if given.
     pub async fn run<H: Handler>(
         self,
@@ -36,9 +46,7 @@ impl Group<'_> {
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         let metrics = ConsumerMetrics::register(&mut registry);
-        let opts = self
-            .consumer
-            .options(self.kafka.name(self.group), self.kafka.name(self.topic));
+        let opts = self.options();
         let runtime = ConsumerRuntime::new(self.kafka, opts, metrics)?;
         let readiness = readiness.check("kafka", runtime.ping_fn());
         let ops_task = ops_addr.map(|addr| {

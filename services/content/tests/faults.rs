@@ -1,5 +1,6 @@
 //! Faults: Kafka stopped while the API takes writes; Elasticsearch stopped under the index worker.
-//! Each test stops and restarts a private noida-db, never the shared servers.
+//! Each test stops and restarts a private server (a Kafka broker, an OpenSearch node), never the
+//! shared servers.
 
 mod common;
 
@@ -10,7 +11,7 @@ use campus_common::envelope::EventType;
 use campus_common::kafka::admin::{Admin, TopicSpec};
 use campus_common::kafka::{Producer, dlq_topic};
 use campus_common::testing;
-use campus_common::testing::PrivateNoida;
+use campus_common::testing::{PrivateKafka, PrivateSearch};
 use campus_content::config::EsArgs;
 use campus_content::events::{self, PostEvent, PostView};
 use campus_content::index::SearchIndex;
@@ -58,7 +59,7 @@ async fn pending(p: &Platform) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_kafka_stopped_writes_succeed_and_every_event_arrives_once_it_is_back() {
-    let mut kafka = PrivateNoida::start().await;
+    let mut kafka = PrivateKafka::start().await;
     let mut p = Platform::with_servers(kafka.brokers(), testing::es_url()).await;
     let topic = p.topic("post.original");
     Admin::new(&KafkaArgs::new(kafka.brokers()))
@@ -136,8 +137,8 @@ fn post(id: u64, version: i64, title: &str) -> PostView {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_elasticsearch_stopped_the_index_worker_waits_and_loses_nothing() {
-    let mut es = PrivateNoida::start().await;
-    let p = Platform::with_servers(testing::kafka_brokers(), es.es_url()).await;
+    let mut es = PrivateSearch::start().await;
+    let p = Platform::with_servers(testing::kafka_brokers(), es.url()).await;
     testing::create_topics(&[
         TopicSpec::new(p.topic("post.original"), 3),
         TopicSpec::new(p.topic("post.inspected"), 3),
@@ -164,7 +165,7 @@ async fn with_elasticsearch_stopped_the_index_worker_waits_and_loses_nothing() {
         }
     };
     let index = SearchIndex::new(&EsArgs {
-        es_url: SecretString::from(es.es_url()),
+        es_url: SecretString::from(es.url()),
         alias: p.alias.clone(),
         index: p.index.clone(),
         es_timeout: Duration::from_secs(2),

@@ -11,13 +11,14 @@ use campus_common::kafka::consumer::ConsumerMetrics;
 use campus_common::kafka::{ConsumerOptions, ConsumerRuntime, Producer};
 use campus_common::ops::{self, Readiness};
 use campus_common::{http, mysql, shutdown, telemetry};
+use campus_contract::Service;
 use clap::{Parser, Subcommand};
 use prometheus_client::registry::Registry;
 use sqlx::MySqlPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{AppState, app};
-use crate::config::{ISSUE_GROUP, REQUEST_TOPIC, RedisArgs, RetentionArgs};
+use crate::config::{RedisArgs, RetentionArgs};
 use crate::metrics::WorkerMetrics;
 use crate::store::CouponStore;
 use crate::{db, reconcile, worker};
@@ -50,6 +51,28 @@ pub enum Command {
 pub enum WorkerCmd {
     /// Stores the coupons of `coupon.request` (group `coupon-issue`).
     Issue(IssueWorkerCmd),
+}
+
+impl WorkerCmd {
+    /// The contract entry of this sub-command: its group, topics and stores.
+    pub fn contract(&self) -> &'static campus_contract::Worker {
+        match self {
+            WorkerCmd::Issue(_) => &campus_contract::workers::COUPON_ISSUE,
+        }
+    }
+
+    fn kafka(&self) -> &KafkaArgs {
+        match self {
+            WorkerCmd::Issue(cmd) => &cmd.kafka,
+        }
+    }
+
+    /// What the worker subscribes: the contract's group and topics with the platform prefix.
+    pub fn consumer_options(&self) -> ConsumerOptions {
+        let (kafka, contract) = (self.kafka(), self.contract());
+        let topics = contract.consumes.iter().map(|t| kafka.name(t)).collect();
+        ConsumerOptions::new(kafka.name(contract.group), topics)
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -113,11 +136,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             telemetry::init("campus-coupon");
             run_api(cmd, shutdown::on_signal()).await
         }
-        Command::Worker {
-            worker: WorkerCmd::Issue(cmd),
-        } => {
+        Command::Worker { worker } => {
             telemetry::init("campus-coupon");
-            run_issue_worker(cmd, shutdown::on_signal()).await
+            let opts = worker.consumer_options();
+            match worker {
+                WorkerCmd::Issue(cmd) => run_issue_worker(cmd, opts, shutdown::on_signal()).await,
+            }
         }
         Command::Reconcile(cmd) => run_reconcile(cmd).await,
     }
@@ -131,7 +155,12 @@ pub async fn run_api(cmd: ApiCmd, shutdown: CancellationToken) -> anyhow::Result
     let pool = connect_mysql(&cmd.mysql).await?;
     db::migrate(&pool).await?;
     let store = CouponStore::connect(&cmd.redis, cmd.retention.retention()).await?;
-    let topic = cmd.kafka.name(REQUEST_TOPIC);
+    let topic = cmd.kafka.name(
+        Service::Coupon
+            .api()
+            .produces
+            .expect("the coupon API writes its requests"),
+    );
     ensure_topic(&cmd.kafka, &topic, cmd.request_partitions).await?;
     let producer = Producer::new(&cmd.kafka)?;
     let state = AppState::new(pool, store, producer.clone(), topic);
@@ -154,8 +183,10 @@ async fn ensure_topic(kafka: &KafkaArgs, topic: &str, partitions: i32) -> anyhow
     Ok(())
 }
 
+/// Runs the issue worker with the subscription `opts` ([`WorkerCmd::consumer_options`]).
 pub async fn run_issue_worker(
     cmd: IssueWorkerCmd,
+    opts: ConsumerOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let pool = connect_mysql(&cmd.mysql).await?;
@@ -163,12 +194,7 @@ pub async fn run_issue_worker(
     let mut registry = Registry::with_prefix("campus");
     let consumer_metrics = ConsumerMetrics::register(&mut registry);
     let metrics = WorkerMetrics::register(&mut registry);
-    let runtime = issue_consumer(
-        &cmd.kafka,
-        &cmd.kafka.name(ISSUE_GROUP),
-        &cmd.kafka.name(REQUEST_TOPIC),
-        consumer_metrics,
-    )?;
+    let runtime = ConsumerRuntime::new(&cmd.kafka, opts, consumer_metrics)?;
     let readiness = {
         let (pool, store) = (pool.clone(), store.clone());
         Readiness::new()
@@ -207,7 +233,7 @@ async fn serve_ops(
     r
 }
 
-/// The issue worker's consumer (group and topic already prefixed).
+/// An issue worker's consumer on another group and topic (already prefixed), for tests.
 pub fn issue_consumer(
     kafka: &KafkaArgs,
     group: &str,
@@ -238,11 +264,57 @@ pub async fn run_reconcile(cmd: ReconcileCmd) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use campus_contract::{Store, env, prefixed};
     use clap::CommandFactory;
 
     #[test]
     fn command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// A value for the flag of each store (no server is contacted).
+    fn store_value(store: Store) -> &'static str {
+        match store {
+            Store::Kafka => "127.0.0.1:9092",
+            Store::Mysql => "mysql://root@127.0.0.1:3306/campus",
+            Store::Redis => "redis://127.0.0.1:6379",
+            other => panic!("the coupon service does not use {other:?}"),
+        }
+    }
+
+    /// The contract test: every `worker` sub-command is a contract entry of this binary and back,
+    /// and each, parsed from the entry's command and store flags as the binary parses it,
+    /// subscribes (through the code path `run` uses) to exactly the entry's group and topics.
+    #[test]
+    fn every_worker_subscribes_as_the_contract_says() {
+        let entries: Vec<_> = Service::Coupon.workers().collect();
+        let mut subs: Vec<String> = Cli::command()
+            .find_subcommand("worker")
+            .expect("a worker sub-command")
+            .get_subcommands()
+            .map(|c| format!("worker {}", c.get_name()))
+            .collect();
+        let mut listed: Vec<String> = entries.iter().map(|w| w.command.join(" ")).collect();
+        subs.sort();
+        listed.sort();
+        assert_eq!(subs, listed, "worker sub-commands against the contract");
+        for w in entries {
+            let mut args: Vec<String> = vec![w.binary().to_owned()];
+            args.extend(w.command.iter().map(|s| (*s).to_owned()));
+            args.extend([env::flag(env::KAFKA_PREFIX), "blue".to_owned()]);
+            for store in w.stores {
+                args.extend([env::flag(store.env()), store_value(*store).to_owned()]);
+            }
+            let cli = Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{}: {e}", w.name));
+            let Command::Worker { worker } = cli.command else {
+                panic!("{}: not a worker", w.name)
+            };
+            assert_eq!(worker.contract(), w, "{}", w.name);
+            let opts = worker.consumer_options();
+            assert_eq!(opts.group, prefixed("blue", w.group), "{}", w.name);
+            let topics: Vec<String> = w.consumes.iter().map(|t| prefixed("blue", t)).collect();
+            assert_eq!(opts.topics, topics, "{}", w.name);
+        }
     }
 
     #[test]

@@ -1,25 +1,21 @@
 //! Coupon-specific configuration; the shared parts (Kafka, MySQL, HTTP, ops) come from
-//! `campus_common::config`. Every flag can also be set by the environment variable named here.
+//! `campus_common::config`, the topic and group names from `campus_contract`. Every flag can also be set by the environment variable named here.
 
 use std::time::Duration;
 
 use campus_common::config::{SecretString, parse_millis, parse_secret};
-
-/// Logical topic of issue requests (prefixed by `KAFKA_PREFIX`).
-pub const REQUEST_TOPIC: &str = "coupon.request";
-/// Logical consumer group of the issue worker (prefixed by `KAFKA_PREFIX`).
-pub const ISSUE_GROUP: &str = "coupon-issue";
+use campus_contract::env;
 
 /// Where Redis is and how this platform names its keys.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RedisArgs {
     /// Redis URL, `redis://[:password@]host:port[/db]` (a secret: never logged).
-    #[arg(long = "redis-url", env = "REDIS_URL", value_parser = parse_secret)]
+    #[arg(long = "redis-url", env = env::REDIS_URL, value_parser = parse_secret)]
     pub redis_url: SecretString,
     /// Prefix for every Redis key this service reads and writes (one platform per prefix).
     #[arg(
         long = "redis-key-prefix",
-        env = "REDIS_KEY_PREFIX",
+        env = env::REDIS_KEY_PREFIX,
         default_value = ""
     )]
     pub key_prefix: String,

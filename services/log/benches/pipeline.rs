@@ -1,12 +1,12 @@
 //! Log pipeline benchmark: `cargo bench -p campus-log --bench pipeline`.
 //!
-//! Runs on PRIVATE servers it starts and stops itself (noida-db grows with data; the shared ones
-//! are never touched):
+//! Runs on PRIVATE servers it starts and stops itself (a fresh Kafka broker and OpenSearch node per
+//! run, so every run starts from empty servers; the shared ones are never touched):
 //!
 //! Both runs are observed alike: `_count` every second from the start (no explicit refresh).
 //!
-//! Each run gets fresh servers: Kafka and Elasticsearch as two noida-db processes, like two servers
-//! in a real deployment, so the Elasticsearch process does the same work in both runs.
+//! Each run gets fresh servers: an Apache Kafka broker and an OpenSearch node, two processes as in a
+//! real deployment, so the Elasticsearch process does the same work in both runs.
 //!
 //! 1. **Raw bulk rate**: N Filebeat events produced to Kafka (so both runs see the same server
 //!    state); then the very documents the indexer would write are bulk-loaded straight into
@@ -17,14 +17,16 @@
 //! 3. **Steady feed**: fresh servers, the indexer started first, then `BENCH_FEED_LINES` lines
 //!    produced at `BENCH_FEED_RATE` lines/s; its peak RSS under a live feed (see [`feed_run`] for
 //!    why the backlog run's RSS overstates it on the test server).
-//! 4. **Stats latency**: a fresh osmem-server (it has the `percentiles` aggregation), M documents
-//!    bulk-loaded, then `GET /logs/stats` timed through the real API router over HTTP.
+//! 4. **Stats latency**: a fresh OpenSearch node, M documents bulk-loaded, then `GET /logs/stats`
+//!    timed through the real API router over HTTP.
 //!
 //! Knobs (environment): `BENCH_LINES` (default 200000), `BENCH_PARTITIONS` (2), `BENCH_BATCH`
 //! (1000), `BENCH_FEED_LINES` (60000), `BENCH_FEED_RATE` (2000), `BENCH_STATS_DOCS` (1000000),
 //! `BENCH_STATS_RUNS` (10 timed requests per stats query), `BENCH_SKIP` (comma list of `raw`,
 //! `indexer`, `feed`, `stats`),
-//! `CAMPUS_CACHE` (where scripts/deps.sh put the servers, default ~/.cache/campus).
+//! `CAMPUS_CACHE` (where scripts/deps.sh put the servers, default ~/.cache/campus),
+//! `CAMPUS_TEST_OPENSEARCH_HEAP` (the nodes' heap, default 512m), `OPENSEARCH_JAVA_OPTS` (e.g.
+//! `-XX:TieredStopAtLevel=4` for the full JIT; scripts/opensearch-node.sh starts C1 only).
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -35,7 +37,7 @@ use campus_common::http::AccessLog;
 use campus_common::kafka::Record;
 use campus_common::kafka::admin::{Admin, TopicSpec};
 use campus_common::logschema::{self, KubernetesMeta, filebeat_event};
-use campus_common::testing::{self, PrivateNoida, PrivateOsmem, memory_kib};
+use campus_common::testing::{self, PrivateKafka, PrivateSearch, memory_kib};
 use campus_log::document::{self, Decoded, Document};
 use campus_log::es::Es;
 use campus_log::query::StatsParams;
@@ -49,19 +51,18 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// Kafka and Elasticsearch as two private noida-db processes, as they are two servers in a real
-/// deployment: the Elasticsearch process serves only Elasticsearch in both runs, so the indexer
-/// run's Kafka traffic does not eat into the server whose bulk rate is the yardstick.
+/// A private Apache Kafka broker and a private OpenSearch node, two processes as in a real
+/// deployment, fresh for each run.
 struct Servers {
-    kafka: PrivateNoida,
-    es: PrivateNoida,
+    kafka: PrivateKafka,
+    es: PrivateSearch,
 }
 
 impl Servers {
     async fn start() -> Self {
         Self {
-            kafka: PrivateNoida::start_kafka(testing::free_port()).await,
-            es: PrivateNoida::start_elasticsearch().await,
+            kafka: PrivateKafka::start().await,
+            es: PrivateSearch::start().await,
         }
     }
 
@@ -265,7 +266,7 @@ async fn bulk_load(es: &Es, docs: Arc<Vec<Document>>, streams: usize, batch: usi
 
 async fn raw_run(n: usize, partitions: i32, batch: usize) -> f64 {
     let (servers, payloads) = Servers::with_backlog(n, partitions).await;
-    let es = es(&servers.es.es_url());
+    let es = es(&servers.es.url());
     campus_log::indexer::prepare(&es, "raw").await.unwrap();
     let docs = Arc::new(documents(&payloads, "bench.access-log", partitions, "raw"));
     drop(payloads);
@@ -278,7 +279,7 @@ async fn raw_run(n: usize, partitions: i32, batch: usize) -> f64 {
     let secs = started.elapsed().as_secs_f64();
     let rate = n as f64 / secs;
     println!(
-        "raw bulk:        {n} docs in {secs:.2} s = {rate:.0} docs/s ({partitions} streams × {batch}-doc bulks); noida-db RSS {} MiB",
+        "raw bulk:        {n} docs in {secs:.2} s = {rate:.0} docs/s ({partitions} streams × {batch}-doc bulks); OpenSearch RSS {} MiB",
         servers.es_rss_mib()
     );
     rate
@@ -299,7 +300,7 @@ impl Indexer {
             .env_clear()
             .env("KAFKA_BROKERS", servers.kafka.brokers())
             .env("KAFKA_PREFIX", "bench")
-            .env("ELASTICSEARCH_URL", servers.es.es_url())
+            .env("ELASTICSEARCH_URL", servers.es.url())
             .env("LOG_INDEX_PREFIX", "idx")
             .env("INDEX_BATCH_SIZE", batch.to_string())
             .env("OPS_ADDR", format!("127.0.0.1:{ops_port}"))
@@ -367,7 +368,7 @@ impl Indexer {
 async fn indexer_run(n: usize, partitions: i32, batch: usize) -> (f64, f64, f64) {
     let (servers, payloads) = Servers::with_backlog(n, partitions).await;
     drop(payloads);
-    let es = es(&servers.es.es_url());
+    let es = es(&servers.es.url());
     let indexer = Indexer::start(&servers, batch);
     let (total, first) = wait_count(&es, "idx", n as u64).await;
     let done = Instant::now();
@@ -404,7 +405,7 @@ async fn feed_run(n: usize, partitions: i32, batch: usize, rate: usize) {
         .ensure(&[TopicSpec::new("bench.access-log", partitions)])
         .await
         .unwrap();
-    let es = es(&servers.es.es_url());
+    let es = es(&servers.es.url());
     let indexer = Indexer::start(&servers, batch);
     let payloads = events(n, Utc::now());
     let started = Instant::now();
@@ -431,7 +432,7 @@ async fn feed_run(n: usize, partitions: i32, batch: usize, rate: usize) {
 async fn stats_run(m: usize, runs: usize) {
     let runs = runs.max(1);
     let warm_up = if runs < 10 { 1 } else { 3 };
-    let server = PrivateOsmem::start().await;
+    let server = PrivateSearch::start().await;
     let es = es(&server.url());
     campus_log::indexer::prepare(&es, "stats").await.unwrap();
     let end = Utc::now();
@@ -454,17 +455,17 @@ async fn stats_run(m: usize, runs: usize) {
             .collect();
         bulk_load(&es, Arc::new(docs), 2, 5000).await;
         eprintln!(
-            "  loaded {} docs in {:.0} s, osmem-server RSS {} MiB",
+            "  loaded {} docs in {:.0} s, OpenSearch RSS {} MiB",
             (start + chunk).min(m),
             load.elapsed().as_secs_f64(),
-            memory_kib(server.pid()).0 / 1024
+            server.pid().map_or(0, |pid| memory_kib(pid).0) / 1024
         );
     }
     let (_, _) = wait_count(&es, "stats", m as u64).await;
     println!(
-        "stats setup:     {m} docs loaded into osmem-server in {:.1} s (RSS {} MiB)",
+        "stats setup:     {m} docs loaded into OpenSearch in {:.1} s (RSS {} MiB)",
         load.elapsed().as_secs_f64(),
-        memory_kib(server.pid()).0 / 1024
+        server.pid().map_or(0, |pid| memory_kib(pid).0) / 1024
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

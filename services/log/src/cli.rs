@@ -6,7 +6,10 @@ use std::time::Duration;
 use campus_common::config::{
     HttpArgs, KafkaArgs, OpsArgs, SecretString, parse_millis, parse_secret,
 };
+use campus_contract::{access_log, env};
 use clap::{Args, Parser, Subcommand};
+
+use crate::indexer::IndexSettings;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -36,17 +39,38 @@ pub enum WorkerCommand {
     Index(IndexArgs),
 }
 
+impl WorkerCommand {
+    /// The contract entry of this sub-command: its group, topics and stores.
+    pub fn contract(&self) -> &'static campus_contract::Worker {
+        match self {
+            WorkerCommand::Index(_) => &campus_contract::workers::LOG_INDEX,
+        }
+    }
+
+    /// What the indexer reads (the contract's topic and group, prefixed) and where it writes.
+    pub fn settings(&self) -> IndexSettings {
+        match self {
+            WorkerCommand::Index(args) => IndexSettings::standard(
+                &args.kafka,
+                self.contract(),
+                &args.es.index_prefix,
+                args.batch_size as usize,
+            ),
+        }
+    }
+}
+
 /// Where Elasticsearch is and which indices hold the access logs.
 #[derive(Debug, Clone, Args)]
 pub struct EsArgs {
     /// Elasticsearch URL, `http(s)://[user:password@]host:port` (a secret: never logged).
-    #[arg(long = "elasticsearch-url", env = "ELASTICSEARCH_URL", value_parser = parse_secret)]
+    #[arg(long = "elasticsearch-url", env = env::ELASTICSEARCH_URL, value_parser = parse_secret)]
     pub url: SecretString,
     /// Prefix of the daily indices `<prefix>-YYYY.MM.dd`, of their alias and index template.
     #[arg(
         long = "log-index-prefix",
-        env = "LOG_INDEX_PREFIX",
-        default_value = campus_common::logschema::INDEX_PREFIX,
+        env = env::LOG_INDEX_PREFIX,
+        default_value = access_log::INDEX_PREFIX,
         value_parser = parse_index_prefix
     )]
     pub index_prefix: String,
@@ -131,5 +155,48 @@ mod tests {
         assert_eq!(args.es.index_prefix, "access-log");
         assert_eq!(args.batch_size, 1000);
         assert!(!format!("{args:?}").contains("secret"));
+    }
+
+    /// The contract test: every `worker` sub-command is a contract entry of this binary and back,
+    /// and each, parsed from the entry's command and store flags as the binary parses it,
+    /// subscribes (through the code path `run` uses) to exactly the entry's group and topics.
+    #[test]
+    fn every_worker_subscribes_as_the_contract_says() {
+        use campus_contract::{Service, Store, prefixed};
+        use clap::CommandFactory;
+
+        let entries: Vec<_> = Service::Log.workers().collect();
+        let mut subs: Vec<String> = Cli::command()
+            .find_subcommand("worker")
+            .expect("a worker sub-command")
+            .get_subcommands()
+            .map(|c| format!("worker {}", c.get_name()))
+            .collect();
+        let mut listed: Vec<String> = entries.iter().map(|w| w.command.join(" ")).collect();
+        subs.sort();
+        listed.sort();
+        assert_eq!(subs, listed, "worker sub-commands against the contract");
+        for w in entries {
+            let mut args: Vec<String> = vec![w.binary().to_owned()];
+            args.extend(w.command.iter().map(|s| (*s).to_owned()));
+            args.extend([env::flag(env::KAFKA_PREFIX), "blue".to_owned()]);
+            for store in w.stores {
+                let value = match store {
+                    Store::Kafka => "127.0.0.1:9092",
+                    Store::Elasticsearch => "http://127.0.0.1:9200",
+                    other => panic!("the log service does not use {other:?}"),
+                };
+                args.extend([env::flag(store.env()), value.to_owned()]);
+            }
+            let cli = Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{}: {e}", w.name));
+            let Command::Worker { worker } = cli.command else {
+                panic!("{}: not a worker", w.name)
+            };
+            assert_eq!(worker.contract(), w, "{}", w.name);
+            let settings = worker.settings();
+            assert_eq!(settings.group, prefixed("blue", w.group), "{}", w.name);
+            let topics: Vec<String> = w.consumes.iter().map(|t| prefixed("blue", t)).collect();
+            assert_eq!(vec![settings.topic], topics, "{}", w.name);
+        }
     }
 }

@@ -22,6 +22,7 @@ use campus_common::kafka::consumer::ConsumerMetrics;
 use campus_common::kafka::{ConsumerOptions, ConsumerRuntime, HandleError, Handler, Record};
 use campus_common::logschema;
 use campus_common::ops::{self, Readiness};
+use campus_contract::access_log;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -31,9 +32,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::document::{self, Decoded, Document};
 use crate::es::Es;
-
-/// The consumer group of the native indexer (before the platform prefix).
-pub const GROUP: &str = "log-index";
 
 /// What the indexer reads and where it writes.
 #[derive(Debug, Clone)]
@@ -49,11 +47,23 @@ pub struct IndexSettings {
 }
 
 impl IndexSettings {
-    /// The standard names for a platform: topic `access-log`, group `log-index`, both prefixed.
-    pub fn standard(kafka: &KafkaArgs, index_prefix: &str, batch_size: usize) -> Self {
+    /// The names of the worker `contract` for a platform: its topic (`access-log`) and group
+    /// (`log-index`), both prefixed.
+    pub fn standard(
+        kafka: &KafkaArgs,
+        contract: &campus_contract::Worker,
+        index_prefix: &str,
+        batch_size: usize,
+    ) -> Self {
+        let [topic] = contract.consumes else {
+            panic!(
+                "the indexer consumes one topic, not {:?}",
+                contract.consumes
+            )
+        };
         Self {
-            topic: kafka.name(logschema::TOPIC),
-            group: kafka.name(GROUP),
+            topic: kafka.name(topic),
+            group: kafka.name(contract.group),
             index_prefix: index_prefix.to_owned(),
             batch_size,
         }
@@ -206,7 +216,7 @@ impl IndexHandler {
 }
 
 /// 100 ms doubling up to 10 s.
-fn backoff(attempt: u32) -> Duration {
+pub(crate) fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(100)
         .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(10)))
         .min(Duration::from_secs(10))
@@ -255,11 +265,14 @@ impl Handler for IndexHandler {
     }
 }
 
-/// Installs the index template `<prefix>` (mapping, alias) and creates today's index.
+/// Installs the index template `<prefix>` (mapping, alias) and creates today's index; idempotent.
+/// The indexer runs it at start, and so does the log API (for the Logstash path, which does not
+/// manage templates).
 pub async fn prepare(es: &Es, prefix: &str) -> anyhow::Result<()> {
-    es.put_index_template(prefix, &logschema::index_template(prefix))
+    let template = access_log::template_name(prefix);
+    es.put_index_template(template, &logschema::index_template(prefix))
         .await
-        .with_context(|| format!("failed to install the index template {prefix}"))?;
+        .with_context(|| format!("failed to install the index template {template}"))?;
     let today = logschema::index_for(prefix, chrono::Utc::now());
     es.ensure_index(&today)
         .await

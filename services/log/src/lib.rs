@@ -20,8 +20,10 @@ pub mod query;
 
 use anyhow::Context as _;
 use campus_common::{http, shutdown, telemetry};
+use campus_contract::access_log;
+use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Cli, Command, EsArgs, WorkerCommand};
+use crate::cli::{ApiArgs, Cli, Command, EsArgs, WorkerCommand};
 use crate::es::Es;
 
 /// The service name in logs and access lines.
@@ -33,22 +35,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let shutdown = shutdown::on_signal();
     match cli.command {
         Command::Api(args) => {
-            let es = client(&args.es)?;
-            if let Err(e) = es.ping().await {
-                tracing::warn!(error = %e, "Elasticsearch does not answer yet; /readyz reports it");
-            }
-            let state = api::AppState::new(es, args.es.index_prefix.clone());
-            http::serve(args.http.http_addr, api::app(state), shutdown).await
+            let addr = args.http.http_addr;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("failed to listen on {addr}: {e}"))?;
+            run_api(args, listener, shutdown).await
         }
-        Command::Worker {
-            worker: WorkerCommand::Index(args),
-        } => {
+        Command::Worker { worker } => {
+            let WorkerCommand::Index(args) = &worker;
             let es = client(&args.es)?;
-            let settings = indexer::IndexSettings::standard(
-                &args.kafka,
-                &args.es.index_prefix,
-                args.batch_size as usize,
-            );
+            let settings = worker.settings();
             let worker = indexer::Worker::new(&args.kafka, es, settings, shutdown.clone()).await?;
             let addr = args.ops.ops_addr;
             let listener = tokio::net::TcpListener::bind(addr)
@@ -66,6 +62,52 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 _ => {}
             }
             result
+        }
+    }
+}
+
+/// `campus-log api` on `listener` until `shutdown`. It installs the index template and alias of
+/// its prefix in the background ([`indexer::prepare`], retried until Elasticsearch takes it), so
+/// they exist whichever processor writes the documents: the native indexer installs them too,
+/// Logstash (the default) does not.
+pub async fn run_api(
+    args: ApiArgs,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let es = client(&args.es)?;
+    if let Err(e) = es.ping().await {
+        tracing::warn!(error = %e, "Elasticsearch does not answer yet; /readyz reports it");
+    }
+    let prefix = &args.es.index_prefix;
+    tokio::spawn(install_index_template(
+        es.clone(),
+        prefix.clone(),
+        shutdown.clone(),
+    ));
+    let state = api::AppState::new(es, access_log::alias(prefix));
+    http::serve_on(listener, api::app(state), shutdown).await
+}
+
+/// Runs [`indexer::prepare`] until it succeeds or `shutdown` fires, with backoff.
+async fn install_index_template(es: Es, prefix: String, shutdown: CancellationToken) {
+    let mut attempt = 0u32;
+    loop {
+        match indexer::prepare(&es, &prefix).await {
+            Ok(()) => {
+                tracing::info!(index_prefix = %prefix, "access-log index template and alias installed");
+                return;
+            }
+            Err(e) => {
+                attempt += 1;
+                if attempt == 1 || attempt.is_multiple_of(20) {
+                    tracing::warn!(error = %format!("{e:#}"), attempt, "failed to install the access-log index template; retrying");
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(indexer::backoff(attempt)) => {}
         }
     }
 }

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use campus_common::kafka::dlq_headers;
-use campus_common::testing;
+use campus_common::testing::{self, PrivateSearch};
 use common::*;
 
 /// Access lines over two days, ordinary log lines, a non-JSON line and a line the mapping refuses:
@@ -173,53 +173,12 @@ async fn template_and_alias_exist_at_start() {
     cleanup(&es, &prefix).await;
 }
 
-/// A private osmem-server (OpenSearch-compatible, in memory) on `port`, stopped by PID on drop.
-struct PrivateEs(std::process::Child);
-
-impl PrivateEs {
-    fn start(port: u16) -> Self {
-        use std::os::unix::process::CommandExt;
-        let cache = std::env::var("CAMPUS_CACHE")
-            .unwrap_or_else(|_| format!("{}/.cache/campus", std::env::var("HOME").unwrap()));
-        let bin =
-            format!("{cache}/venv/lib/python3.11/site-packages/osmem_server/bin/osmem-server");
-        let child = std::process::Command::new(&bin)
-            .args(["-no-stdin-watch", "-addr", &format!("127.0.0.1:{port}")])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("{bin}: {e} (scripts/deps.sh installs it)"));
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "osmem-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        PrivateEs(child)
-    }
-}
-
-impl Drop for PrivateEs {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Elasticsearch goes away under the indexer: lines wait (nothing is dead-lettered) and are
 /// written once it is back.
 #[tokio::test]
 async fn an_elasticsearch_outage_stalls_the_indexer_without_dead_lettering() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let es_url = format!("http://127.0.0.1:{port}");
-    let server = PrivateEs::start(port);
+    let mut server = PrivateSearch::start().await;
+    let es_url = server.url();
     let es = es(&es_url);
     let prefix = fresh_prefix();
     let topic = testing::fresh_topic("access-log", 1).await;
@@ -250,7 +209,7 @@ async fn an_elasticsearch_outage_stalls_the_indexer_without_dead_lettering() {
     })
     .await;
 
-    drop(server);
+    server.stop().await;
     produce(&topic, &lines(10)).await;
     // The worker is retrying against nothing now.
     eventually(60, "a failed bulk attempt", || async {
@@ -258,12 +217,11 @@ async fn an_elasticsearch_outage_stalls_the_indexer_without_dead_lettering() {
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let _server = PrivateEs::start(port);
-    // osmem-server keeps nothing across restarts (not even the template and its alias): only the
-    // 10 lines that waited are there, in a daily index.
-    let daily = format!("{prefix}-*");
+    server.resume().await;
+    // The node comes back with its data: the 10 lines from before and the 10 that waited, each
+    // once.
     eventually(60, "the 10 waiting lines after the outage", || async {
-        (count(&es, &daily).await == 10).then_some(())
+        (count(&es, &prefix).await == 20).then_some(())
     })
     .await;
     assert_eq!(

@@ -1,7 +1,7 @@
 //! End to end, on the real local servers: real requests against the Campus APIs (the real
 //! `campus-content api`, `campus-coupon api` and `campus-log api` binaries) → their stdout lines →
-//! Kafka, in the event shape Filebeat produces → the native indexer → Elasticsearch (osmem-server,
-//! for `percentiles`) → the log API's counts and percentiles, which must match the request mix.
+//! Kafka, in the event shape Filebeat produces → the native indexer → Elasticsearch (the shared
+//! OpenSearch node) → the log API's counts and percentiles, which must match the request mix.
 //!
 //! ## What Filebeat would put on the topic
 //! Filebeat 8 (`filestream` input with the `container` parser, `add_kubernetes_metadata`, Kafka
@@ -158,7 +158,7 @@ fn class_counts(statuses: impl Iterator<Item = u16>) -> [u64; 5] {
 
 #[tokio::test]
 async fn real_requests_flow_through_kafka_and_the_indexer_into_the_log_api() {
-    let es_url = testing::osmem_url();
+    let es_url = testing::es_url();
     let es = es(&es_url);
     let prefix = fresh_prefix();
     let kafka_prefix = testing::unique("e2e").replace('_', "-");
@@ -288,6 +288,7 @@ async fn real_requests_flow_through_kafka_and_the_indexer_into_the_log_api() {
         let (s, _) = mix
             .get(format!("{l}/logs/search?size=1"), "/logs/search")
             .await;
+        if s != 200 { for x in log.lines() { eprintln!("LOGLINE {x}"); } }
         assert_eq!(s, 200);
     }
     let (s, _) = mix
@@ -386,6 +387,7 @@ async fn real_requests_flow_through_kafka_and_the_indexer_into_the_log_api() {
     )
     .replace('+', "%2B");
     let (status, stats) = get_json(&format!("{l}/logs/stats?{window}&top=50")).await;
+    if status != 200 { for x in log.lines() { eprintln!("LOGLINE {x}"); } eprintln!("WINDOW {window}"); }
     assert_eq!(status, 200, "{stats}");
     assert_eq!(stats["total"], want as u64);
     let classes: Vec<u64> = stats["status_classes"]

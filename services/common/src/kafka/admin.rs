@@ -19,16 +19,23 @@ use crate::config::KafkaArgs;
 pub struct TopicSpec {
     pub name: String,
     pub partitions: i32,
+    /// Replicas per partition; [`TopicSpec::BROKER_DEFAULT`] leaves it to the broker's
+    /// `default.replication.factor`.
     pub replication: i32,
     pub config: Vec<(String, String)>,
 }
 
 impl TopicSpec {
+    /// `replication` meaning "the broker's `default.replication.factor`" (CreateTopics v4+).
+    pub const BROKER_DEFAULT: i32 = -1;
+
+    /// A topic with `partitions` partitions, replicated as the broker's default says (one copy
+    /// on a single broker, as many as the cluster is configured for on a real cluster).
     pub fn new(name: impl Into<String>, partitions: i32) -> Self {
         Self {
             name: name.into(),
             partitions,
-            replication: 1,
+            replication: Self::BROKER_DEFAULT,
             config: Vec::new(),
         }
     }

@@ -26,7 +26,7 @@ use utoipa::{OpenApi, ToSchema};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::cache::PostCache;
-use crate::config::{EsArgs, MongoArgs, RedisArgs, names};
+use crate::config::{EsArgs, MongoArgs, RedisArgs};
 use crate::inbox::InboxStore;
 use crate::index::SearchIndex;
 
@@ -239,7 +239,7 @@ impl Api {
             cache,
             inbox,
             search,
-            original_topic: args.kafka.name(names::POST_ORIGINAL),
+            original_topic: args.kafka.name(campus_contract::topic::POST_ORIGINAL),
             wake: relay.notifier(),
             registry: Arc::new(registry),
             readiness,

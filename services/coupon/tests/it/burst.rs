@@ -1,5 +1,6 @@
 //! Bursts: 5,000 concurrent requests from 2,000 users for a limit of 100 — plain, with the worker
-//! killed and restarted midway, and with the Kafka server stopped for part of it.
+//! killed and restarted midway, with the Kafka server stopped for part of it, and with one broker
+//! of three killed midway.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -179,7 +180,7 @@ async fn a_burst_survives_the_worker_killed_and_restarted_midway() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_survives_kafka_stopped_for_part_of_it() {
-    let kafka = PrivateKafka::start().await;
+    let mut kafka = PrivateKafka::start().await;
     let topic = kafka.topic(4).await;
     let mut args = kafka.args();
     args.produce_timeout = Duration::from_secs(2);
@@ -231,5 +232,36 @@ async fn a_burst_survives_kafka_stopped_for_part_of_it() {
         m
     });
     assert!(by_user.values().all(|n| *n == 1));
+    worker.stop().await;
+}
+
+/// Three brokers, `coupon.request` with replication factor 3 and `min.insync.replicas` 2: one
+/// broker crashes in the middle of the burst. Writes go on to the two left (a 503 only while a
+/// partition's leadership moves), the worker carries on, and exactly `limit` coupons exist, the
+/// same in Redis and MySQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_on_three_brokers_survives_one_broker_killed_midway() {
+    let mut kafka = PrivateKafka::start_cluster().await;
+    let topic = kafka.topic(4).await;
+    let mut args = kafka.args();
+    args.produce_timeout = Duration::from_secs(5);
+    let env = Env::start_with(args, topic).await;
+    let worker = env.start_worker();
+    let event = env.create_event(LIMIT).await;
+    let plan = burst_plan(USERS, REQUESTS);
+    let unavailable = Arc::new(AtomicUsize::new(0));
+
+    // Some coupons issue (fewer than the limit), then a broker dies under the rest of the burst.
+    let mut answers = fire(&env, event, &plan[..40], true, unavailable.clone()).await;
+    assert!(tally(&answers).winners.len() < LIMIT as usize);
+    kafka.kill_broker(2);
+    answers.extend(fire(&env, event, &plan[40..], true, unavailable.clone()).await);
+    assert_eq!(answers.len(), REQUESTS);
+    let t = tally(&answers);
+    assert_exact(&env, event, &t).await;
+    // The broker comes back; nothing changes.
+    kafka.resume_broker(2).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(env.mysql_counts(event).await, (LIMIT, LIMIT));
     worker.stop().await;
 }

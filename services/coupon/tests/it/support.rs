@@ -282,24 +282,41 @@ pub fn burst_plan(users: i64, tries: usize) -> Vec<i64> {
 /// A free TCP port on 127.0.0.1.
 pub use campus_common::testing::free_port;
 
-/// A private Kafka (noida-db, Kafka service only) on a free port, for tests that stop the broker
-/// midway; see [`testing::PrivateNoida`].
+/// A private Apache Kafka broker on free ports, for tests that stop the broker midway; see
+/// [`testing::PrivateKafka`].
 pub struct PrivateKafka {
-    noida: testing::PrivateNoida,
+    kafka: testing::PrivateKafka,
 }
 
 impl PrivateKafka {
     pub async fn start() -> Self {
         Self {
-            noida: testing::PrivateNoida::start_kafka(free_port()).await,
+            kafka: testing::PrivateKafka::start().await,
         }
     }
 
-    pub fn args(&self) -> KafkaArgs {
-        self.noida.kafka()
+    /// Three brokers: new topics get replication factor 3 and `min.insync.replicas` 2.
+    pub async fn start_cluster() -> Self {
+        Self {
+            kafka: testing::PrivateKafka::start_cluster(3).await,
+        }
     }
 
-    /// Creates a topic on this broker.
+    /// Kills one broker of a cluster (SIGKILL: a crash).
+    pub fn kill_broker(&mut self, id: u32) {
+        self.kafka.kill_node(id);
+    }
+
+    /// Starts a killed broker again with its data.
+    pub async fn resume_broker(&mut self, id: u32) {
+        self.kafka.resume_node(id).await;
+    }
+
+    pub fn args(&self) -> KafkaArgs {
+        self.kafka.kafka()
+    }
+
+    /// Creates a topic on these brokers (replicated as the brokers' default says).
     pub async fn topic(&self, partitions: i32) -> String {
         let name = testing::unique("coupon-request").replace('_', "-");
         let admin = Admin::new(&self.args()).unwrap();
@@ -319,13 +336,13 @@ impl PrivateKafka {
         name
     }
 
-    /// Stops the Kafka service (the process keeps running, the port closes).
-    pub async fn stop_service(&self) {
-        self.noida.stop_kafka_service().await;
+    /// Stops the broker (a clean shutdown; its data stays).
+    pub async fn stop_service(&mut self) {
+        self.kafka.stop().await;
     }
 
-    /// Starts the Kafka service again with its data.
-    pub async fn start_service(&self) {
-        self.noida.start_kafka_service().await;
+    /// Starts the broker again with its data.
+    pub async fn start_service(&mut self) {
+        self.kafka.resume().await;
     }
 }

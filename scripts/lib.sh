@@ -1,0 +1,41 @@
+# Helpers shared by the scripts (sourced, not run). Callers set `set -euo pipefail` themselves.
+#   CAMPUS_CACHE   where installs and builds are cached, outside the clone (default ~/.cache/campus)
+#   ROOT           the repository root
+ROOT=${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+CAMPUS_CACHE=${CAMPUS_CACHE:-$HOME/.cache/campus}
+VENV=$CAMPUS_CACHE/venv
+
+# listening PORT: true when something accepts TCP connections on 127.0.0.1:PORT.
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# running PIDFILE: true when the PID in PIDFILE is alive.
+running_pidfile() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# stop_group PID [SECONDS]: SIGTERM to the process group PID (each server runs under setsid), wait
+# up to SECONDS (default 10) for the leader to exit, then SIGKILL the group.
+stop_group() {
+  local pid=$1 wait=${2:-10}
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 $((wait * 10))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL -- "-$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+}
+
+# need_apt PKG...: apt-get install the packages that are not installed yet (one apt run).
+need_apt() {
+  local missing=() p
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "deps: apt-get install ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# go_env: the Go settings every Go build of the scripts uses (module and build caches in
+# $CAMPUS_CACHE; no checksum database: only the module proxy is reachable here).
+go_env() {
+  export GOPATH=$CAMPUS_CACHE/go GOMODCACHE=$CAMPUS_CACHE/go/mod GOCACHE=$CAMPUS_CACHE/go/build
+  export GOSUMDB=off GOFLAGS=-mod=mod GOTOOLCHAIN=local
+  command -v go >/dev/null || export PATH=/usr/local/go/bin:$PATH
+  command -v go >/dev/null || { echo "deps: Go is not installed (need Go >= 1.24 on PATH or in /usr/local/go)" >&2; return 1; }
+}
