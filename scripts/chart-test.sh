@@ -54,10 +54,10 @@ static_checks() {
 
   # The schema rejects values of the wrong type (and unknown keys) before anything renders.
   local case
-  for case in "operator.replicas=two|operator.replicas: Invalid type. Expected: integer" \
-              "infrastructure.enabled=yes|infrastructure.enabled: Invalid type. Expected: boolean" \
-              "expose.nodePorts.contentApi=8081|expose.nodePorts.contentApi: Must be greater than or equal to 30000" \
-              "operator.imagee.tag=x|Additional property imagee is not allowed"; do
+  for case in "operator.replicas=two|at '/operator/replicas': got string, want integer" \
+              "infrastructure.enabled=yes|at '/infrastructure/enabled': got string, want boolean" \
+              "expose.nodePorts.contentApi=8081|at '/expose/nodePorts/contentApi': minimum: got 8,081, want 30,000" \
+              "operator.imagee.tag=x|at '/operator': additional properties 'imagee' not allowed"; do
     local set=${case%%|*} want=${case#*|}
     if "$HELM" template campus "$CHART" --set "$set" >/dev/null 2>"$OUT/schema.log"; then
       bad "values.schema.json accepted --set $set"

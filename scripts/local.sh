@@ -6,6 +6,7 @@
 #   scripts/local.sh down     stop every Campus process by PID (and the servers, if `up` started them)
 #   scripts/local.sh status   which processes run and answer /readyz
 #   scripts/local.sh smoke    one real request to each API (after `up`)
+#   scripts/local.sh readme   every curl example of README.md, each must answer 2xx (after `up`)
 #   scripts/local.sh logs [NAME]   follow target/local/NAME.log (all when no NAME)
 # PIDs and logs live in target/local/. Names are prefixed (Kafka `local.`, Redis `local:`, MySQL
 # databases `campus_local_*`, indices `local-*`) so the local mode never touches the tests' data.
@@ -243,6 +244,25 @@ smoke() {
   return $rc
 }
 
+# Every curl example of the README's "Try it" block, as a newcomer pastes them after `up`: each
+# must answer 2xx. Run on a fresh local mode (the examples use the first ids: post 1, event 1).
+readme() {
+  local out passed=0 failed=0 cmd code
+  out=$(mktemp)
+  while IFS= read -r cmd; do
+    code=$(eval "$cmd -o '$out' -w '%{http_code}' --max-time 15" || true)
+    if [[ $code == 2?? ]]; then
+      passed=$((passed + 1)); echo "local: ok   $code $cmd" >&2
+    else
+      failed=$((failed + 1)); echo "local: FAIL $code $cmd: $(head -c 300 "$out")" >&2
+    fi
+  done < <(awk '/^## Try it/ {on = 1; next} on && /^```sh/ {block = 1; next} block && /^```/ {exit}
+                block { if (sub(/\\$/, "")) { acc = acc $0; next } print acc $0; acc = "" }' README.md | grep '^curl ')
+  rm -f "$out"
+  echo "readme: $passed passed, $failed failed"
+  [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
+}
+
 logs() {
   if [ -n "${1:-}" ]; then tail -F "$D/$1.log"; else tail -F "$D"/*.log; fi
 }
@@ -252,6 +272,7 @@ case ${1:-} in
   down) down ;;
   status) status ;;
   smoke) smoke ;;
+  readme) readme ;;
   logs) logs "${2:-}" ;;
-  *) echo "usage: $0 up|down|status|smoke|logs [NAME]" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|smoke|readme|logs [NAME]" >&2; exit 2 ;;
 esac

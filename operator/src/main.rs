@@ -26,7 +26,7 @@ struct Cli {
     #[arg(long, env = "WATCH_NAMESPACE")]
     namespace: Option<String>,
     /// Address of `/healthz`, `/readyz` and `/metrics`.
-    #[arg(long, env = "OPS_ADDR", default_value = "0.0.0.0:8080")]
+    #[arg(long, env = campus_contract::env::OPS_ADDR, default_value = "0.0.0.0:8080")]
     ops_addr: SocketAddr,
     /// Elect a leader with a Lease (turn off only when a single instance runs).
     #[arg(long, env = "LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]

@@ -86,13 +86,12 @@ impl Plan {
             if !enabled {
                 continue;
             }
-            for t in service.api().produces {
+            let api = service.api().produces.into_iter();
+            let workers = service
+                .workers()
+                .flat_map(|w| w.consumes.iter().copied().chain(w.produces));
+            for t in api.chain(workers) {
                 add(&mut topics, t);
-            }
-            for w in service.workers() {
-                for t in w.consumes.iter().copied().chain(w.produces) {
-                    add(&mut topics, t);
-                }
             }
         }
         let mut workers = Vec::new();

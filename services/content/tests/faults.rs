@@ -228,3 +228,76 @@ async fn with_elasticsearch_stopped_the_index_worker_waits_and_loses_nothing() {
     p.token.cancel();
     es.stop().await;
 }
+
+/// Three brokers, both content topics with replication factor 3 and `min.insync.replicas` 2: a
+/// broker crashes in the middle of a stream of writes. Every post still reaches search, the
+/// follower's inbox and the detail cache, and no event is lost on either topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_broker_of_three_killed_mid_stream_every_post_reaches_every_read_model() {
+    const POSTS: usize = 30;
+    let mut kafka = PrivateKafka::start_cluster(3).await;
+    let mut p = Platform::with_servers(kafka.brokers(), testing::es_url()).await;
+    let admin = Admin::new(&KafkaArgs::new(kafka.brokers())).unwrap();
+    admin
+        .ensure(&[
+            TopicSpec::new(p.topic("post.original"), 3),
+            TopicSpec::new(p.topic("post.inspected"), 3),
+        ])
+        .await
+        .unwrap();
+    p.start_api().await;
+    for w in ["inspect", "cache", "inbox", "index"] {
+        p.start_worker(w, None);
+    }
+    p.wait_search_ready().await;
+    let author = p.create_user("author").await;
+    let follower = p.create_user("follower").await;
+    let (s, v) = p
+        .post(
+            "/follows",
+            json!({"followerId": follower, "followeeId": author}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+
+    let mut ids = Vec::new();
+    for j in 0..POSTS {
+        if j == POSTS / 3 {
+            kafka.kill_node(3);
+        }
+        let v = p
+            .create_post(author, 1, &format!("Replicated kw{j}x"), "three brokers")
+            .await;
+        ids.push(v["id"].as_u64().unwrap());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = Duration::from_secs(90);
+    eventually("every post searchable", deadline, || async {
+        let mut found = p.search_ids("replicated").await;
+        found.sort_unstable();
+        (found == ids).then_some(())
+    })
+    .await;
+    eventually("every post in the follower's inbox", deadline, || async {
+        let mut found = p.inbox_ids(follower).await;
+        found.sort_unstable();
+        (found == ids).then_some(())
+    })
+    .await;
+    for id in &ids {
+        eventually("the post in the detail cache", deadline, || async {
+            let (s, _, cache) = p.detail(*id).await;
+            (s == 200 && cache == "hit").then_some(())
+        })
+        .await;
+    }
+    assert_eq!(pending(&p).await, 0, "the outbox drained");
+    for topic in ["post.original", "post.inspected"] {
+        let got = read_events(&kafka.brokers(), &p.topic(topic), POSTS, Duration::from_secs(30)).await;
+        let mut keys: Vec<u64> = got.iter().map(|(k, _, _)| k.parse().unwrap()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys, ids, "one created event per post on {topic}");
+    }
+    p.token.cancel();
+}
