@@ -1,4 +1,4 @@
-//! The operator against a real API server (kube-apiserver + kube-controller-manager v1.20.2,
+//! The operator against a real API server (kube-apiserver + kube-controller-manager v1.37,
 //! scripts/kube.sh) and the local Kafka (scripts/servers.sh). Each test has its own namespace
 //! and its own operator watching only that namespace; topic names are unique per test because the
 //! platform's name (the Kafka prefix) is.
@@ -232,8 +232,8 @@ async fn a_sample_creates_every_child_and_topic_and_ready_follows_the_pods() {
             st.conditions
         );
     }
-    // Settled: no reconcile triggers the next one (a no-op apply still rewrites managedFields
-    // on 1.20; those events must not count as changes).
+    // Settled: no reconcile triggers the next one (no child event from a no-op apply counts as a
+    // change).
     let reconciles = |text: String| {
         text.lines()
             .find(|l| l.starts_with("campus_operator_reconciles_total"))

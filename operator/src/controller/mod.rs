@@ -225,8 +225,8 @@ where
 }
 
 /// What a child's watch event must change to trigger a reconcile: anything but `managedFields`
-/// and `resourceVersion`. A no-op server-side apply still rewrites the managed-fields timestamps
-/// on Kubernetes 1.20, which would otherwise make every reconcile trigger the next one.
+/// and `resourceVersion`. On older API servers (1.20) a no-op server-side apply still rewrote the
+/// managed-fields timestamps, which would otherwise make every reconcile trigger the next one.
 fn content_hash<K: serde::Serialize>(obj: &K) -> u64 {
     let mut v = serde_json::to_value(obj).unwrap_or_default();
     if let Some(meta) = v.get_mut("metadata").and_then(|m| m.as_object_mut()) {
