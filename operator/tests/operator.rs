@@ -482,8 +482,7 @@ async fn bad_platforms_are_rejected_or_reported_without_touching_children() {
     })
     .await;
     let mut bad = good.clone();
-    bad["spec"]["content"]["groups"] =
-        json!({"cache": {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}});
+    bad["spec"]["topics"] = json!({"overrides": [{"name": "no.such.topic"}]});
     bad["spec"]["redis"]["url"] = json!("redis://elsewhere:6379");
     apply_platform(&client, &ns.name, &bad).await.unwrap();
     let (_, reason, message) = eventually("InvalidSpec is reported again", WAIT, || async {
@@ -492,7 +491,7 @@ async fn bad_platforms_are_rejected_or_reported_without_touching_children() {
     })
     .await;
     assert_eq!(reason, "InvalidSpec");
-    assert!(message.contains("minReplicas <= maxReplicas"), "{message}");
+    assert!(message.contains("`no.such.topic`"), "{message}");
     let after = deployment(&client, &ns.name, &api_name).await.unwrap();
     // (The resourceVersion moves with the deployment controller's status writes; the spec is
     // what the operator would change.)

@@ -1,5 +1,6 @@
-//! Validation that the schema cannot express (or that a 1.20 API server does not enforce). Pure:
-//! a bad spec is reported in status and no child is touched.
+//! Validation that the schema cannot express, plus the CRD's CEL rules again (for a platform
+//! stored under an older CRD, or by a server that does not enforce them). Pure: a bad spec is
+//! reported in status and no child is touched.
 
 use std::collections::BTreeSet;
 
@@ -56,7 +57,7 @@ pub fn validate(cr: &CampusPlatform) -> Vec<String> {
         !(content || es_users) || s.elasticsearch.is_some(),
         "elasticsearch is required by the content service, the log API and the log processor",
     );
-    // The schema says so too (`oneOf`); checked here as well so a platform stored under an older
+    // The CRD's CEL rule says so too; checked here as well so a platform stored under an older
     // CRD, or one that slipped past a schema-less API, is reported rather than half-applied.
     for (what, url, secret) in [
         (

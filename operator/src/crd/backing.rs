@@ -74,7 +74,10 @@ pub enum UrlSource<'a> {
 /// `urlSecretRef` is given.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[schemars(extend("oneOf" = [{"required": ["url"]}, {"required": ["urlSecretRef"]}]))]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.url) != has(self.urlSecretRef)",
+    "message": "give exactly one of url and urlSecretRef",
+}]))]
 pub struct RedisSpec {
     /// URL `redis://host:port[/db]` (`REDIS_URL`), for a Redis without a password. Exactly one
     /// of `url` and `urlSecretRef` is given.
@@ -95,7 +98,10 @@ pub struct RedisSpec {
 /// one of `url` and `urlSecretRef` is given.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[schemars(extend("oneOf" = [{"required": ["url"]}, {"required": ["urlSecretRef"]}]))]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.url) != has(self.urlSecretRef)",
+    "message": "give exactly one of url and urlSecretRef",
+}]))]
 pub struct ElasticsearchSpec {
     /// URL(s) `http://host:9200`, comma separated (`ELASTICSEARCH_URL`), for an Elasticsearch
     /// without authentication. Exactly one of `url` and `urlSecretRef` is given.

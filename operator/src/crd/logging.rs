@@ -79,6 +79,10 @@ impl Default for FilebeatSpec {
 /// Logstash Deployment; its pipelines reload in place when they change.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.pipelines.all(p, self.pipelines.exists_one(q, q.name == p.name))",
+    "message": "pipelines must have distinct names",
+}]))]
 pub struct LogstashSpec {
     /// Logstash image.
     #[serde(default = "default_logstash_image")]

@@ -179,6 +179,10 @@ impl Default for GroupSpec {
 /// [minReplicas, maxReplicas].
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.minReplicas <= self.maxReplicas",
+    "message": "minReplicas must not exceed maxReplicas",
+}]))]
 pub struct AutoscalingSpec {
     /// Fewest replicas, also with no lag.
     #[serde(default = "default_replicas")]

@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 /// Topics: which exist is derived from the enabled services; this sets their shape.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!has(self.overrides) || self.overrides.all(o, self.overrides.exists_one(p, p.name == o.name))",
+    "message": "overrides must name each topic at most once",
+}]))]
 pub struct TopicsSpec {
     /// Partitions of every topic without an override. Partitions only ever grow: a lower number
     /// than a topic has is reported in status, never applied.

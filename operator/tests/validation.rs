@@ -1,0 +1,110 @@
+//! The CRD's CEL rules (`x-kubernetes-validations`): the API server itself refuses a platform that
+//! breaks a cross-field rule, with the rule's message, before the operator sees it. The operator
+//! checks the same rules (controller/validate.rs) for platforms stored under an older CRD.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::*;
+
+/// Applies `cr` and returns the API server's refusal (code 422) as its message.
+async fn refusal(client: &kube::Client, ns: &str, cr: &Value) -> String {
+    match apply_platform(client, ns, cr).await {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 422, "{s:?}");
+            s.message
+        }
+        Err(other) => panic!("not an API refusal: {other}"),
+        Ok(_) => panic!("accepted: {cr}"),
+    }
+}
+
+#[tokio::test]
+async fn cross_field_rules_are_enforced_by_the_api_server() {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new(&client, "op-cel").await;
+    let base = sample("minimal.yaml", "cel", "kafka:9092");
+
+    let autoscaling = json!({"minReplicas": 5, "maxReplicas": 2});
+    let pipeline = json!({"name": "access-log"});
+    let cases: [(&str, &str, Value, &str); 7] = [
+        (
+            "redis with url and urlSecretRef",
+            "/spec/redis",
+            json!({"url": "redis://r:6379", "urlSecretRef": {"name": "s", "key": "k"}}),
+            "spec.redis: Invalid value: give exactly one of url and urlSecretRef",
+        ),
+        (
+            "redis with neither",
+            "/spec/redis",
+            json!({"keyPrefix": "x:"}),
+            "spec.redis: Invalid value: give exactly one of url and urlSecretRef",
+        ),
+        (
+            "elasticsearch with both",
+            "/spec/elasticsearch",
+            json!({"url": "http://e:9200", "urlSecretRef": {"name": "s", "key": "k"}}),
+            "spec.elasticsearch: Invalid value: give exactly one of url and urlSecretRef",
+        ),
+        (
+            "a worker group's minReplicas above maxReplicas",
+            "/spec/content/groups/cache/autoscaling",
+            autoscaling.clone(),
+            "spec.content.groups.cache.autoscaling: Invalid value: minReplicas must not exceed maxReplicas",
+        ),
+        (
+            "the native indexer's minReplicas above maxReplicas",
+            "/spec/logging/native/autoscaling",
+            autoscaling,
+            "spec.logging.native.autoscaling: Invalid value: minReplicas must not exceed maxReplicas",
+        ),
+        (
+            "a topic overridden twice",
+            "/spec/topics/overrides",
+            json!([{"name": "post.original", "partitions": 6}, {"name": "post.original"}]),
+            "spec.topics: Invalid value: overrides must name each topic at most once",
+        ),
+        (
+            "two Logstash pipelines with one name",
+            "/spec/logging/logstash/pipelines",
+            json!([pipeline.clone(), pipeline]),
+            "spec.logging.logstash: Invalid value: pipelines must have distinct names",
+        ),
+    ];
+    for (what, pointer, value, want) in cases {
+        let mut cr = base.clone();
+        set(&mut cr, pointer, value);
+        let message = refusal(&client, &ns.name, &cr).await;
+        assert!(message.contains(want), "{what}: {message}");
+    }
+
+    // The same platform without the faults is accepted (the rules hold for valid specs).
+    let mut good = base.clone();
+    set(
+        &mut good,
+        "/spec/content/groups/cache/autoscaling",
+        json!({"minReplicas": 2, "maxReplicas": 2}),
+    );
+    set(
+        &mut good,
+        "/spec/topics/overrides",
+        json!([{"name": "post.original"}, {"name": "post.inspected"}]),
+    );
+    apply_platform(&client, &ns.name, &good)
+        .await
+        .expect("a valid platform is accepted");
+}
+
+/// Sets a JSON-pointer path, creating the objects on the way.
+fn set(v: &mut Value, pointer: &str, value: Value) {
+    let mut cur = v;
+    let parts: Vec<&str> = pointer.trim_start_matches('/').split('/').collect();
+    for p in &parts[..parts.len() - 1] {
+        if cur.get(*p).is_none() {
+            cur[*p] = json!({});
+        }
+        cur = &mut cur[*p];
+    }
+    cur[parts[parts.len() - 1]] = value;
+}
