@@ -108,3 +108,32 @@ fn set(v: &mut Value, pointer: &str, value: Value) {
     }
     cur[parts[parts.len() - 1]] = value;
 }
+
+/// Every apply of the operator is strict: a field the API server does not know is refused, not
+/// silently dropped. (Kubernetes 1.37 refuses unknown fields in a server-side apply whatever the
+/// fieldValidation; Strict also refuses duplicate fields and keeps older servers, which prune or
+/// only warn, from dropping a field without an error.)
+#[tokio::test]
+async fn the_operators_applies_refuse_unknown_fields() {
+    use campus_operator::controller::apply::apply_all;
+    use kube::api::{Api, ApiResource, DynamicObject};
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new(&client, "op-strict").await;
+    let ar = ApiResource::erase::<campus_operator::crd::CampusPlatform>(&());
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns.name, &ar);
+    let mut cr = sample("minimal.yaml", "strict", "kafka:9092");
+    let good: DynamicObject = serde_json::from_value(cr.clone()).unwrap();
+    let applied = apply_all(&api, &[good]).await;
+    assert!(applied.is_ok(), "{applied:?}");
+    cr["spec"]["kafka"]["brokerz"] = json!("typo:9092");
+    let bad: DynamicObject = serde_json::from_value(cr).unwrap();
+    let err = apply_all(&api, &[bad])
+        .await
+        .expect_err("an unknown field is refused");
+    let text = format!("{err:?}");
+    assert!(
+        text.contains(".spec.kafka.brokerz: field not declared in schema"),
+        "{text}"
+    );
+}

@@ -19,13 +19,22 @@ use crate::build::rbac::cluster_selector;
 use crate::build::{Desired, selector_string};
 use crate::crd::CampusPlatform;
 
-/// Applies `objs` (server-side, forced: the operator owns these fields) and returns what the
-/// API server holds afterwards, status included.
+/// The parameters of every server-side apply the operator makes: forced (the operator owns these
+/// fields) and strict (`fieldValidation=Strict`), so an unknown or duplicate field is an error
+/// rather than silently dropped, whatever the API server's default.
+pub fn apply_params() -> PatchParams {
+    PatchParams::apply(FIELD_MANAGER)
+        .force()
+        .validation_strict()
+}
+
+/// Applies `objs` (server-side, see [`apply_params`]) and returns what the API server holds
+/// afterwards, status included.
 pub async fn apply_all<K>(api: &Api<K>, objs: &[K]) -> Result<Vec<K>, Error>
 where
     K: Resource + Serialize + DeserializeOwned + Clone + Debug,
 {
-    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let params = apply_params();
     try_join_all(objs.iter().map(|o| {
         let params = &params;
         async move {

@@ -5,7 +5,7 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch};
 use serde_json::json;
 
 use super::Error;
@@ -257,7 +257,7 @@ pub async fn write(
     });
     api.patch_status(
         &cr.name_any(),
-        &PatchParams::apply(crate::FIELD_MANAGER).force(),
+        &super::apply::apply_params(),
         &Patch::Apply(&patch),
     )
     .await
