@@ -70,7 +70,7 @@ install_opensearch
 # ldflags of helm's Makefile so `helm version` and .Capabilities.KubeVersion are the real ones.
 install_helm() {
   local bin=$CAMPUS_CACHE/bin/helm
-  if [ -x "$bin" ] && "$bin" version --template '{{.Version}}' 2>/dev/null | grep -qx "v$HELM_VERSION"; then
+  if [ -x "$bin" ] && [ "$("$bin" version --template '{{.Version}}' 2>/dev/null)" = "v$HELM_VERSION" ]; then
     return 0
   fi
   need_go "helm.sh/helm/v3@v$HELM_VERSION"
@@ -86,7 +86,7 @@ install_helm() {
   mkdir -p "$CAMPUS_CACHE/bin"
   GOBIN=$CAMPUS_CACHE/bin nice "$GO" install -trimpath -ldflags "$ldflags" "$x/cmd/helm@v$HELM_VERSION" \
     >"$CAMPUS_CACHE/helm-build.log" 2>&1 || { tail -n 30 "$CAMPUS_CACHE/helm-build.log" >&2; exit 1; }
-  "$bin" version --template '{{.Version}}' | grep -qx "v$HELM_VERSION"
+  [ "$("$bin" version --template '{{.Version}}')" = "v$HELM_VERSION" ]
 }
 install_helm
 echo "deps: ready (venv $VENV, tools $CAMPUS_CACHE/bin)"

@@ -83,7 +83,8 @@ build() {
   local want=("${CONTROL_PLANE[@]}")
   [ "${1:-}" = node ] && want+=("${NODE[@]}")
   local etcd_ok=0
-  [ -x "$BIN/etcd" ] && "$BIN/etcd" --version 2>/dev/null | grep -qx "etcd Version: $ETCD_VERSION" && etcd_ok=1
+  # (Output captured first: `grep -q` exiting early would fail the pipe under pipefail.)
+  [ -x "$BIN/etcd" ] && grep -qx "etcd Version: $ETCD_VERSION" <<<"$("$BIN/etcd" --version 2>/dev/null)" && etcd_ok=1
   if have "${want[@]}" && [ $etcd_ok = 1 ]; then
     echo "kube: cached binaries in $BIN"; return 0
   fi
@@ -94,7 +95,7 @@ build() {
   for b in "${want[@]}"; do have "$b" || missing+=("$b"); done
   [ ${#missing[@]} = 0 ] || build_kube "${missing[@]}"
   [ $etcd_ok = 1 ] || build_etcd
-  "$BIN/kubectl" version --client | grep -q "v$KUBE_VERSION" || { echo "kube: $BIN/kubectl is not v$KUBE_VERSION" >&2; exit 1; }
+  grep -q "v$KUBE_VERSION" <<<"$("$BIN/kubectl" version --client)" || { echo "kube: $BIN/kubectl is not v$KUBE_VERSION" >&2; exit 1; }
   echo "kube: built $BIN"
 }
 
