@@ -289,21 +289,22 @@ def main():
               f"kind/skaffold: {host_of.get(svc)}")
 
     # --- Ports in the code, the images and the chart agree.
-    config_rs = read("services/common/src/config.rs")
-    http_port = int(re.search(r'env = "HTTP_ADDR", default_value = "[\d.]+:(\d+)"', config_rs).group(1))
-    ops_port = int(re.search(r'env = "OPS_ADDR", default_value = "[\d.]+:(\d+)"', config_rs).group(1))
+    # The ports live in the contract crate (services/contract), which both the services' flags
+    # and the operator's builders read.
+    contract_rs = read("services/contract/src/lib.rs")
+    http_port = int(re.search(r"pub const API: u16 = (\d+);", contract_rs).group(1))
+    ops_port = int(re.search(r"pub const OPS: u16 = (\d+);", contract_rs).group(1))
     for t in ("content", "coupon", "log"):
         check(sorted(stages[t]["expose"]) == sorted({http_port, ops_port}),
               f"image {t} exposes the code's HTTP_ADDR and OPS_ADDR ports ({http_port}, {ops_port})", f"{stages[t]['expose']}")
     main_rs = os.path.join(ROOT, "operator/src/main.rs")
-    m = re.search(r'env = "OPS_ADDR", default_value = "[\d.]+:(\d+)"', open(main_rs).read()) if os.path.exists(main_rs) else None
+    m = re.search(r'env = [\w:]*OPS_ADDR, default_value = "[\d.]+:(\d+)"', open(main_rs).read()) if os.path.exists(main_rs) else None
     if m:
         check(int(m.group(1)) in stages["operator"]["expose"],
               f"the operator's default OPS_ADDR port {m.group(1)} is exposed by its image")
     deploy_rs = os.path.join(ROOT, "operator/src/build/deployment.rs")
-    m = re.search(r"pub const API_PORT: i32 = (\d+);", open(deploy_rs).read()) if os.path.exists(deploy_rs) else None
-    if m:
-        check(int(m.group(1)) == http_port, f"the operator runs the APIs on the code's HTTP_ADDR port ({m.group(1)})")
+    m = re.search(r"pub const API_PORT: i32 = campus_contract::port::API as i32;", open(deploy_rs).read()) if os.path.exists(deploy_rs) else None
+    check(m is not None, f"the operator runs the APIs on the contract's HTTP_ADDR port ({http_port})")
     _, _, objs = rendered["default"]
     for o in objs:
         if o["kind"] == "Service" and "-expose-" in o["metadata"]["name"]:

@@ -403,7 +403,9 @@ async fn scaling_a_group_one_three_one_under_load_loses_nothing() {
         tokio::spawn(async move {
             // About 300 records/s for 10 s.
             for start in (0..N).step_by(30) {
-                let chunk: Vec<_> = (start..(start + 30).min(N)).map(|n| json_msg(n, 0)).collect();
+                let chunk: Vec<_> = (start..(start + 30).min(N))
+                    .map(|n| json_msg(n, 0))
+                    .collect();
                 produce(&topic, chunk).await;
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }

@@ -134,12 +134,10 @@ impl PrivateKafka {
             cmd.args(["--set", "broker.session.timeout.ms=3000"])
                 .args(["--set", "broker.heartbeat.interval.ms=500"]);
         }
-        cmd
-            .env(
-                "KAFKA_HEAP_OPTS",
-                std::env::var("CAMPUS_TEST_KAFKA_HEAP")
-                    .unwrap_or_else(|_| "-Xms128m -Xmx512m".into()),
-            );
+        cmd.env(
+            "KAFKA_HEAP_OPTS",
+            std::env::var("CAMPUS_TEST_KAFKA_HEAP").unwrap_or_else(|_| "-Xms128m -Xmx512m".into()),
+        );
         node.process = Some(ServerProcess::spawn(cmd, &log));
         node.starts = starts;
     }

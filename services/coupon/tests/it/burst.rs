@@ -178,17 +178,44 @@ async fn a_burst_survives_the_worker_killed_and_restarted_midway() {
     third.stop().await;
 }
 
+/// A burst against a private Kafka that a test will take (partly) away: the API with a short
+/// produce timeout, a worker, an event and the plan.
+struct Outage {
+    env: Env,
+    worker: crate::support::Worker,
+    event: i64,
+    plan: Vec<i64>,
+    unavailable: Arc<AtomicUsize>,
+}
+
+impl Outage {
+    async fn start(kafka: &PrivateKafka, produce_timeout: Duration) -> Self {
+        let topic = kafka.topic(4).await;
+        let mut args = kafka.args();
+        args.produce_timeout = produce_timeout;
+        let env = Env::start_with(args, topic).await;
+        let worker = env.start_worker();
+        let event = env.create_event(LIMIT).await;
+        Self {
+            env,
+            worker,
+            event,
+            plan: burst_plan(USERS, REQUESTS),
+            unavailable: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_survives_kafka_stopped_for_part_of_it() {
     let mut kafka = PrivateKafka::start().await;
-    let topic = kafka.topic(4).await;
-    let mut args = kafka.args();
-    args.produce_timeout = Duration::from_secs(2);
-    let env = Env::start_with(args, topic).await;
-    let worker = env.start_worker();
-    let event = env.create_event(LIMIT).await;
-    let plan = burst_plan(USERS, REQUESTS);
-    let unavailable = Arc::new(AtomicUsize::new(0));
+    let Outage {
+        env,
+        worker,
+        event,
+        plan,
+        unavailable,
+    } = Outage::start(&kafka, Duration::from_secs(2)).await;
 
     // Part 1, Kafka up: some coupons issue.
     let mut answers = fire(&env, event, &plan[..40], true, unavailable.clone()).await;
@@ -242,14 +269,13 @@ async fn a_burst_survives_kafka_stopped_for_part_of_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_on_three_brokers_survives_one_broker_killed_midway() {
     let mut kafka = PrivateKafka::start_cluster().await;
-    let topic = kafka.topic(4).await;
-    let mut args = kafka.args();
-    args.produce_timeout = Duration::from_secs(5);
-    let env = Env::start_with(args, topic).await;
-    let worker = env.start_worker();
-    let event = env.create_event(LIMIT).await;
-    let plan = burst_plan(USERS, REQUESTS);
-    let unavailable = Arc::new(AtomicUsize::new(0));
+    let Outage {
+        env,
+        worker,
+        event,
+        plan,
+        unavailable,
+    } = Outage::start(&kafka, Duration::from_secs(5)).await;
 
     // Some coupons issue (fewer than the limit), then a broker dies under the rest of the burst.
     let mut answers = fire(&env, event, &plan[..40], true, unavailable.clone()).await;
