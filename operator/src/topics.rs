@@ -257,6 +257,7 @@ impl Topics {
                 name: t.full.clone(),
                 partitions: have.map_or(0, |h| h.partitions).max(t.partitions),
                 replication_factor: have.map_or(t.replication, |h| h.replication),
+                under_replicated_partitions: have.map_or(0, |h| h.under_replicated),
                 ready: true,
                 message: None,
             });
@@ -412,6 +413,7 @@ mod tests {
         let have = TopicState {
             partitions: 3,
             replication: 1,
+            under_replicated: 0,
         };
         assert!(refused_changes(&planned(3, 1, &[]), &have).is_empty());
         assert!(refused_changes(&planned(5, 1, &[]), &have).is_empty());
@@ -499,6 +501,7 @@ mod tests {
                 replication_factor: 1,
                 ready: true,
                 message: None,
+                ..TopicStatus::default()
             }],
             ..TopicsOutcome::default()
         };

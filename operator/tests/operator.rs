@@ -1191,3 +1191,63 @@ async fn config_a_broker_cannot_change_is_reported_as_unsupported() {
     })
     .await;
 }
+
+/// On three brokers (a private KRaft cluster) the operator creates every topic with three
+/// replicas; when a broker dies it reports the under-replicated partitions in status (per topic
+/// and in `TopicsReady`'s message) while the platform stays Ready, and clears them once the
+/// broker is back.
+#[tokio::test]
+async fn on_three_brokers_topics_get_three_replicas_and_under_replication_is_reported() {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new(&client, "op-rf3").await;
+    let name = ns.name.clone();
+    let _op = Operator::start(&client, test_settings(&ns.name));
+    let mut kafka = PrivateKafka::start_cluster(3).await;
+    let mut cr = sample("minimal.yaml", &name, &kafka.brokers());
+    cr["spec"]["topics"]["replicationFactor"] = json!(3);
+    apply_platform(&client, &ns.name, &cr).await.unwrap();
+    let topics =
+        |cr: campus_operator::crd::CampusPlatform| cr.status.map(|s| s.topics).unwrap_or_default();
+    eventually("every topic with three replicas", WAIT, || async {
+        let t = topics(platform(&client, &ns.name, &name).await?);
+        (!t.is_empty() && t.iter().all(|t| t.ready && t.replication_factor == 3)).then_some(())
+    })
+    .await;
+    let have = Admin::new(&kafka.kafka())
+        .unwrap()
+        .describe()
+        .await
+        .unwrap();
+    let ours: Vec<_> = have
+        .iter()
+        .filter(|(n, _)| n.starts_with(&format!("{name}.")))
+        .collect();
+    assert!(
+        !ours.is_empty() && ours.iter().all(|(_, t)| t.replication == 3),
+        "{have:?}"
+    );
+
+    kafka.kill_node(3);
+    let message = eventually("under-replicated partitions in status", WAIT, || async {
+        let cr = platform(&client, &ns.name, &name).await?;
+        let degraded = topics(cr.clone())
+            .iter()
+            .filter(|t| t.under_replicated_partitions > 0)
+            .count();
+        let (s, _, message) = condition(&client, &ns.name, &name, "TopicsReady").await?;
+        (degraded > 0 && s == "True" && message.contains("under-replicated")).then_some(message)
+    })
+    .await;
+    assert!(
+        message.contains(&format!("{name}.post.original")),
+        "{message}"
+    );
+
+    kafka.resume_node(3).await;
+    eventually("under-replication cleared", WAIT, || async {
+        let t = topics(platform(&client, &ns.name, &name).await?);
+        (!t.is_empty() && t.iter().all(|t| t.under_replicated_partitions == 0)).then_some(())
+    })
+    .await;
+}

@@ -205,6 +205,7 @@ async fn apply(cr: Arc<CampusPlatform>, ctx: Arc<Context>) -> Result<Action, Err
                     .map_or(0, |p| p.replication_factor),
                 ready: false,
                 message: Some(e.reason().to_owned()),
+                ..Default::default()
             })
             .collect(),
     };
@@ -222,8 +223,14 @@ async fn apply(cr: Arc<CampusPlatform>, ctx: Arc<Context>) -> Result<Action, Err
     }
 
     let autoscaled = plan.workers.iter().any(|w| w.spec.autoscaling.is_some());
+    // While a partition is under-replicated, look again soon: status should show the broker's
+    // return (or the next failure) without waiting for the resync.
+    let degraded = topics
+        .as_ref()
+        .is_ok_and(|o| o.statuses.iter().any(|t| t.under_replicated_partitions > 0));
     Ok(Action::requeue(match (&topics, autoscaled) {
         (Err(_), _) => settings.kafka_retry,
+        _ if degraded => settings.kafka_retry,
         (_, true) => settings.lag_interval,
         _ => settings.resync,
     }))

@@ -130,12 +130,7 @@ pub fn conditions(
     let topics_cond = match topics {
         TopicsSeen::Done(o) => match o.problem() {
             Some((reason, message)) => Cond::new(TOPICS_READY, false, reason, message),
-            None => Cond::new(
-                TOPICS_READY,
-                true,
-                "AllReady",
-                format!("{} topics exist as specified", o.statuses.len()),
-            ),
+            None => Cond::new(TOPICS_READY, true, "AllReady", topics_ready_message(o)),
         },
         TopicsSeen::Failed(e, _) => Cond::new(TOPICS_READY, false, e.reason(), chain(e)),
     };
@@ -241,6 +236,28 @@ pub fn build(
     }
 }
 
+/// `N topics exist as specified`, and which are under-replicated: they take writes, but a broker
+/// is down or behind (Strimzi and Kafka's own tools report it the same way, as a warning).
+fn topics_ready_message(o: &crate::topics::TopicsOutcome) -> String {
+    let mut message = format!("{} topics exist as specified", o.statuses.len());
+    let degraded: Vec<String> = o
+        .statuses
+        .iter()
+        .filter(|t| t.under_replicated_partitions > 0)
+        .map(|t| {
+            format!(
+                "{} ({} of {})",
+                t.name, t.under_replicated_partitions, t.partitions
+            )
+        })
+        .collect();
+    if !degraded.is_empty() {
+        message.push_str("; under-replicated partitions: ");
+        message.push_str(&degraded.join(", "));
+    }
+    message
+}
+
 /// Writes `status` unless it equals what the platform already shows. Returns whether it wrote.
 pub async fn write(
     api: &Api<CampusPlatform>,
@@ -303,6 +320,7 @@ mod tests {
                 replication_factor: 1,
                 ready: true,
                 message: None,
+                ..TopicStatus::default()
             }],
             ..TopicsOutcome::default()
         };

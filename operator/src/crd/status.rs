@@ -40,6 +40,10 @@ pub struct TopicStatus {
     /// Replication factor the topic has (0 when unknown).
     #[serde(default)]
     pub replication_factor: i32,
+    /// Partitions whose in-sync replicas are fewer than their replicas: a broker is down or
+    /// behind, and one more failure may stop writes (`min.insync.replicas`). Omitted when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub under_replicated_partitions: i32,
     /// Whether the topic exists as specified.
     pub ready: bool,
     /// Why not: what was refused (fewer partitions, another replication factor), or config that
@@ -68,4 +72,8 @@ pub struct WorkloadStatus {
     /// Total lag of the group (records), when lag-based scaling reads it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag: Option<i64>,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
 }

@@ -47,6 +47,9 @@ pub struct TopicState {
     pub partitions: i32,
     /// Replicas per partition (the most any partition has; 0 without partitions).
     pub replication: i32,
+    /// Partitions whose in-sync replicas are fewer than their replicas (a broker is down or
+    /// behind).
+    pub under_replicated: i32,
 }
 
 /// A topic's config as Kafka reports it.
@@ -140,6 +143,11 @@ impl Admin {
                             .map(|p| p.replicas().len() as i32)
                             .max()
                             .unwrap_or(0),
+                        under_replicated: t
+                            .partitions()
+                            .iter()
+                            .filter(|p| p.isr().len() < p.replicas().len())
+                            .count() as i32,
                     },
                 )
             })
