@@ -391,11 +391,8 @@ async fn indexer_run(n: usize, partitions: i32, batch: usize) -> (f64, f64, f64)
 }
 
 /// The indexer running first, then N lines produced at a steady `rate` (lines/s), as a live
-/// platform sees them. The backlog run's peak RSS is mostly the test Kafka server's doing: noida-db
-/// answers a fetch with the whole backlog of a partition, ignoring fetch.max.bytes and
-/// max.partition.fetch.bytes (a 20,000-record backlog of 1 KB lines comes back as one 20 MB
-/// response), which librdkafka must hold whole. A real broker caps each response, so memory under
-/// a steady feed is what a deployment sees.
+/// platform sees them (the backlog run shows memory while catching up; Kafka caps each fetch
+/// response at fetch.max.bytes / max.partition.fetch.bytes).
 async fn feed_run(n: usize, partitions: i32, batch: usize, rate: usize) {
     let servers = Servers::start().await;
     let brokers = servers.kafka.brokers();
