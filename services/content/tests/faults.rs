@@ -293,7 +293,13 @@ async fn a_broker_of_three_killed_mid_stream_every_post_reaches_every_read_model
     }
     assert_eq!(pending(&p).await, 0, "the outbox drained");
     for topic in ["post.original", "post.inspected"] {
-        let got = read_events(&kafka.brokers(), &p.topic(topic), POSTS, Duration::from_secs(30)).await;
+        let got = read_events(
+            &kafka.brokers(),
+            &p.topic(topic),
+            POSTS,
+            Duration::from_secs(30),
+        )
+        .await;
         let mut keys: Vec<u64> = got.iter().map(|(k, _, _)| k.parse().unwrap()).collect();
         keys.sort_unstable();
         keys.dedup();
