@@ -8,9 +8,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/scripts/lib.sh"
 for f in "$ROOT"/scripts/install/*.sh; do . "$f"; done
-NOIDA_VERSION=0.2.3
 KUBE_VALIDATE_VERSION=1.37.0
-OSMEM_VERSION=0.1.6
 KAFKA_PYTHON_VERSION=2.2.15   # the local mode (scripts/local.sh) creates its topics with it
 # helm, built from the Go module proxy (see install_helm below).
 HELM_VERSION=3.22.0
@@ -53,9 +51,7 @@ fi
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 want() { "$VENV/bin/pip" show "$1" 2>/dev/null | grep -x "Version: $2" >/dev/null; }
 pkgs=()
-want noida-db "$NOIDA_VERSION" || pkgs+=("noida-db==$NOIDA_VERSION")
 want kubernetes-validate "$KUBE_VALIDATE_VERSION" || pkgs+=("kubernetes-validate==$KUBE_VALIDATE_VERSION")
-want osmem-server "$OSMEM_VERSION" || pkgs+=("osmem-server==$OSMEM_VERSION")
 want kafka-python "$KAFKA_PYTHON_VERSION" || pkgs+=("kafka-python==$KAFKA_PYTHON_VERSION")
 if [ ${#pkgs[@]} -gt 0 ]; then
   echo "deps: pip install ${pkgs[*]}"

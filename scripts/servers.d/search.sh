@@ -11,10 +11,16 @@ search_start() {
   launch search bash "$ROOT/scripts/opensearch-node.sh" --dir "$D/search" --http-port "$ES_PORT" \
     --transport-port "$ES_TRANSPORT_PORTS"
 }
-# The HTTP port opens before the node has elected itself and recovered its state.
+# The HTTP port opens before the node has elected itself and recovered its state. Then one index
+# created and deleted: a fresh node's first index takes several times as long as the next ones.
 search_ready() {
-  curl -sf --max-time 60 "http://127.0.0.1:$ES_PORT/_cluster/health?wait_for_status=yellow&timeout=60s" >/dev/null ||
+  local base=http://127.0.0.1:$ES_PORT
+  curl -sf --max-time 60 "$base/_cluster/health?wait_for_status=yellow&timeout=60s" >/dev/null ||
     { echo "servers: search is not healthy; see $D/search.log" >&2; return 1; }
+  curl -sf --max-time 60 -X PUT "$base/campus-warm-up" -H 'content-type: application/json' \
+    -d '{"mappings": {"properties": {"t": {"type": "text"}, "k": {"type": "keyword"}, "n": {"type": "long"}}}}' >/dev/null &&
+    curl -sf --max-time 60 -X DELETE "$base/campus-warm-up" >/dev/null ||
+    { echo "servers: search does not create indices; see $D/search.log" >&2; return 1; }
 }
 search_version() {
   local v

@@ -213,6 +213,15 @@ async fn real_requests_flow_through_kafka_and_the_indexer_into_the_log_api() {
         ],
     )
     .await;
+    // The API creates today's index in the background; a search that comes while the index's
+    // shard is still starting fails (all shards failed), so the mix starts once it is there.
+    eventually(60, "the log API's template and index", || async {
+        log.lines()
+            .iter()
+            .any(|l| l.contains("access-log index template and alias installed"))
+            .then_some(())
+    })
+    .await;
 
     // A known request mix.
     let mut mix = Mix::default();

@@ -31,7 +31,32 @@ impl PrivateSearch {
             process: None,
         };
         s.resume().await;
+        s.warm_up().await;
         s
+    }
+
+    /// One index created and deleted: the first index of a fresh node takes several times as long
+    /// as the next ones (classes to load, code to compile), long enough to run into the short
+    /// request timeouts some tests give their clients.
+    async fn warm_up(&self) {
+        let client = reqwest::Client::new();
+        let index = format!("{}/campus-warm-up", self.url());
+        let body = serde_json::json!({
+            "settings": {"number_of_shards": 1},
+            "mappings": {"properties": {
+                "t": {"type": "text"}, "k": {"type": "keyword"}, "n": {"type": "long"},
+                "d": {"type": "date"}
+            }},
+            "aliases": {"campus-warm-up-alias": {}}
+        });
+        for req in [client.put(&index).json(&body), client.delete(&index)] {
+            let res = req.send().await.expect("private OpenSearch answers");
+            assert!(
+                res.status().is_success(),
+                "warm-up on the private OpenSearch: {}",
+                res.text().await.unwrap_or_default()
+            );
+        }
     }
 
     /// `http://127.0.0.1:PORT`, the REST API.
