@@ -464,3 +464,51 @@ async fn scaling_a_group_one_three_one_under_load_loses_nothing() {
         "{duplicates} records handled twice"
     );
 }
+
+/// A consumer told to stop after its broker died (a worker getting SIGTERM during a Kafka outage)
+/// stops within its session timeout and a bit, instead of waiting forever in librdkafka's close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_stops_in_bounded_time_when_kafka_is_gone() {
+    let mut kafka = testing::PrivateKafka::start().await;
+    let admin = campus_common::kafka::admin::Admin::new(&kafka.kafka()).unwrap();
+    let topic = testing::unique("gone").replace('_', "-");
+    admin
+        .ensure(&[campus_common::kafka::admin::TopicSpec::new(&topic, 2)])
+        .await
+        .unwrap();
+    let handler = Arc::new(Recorder::default());
+    let runtime = ConsumerRuntime::new(
+        &kafka.kafka(),
+        options(&testing::unique("g"), &topic),
+        ConsumerMetrics::default(),
+    )
+    .unwrap();
+    let token = CancellationToken::new();
+    let task = tokio::spawn(runtime.run(handler.clone(), token.clone()));
+    let producer = Producer::new(&kafka.kafka()).unwrap();
+    producer
+        .send(
+            &topic,
+            b"k",
+            &serde_json::to_vec(&Msg {
+                n: 1,
+                fail_times: 0,
+            })
+            .unwrap(),
+            &[],
+        )
+        .await
+        .unwrap();
+    wait_until("the record", Duration::from_secs(30), || {
+        handler.count() == 1
+    })
+    .await;
+    kafka.kill_node(1);
+    token.cancel();
+    // Session timeout 6 s (see `options`) + 10 s of grace, and some slack for a loaded machine.
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("the consumer stopped although Kafka is gone")
+        .unwrap()
+        .unwrap();
+}

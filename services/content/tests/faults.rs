@@ -246,9 +246,10 @@ async fn a_broker_of_three_killed_mid_stream_every_post_reaches_every_read_model
         .await
         .unwrap();
     p.start_api().await;
-    for w in ["inspect", "cache", "inbox", "index"] {
-        p.start_worker(w, None);
-    }
+    let workers: Vec<_> = ["inspect", "cache", "inbox", "index"]
+        .into_iter()
+        .map(|w| p.start_worker(w, None))
+        .collect();
     p.wait_search_ready().await;
     let author = p.create_user("author").await;
     let follower = p.create_user("follower").await;
@@ -305,5 +306,13 @@ async fn a_broker_of_three_killed_mid_stream_every_post_reaches_every_read_model
         keys.dedup();
         assert_eq!(keys, ids, "one created event per post on {topic}");
     }
+    // The workers stop (commit, leave their groups) while the brokers are still there.
     p.token.cancel();
+    for w in workers {
+        tokio::time::timeout(Duration::from_secs(60), w)
+            .await
+            .expect("a worker stops within a minute")
+            .unwrap();
+    }
+    drop(kafka);
 }

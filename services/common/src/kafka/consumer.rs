@@ -509,7 +509,7 @@ impl ConsumerRuntime {
             })
         };
         // Should this future be dropped (its task aborted), the partition tasks go with it.
-        let _abort = AbortOnDrop(self.consumer.context());
+        let abort = AbortOnDrop(self.consumer.context());
         if self.consumer.context().spawn.set(spawn).is_err() {
             unreachable!("run takes the runtime by value, so it runs once");
         }
@@ -556,12 +556,37 @@ impl ConsumerRuntime {
         if let Ok(message) = failed.try_recv() {
             failure.get_or_insert(message);
         }
-        match self.consumer.commit_consumer_state(CommitMode::Sync) {
-            Ok(()) => {}
-            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(e) => tracing::warn!(group = %self.opts.group, error = %e, "final commit failed"),
-        }
         self.dlq.flush(Duration::from_secs(5));
+        // The final commit and the close (leaving the group) block in librdkafka, and neither
+        // returns while no broker answers: rdkafka's drop polls until the consumer is closed. So
+        // both run on a thread of their own, waited for at most a session timeout and a bit;
+        // past that (Kafka gone) the consumer is left behind and shutdown goes on.
+        let group = self.opts.group.clone();
+        let limit = self.opts.session_timeout + Duration::from_secs(10);
+        drop(abort);
+        let consumer = self.consumer;
+        let (closed, done) = tokio::sync::oneshot::channel();
+        let closer = std::thread::Builder::new()
+            .name("kafka-close".into())
+            .spawn(move || {
+                match consumer.commit_consumer_state(CommitMode::Sync) {
+                    Ok(()) => {}
+                    Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+                    Err(e) => tracing::warn!(%group, error = %e, "final commit failed"),
+                }
+                drop(consumer);
+                let _ = closed.send(());
+            });
+        match closer {
+            Ok(_) => {
+                if tokio::time::timeout(limit, done).await.is_err() {
+                    tracing::warn!(group = %self.opts.group, ?limit, "the consumer did not commit and close in time (is Kafka reachable?); shutting down without it");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(group = %self.opts.group, error = %e, "no thread to close the consumer on")
+            }
+        }
         tracing::info!(group = %self.opts.group, "consumer stopped");
         match failure {
             Some(message) => Err(ConsumerError::Worker {
