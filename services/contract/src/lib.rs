@@ -94,6 +94,25 @@ impl Service {
         WORKERS.iter().filter(move |w| w.service == self)
     }
 
+    /// Checks that `offered`, the names of a binary's `worker` sub-commands, are exactly this
+    /// service's workers in the table; the error lists both sides.
+    pub fn check_worker_commands<'a>(
+        self,
+        offered: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), String> {
+        let mut offered: Vec<String> = offered.into_iter().map(|c| format!("worker {c}")).collect();
+        let mut listed: Vec<String> = self.workers().map(|w| w.command.join(" ")).collect();
+        offered.sort();
+        listed.sort();
+        if offered == listed {
+            Ok(())
+        } else {
+            Err(format!(
+                "worker sub-commands {offered:?}, the contract lists {listed:?}"
+            ))
+        }
+    }
+
     /// Whether any process of the service (its API or a worker) needs `store`.
     pub fn needs(self, store: Store) -> bool {
         self.api().needs(store) || self.workers().any(|w| w.needs(store))
@@ -161,6 +180,26 @@ impl Worker {
 
     pub fn needs(&self, store: Store) -> bool {
         self.stores.contains(&store)
+    }
+
+    /// The command line that starts this worker under `prefix`, with each store's flag set to
+    /// `value(store)` (the services' contract tests parse it as the binary does).
+    pub fn command_line(&self, prefix: &str, value: impl Fn(Store) -> &'static str) -> Vec<String> {
+        let mut args = vec![self.binary().to_owned()];
+        args.extend(self.command.iter().map(|s| (*s).to_owned()));
+        args.extend([env::flag(env::KAFKA_PREFIX), prefix.to_owned()]);
+        for store in self.stores {
+            args.extend([env::flag(store.env()), value(*store).to_owned()]);
+        }
+        args
+    }
+
+    /// The full consumer group and topics this worker must subscribe to under `prefix`.
+    pub fn subscription(&self, prefix: &str) -> (String, Vec<String>) {
+        (
+            prefixed(prefix, self.group),
+            self.consumes.iter().map(|t| prefixed(prefix, t)).collect(),
+        )
     }
 
     /// The entry whose binary is `binary` and whose command is `command`.

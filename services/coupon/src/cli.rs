@@ -264,7 +264,7 @@ pub async fn run_reconcile(cmd: ReconcileCmd) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use campus_contract::{Store, env, prefixed};
+    use campus_contract::Store;
     use clap::CommandFactory;
 
     #[test]
@@ -287,33 +287,25 @@ mod tests {
     /// subscribes (through the code path `run` uses) to exactly the entry's group and topics.
     #[test]
     fn every_worker_subscribes_as_the_contract_says() {
-        let entries: Vec<_> = Service::Coupon.workers().collect();
-        let mut subs: Vec<String> = Cli::command()
-            .find_subcommand("worker")
-            .expect("a worker sub-command")
-            .get_subcommands()
-            .map(|c| format!("worker {}", c.get_name()))
-            .collect();
-        let mut listed: Vec<String> = entries.iter().map(|w| w.command.join(" ")).collect();
-        subs.sort();
-        listed.sort();
-        assert_eq!(subs, listed, "worker sub-commands against the contract");
-        for w in entries {
-            let mut args: Vec<String> = vec![w.binary().to_owned()];
-            args.extend(w.command.iter().map(|s| (*s).to_owned()));
-            args.extend([env::flag(env::KAFKA_PREFIX), "blue".to_owned()]);
-            for store in w.stores {
-                args.extend([env::flag(store.env()), store_value(*store).to_owned()]);
-            }
+        let cli = Cli::command();
+        let worker = cli.find_subcommand("worker").expect("a worker sub-command");
+        Service::Coupon
+            .check_worker_commands(worker.get_subcommands().map(|c| c.get_name()))
+            .unwrap();
+        for w in Service::Coupon.workers() {
+            let args = w.command_line("blue", store_value);
             let cli = Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{}: {e}", w.name));
             let Command::Worker { worker } = cli.command else {
                 panic!("{}: not a worker", w.name)
             };
             assert_eq!(worker.contract(), w, "{}", w.name);
             let opts = worker.consumer_options();
-            assert_eq!(opts.group, prefixed("blue", w.group), "{}", w.name);
-            let topics: Vec<String> = w.consumes.iter().map(|t| prefixed("blue", t)).collect();
-            assert_eq!(opts.topics, topics, "{}", w.name);
+            assert_eq!(
+                (opts.group, opts.topics),
+                w.subscription("blue"),
+                "{}",
+                w.name
+            );
         }
     }
 

@@ -162,41 +162,32 @@ mod tests {
     /// subscribes (through the code path `run` uses) to exactly the entry's group and topics.
     #[test]
     fn every_worker_subscribes_as_the_contract_says() {
-        use campus_contract::{Service, Store, prefixed};
+        use campus_contract::{Service, Store};
         use clap::CommandFactory;
 
-        let entries: Vec<_> = Service::Log.workers().collect();
-        let mut subs: Vec<String> = Cli::command()
-            .find_subcommand("worker")
-            .expect("a worker sub-command")
-            .get_subcommands()
-            .map(|c| format!("worker {}", c.get_name()))
-            .collect();
-        let mut listed: Vec<String> = entries.iter().map(|w| w.command.join(" ")).collect();
-        subs.sort();
-        listed.sort();
-        assert_eq!(subs, listed, "worker sub-commands against the contract");
-        for w in entries {
-            let mut args: Vec<String> = vec![w.binary().to_owned()];
-            args.extend(w.command.iter().map(|s| (*s).to_owned()));
-            args.extend([env::flag(env::KAFKA_PREFIX), "blue".to_owned()]);
-            for store in w.stores {
-                let value = match store {
-                    Store::Kafka => "127.0.0.1:9092",
-                    Store::Elasticsearch => "http://127.0.0.1:9200",
-                    other => panic!("the log service does not use {other:?}"),
-                };
-                args.extend([env::flag(store.env()), value.to_owned()]);
-            }
+        let cli = Cli::command();
+        let worker = cli.find_subcommand("worker").expect("a worker sub-command");
+        Service::Log
+            .check_worker_commands(worker.get_subcommands().map(|c| c.get_name()))
+            .unwrap();
+        for w in Service::Log.workers() {
+            let args = w.command_line("blue", |store| match store {
+                Store::Kafka => "127.0.0.1:9092",
+                Store::Elasticsearch => "http://127.0.0.1:9200",
+                other => panic!("the log service does not use {other:?}"),
+            });
             let cli = Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{}: {e}", w.name));
             let Command::Worker { worker } = cli.command else {
                 panic!("{}: not a worker", w.name)
             };
             assert_eq!(worker.contract(), w, "{}", w.name);
             let settings = worker.settings();
-            assert_eq!(settings.group, prefixed("blue", w.group), "{}", w.name);
-            let topics: Vec<String> = w.consumes.iter().map(|t| prefixed("blue", t)).collect();
-            assert_eq!(vec![settings.topic], topics, "{}", w.name);
+            assert_eq!(
+                (settings.group, vec![settings.topic]),
+                w.subscription("blue"),
+                "{}",
+                w.name
+            );
         }
     }
 }
