@@ -55,7 +55,7 @@ PROPS
 export KAFKA_LOG4J_OPTS="-Dlog4j2.configurationFile=$ROOT/scripts/kafka/log4j2.yaml"
 cp="$KAFKA_HOME/libs/*"
 if [ ! -f "$dir/data/meta.properties" ]; then
-  cluster=${cluster:-$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')}
+  cluster=${cluster:-$(kafka_cluster_id)}
   java $KAFKA_LOG4J_OPTS -cp "$cp" kafka.tools.StorageTool format --ignore-formatted \
     -t "$cluster" -c "$dir/server.properties" >"$dir/format.log" 2>&1 || { cat "$dir/format.log" >&2; exit 1; }
 fi

@@ -8,6 +8,15 @@ VENV=$CAMPUS_CACHE/venv
 # listening PORT: true when something accepts TCP connections on 127.0.0.1:PORT.
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# kafka_cluster_id: a new KRaft cluster id (URL-safe base64 of 16 random bytes, no padding) that
+# does not start with '-', which kafka-storage's argument parser would take for an option (Kafka's
+# own Uuid.randomUuid() avoids it for the same reason).
+kafka_cluster_id() {
+  local id=-
+  while [[ $id == -* ]]; do id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '='); done
+  echo "$id"
+}
+
 # running PIDFILE: true when the PID in PIDFILE is alive.
 running_pidfile() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 

@@ -25,11 +25,19 @@ eval "$(bash scripts/kube.sh env)"
 export CAMPUS_TEST_KUBECONFIG=$KUBECONFIG
 # Benchmarks are programs that print figures (`cargo bench`), not tests: they are built by clippy
 # --all-targets in CI but not run here.
+# The suite's output is long (servers' and services' logs); what failed is repeated at its end.
+log=$(mktemp); rc=0
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --lib --bins --tests --no-fail-fast "$@"
+  cargo nextest run --workspace --lib --bins --tests --no-fail-fast "$@" 2>&1 | tee "$log" || rc=$?
 else
-  cargo test --workspace --lib --bins --tests --no-fail-fast "$@"
+  cargo test --workspace --lib --bins --tests --no-fail-fast "$@" 2>&1 | tee "$log" || rc=$?
 fi
+if [ $rc != 0 ]; then
+  echo "=== test.sh: the suite failed (exit $rc); the failures, without log lines:"
+  grep -v '^[{[]' "$log" | grep -E -A8 'panicked at|^test .* FAILED$|^error: ' | cut -c1-400 | head -150
+  rm -f "$log"; exit $rc
+fi
+rm -f "$log"
 # The Helm chart, container and dev-loop files, the local mode (scripts/chart-test.sh says what);
 # skipped when arguments select part of the cargo suite.
 if [ $# -eq 0 ]; then

@@ -12,7 +12,7 @@ kafka_start() {
   local n=$KAFKA_WANT_NODES
   local voters="" i
   for i in $(seq 1 "$n"); do voters+="${voters:+,}$i@127.0.0.1:$((KAFKA_PORT + 10000 + i - 1))"; done
-  local cluster; cluster=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+  local cluster; cluster=$(kafka_cluster_id)
   rm -rf "$D/kafka"
   for i in $(seq 1 "$n"); do
     launch kafka bash "$ROOT/scripts/kafka-node.sh" --dir "$D/kafka/$i" --port $((KAFKA_PORT + i - 1)) \

@@ -68,8 +68,7 @@ impl PrivateKafka {
             .map(|n| format!("{}@127.0.0.1:{}", n.id, n.controller_port))
             .collect::<Vec<_>>()
             .join(",");
-        // Kafka's cluster-id form: URL-safe base64 of 16 bytes, no padding.
-        let cluster_id = URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes());
+        let cluster_id = new_cluster_id();
         let mut k = Self {
             dir,
             cluster_id,
@@ -235,5 +234,29 @@ impl Drop for PrivateKafka {
             }
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A new KRaft cluster id in Kafka's form (URL-safe base64 of 16 random bytes, no padding) that does
+/// not start with '-': `kafka-storage format -t -x…` takes such an id for an option and fails (one
+/// start in 64). Kafka's own `Uuid.randomUuid()` skips those ids for the same reason.
+fn new_cluster_id() -> String {
+    loop {
+        let id = URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes());
+        if !id.starts_with('-') {
+            return id;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cluster_ids_never_look_like_options() {
+        for _ in 0..10_000 {
+            let id = super::new_cluster_id();
+            assert_eq!(id.len(), 22);
+            assert!(!id.starts_with('-'), "{id}");
+        }
     }
 }
