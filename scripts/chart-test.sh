@@ -244,6 +244,8 @@ reconcile_checks() {
   fi
   eval "$(bash scripts/servers.sh env)"
   "${KUBECTL[@]}" create namespace "$ns" >/dev/null 2>&1 || true
+  # Cluster-scoped objects an interrupted earlier run of this release left behind.
+  "${KUBECTL[@]}" delete clusterrole,clusterrolebinding -l app.kubernetes.io/instance=$release >/dev/null 2>&1 || true
   "${KUBECTL[@]}" -n "$ns" create secret generic reconcile-credentials --dry-run=client -o yaml \
     --from-literal=mysql-url-content="$CAMPUS_TEST_MYSQL_URL/campus_reconcile_content" \
     --from-literal=mysql-url-coupon="$CAMPUS_TEST_MYSQL_URL/campus_reconcile_coupon" \
@@ -252,7 +254,7 @@ reconcile_checks() {
   # The operator's ServiceAccount and RBAC come from the chart (no pod runs: replicas 0); the process
   # below impersonates that ServiceAccount, so it can only do what the chart's least RBAC allows.
   if ! "$HELM" install "$release" "$CHART" -n "$ns" --set crds.install=false --set operator.replicas=0 \
-      --set platform.enabled=true --set platform.name=$platform --set platform.kafkaPrefix=chart-reconcile \
+      --set operator.watchNamespace="$ns" --set platform.enabled=true --set platform.name=$platform --set platform.kafkaPrefix=chart-reconcile \
       --set platform.logProcessor=Native --set expose.enabled=true --set expose.type=ClusterIP \
       --set platform.external.kafkaBrokers="$CAMPUS_TEST_KAFKA_BROKERS" \
       --set platform.external.elasticsearchUrl="$CAMPUS_TEST_ES_URL" \
@@ -268,8 +270,23 @@ for u in cfg["users"]:
     u["user"]["as-groups"] = ["system:serviceaccounts", f"system:serviceaccounts:{sys.argv[4]}", "system:authenticated"]
 yaml.safe_dump(cfg, open(sys.argv[2], "w"))
 PY
+  # What the chart's RBAC grants the operator with watchNamespace set, and what it refuses.
+  local role=$release-campus-operator verdicts="" want_verdicts
+  for q in "create deployments -n $ns" "delete configmaps -n $ns" "update leases/$role -n $ns" \
+      "bind clusterroles/$role-filebeat" "create clusterrolebindings" \
+      "delete clusterroles/cluster-admin" "bind clusterroles/cluster-admin" "create clusterroles" \
+      "update leases/kube-scheduler -n kube-system" "create deployments -n kube-system" \
+      "create deployments -n default" "get secrets -n $ns" "list pods -n $ns"; do
+    # shellcheck disable=SC2086
+    verdicts+="$(KUBECONFIG=$OUT/operator-kubeconfig "${KUBECTL[@]}" auth can-i $q 2>/dev/null || true) "
+  done
+  want_verdicts="yes yes yes yes yes no no no no no no no no "
+  if [ "$verdicts" = "$want_verdicts" ]; then
+    ok "kubectl auth can-i as the operator (watchNamespace): its namespace's children, its Lease and Filebeat's role only; not cluster-admin, kube-system, other namespaces, Secrets"
+  else bad "kubectl auth can-i as the operator: got '$verdicts', want '$want_verdicts'"; fi
   KUBECONFIG=$OUT/operator-kubeconfig RUST_LOG=info setsid "$op" --namespace "$ns" \
-    --lease-namespace "$ns" --lease-name "$release-campus-operator" --ops-addr 127.0.0.1:0 >"$OUT/operator.log" 2>&1 &
+    --lease-namespace "$ns" --lease-name "$role" --filebeat-cluster-role "$role-filebeat" \
+    --ops-addr 127.0.0.1:0 >"$OUT/operator.log" 2>&1 &
   local pid=$!
   local want="$platform-content-api $platform-content-inspection $platform-content-cache $platform-content-inbox $platform-content-index $platform-coupon-api $platform-coupon-issue $platform-log-api $platform-log-index"
   local have="" missing=""

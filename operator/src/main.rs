@@ -58,6 +58,9 @@ struct Cli {
     /// Platforms reconciled at the same time.
     #[arg(long, env = "CONCURRENCY", default_value_t = 8)]
     concurrency: u16,
+    /// The ClusterRole (installed with the operator) that platforms' Filebeat accounts are bound to.
+    #[arg(long, env = "FILEBEAT_CLUSTER_ROLE", default_value = campus_operator::build::DEFAULT_FILEBEAT_CLUSTER_ROLE)]
+    filebeat_cluster_role: String,
 }
 
 fn main() -> ExitCode {
@@ -104,6 +107,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         topic_deletion_grace: Duration::from_secs(cli.topic_deletion_grace_seconds),
         concurrency: cli.concurrency,
         instance: Some(identity.clone()),
+        filebeat_cluster_role: cli.filebeat_cluster_role.clone(),
         ..Settings::default()
     };
     let ctx = Context::new(client.clone(), settings, metrics.clone());

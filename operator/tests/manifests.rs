@@ -7,28 +7,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 use serde_json::json;
 use support::*;
-
-fn kubectl() -> String {
-    let cached = std::env::var("CAMPUS_CACHE")
-        .map(|c| format!("{c}/bin/kubectl"))
-        .unwrap_or_default();
-    if !cached.is_empty() && std::path::Path::new(&cached).exists() {
-        return cached;
-    }
-    let found = Command::new("sh")
-        .args(["-c", "command -v kubectl"])
-        .output()
-        .unwrap();
-    assert!(
-        found.status.success(),
-        "kubectl is not installed: the test needs it to apply the samples"
-    );
-    String::from_utf8(found.stdout).unwrap().trim().to_owned()
-}
 
 fn run_kubectl(args: &[&str]) -> String {
     let out = Command::new(kubectl())
@@ -82,16 +65,20 @@ async fn every_sample_applies_with_kubectl() {
 }
 
 /// The operator, impersonating a service account bound by operator/rbac/operator.yaml, creates a
-/// platform's children, topics and status: the RBAC is enough.
+/// platform's children (Filebeat's ClusterRoleBinding too), topics and status: the RBAC is enough.
+/// And it is no more: `kubectl auth can-i` as that account.
 #[tokio::test]
 async fn the_operator_works_with_its_rbac_alone() {
     let admin = client().await;
     install_crd(&admin).await;
     let ns = TestNamespace::new(&admin, "op-rbac").await;
     let rbac = std::fs::read_to_string(workspace().join("operator/rbac/operator.yaml")).unwrap();
+    // Every name made unique to this run: campus-operator(-cluster), campus-filebeat, the account.
     let role = format!("campus-operator-{}", ns.name);
+    let filebeat_role = format!("{role}-filebeat");
     let rbac = rbac
-        .replace("name: campus-operator\n", &format!("name: {role}\n"))
+        .replace("campus-operator", &role)
+        .replace("campus-filebeat", &filebeat_role)
         .replace(
             "namespace: campus-system",
             &format!("namespace: {}", ns.name),
@@ -100,6 +87,38 @@ async fn the_operator_works_with_its_rbac_alone() {
     std::fs::write(&file, rbac).unwrap();
     run_kubectl(&["apply", "-f", file.to_str().unwrap()]);
     run_kubectl(&["create", "serviceaccount", "-n", &ns.name, &role]);
+    let account = format!("system:serviceaccount:{}:{role}", ns.name);
+    let can_i = |what: &str| {
+        let mut args = vec!["auth", "can-i", "--as", &account];
+        args.extend(what.split(' '));
+        let out = Command::new(kubectl())
+            .arg("--kubeconfig")
+            .arg(kubeconfig_path())
+            .args(&args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim() == "yes"
+    };
+    let lease = format!("leases/{role}");
+    for allowed in [
+        format!("create deployments -n {}", ns.name),
+        format!("update {lease} -n {}", ns.name),
+        format!("bind clusterroles/{filebeat_role}"),
+        "create clusterrolebindings".to_owned(),
+    ] {
+        assert!(can_i(&allowed), "the operator may not {allowed}");
+    }
+    for refused in [
+        "delete clusterroles/cluster-admin".to_owned(),
+        "bind clusterroles/cluster-admin".to_owned(),
+        "create clusterroles".to_owned(),
+        "update leases/kube-scheduler -n kube-system".to_owned(),
+        format!("update {lease} -n kube-system"),
+        "get secrets -n kube-system".to_owned(),
+        format!("update leases/another -n {}", ns.name),
+    ] {
+        assert!(!can_i(&refused), "the operator may {refused}");
+    }
 
     let kc = Kubeconfig::read_from(kubeconfig_path()).unwrap();
     let mut config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
@@ -109,7 +128,9 @@ async fn the_operator_works_with_its_rbac_alone() {
     campus_operator::install_tls_provider();
     let operator_client = Client::try_from(config).unwrap();
 
-    let op = Operator::start(&operator_client, test_settings(&ns.name));
+    let mut settings = test_settings(&ns.name);
+    settings.filebeat_cluster_role = filebeat_role.clone();
+    let op = Operator::start(&operator_client, settings);
     let name = ns.name.clone();
     let mut cr = sample(
         "minimal.yaml",
@@ -117,6 +138,7 @@ async fn the_operator_works_with_its_rbac_alone() {
         &campus_common::testing::kafka_brokers(),
     );
     cr["spec"]["topics"] = json!({"deletionPolicy": "Delete"});
+    cr["spec"]["logging"]["filebeat"] = json!({"enabled": true});
     apply_platform(&admin, &ns.name, &cr).await.unwrap();
     eventually(
         "status is written by the operator",
@@ -135,6 +157,15 @@ async fn the_operator_works_with_its_rbac_alone() {
             .unwrap()
             .is_some()
     );
+    let bindings: Api<ClusterRoleBinding> = Api::all(admin.clone());
+    let binding_name = format!("campus-filebeat.{}.{name}", ns.name);
+    let binding = eventually(
+        "Filebeat's ClusterRoleBinding",
+        Duration::from_secs(30),
+        || async { bindings.get_opt(&binding_name).await.ok().flatten() },
+    )
+    .await;
+    assert_eq!(binding.role_ref.name, filebeat_role);
     // Events were published (a forbidden publish would only be logged).
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(admin.clone(), &ns.name);
     eventually(
@@ -157,7 +188,7 @@ async fn the_operator_works_with_its_rbac_alone() {
     // Leader election with the same identity.
     let leases = Api::namespaced(operator_client.clone(), &ns.name);
     let elector =
-        campus_operator::leader::LeaderElector::new(leases, "op", "me", Duration::from_secs(5));
+        campus_operator::leader::LeaderElector::new(leases, &role, "me", Duration::from_secs(5));
     assert!(elector.try_acquire_or_renew().await.unwrap());
     // Deletion through the finalizer works with these permissions too.
     let platforms: Api<campus_operator::crd::CampusPlatform> =

@@ -180,20 +180,21 @@ async fn a_sample_creates_every_child_and_topic_and_ready_follows_the_pods() {
         names::<ServiceAccount>(&client, &ns.name).await,
         [format!("{name}-filebeat")]
     );
+    // Filebeat's account is bound to the installation's Filebeat ClusterRole; the operator makes
+    // no ClusterRole of its own.
     let cluster_name = format!("campus-filebeat.{}.{name}", ns.name);
+    let binding = Api::<ClusterRoleBinding>::all(client.clone())
+        .get_opt(&cluster_name)
+        .await
+        .unwrap()
+        .expect("Filebeat's ClusterRoleBinding");
+    assert_eq!(binding.role_ref.name, "campus-filebeat");
     assert!(
         Api::<ClusterRole>::all(client.clone())
             .get_opt(&cluster_name)
             .await
             .unwrap()
-            .is_some()
-    );
-    assert!(
-        Api::<ClusterRoleBinding>::all(client.clone())
-            .get_opt(&cluster_name)
-            .await
-            .unwrap()
-            .is_some()
+            .is_none()
     );
 
     // Not ready while no pod is.
@@ -343,16 +344,12 @@ async fn spec_changes_update_children_roll_hashes_and_prune_disabled_services() 
     })
     .await;
     let cluster_name = format!("campus-filebeat.{}.{name}", ns.name);
-    eventually("Filebeat's cluster RBAC is gone", WAIT, || async {
-        let role = Api::<ClusterRole>::all(client.clone())
-            .get_opt(&cluster_name)
-            .await
-            .unwrap();
+    eventually("Filebeat's ClusterRoleBinding is gone", WAIT, || async {
         let binding = Api::<ClusterRoleBinding>::all(client.clone())
             .get_opt(&cluster_name)
             .await
             .unwrap();
-        (role.is_none() && binding.is_none()).then_some(())
+        binding.is_none().then_some(())
     })
     .await;
     let indexer = deployment(&client, &ns.name, &format!("{name}-log-index"))
@@ -408,7 +405,7 @@ async fn deletion_garbage_collects_children_and_applies_the_topic_policy() {
         .await;
         let cluster_name = format!("campus-filebeat.{}.{name}", ns.name);
         assert!(
-            Api::<ClusterRole>::all(client.clone())
+            Api::<ClusterRoleBinding>::all(client.clone())
                 .get_opt(&cluster_name)
                 .await
                 .unwrap()

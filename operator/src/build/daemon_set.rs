@@ -6,14 +6,13 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy};
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, EnvVar, EnvVarSource, HostPathVolumeSource,
-    ObjectFieldSelector, PodSpec, PodTemplateSpec, SecurityContext, Toleration, Volume,
-    VolumeMount,
+    ObjectFieldSelector, PodSpec, PodTemplateSpec, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use super::config_map::filebeat_name;
 use super::rbac::filebeat_service_account_name;
-use super::{CONFIG_HASH_ANNOTATION, component_labels, config_hash, meta, pod_selector};
+use super::{CONFIG_HASH_ANNOTATION, component_labels, config_hash, meta, pod_selector, security};
 use crate::crd::CampusPlatform;
 
 /// Where the registry (read offsets) lives on the node, per platform.
@@ -75,12 +74,7 @@ pub fn filebeat(cr: &CampusPlatform, maps: &[ConfigMap]) -> DaemonSet {
             ..EnvVar::default()
         }]),
         resources: fb.resources.clone(),
-        // Root to read other containers' logs on the node; nothing else.
-        security_context: Some(SecurityContext {
-            run_as_user: Some(0),
-            allow_privilege_escalation: Some(false),
-            ..SecurityContext::default()
-        }),
+        security_context: Some(security::filebeat_container()),
         volume_mounts: Some(vec![
             mount("config", "/etc/filebeat", true),
             mount("varlogcontainers", "/var/log/containers", true),
@@ -108,6 +102,7 @@ pub fn filebeat(cr: &CampusPlatform, maps: &[ConfigMap]) -> DaemonSet {
                 }),
                 spec: Some(PodSpec {
                     service_account_name: Some(filebeat_service_account_name(cr)),
+                    security_context: Some(security::filebeat_pod()),
                     containers: vec![container],
                     tolerations: Some(vec![Toleration {
                         operator: Some("Exists".to_owned()),

@@ -7,7 +7,7 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy}
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapEnvSource, ConfigMapVolumeSource, Container, ContainerPort, EnvFromSource,
     EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SecretKeySelector, SecurityContext, Volume, VolumeMount,
+    ResourceRequirements, SecretKeySelector, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -17,7 +17,7 @@ use super::config_map::{
 };
 use super::{
     BuildInputs, CONFIG_HASH_ANNOTATION, child_name, component_labels, config_hash, meta,
-    pod_selector,
+    pod_selector, security,
 };
 use crate::crd::{CampusPlatform, ProcessorKind, SecretKeyRef, UrlSource};
 use crate::plan::{Plan, Service, Worker};
@@ -178,6 +178,8 @@ fn env(cr: &CampusPlatform, service: Service, listen: EnvVar, extra: &[EnvVar]) 
     env
 }
 
+/// An HTTP probe with an explicit timeout (the kubelet's default of 1 s fails a healthy pod on a
+/// busy node).
 fn probe(path: &str, port: &str, period: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
@@ -186,17 +188,18 @@ fn probe(path: &str, port: &str, period: i32) -> Probe {
             ..HTTPGetAction::default()
         }),
         period_seconds: Some(period),
+        timeout_seconds: Some(3),
         failure_threshold: Some(3),
         ..Probe::default()
     }
 }
 
-fn hardened() -> SecurityContext {
-    SecurityContext {
-        allow_privilege_escalation: Some(false),
-        read_only_root_filesystem: Some(true),
-        run_as_non_root: Some(true),
-        ..SecurityContext::default()
+/// Holds liveness and readiness back until the process serves `path` at all — migrations and the
+/// first connections may take `budget_seconds` — so a slow start is not a restart loop.
+fn startup_probe(path: &str, port: &str, budget_seconds: i32) -> Probe {
+    Probe {
+        failure_threshold: Some(budget_seconds / 2),
+        ..probe(path, port, 2)
     }
 }
 
@@ -233,6 +236,9 @@ fn deployment(
                     containers: vec![container],
                     volumes,
                     termination_grace_period_seconds: Some(30),
+                    // Neither the Campus processes nor Logstash talk to the API server.
+                    automount_service_account_token: Some(false),
+                    security_context: Some(security::restricted_pod()),
                     ..PodSpec::default()
                 }),
             },
@@ -281,10 +287,11 @@ fn campus_container(
             protocol: Some("TCP".to_owned()),
             ..ContainerPort::default()
         }]),
+        startup_probe: Some(startup_probe("/healthz", port.1, 120)),
         liveness_probe: Some(probe("/healthz", port.1, 10)),
         readiness_probe: Some(probe("/readyz", port.1, 5)),
         resources: resources.or(p.resources).cloned(),
-        security_context: Some(hardened()),
+        security_context: Some(security::restricted_container(true)),
         ..Container::default()
     }
 }
@@ -373,12 +380,12 @@ fn logstash(cr: &CampusPlatform, maps: &[ConfigMap]) -> Deployment {
             protocol: Some("TCP".to_owned()),
             ..ContainerPort::default()
         }]),
-        liveness_probe: Some(Probe {
-            initial_delay_seconds: Some(60),
-            ..probe("/", "api", 20)
-        }),
+        startup_probe: Some(startup_probe("/", "api", 180)),
+        liveness_probe: Some(probe("/", "api", 20)),
         readiness_probe: Some(probe("/", "api", 10)),
         resources: ls.resources.clone(),
+        // Logstash writes its queue and state under /usr/share/logstash/data.
+        security_context: Some(security::restricted_container(false)),
         volume_mounts: Some(vec![
             VolumeMount {
                 name: "settings".to_owned(),
@@ -475,6 +482,31 @@ mod tests {
 
     fn env_of<'a>(c: &'a Container, name: &str) -> Option<&'a EnvVar> {
         c.env.as_ref().unwrap().iter().find(|e| e.name == name)
+    }
+
+    #[test]
+    fn every_container_has_a_startup_budget_and_probes_with_timeouts() {
+        for d in deployments(MINIMAL, &BuildInputs::new("0.1.0")) {
+            let c = container(&d);
+            let name = d.name_any();
+            for (kind, p) in [
+                ("startup", &c.startup_probe),
+                ("liveness", &c.liveness_probe),
+                ("readiness", &c.readiness_probe),
+            ] {
+                let p = p
+                    .as_ref()
+                    .unwrap_or_else(|| panic!("{name}: no {kind} probe"));
+                assert!(p.timeout_seconds >= Some(2), "{name}: {kind} timeout");
+            }
+            let startup = c.startup_probe.as_ref().unwrap();
+            let budget = startup.period_seconds.unwrap() * startup.failure_threshold.unwrap();
+            assert!(budget >= 120, "{name}: {budget} s to start");
+            assert_eq!(
+                c.liveness_probe.as_ref().unwrap().initial_delay_seconds,
+                None
+            );
+        }
     }
 
     #[test]

@@ -5,13 +5,14 @@ pub mod config_map;
 pub mod daemon_set;
 pub mod deployment;
 pub mod rbac;
+pub mod security;
 pub mod service;
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
@@ -28,6 +29,9 @@ pub const PLATFORM_NAMESPACE_LABEL: &str = "campus.dev/platform-namespace";
 /// Pod-template annotation: hash of the configuration the pods read; a change rolls them.
 pub const CONFIG_HASH_ANNOTATION: &str = "campus.dev/config-hash";
 
+/// The Filebeat ClusterRole of operator/rbac/operator.yaml (the chart names its own).
+pub const DEFAULT_FILEBEAT_CLUSTER_ROLE: &str = "campus-filebeat";
+
 /// Inputs beyond the spec that the builders need.
 #[derive(Debug, Clone, Default)]
 pub struct BuildInputs {
@@ -35,6 +39,8 @@ pub struct BuildInputs {
     pub image_tag: String,
     /// Replicas chosen by lag-based scaling, by Deployment name; overrides the spec.
     pub scaled_replicas: BTreeMap<String, i32>,
+    /// The ClusterRole that Filebeat accounts are bound to (installed with the operator).
+    pub filebeat_cluster_role: String,
 }
 
 impl BuildInputs {
@@ -42,6 +48,7 @@ impl BuildInputs {
         Self {
             image_tag: image_tag.into(),
             scaled_replicas: BTreeMap::new(),
+            filebeat_cluster_role: DEFAULT_FILEBEAT_CLUSTER_ROLE.to_owned(),
         }
     }
 }
@@ -54,7 +61,6 @@ pub struct Desired {
     pub services: Vec<Service>,
     pub daemon_sets: Vec<DaemonSet>,
     pub service_accounts: Vec<ServiceAccount>,
-    pub cluster_roles: Vec<ClusterRole>,
     pub cluster_role_bindings: Vec<ClusterRoleBinding>,
 }
 
@@ -64,13 +70,15 @@ impl Desired {
         let config_maps = config_map::all(cr, plan);
         let deployments = deployment::all(cr, plan, inputs, &config_maps);
         let services = service::all(cr);
-        let (daemon_sets, service_accounts, cluster_roles, cluster_role_bindings) =
+        let (daemon_sets, service_accounts, cluster_role_bindings) =
             if cr.spec.logging.filebeat.enabled {
                 (
                     vec![daemon_set::filebeat(cr, &config_maps)],
                     vec![rbac::filebeat_service_account(cr)],
-                    vec![rbac::filebeat_cluster_role(cr)],
-                    vec![rbac::filebeat_cluster_role_binding(cr)],
+                    vec![rbac::filebeat_cluster_role_binding(
+                        cr,
+                        &inputs.filebeat_cluster_role,
+                    )],
                 )
             } else {
                 Default::default()
@@ -81,7 +89,6 @@ impl Desired {
             services,
             daemon_sets,
             service_accounts,
-            cluster_roles,
             cluster_role_bindings,
         }
     }
@@ -93,7 +100,6 @@ impl Desired {
             + self.services.len()
             + self.daemon_sets.len()
             + self.service_accounts.len()
-            + self.cluster_roles.len()
             + self.cluster_role_bindings.len()
     }
 

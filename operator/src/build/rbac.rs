@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ServiceAccount;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 
@@ -44,24 +44,11 @@ pub fn filebeat_service_account(cr: &CampusPlatform) -> ServiceAccount {
     }
 }
 
-pub fn filebeat_cluster_role(cr: &CampusPlatform) -> ClusterRole {
-    ClusterRole {
-        metadata: ObjectMeta {
-            name: Some(cluster_child_name(cr, "filebeat")),
-            labels: Some(cluster_labels(cr)),
-            ..ObjectMeta::default()
-        },
-        rules: Some(vec![PolicyRule {
-            api_groups: Some(vec![String::new()]),
-            resources: Some(vec!["pods".into(), "namespaces".into(), "nodes".into()]),
-            verbs: vec!["get".into(), "list".into(), "watch".into()],
-            ..PolicyRule::default()
-        }]),
-        ..ClusterRole::default()
-    }
-}
-
-pub fn filebeat_cluster_role_binding(cr: &CampusPlatform) -> ClusterRoleBinding {
+/// Binds the platform's Filebeat account to the Filebeat ClusterRole that the operator's installation
+/// ships (`role`: operator/rbac/operator.yaml's `campus-filebeat`, the chart's `<release>-filebeat`).
+/// The operator creates no ClusterRole: it may only bind that one (RBAC `bind` by name), so it holds
+/// no right over any other role, `cluster-admin` included.
+pub fn filebeat_cluster_role_binding(cr: &CampusPlatform, role: &str) -> ClusterRoleBinding {
     ClusterRoleBinding {
         metadata: ObjectMeta {
             name: Some(cluster_child_name(cr, "filebeat")),
@@ -71,7 +58,7 @@ pub fn filebeat_cluster_role_binding(cr: &CampusPlatform) -> ClusterRoleBinding 
         role_ref: RoleRef {
             api_group: Some("rbac.authorization.k8s.io".to_owned()),
             kind: "ClusterRole".to_owned(),
-            name: cluster_child_name(cr, "filebeat"),
+            name: role.to_owned(),
         },
         subjects: Some(vec![Subject {
             kind: "ServiceAccount".to_owned(),
@@ -90,14 +77,13 @@ mod tests {
     #[test]
     fn binding_ties_the_role_to_the_filebeat_account() {
         let cr = platform(MINIMAL);
-        let role = filebeat_cluster_role(&cr);
-        let binding = filebeat_cluster_role_binding(&cr);
-        assert_eq!(role.name_any(), "campus-filebeat.campus.blue");
-        assert_eq!(binding.role_ref.name, role.name_any());
+        let binding = filebeat_cluster_role_binding(&cr, "campus-filebeat");
+        assert_eq!(binding.name_any(), "campus-filebeat.campus.blue");
+        assert_eq!(binding.role_ref.name, "campus-filebeat");
         let subject = &binding.subjects.as_ref().unwrap()[0];
         assert_eq!(subject.name, filebeat_service_account(&cr).name_any());
         assert_eq!(subject.namespace.as_deref(), Some("campus"));
-        assert!(role.metadata.owner_references.is_none());
+        assert!(binding.metadata.owner_references.is_none());
         assert_eq!(
             cluster_selector(&cr),
             "app.kubernetes.io/managed-by=campus-operator,campus.dev/platform=blue,campus.dev/platform-namespace=campus"

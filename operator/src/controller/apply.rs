@@ -7,7 +7,7 @@ use std::fmt::Debug;
 use futures::future::try_join_all;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -113,15 +113,12 @@ pub async fn apply_and_prune(
     let svcs: Api<Service> = Api::namespaced(client.clone(), &ns);
     let dss: Api<DaemonSet> = Api::namespaced(client.clone(), &ns);
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
-    let crs: Api<ClusterRole> = Api::all(client.clone());
     let crbs: Api<ClusterRoleBinding> = Api::all(client.clone());
     // ConfigMaps and identities first, so that pods never start without their configuration.
     let ((), (), ()) = futures::try_join!(
         async { apply_all(&cms, &desired.config_maps).await.map(drop) },
         async { apply_all(&sas, &desired.service_accounts).await.map(drop) },
-        // A binding may only name a role that exists (RBAC checks what it grants).
         async {
-            apply_all(&crs, &desired.cluster_roles).await?;
             apply_all(&crbs, &desired.cluster_role_bindings)
                 .await
                 .map(drop)
@@ -140,7 +137,6 @@ pub async fn apply_and_prune(
         prune(&cms, &sel, &desired.config_maps, uid),
         prune(&sas, &sel, &desired.service_accounts, uid),
         prune(&crbs, &csel, &desired.cluster_role_bindings, None),
-        prune(&crs, &csel, &desired.cluster_roles, None),
     )?;
     let mut all = Vec::new();
     for (kind, names) in [
@@ -150,7 +146,6 @@ pub async fn apply_and_prune(
         ("ConfigMap", pruned.3),
         ("ServiceAccount", pruned.4),
         ("ClusterRoleBinding", pruned.5),
-        ("ClusterRole", pruned.6),
     ] {
         all.extend(names.into_iter().map(|n| format!("{kind}/{n}")));
     }
@@ -164,9 +159,7 @@ pub async fn apply_and_prune(
 /// Deletes the cluster-scoped children of `cr` (they carry no owner reference).
 pub async fn delete_cluster_children(client: &Client, cr: &CampusPlatform) -> Result<(), Error> {
     let csel = cluster_selector(cr);
-    let crs: Api<ClusterRole> = Api::all(client.clone());
     let crbs: Api<ClusterRoleBinding> = Api::all(client.clone());
     prune(&crbs, &csel, &[], None).await?;
-    prune(&crs, &csel, &[], None).await?;
     Ok(())
 }

@@ -79,6 +79,8 @@ pub struct Settings {
     pub concurrency: u16,
     /// Name of this instance in events.
     pub instance: Option<String>,
+    /// The ClusterRole that platforms' Filebeat accounts are bound to.
+    pub filebeat_cluster_role: String,
 }
 
 impl Default for Settings {
@@ -93,6 +95,7 @@ impl Default for Settings {
             backoff: (Duration::from_secs(1), Duration::from_secs(300)),
             concurrency: 8,
             instance: None,
+            filebeat_cluster_role: crate::build::DEFAULT_FILEBEAT_CLUSTER_ROLE.to_owned(),
         }
     }
 }

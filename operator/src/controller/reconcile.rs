@@ -88,6 +88,7 @@ async fn apply(cr: Arc<CampusPlatform>, ctx: Arc<Context>) -> Result<Action, Err
 
     let plan = Plan::of(&cr);
     let mut inputs = BuildInputs::new(settings.image_tag.clone());
+    inputs.filebeat_cluster_role = settings.filebeat_cluster_role.clone();
     let lags = scale(&cr, &ctx, &plan, &mut inputs).await;
     let desired = Desired::build(&cr, &plan, &inputs);
     let applied = apply::apply_and_prune(&ctx.client, &cr, &desired).await?;

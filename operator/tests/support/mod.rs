@@ -186,6 +186,7 @@ pub fn test_settings(namespace: &str) -> Settings {
         backoff: (Duration::from_millis(200), Duration::from_secs(5)),
         concurrency: 8,
         instance: Some("test".to_owned()),
+        ..Settings::default()
     }
 }
 
@@ -324,4 +325,23 @@ pub async fn kafka_topics(brokers: &str) -> std::collections::HashMap<String, i3
         .into_iter()
         .map(|(k, v)| (k, v.partitions))
         .collect()
+}
+
+/// The kubectl the suite built (scripts/kube.sh) or the one on PATH.
+pub fn kubectl() -> String {
+    let cached = std::env::var("CAMPUS_CACHE")
+        .map(|c| format!("{c}/bin/kubectl"))
+        .unwrap_or_default();
+    if !cached.is_empty() && std::path::Path::new(&cached).exists() {
+        return cached;
+    }
+    let found = std::process::Command::new("sh")
+        .args(["-c", "command -v kubectl"])
+        .output()
+        .unwrap();
+    assert!(
+        found.status.success(),
+        "kubectl is not installed: the test needs it to apply the samples"
+    );
+    String::from_utf8(found.stdout).unwrap().trim().to_owned()
 }
