@@ -184,10 +184,37 @@ mod tests {
     /// its service's binary and consumes as that entry says (group and topics with the prefix,
     /// their dead-letter topics planned); a spec that runs everything plans every entry.
     #[test]
+    fn the_default_prefix_holds_the_namespace_and_is_pinned_once_used() {
+        use crate::crd::{CampusPlatformStatus, TopicStatus};
+        let mut cr = platform(MINIMAL);
+        assert_eq!(Plan::of(&cr).prefix, "campus.blue");
+        let mut other = platform(MINIMAL);
+        other.metadata.namespace = Some("shop".into());
+        assert_ne!(
+            Plan::of(&other).topics[0].full,
+            Plan::of(&cr).topics[0].full
+        );
+        // A platform an older operator reconciled (topics in status, no prefix pinned) keeps
+        // the name alone; once pinned, the status wins over the default.
+        cr.status = Some(CampusPlatformStatus {
+            topics: vec![TopicStatus {
+                name: "blue.post.original".into(),
+                ..TopicStatus::default()
+            }],
+            ..CampusPlatformStatus::default()
+        });
+        assert_eq!(Plan::of(&cr).prefix, "blue");
+        cr.status.as_mut().unwrap().kafka_prefix = Some("pinned".into());
+        assert_eq!(Plan::of(&cr).prefix, "pinned");
+        cr.spec.kafka.prefix = Some(String::new());
+        assert_eq!(Plan::of(&cr).prefix, "");
+    }
+
+    #[test]
     fn every_planned_worker_is_its_contract_entry() {
         let cr = platform(&format!("{MINIMAL}  logging: {{processor: Native}}\n"));
         let plan = Plan::of(&cr);
-        let full = |l: &str| full_name("blue", l);
+        let full = |l: &str| full_name("campus.blue", l);
         let planned: Vec<String> = plan.topics.iter().map(|t| t.full.clone()).collect();
         for w in &plan.workers {
             let args: Vec<&str> = w.args.iter().map(String::as_str).collect();

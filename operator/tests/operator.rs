@@ -1,7 +1,7 @@
 //! The operator against a real API server (kube-apiserver + kube-controller-manager v1.37,
 //! scripts/kube.sh) and the local Kafka (scripts/servers.sh). Each test has its own namespace
 //! and its own operator watching only that namespace; topic names are unique per test because the
-//! platform's name (the Kafka prefix) is.
+//! default Kafka prefix (`<namespace>.<name>`) is.
 
 mod support;
 
@@ -112,6 +112,7 @@ async fn a_sample_creates_every_child_and_topic_and_ready_follows_the_pods() {
     install_crd(&client).await;
     let ns = TestNamespace::new(&client, "op-create").await;
     let name = ns.name.clone();
+    let p = format!("{}.{name}", ns.name); // the default Kafka prefix
     let op = Operator::start(&client, test_settings(&ns.name));
     let started = Instant::now();
     apply_platform(
@@ -139,7 +140,7 @@ async fn a_sample_creates_every_child_and_topic_and_ready_follows_the_pods() {
         "coupon.request.dlq.{p}.coupon-issue",
         "access-log.dlq.{p}.logstash",
     ]
-    .map(|t| format!("{name}.{}", t.replace("{p}", &name)));
+    .map(|t| format!("{p}.{}", t.replace("{p}", &p)));
     eventually("every topic exists in Kafka", WAIT, || async {
         let have = kafka_topics(&brokers()).await;
         topics.iter().all(|t| have.contains_key(t)).then_some(())
@@ -148,11 +149,8 @@ async fn a_sample_creates_every_child_and_topic_and_ready_follows_the_pods() {
     let took = started.elapsed();
     assert!(took < Duration::from_secs(20), "took {took:?}");
     let have = kafka_topics(&brokers()).await;
-    assert_eq!(have[&format!("{name}.post.original")], 3);
-    assert_eq!(
-        have[&format!("{name}.post.original.dlq.{name}.inspection")],
-        1
-    );
+    assert_eq!(have[&format!("{p}.post.original")], 3);
+    assert_eq!(have[&format!("{p}.post.original.dlq.{p}.inspection")], 1);
 
     assert_eq!(
         names::<Service>(&client, &ns.name).await,
@@ -370,10 +368,11 @@ async fn deletion_garbage_collects_children_and_applies_the_topic_policy() {
     let api: Api<campus_operator::crd::CampusPlatform> = Api::namespaced(client.clone(), &ns.name);
     for policy in ["Delete", "Retain"] {
         let name = format!("{}-{}", ns.name, policy.to_lowercase());
+        let p = format!("{}.{name}", ns.name); // the default Kafka prefix
         let mut cr = sample("minimal.yaml", &name, &brokers());
         cr["spec"]["topics"] = json!({"deletionPolicy": policy});
         apply_platform(&client, &ns.name, &cr).await.unwrap();
-        let topic = format!("{name}.post.original");
+        let topic = format!("{p}.post.original");
         eventually("the topics exist", WAIT, || async {
             kafka_topics(&brokers())
                 .await
@@ -416,7 +415,7 @@ async fn deletion_garbage_collects_children_and_applies_the_topic_policy() {
             "Delete" => {
                 eventually("the topics are deleted", WAIT, || async {
                     let have = kafka_topics(&brokers()).await;
-                    (!have.keys().any(|t| t.starts_with(&format!("{name}.")))).then_some(())
+                    (!have.keys().any(|t| t.starts_with(&format!("{p}.")))).then_some(())
                 })
                 .await
             }
@@ -689,6 +688,7 @@ async fn kafka_unreachable_is_reported_and_the_operator_recovers_when_it_returns
     install_crd(&client).await;
     let ns = TestNamespace::new(&client, "op-kafka").await;
     let name = ns.name.clone();
+    let p = format!("{}.{name}", ns.name); // the default Kafka prefix
     let _op = Operator::start(&client, test_settings(&ns.name));
     let port = free_port();
     let private = format!("127.0.0.1:{port}");
@@ -727,10 +727,7 @@ async fn kafka_unreachable_is_reported_and_the_operator_recovers_when_it_returns
     )
     .await;
     let have = kafka_topics(&private).await;
-    assert!(
-        have.contains_key(&format!("{name}.post.original")),
-        "{have:?}"
-    );
+    assert!(have.contains_key(&format!("{p}.post.original")), "{have:?}");
     drop(kafka);
 }
 
@@ -808,11 +805,12 @@ async fn lag_scaling_moves_replicas_up_and_down() {
 
     let (client, ns, op, mut cr) = minimal_platform("op-lag").await;
     let name = ns.name.clone();
+    let p = format!("{}.{name}", ns.name); // the default Kafka prefix
     cr["spec"]["content"]["groups"] = json!({"inspection": {"autoscaling": {"minReplicas": 1, "maxReplicas": 4, "lagPerReplica": 10}}});
     apply_platform(&client, &ns.name, &cr).await.unwrap();
     let dep = format!("{name}-content-inspection");
-    let topic = format!("{name}.post.original");
-    let group = format!("{name}.inspection");
+    let topic = format!("{p}.post.original");
+    let group = format!("{p}.inspection");
     let replicas = |d: Option<Deployment>| d.and_then(|d| d.spec?.replicas);
     eventually("the worker starts at its minimum", WAIT, || async {
         (replicas(deployment(&client, &ns.name, &dep).await) == Some(1)).then_some(())
@@ -941,10 +939,11 @@ fn topic_ops(metrics: &str, operation: &str, result: &str) -> u64 {
 async fn topic_config_changes_are_applied_to_existing_topics() {
     let (client, ns, op, mut cr) = minimal_platform("op-config").await;
     let name = ns.name.clone();
+    let p = format!("{}.{name}", ns.name); // the default Kafka prefix
     apply_platform(&client, &ns.name, &cr).await.unwrap();
     wait_topics_ready(&client, &ns.name, &name, "TopicsReady is True").await;
-    let original = format!("{name}.post.original");
-    let coupon = format!("{name}.coupon.request");
+    let original = format!("{p}.post.original");
+    let coupon = format!("{p}.coupon.request");
     let before = topic_config(&original).await;
     assert_eq!(before.values["retention.ms"], "604800000", "{before:?}");
     assert!(before.overrides.is_empty(), "{before:?}");
@@ -987,8 +986,9 @@ async fn topic_config_changes_are_applied_to_existing_topics() {
     })
     .await;
     assert!(
-        note.contains(&format!("{original}: "))
-            && note.contains("retention.ms 604800000 → 7200000"),
+        note.contains("post.original: retention.ms 604800000 → 7200000")
+            && !note.starts_with(&p)
+            && !note.contains(&format!("; {p}.")),
         "{note}"
     );
     let (s, reason, _) = eventually("TopicsReady for the new generation", WAIT, || async {
@@ -1045,6 +1045,7 @@ async fn topic_config_changes_are_applied_to_existing_topics() {
 async fn a_replication_factor_change_is_refused_and_reverting_clears_it() {
     let (client, ns, _op, mut cr) = minimal_platform("op-rf").await;
     let name = ns.name.clone();
+    let p = format!("{}.{name}", ns.name); // the default Kafka prefix
     apply_platform(&client, &ns.name, &cr).await.unwrap();
     wait_topics_ready(&client, &ns.name, &name, "TopicsReady is True").await;
     let before: Vec<Deployment> = Api::<Deployment>::namespaced(client.clone(), &ns.name)
@@ -1053,7 +1054,7 @@ async fn a_replication_factor_change_is_refused_and_reverting_clears_it() {
         .unwrap()
         .items;
     assert_eq!(before.len(), ALL_DEPLOYMENTS.len());
-    let original = format!("{name}.post.original");
+    let original = format!("{p}.post.original");
     let st = platform(&client, &ns.name, &name)
         .await
         .unwrap()
@@ -1141,13 +1142,14 @@ async fn config_a_broker_cannot_change_is_reported_as_unsupported() {
     install_crd(&client).await;
     let ns = TestNamespace::new(&client, "op-cfgold").await;
     let name = ns.name.clone();
+    let p = format!("{}.{name}", ns.name); // the default Kafka prefix
     let _op = Operator::start(&client, test_settings(&ns.name));
     let old = OldKafka::start(&brokers(), &CONFIG_APIS).await;
     let mut cr = sample("minimal.yaml", &name, &old.brokers());
     cr["spec"]["topics"] = json!({"config": {"retention.ms": "3600000"}});
     apply_platform(&client, &ns.name, &cr).await.unwrap();
     wait_topics_ready(&client, &ns.name, &name, "TopicsReady is True").await;
-    let original = format!("{name}.post.original");
+    let original = format!("{p}.post.original");
     assert_eq!(
         topic_config(&original).await.values["retention.ms"],
         "3600000"
@@ -1199,6 +1201,7 @@ async fn on_three_brokers_topics_get_three_replicas_and_under_replication_is_rep
     install_crd(&client).await;
     let ns = TestNamespace::new(&client, "op-rf3").await;
     let name = ns.name.clone();
+    let p = format!("{}.{name}", ns.name); // the default Kafka prefix
     let _op = Operator::start(&client, test_settings(&ns.name));
     let mut kafka = PrivateKafka::start_cluster(3).await;
     let mut cr = sample("minimal.yaml", &name, &kafka.brokers());
@@ -1218,7 +1221,7 @@ async fn on_three_brokers_topics_get_three_replicas_and_under_replication_is_rep
         .unwrap();
     let ours: Vec<_> = have
         .iter()
-        .filter(|(n, _)| n.starts_with(&format!("{name}.")))
+        .filter(|(n, _)| n.starts_with(&format!("{p}.")))
         .collect();
     assert!(
         !ours.is_empty() && ours.iter().all(|(_, t)| t.replication == 3),
@@ -1236,10 +1239,7 @@ async fn on_three_brokers_topics_get_three_replicas_and_under_replication_is_rep
         (degraded > 0 && s == "True" && message.contains("under-replicated")).then_some(message)
     })
     .await;
-    assert!(
-        message.contains(&format!("{name}.post.original")),
-        "{message}"
-    );
+    assert!(message.contains(&format!("{p}.post.original")), "{message}");
 
     kafka.resume_node(3).await;
     eventually("under-replication cleared", WAIT, || async {

@@ -252,9 +252,9 @@ mod tests {
             ]
         );
         let content = maps[0].data.as_ref().unwrap();
-        assert_eq!(content["KAFKA_PREFIX"], "blue");
+        assert_eq!(content["KAFKA_PREFIX"], "campus.blue");
         assert_eq!(content["KAFKA_BROKERS"], "kafka:9092");
-        assert_eq!(content["REDIS_KEY_PREFIX"], "blue:");
+        assert_eq!(content["REDIS_KEY_PREFIX"], "campus.blue:");
         assert_eq!(content["ES_INDEX_ALIAS"], "posts");
         assert_eq!(content["MONGO_DATABASE"], "campus");
         assert!(
@@ -276,7 +276,7 @@ mod tests {
             assert!(!data.contains_key("ELASTICSEARCH_URL"), "{}", m.name_any());
         }
         let content = maps[0].data.as_ref().unwrap();
-        assert_eq!(content["REDIS_KEY_PREFIX"], "blue:");
+        assert_eq!(content["REDIS_KEY_PREFIX"], "campus.blue:");
         assert_eq!(content["ES_INDEX_ALIAS"], "posts");
         let conf = &maps[5].data.as_ref().unwrap()["access-log.conf"];
         assert!(
@@ -310,16 +310,19 @@ mod tests {
         let fb = &maps[3].data.as_ref().unwrap()["filebeat.yml"];
         let expected = logschema::filebeat_yaml(&FilebeatParams {
             brokers: "kafka:9092",
-            topic: "blue.access-log",
+            topic: "campus.blue.access-log",
             namespaces: &["campus".to_owned()],
             access_only: true,
         });
         assert_eq!(fb, &expected);
         let pipelines = maps[5].data.as_ref().unwrap();
         let conf = &pipelines["access-log.conf"];
-        assert!(conf.contains(r#"topics => ["blue.access-log"]"#), "{conf}");
-        assert!(conf.contains(r#"group_id => "blue.logstash""#));
-        assert!(conf.contains("blue.access-log.dlq.blue.logstash"));
+        assert!(
+            conf.contains(r#"topics => ["campus.blue.access-log"]"#),
+            "{conf}"
+        );
+        assert!(conf.contains(r#"group_id => "campus.blue.logstash""#));
+        assert!(conf.contains("campus.blue.access-log.dlq.campus.blue.logstash"));
         let settings = maps[4].data.as_ref().unwrap();
         assert!(settings["logstash.yml"].contains("config.reload.automatic: true"));
         assert!(settings["pipelines.yml"].contains("/usr/share/logstash/pipeline/access-log.conf"));

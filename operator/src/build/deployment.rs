@@ -555,7 +555,7 @@ mod tests {
         );
         assert_eq!(
             ds[3].metadata.annotations.as_ref().unwrap()["campus.dev/consumer-group"],
-            "blue.inspection"
+            "campus.blue.inspection"
         );
         let issue = container(&ds[7]);
         assert_eq!(issue.image.as_deref(), Some("campus-coupon:0.1.0"));

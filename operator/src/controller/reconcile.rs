@@ -155,7 +155,12 @@ async fn apply(cr: Arc<CampusPlatform>, ctx: Arc<Context>) -> Result<Action, Err
                     false,
                     "TopicsReconfigured",
                     "ConfigureTopics",
-                    o.reconfigured.join("; "),
+                    // Names without the platform's prefix: an event's note holds 1 kB.
+                    o.reconfigured
+                        .iter()
+                        .map(|r| unprefixed(&plan.prefix, r))
+                        .collect::<Vec<_>>()
+                        .join("; "),
                 )
                 .await;
             }
@@ -417,4 +422,14 @@ fn logging_workloads(cr: &CampusPlatform, plan: &Plan) -> Vec<String> {
         ProcessorKind::None => {}
     }
     names
+}
+
+/// `text` without a leading `<prefix>.` (a topic's full name → the name the spec uses).
+fn unprefixed<'a>(prefix: &str, text: &'a str) -> &'a str {
+    if prefix.is_empty() {
+        return text;
+    }
+    text.strip_prefix(prefix)
+        .and_then(|r| r.strip_prefix('.'))
+        .unwrap_or(text)
 }

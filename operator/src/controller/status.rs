@@ -233,6 +233,7 @@ pub fn build(
         workloads_summary,
         topics,
         workloads,
+        kafka_prefix: Some(cr.kafka_prefix()),
     }
 }
 

@@ -25,7 +25,10 @@ pub struct KafkaSpec {
     #[schemars(length(min = 1))]
     pub brokers: String,
     /// Prefix of every topic and consumer-group name, joined with `.` (`blue` gives
-    /// `blue.post.original`). Defaults to the platform's name; the empty string means no prefix.
+    /// `blue.post.original`). Defaults to `<namespace>.<name>`, so two platforms of one name in
+    /// two namespaces never share a topic, group or Redis key; the empty string means no prefix.
+    /// The prefix in use is pinned in `status.kafkaPrefix`: removing this field never renames
+    /// topics (platforms made before the namespace joined the default keep their name alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 100), regex(pattern = r"^[a-zA-Z0-9._-]*$"))]
     pub prefix: Option<String>,

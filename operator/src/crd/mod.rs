@@ -128,9 +128,22 @@ impl PullPolicy {
 impl CampusPlatform {
     /// The prefix of every topic and consumer-group name: `spec.kafka.prefix`, else the name.
     pub fn kafka_prefix(&self) -> String {
-        match &self.spec.kafka.prefix {
-            Some(p) => p.clone(),
-            None => kube::ResourceExt::name_any(self),
+        if let Some(p) = &self.spec.kafka.prefix {
+            return p.clone();
+        }
+        let status = self.status.as_ref();
+        if let Some(p) = status.and_then(|s| s.kafka_prefix.as_ref()) {
+            return p.clone();
+        }
+        let name = kube::ResourceExt::name_any(self);
+        if status.is_some_and(|s| !s.topics.is_empty()) {
+            // Reconciled by an operator that defaulted to the name and pinned nothing: its
+            // topics carry the name alone.
+            return name;
+        }
+        match kube::ResourceExt::namespace(self) {
+            Some(ns) => format!("{ns}.{name}"),
+            None => name,
         }
     }
 

@@ -27,6 +27,10 @@ pub struct CampusPlatformStatus {
     /// Every Deployment and DaemonSet of the platform.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub workloads: Vec<WorkloadStatus>,
+    /// The prefix of the platform's topics, groups and Redis keys (`spec.kafka.prefix` or its
+    /// default when first reconciled); kept so that a changed default never renames topics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka_prefix: Option<String>,
 }
 
 /// One topic as the operator last saw it.
