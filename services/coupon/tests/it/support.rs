@@ -51,7 +51,8 @@ pub struct Env {
     pub http: reqwest::Client,
     pub pool: MySqlPool,
     pub store: CouponStore,
-    pub redis: redis::aio::MultiplexedConnection,
+    /// Reconnects by itself (a test may kill and restart a private Redis).
+    pub redis: redis::aio::ConnectionManager,
     pub prefix: String,
     pub topic: String,
     pub kafka: KafkaArgs,
@@ -91,9 +92,10 @@ impl Env {
         // only a real failure (not a slow moment) turns into a 503 or a failed assertion.
         let redis = redis::Client::open(redis_url.as_str())
             .unwrap()
-            .get_multiplexed_async_connection_with_config(
-                &redis::AsyncConnectionConfig::new()
-                    .set_response_timeout(Some(Duration::from_secs(30))),
+            .get_connection_manager_with_config(
+                redis::aio::ConnectionManagerConfig::new()
+                    .set_response_timeout(Some(Duration::from_secs(30)))
+                    .set_number_of_retries(10),
             )
             .await
             .expect("redis");
@@ -260,6 +262,13 @@ impl Env {
     /// The Redis count (size of the holders hash) of an event.
     pub async fn redis_count(&self, event: i64) -> i64 {
         let mut c = self.redis.clone();
+        // The first command after a Redis restart fails once while the connection reconnects.
+        for _ in 0..20 {
+            if let Ok(n) = c.hlen(self.store.keys().holders(event)).await {
+                return n;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
         c.hlen(self.store.keys().holders(event)).await.unwrap()
     }
 
