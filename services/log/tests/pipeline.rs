@@ -271,7 +271,10 @@ async fn real_requests_flow_through_kafka_and_the_indexer_into_the_log_api() {
     assert_eq!(s, 200);
 
     let k = coupon.base.clone();
-    let admin = coupon.admin.clone().expect("the coupon API's admin listener");
+    let admin = coupon
+        .admin
+        .clone()
+        .expect("the coupon API's admin listener");
     let now = chrono::Utc::now();
     let (s, event) = mix
         .post(
