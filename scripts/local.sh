@@ -48,6 +48,8 @@ export ES_INDEX_ALIAS=$PREFIX-posts
 export ES_INDEX_NAME=$PREFIX-posts-v1
 export LOG_INDEX_PREFIX=$PREFIX-access-log
 export RUST_LOG=${RUST_LOG:-info}
+# The coupon API's admin listener (/admin/*); only campus-coupon reads it.
+export ADMIN_ADDR=127.0.0.1:8092
 MYSQL_BASE=$CAMPUS_TEST_MYSQL_URL
 mysql_url_of() { # each service has its own database (each runs its own migrations)
   case $1 in
@@ -135,6 +137,7 @@ endpoints() {
 Campus is running locally (logs: target/local/*.log, stop: scripts/local.sh down)
   content API   http://127.0.0.1:8081   Swagger UI http://127.0.0.1:8081/swagger-ui/
   coupon API    http://127.0.0.1:8082   Swagger UI http://127.0.0.1:8082/swagger-ui/
+    coupon admin  http://127.0.0.1:8092   (/admin/coupon-events, /admin/reconcile)
   log API       http://127.0.0.1:8083   Swagger UI http://127.0.0.1:8083/swagger-ui/
   workers (ops: /healthz /readyz /metrics)
     content inspect :9091  cache :9093  inbox :9094  index :9095   coupon issue :9096   log index :9097
@@ -221,7 +224,7 @@ smoke() {
   now=$(date -u +%s)
   # coupon API: an event, then a coupon of it.
   local event
-  event=$(expect "coupon API" "201" POST http://127.0.0.1:8082/admin/coupon-events \
+  event=$(expect "coupon API" "201" POST http://127.0.0.1:8092/admin/coupon-events \
     "{\"name\":\"local smoke\",\"limit\":10,\"startsAt\":\"$(date -u -d @$((now - 60)) +%FT%TZ)\",\"endsAt\":\"$(date -u -d @$((now + 3600)) +%FT%TZ)\",\"couponValidSeconds\":3600}") || rc=1
   local id; id=$(sed -n 's/.*"id":\([0-9]*\).*/\1/p' <<<"$event")
   if [ -n "$id" ]; then

@@ -343,6 +343,8 @@ pub mod port {
     pub const API: u16 = 8080;
     /// The workers' ops server (`OPS_ADDR`).
     pub const OPS: u16 = 9090;
+    /// The coupon API's admin listener (`ADMIN_ADDR`: `/admin/*`, never exposed publicly).
+    pub const ADMIN: u16 = 8081;
 }
 
 /// Environment variables the operator sets and the services read (each is also a flag:
@@ -364,6 +366,8 @@ pub mod env {
     pub const LOG_INDEX_PREFIX: &str = "LOG_INDEX_PREFIX";
     pub const HTTP_ADDR: &str = "HTTP_ADDR";
     pub const OPS_ADDR: &str = "OPS_ADDR";
+    /// The coupon API's admin listener (`/admin/*`).
+    pub const ADMIN_ADDR: &str = "ADMIN_ADDR";
     /// The tracing filter (`info`, `campus_content=debug`).
     pub const RUST_LOG: &str = "RUST_LOG";
 

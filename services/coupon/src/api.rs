@@ -1,6 +1,6 @@
 //! The HTTP API: issue, list and use coupons; create coupon events; the drift report.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +22,10 @@ use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 use uuid::Uuid;
 
+use crate::config::RateLimitArgs;
 use crate::db::{self, UseOutcome};
+use crate::inflight::InFlight;
+use crate::limits::Limits;
 use crate::metrics::{ApiMetrics, OutcomeLabels};
 use crate::model::{
     Coupon, CouponEvent, CouponList, ErrorBody, ErrorDetail, IssueRequest, IssueRequested, Issued,
@@ -50,6 +53,13 @@ struct Inner {
     registry: Arc<Registry>,
     readiness: Readiness,
     in_flight_grace: Duration,
+    /// Where the requests acknowledged but not yet stored are read from when Redis lost an
+    /// event (None: the reload counts MySQL's coupons only).
+    in_flight: Option<InFlight>,
+    /// Rate limits on `POST /coupons` (none by default).
+    limits: Limits,
+    /// One reload at a time per event in this process.
+    reloading: std::sync::Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl AppState {
@@ -90,8 +100,28 @@ impl AppState {
                 registry: Arc::new(registry),
                 readiness,
                 in_flight_grace: reconcile::DEFAULT_IN_FLIGHT_GRACE,
+                in_flight: None,
+                limits: Limits::default(),
+                reloading: Default::default(),
             }),
         }
+    }
+
+    /// Reads the in-flight requests from `in_flight` when Redis lost an event's keys, so the
+    /// reload counts them (the binary always sets it).
+    pub fn with_in_flight(mut self, in_flight: InFlight) -> Self {
+        self.inner_mut().in_flight = Some(in_flight);
+        self
+    }
+
+    /// Rate limits on `POST /coupons`.
+    pub fn with_rate_limits(mut self, args: &RateLimitArgs) -> Self {
+        self.inner_mut().limits = Limits::new(args);
+        self
+    }
+
+    fn inner_mut(&mut self) -> &mut Inner {
+        Arc::get_mut(&mut self.inner).expect("AppState is configured before it is shared")
     }
 }
 
@@ -101,23 +131,35 @@ impl AppState {
         title = "Campus coupons",
         description = "First-come-first-served coupons: one Redis Lua decision per request, an acknowledged Kafka write, at most `limit` coupons and one per user."
     ),
-    paths(issue, list, use_coupon, create_event, list_events, get_event, drift),
+    paths(issue, list, use_coupon),
     components(schemas(
-        IssueRequest, Issued, Coupon, CouponList, NewCouponEvent, CouponEvent, ErrorBody,
-        ErrorDetail, DriftReport, EventDrift, RedisSide, IssueRequested
+        IssueRequest, Issued, Coupon, CouponList, ErrorBody, ErrorDetail, IssueRequested
     )),
-    tags((name = "coupons"), (name = "admin"))
+    tags((name = "coupons"))
 )]
 pub struct ApiDoc;
 
-/// The whole API (with `/healthz`, `/readyz`, `/metrics`, Swagger UI and the OpenAPI document).
+/// The admin listener's document (`/api-docs/openapi.json` there).
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Campus coupons: admin",
+        description = "Coupon events and the drift report; served on the admin listener only (`ADMIN_ADDR`)."
+    ),
+    paths(create_event, list_events, get_event, drift),
+    components(schemas(
+        NewCouponEvent, CouponEvent, ErrorBody, ErrorDetail, DriftReport, EventDrift, RedisSide
+    )),
+    tags((name = "admin"))
+)]
+pub struct AdminDoc;
+
+/// The public API: `/coupons…`, `/healthz`, `/readyz`, `/metrics`, Swagger UI and the OpenAPI
+/// document. `/admin/*` is not here: it is [`admin_app`], on a listener of its own.
 pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .route("/coupons", post(issue).get(list))
         .route("/coupons/{id}/use", post(use_coupon))
-        .route("/admin/coupon-events", post(create_event).get(list_events))
-        .route("/admin/coupon-events/{id}", get(get_event))
-        .route("/admin/reconcile", get(drift))
         .with_state(state.clone())
         .fallback(|| async { ApiError::not_found("no such endpoint") });
     let router = api
@@ -126,6 +168,26 @@ pub fn app(state: AppState) -> Router {
             state.inner.registry.clone(),
             state.inner.readiness.clone(),
         ));
+    observe(
+        router,
+        "campus-coupon",
+        Some(state.inner.http_metrics.clone()),
+    )
+}
+
+/// The admin API (coupon events, the drift report), served on the admin listener only
+/// (`ADMIN_ADDR`, port [`campus_contract::port::ADMIN`]), never on the public port.
+pub fn admin_app(state: AppState) -> Router {
+    let router = Router::new()
+        .route("/admin/coupon-events", post(create_event).get(list_events))
+        .route("/admin/coupon-events/{id}", get(get_event))
+        .route("/admin/reconcile", get(drift))
+        .route(
+            "/api-docs/openapi.json",
+            get(|| async { axum::Json(AdminDoc::openapi()) }),
+        )
+        .with_state(state.clone())
+        .fallback(|| async { ApiError::not_found("no such endpoint") });
     observe(
         router,
         "campus-coupon",
@@ -171,6 +233,7 @@ fn retry_later(e: ApiError) -> Response {
     (status = 404, description = "Unknown coupon event", body = ErrorBody),
     (status = 409, description = "This user already has a coupon of this event (`already_issued`)", body = ErrorBody),
     (status = 410, description = "Sold out (`sold_out`)", body = ErrorBody),
+    (status = 429, description = "Over the per-user or global rate limit (`rate_limited`); `Retry-After` says when to try again", body = ErrorBody),
     (status = 503, description = "Redis or Kafka unavailable; nothing was issued, retry", body = ErrorBody),
 ))]
 async fn issue(
@@ -178,6 +241,17 @@ async fn issue(
     headers: HeaderMap,
     Json(req): Json<IssueRequest>,
 ) -> Response {
+    if let Err(limited) = state.inner.limits.check(req.user_id) {
+        state
+            .inner
+            .metrics
+            .decisions
+            .get_or_create(&OutcomeLabels {
+                outcome: "rate_limited",
+            })
+            .inc();
+        return limited.into_response();
+    }
     let request_id = headers
         .get(&REQUEST_ID)
         .map(|v| v.as_bytes().to_vec())
@@ -228,28 +302,7 @@ async fn decide(state: &AppState, req: &IssueRequest) -> Result<Uuid, ApiError> 
         Err(e) => return Err(undecided(state, req, &request, e).await),
     };
     if decision == Decision::Missing {
-        // Redis lost (or never got) the metadata: reload it from MySQL. An unknown event touches
-        // nothing in Redis.
-        let Some(e) = db::find_event(&s.pool, event).await.map_err(unavailable)? else {
-            return Err(ApiError::not_found(format!(
-                "coupon event {event} not found"
-            )));
-        };
-        let holders = db::holders(&s.pool, event).await.map_err(unavailable)?;
-        s.metrics.reloads.inc();
-        tracing::info!(
-            coupon_event_id = event,
-            holders = holders.len(),
-            "reloading event metadata into Redis"
-        );
-        let reload = Reload {
-            window: window_of(&e),
-            holders,
-        };
-        decision = match s.store.decide(event, user, &request, Some(&reload)).await {
-            Ok(d) => d,
-            Err(e) => return Err(undecided(state, req, &request, e).await),
-        };
+        decision = reload(state, req, &request).await?;
     }
     match decision {
         Decision::Issued { .. } => Ok(request),
@@ -275,6 +328,84 @@ async fn decide(state: &AppState, req: &IssueRequest) -> Result<Uuid, ApiError> 
         Decision::Missing => Err(ApiError::internal(
             "the issue script found no metadata right after a reload",
         )),
+    }
+}
+
+/// Redis lost (or never got) an event's keys: restores them from MySQL and Kafka, then decides.
+///
+/// The slots to count are MySQL's coupons and the requests acknowledged by Kafka that the worker
+/// has not stored yet. Requests decided before the keys were lost may still be waiting for their
+/// acknowledgement, so the reload first waits out the produce timeout ([`InFlight::settle`]; no
+/// decision is taken meanwhile: every one finds the keys missing), then reads the uncommitted
+/// records, then MySQL (in that order: a record committed in between is in MySQL by then).
+/// An unknown event touches nothing in Redis.
+async fn reload(
+    state: &AppState,
+    req: &IssueRequest,
+    request: &Uuid,
+) -> Result<Decision, ApiError> {
+    let s = &state.inner;
+    let (event, user) = (req.coupon_event_id, req.user_id);
+    let lock = s
+        .reloading
+        .lock()
+        .expect("poisoned")
+        .entry(event)
+        .or_default()
+        .clone();
+    let _one_at_a_time = lock.lock().await;
+    // Another request of this process may have reloaded while this one waited.
+    let decision = match s.store.decide(event, user, request, None).await {
+        Ok(d) => d,
+        Err(e) => return Err(undecided(state, req, request, e).await),
+    };
+    if decision != Decision::Missing {
+        return Ok(decision);
+    }
+    let Some(e) = db::find_event(&s.pool, event).await.map_err(unavailable)? else {
+        return Err(ApiError::not_found(format!(
+            "coupon event {event} not found"
+        )));
+    };
+    let now = Utc::now();
+    if now >= e.ends_at {
+        // Over (the keys expired after the retention): nothing to restore.
+        return Ok(Decision::Ended);
+    }
+    let mut pending = Vec::new();
+    if let Some(in_flight) = &s.in_flight
+        && now >= e.starts_at - chrono::Duration::seconds(5)
+    {
+        tracing::warn!(
+            coupon_event_id = event,
+            settle_ms = in_flight.settle().as_millis() as u64,
+            "Redis lost the event's keys; waiting for writes in progress before reloading"
+        );
+        tokio::time::sleep(in_flight.settle()).await;
+        pending = in_flight
+            .scan(event)
+            .await
+            .map_err(unavailable)?
+            .into_iter()
+            .map(|r| (r.user_id, r.coupon_id.to_string()))
+            .collect();
+    }
+    let holders = db::holders(&s.pool, event).await.map_err(unavailable)?;
+    s.metrics.reloads.inc();
+    tracing::info!(
+        coupon_event_id = event,
+        holders = holders.len(),
+        in_flight = pending.len(),
+        "reloading event metadata into Redis"
+    );
+    let reload = Reload {
+        window: window_of(&e),
+        holders,
+        pending,
+    };
+    match s.store.decide(event, user, request, Some(&reload)).await {
+        Ok(d) => Ok(d),
+        Err(e) => Err(undecided(state, req, request, e).await),
     }
 }
 
@@ -525,6 +656,8 @@ async fn drift(
             Err(ApiError::not_found(format!("coupon event {id} not found")))
         }
         Err(reconcile::ReconcileError::Database(e)) => Err(e.into()),
-        Err(e @ reconcile::ReconcileError::Redis(_)) => Err(unavailable(e)),
+        Err(e @ (reconcile::ReconcileError::Redis(_) | reconcile::ReconcileError::Kafka(_))) => {
+            Err(unavailable(e))
+        }
     }
 }

@@ -17,8 +17,9 @@ use prometheus_client::registry::Registry;
 use sqlx::MySqlPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{AppState, app};
-use crate::config::{RedisArgs, RetentionArgs};
+use crate::api::{AppState, admin_app, app};
+use crate::config::{RateLimitArgs, RedisArgs, RetentionArgs};
+use crate::inflight::InFlight;
 use crate::metrics::WorkerMetrics;
 use crate::store::CouponStore;
 use crate::{db, reconcile, worker};
@@ -87,6 +88,10 @@ pub struct ApiCmd {
     pub retention: RetentionArgs,
     #[command(flatten)]
     pub http: HttpArgs,
+    /// Address of the admin listener (`/admin/*`: coupon events, the drift report). Keep it off
+    /// any public Service.
+    #[arg(long = "admin-addr", env = campus_contract::env::ADMIN_ADDR, default_value_t = SocketAddr::from(([0, 0, 0, 0], campus_contract::port::ADMIN)))]
+    pub admin_addr: SocketAddr,
     /// Partitions of `coupon.request` if the API has to create it (it never changes an existing topic).
     #[arg(
         long = "coupon-request-partitions",
@@ -94,6 +99,31 @@ pub struct ApiCmd {
         default_value_t = 6
     )]
     pub request_partitions: i32,
+    #[command(flatten)]
+    pub sweep: SweepArgs,
+    #[command(flatten)]
+    pub rate_limits: RateLimitArgs,
+}
+
+/// The sweep of pending marks whose Kafka write never happened (the API died between decision and
+/// write): given back after a bound, so their users may try again.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SweepArgs {
+    /// A pending mark older than this many seconds whose request is neither in Kafka nor in MySQL
+    /// is given back. At least the produce timeout plus a second (raised to that).
+    #[arg(
+        long = "coupon-pending-bound-secs",
+        env = "COUPON_PENDING_BOUND_SECS",
+        default_value_t = 300
+    )]
+    pub pending_bound_secs: u64,
+    /// How often the API sweeps, in seconds; 0 turns the sweep off.
+    #[arg(
+        long = "coupon-sweep-interval-secs",
+        env = "COUPON_SWEEP_INTERVAL_SECS",
+        default_value_t = 60
+    )]
+    pub interval_secs: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -163,10 +193,79 @@ pub async fn run_api(cmd: ApiCmd, shutdown: CancellationToken) -> anyhow::Result
     );
     ensure_topic(&cmd.kafka, &topic, cmd.request_partitions).await?;
     let producer = Producer::new(&cmd.kafka)?;
-    let state = AppState::new(pool, store, producer.clone(), topic);
-    let served = http::serve(cmd.http.http_addr, app(state), shutdown).await;
+    let in_flight = InFlight::new(
+        &cmd.kafka,
+        &topic,
+        cmd.kafka.name(campus_contract::workers::COUPON_ISSUE.group),
+    );
+    let sweeper = tokio::spawn(sweep_forever(
+        pool.clone(),
+        store.clone(),
+        in_flight.clone(),
+        cmd.sweep.clone(),
+        shutdown.clone(),
+    ));
+    let state = AppState::new(pool, store, producer.clone(), topic)
+        .with_in_flight(in_flight)
+        .with_rate_limits(&cmd.rate_limits);
+    let admin_listener = tokio::net::TcpListener::bind(cmd.admin_addr)
+        .await
+        .with_context(|| {
+            format!(
+                "failed to listen on {} (the admin listener)",
+                cmd.admin_addr
+            )
+        })?;
+    tracing::info!(addr = %admin_listener.local_addr()?, "admin listening");
+    let admin = {
+        let (router, shutdown) = (admin_app(state.clone()), shutdown.clone());
+        tokio::spawn(async move {
+            axum::serve(
+                admin_listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+        })
+    };
+    let served = http::serve(cmd.http.http_addr, app(state), shutdown.clone()).await;
+    shutdown.cancel();
+    let _ = sweeper.await;
+    let _ = admin.await;
     producer.flush(Duration::from_secs(5));
     served
+}
+
+/// Sweeps stale pending marks every `args.interval_secs` until `shutdown` ([`reconcile::sweep`]).
+async fn sweep_forever(
+    pool: MySqlPool,
+    store: CouponStore,
+    in_flight: InFlight,
+    args: SweepArgs,
+    shutdown: CancellationToken,
+) {
+    if args.interval_secs == 0 {
+        return;
+    }
+    let bound = Duration::from_secs(args.pending_bound_secs).max(in_flight.settle());
+    let mut tick = tokio::time::interval(Duration::from_secs(args.interval_secs));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match reconcile::sweep(&pool, &store, &in_flight, bound).await {
+            Ok(r) if r == reconcile::SweepReport::default() => {}
+            Ok(r) => tracing::info!(
+                given_back = r.given_back,
+                confirmed = r.confirmed,
+                in_flight = r.in_flight,
+                "swept stale pending marks"
+            ),
+            Err(e) => tracing::warn!(error = %crate::chain(&e), "sweep failed; trying again later"),
+        }
+    }
 }
 
 /// Creates `coupon.request` when it is missing (the operator normally has); never changes it.
@@ -329,6 +428,7 @@ mod tests {
         };
         assert_eq!(api.redis.key_prefix, "blue:");
         assert_eq!(api.http.http_addr.to_string(), "0.0.0.0:8080");
+        assert_eq!(api.admin_addr.to_string(), "0.0.0.0:8081");
         assert_eq!(api.retention.key_retention_secs, 86_400);
         let debug = format!("{api:?}");
         assert!(

@@ -89,25 +89,99 @@ pub struct NewCoupon {
     pub expires_at: DateTime<Utc>,
 }
 
-/// Inserts coupons in one statement; a coupon whose (user, event) or id exists is left as it is
-/// (a duplicate is success). Returns MySQL's affected-row count.
-pub async fn insert_coupons(pool: &MySqlPool, coupons: &[NewCoupon]) -> Result<u64, sqlx::Error> {
+/// What storing one coupon came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// A new row; the event's `issued` counter went up by one.
+    New,
+    /// The user already holds a coupon of the event (a redelivery, a replay, a superseded request).
+    Duplicate,
+    /// The event is full in MySQL: not stored.
+    OverLimit,
+}
+
+/// Why [`store_coupons`] stored nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreCouponsError {
+    #[error("coupon event {0} does not exist")]
+    UnknownEvent(i64),
+    #[error("failed to store coupons in MySQL")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Stores coupons of one event in one transaction that enforces the limit: the event row is
+/// locked, users who already hold a coupon of the event are duplicates (so are later requests of
+/// the same user in `coupons`), and of the rest only as many as `issue_limit - issued` are
+/// inserted, in order, and added to `issued`. One answer per coupon, in order.
+pub async fn store_coupons(
+    pool: &MySqlPool,
+    event: i64,
+    coupons: &[NewCoupon],
+) -> Result<Vec<Stored>, StoreCouponsError> {
     if coupons.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
+    let mut tx = pool.begin().await?;
+    let (issued, limit): (i64, i64) = sqlx::query_as(
+        "SELECT CAST(issued AS SIGNED), CAST(issue_limit AS SIGNED) FROM coupon_events \
+         WHERE id = ? FOR UPDATE",
+    )
+    .bind(event)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(StoreCouponsError::UnknownEvent(event))?;
     let mut qb = sqlx::QueryBuilder::<sqlx::MySql>::new(
-        "INSERT INTO coupons (id, user_id, coupon_event_id, issued_at, expires_at) ",
+        "SELECT user_id FROM coupons WHERE coupon_event_id = ",
     );
-    qb.push_values(coupons, |mut row, c| {
-        row.push_bind(c.id.clone())
-            .push_bind(c.user_id)
-            .push_bind(c.coupon_event_id)
-            .push_bind(c.issued_at)
-            .push_bind(c.expires_at);
-    });
-    qb.push(" ON DUPLICATE KEY UPDATE id = id");
-    let done = qb.build().execute(pool).await?;
-    Ok(done.rows_affected())
+    qb.push_bind(event).push(" AND user_id IN (");
+    let mut sep = qb.separated(", ");
+    for c in coupons {
+        sep.push_bind(c.user_id);
+    }
+    qb.push(")");
+    let mut holders: std::collections::HashSet<i64> = qb
+        .build_query_scalar::<i64>()
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+    let mut room = (limit - issued).max(0);
+    let mut out = Vec::with_capacity(coupons.len());
+    let mut rows = Vec::new();
+    for c in coupons {
+        if holders.contains(&c.user_id) {
+            out.push(Stored::Duplicate);
+        } else if room == 0 {
+            out.push(Stored::OverLimit);
+        } else {
+            room -= 1;
+            holders.insert(c.user_id);
+            rows.push(c);
+            out.push(Stored::New);
+        }
+    }
+    if !rows.is_empty() {
+        let mut qb = sqlx::QueryBuilder::<sqlx::MySql>::new(
+            "INSERT IGNORE INTO coupons (id, user_id, coupon_event_id, issued_at, expires_at) ",
+        );
+        qb.push_values(&rows, |mut row, c| {
+            row.push_bind(c.id.clone())
+                .push_bind(c.user_id)
+                .push_bind(c.coupon_event_id)
+                .push_bind(c.issued_at)
+                .push_bind(c.expires_at);
+        });
+        // An id that exists already (the same request under another user: never written by the
+        // API) is left alone; the counter follows the rows really inserted.
+        let inserted = qb.build().execute(&mut *tx).await?.rows_affected();
+        sqlx::query("UPDATE coupon_events SET issued = issued + ? WHERE id = ?")
+            .bind(inserted)
+            .bind(event)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(out)
 }
 
 /// The user's unused, unexpired coupons, soonest expiry first.
@@ -165,6 +239,14 @@ pub async fn use_coupon(
         Some(c) if c.used_at.is_some() => UseOutcome::AlreadyUsed(c),
         Some(c) => UseOutcome::Expired(c),
     })
+}
+
+/// The event's `issued` counter (what MySQL counts against the limit).
+pub async fn issued(pool: &MySqlPool, event: i64) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT CAST(issued AS SIGNED) FROM coupon_events WHERE id = ?")
+        .bind(event)
+        .fetch_one(pool)
+        .await
 }
 
 /// Coupon rows per event.

@@ -11,13 +11,15 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod inflight;
+pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod reconcile;
 pub mod store;
 pub mod worker;
 
-pub use api::{AppState, app};
+pub use api::{AppState, admin_app, app};
 
 /// An error with its causes, `outer: cause: cause`, for logs.
 pub(crate) fn chain(e: &dyn std::error::Error) -> String {

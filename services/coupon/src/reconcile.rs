@@ -14,8 +14,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::db;
+use crate::inflight::{InFlight, ScanError};
 use crate::model::CouponEvent;
-use crate::store::{CouponStore, StoreError};
+use crate::store::{Claim, CouponStore, GiveBack, StoreError};
 
 /// Pending holders younger than this count as in flight, not as drift.
 pub const DEFAULT_IN_FLIGHT_GRACE: Duration = Duration::from_secs(60);
@@ -25,6 +26,8 @@ const MAX_LISTED: usize = 50;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
+    #[error("failed to read the in-flight requests")]
+    Kafka(#[from] ScanError),
     #[error("failed to find coupon event {0}: it does not exist")]
     UnknownEvent(i64),
     #[error("failed to read coupons from MySQL")]
@@ -120,6 +123,7 @@ async fn compare(
     grace: Duration,
 ) -> Result<EventDrift, ReconcileError> {
     let snapshot = store.snapshot(e.id).await?;
+    let count = store.count(e.id).await?;
     let mysql: HashMap<i64, String> = db::holders(pool, e.id).await?.into_iter().collect();
     let mut confirmed = 0;
     let mut pending = 0;
@@ -148,7 +152,8 @@ async fn compare(
         .filter(|u| !snapshot.holders.contains_key(u))
         .copied()
         .collect();
-    let holders = snapshot.holders.len() as i64;
+    // HLEN: the count the issue script checks (the scan may have seen a moving hash).
+    let holders = count;
     let mysql_coupons = mysql.len() as i64;
     let status = if mysql_coupons > e.limit {
         "over_issued"
@@ -179,6 +184,70 @@ async fn compare(
         only_in_redis: only_in_redis.into_iter().take(MAX_LISTED).collect(),
         only_in_mysql: only_in_mysql.into_iter().take(MAX_LISTED).collect(),
     })
+}
+
+/// What a sweep did with the pending marks older than the bound.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SweepReport {
+    /// Marks whose request never reached Kafka (the API died between decision and write): the
+    /// slot is free again and the user may try again.
+    pub given_back: usize,
+    /// Marks whose coupon MySQL already holds (stored without a claim): now confirmed.
+    pub confirmed: usize,
+    /// Marks whose request is in Kafka, not yet stored: left for the worker.
+    pub in_flight: usize,
+}
+
+/// Gives back the pending marks older than `bound` whose request is neither in Kafka (after the
+/// worker group's committed offsets) nor in MySQL: their Kafka write never happened, so nobody
+/// was answered 201 for them. `bound` must exceed the produce timeout (a request decided longer
+/// ago than that is in the topic or was answered 503). Events are read from MySQL; only those
+/// with stale marks cost a Kafka read.
+pub async fn sweep(
+    pool: &MySqlPool,
+    store: &CouponStore,
+    in_flight: &InFlight,
+    bound: Duration,
+) -> Result<SweepReport, ReconcileError> {
+    let mut out = SweepReport::default();
+    let now = Utc::now();
+    for e in db::list_events(pool).await? {
+        let snapshot = store.snapshot(e.id).await?;
+        let stale: Vec<(i64, String)> = snapshot
+            .holders
+            .iter()
+            .filter(|(_, (id, confirmed))| !confirmed && age(id, now).is_some_and(|a| a >= bound))
+            .map(|(u, (id, _))| (*u, id.clone()))
+            .collect();
+        if stale.is_empty() {
+            continue;
+        }
+        // Kafka first, then MySQL: a record committed in between is in MySQL by then.
+        let queued: std::collections::HashSet<(i64, String)> = in_flight
+            .scan(e.id)
+            .await?
+            .into_iter()
+            .map(|r| (r.user_id, r.coupon_id.to_string()))
+            .collect();
+        let stored: HashMap<i64, String> = db::holders(pool, e.id).await?.into_iter().collect();
+        for (user, id) in stale {
+            if queued.contains(&(user, id.clone())) {
+                out.in_flight += 1;
+            } else if stored.get(&user) == Some(&id) {
+                if store.claim(e.id, &[(user, id.clone())]).await? == [Claim::Insert] {
+                    out.confirmed += 1;
+                }
+            } else {
+                let request = Uuid::parse_str(&id).unwrap_or_default();
+                if store.give_back(e.id, user, &request).await? == GiveBack::Returned {
+                    tracing::warn!(coupon_event_id = e.id, user_id = user, coupon_id = %id, "a pending mark without its Kafka record was given back");
+                    out.given_back += 1;
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Age of a request from its UUID v7 timestamp.

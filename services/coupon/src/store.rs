@@ -22,6 +22,9 @@ const ISSUE: &str = include_str!("lua/issue.lua");
 const GIVE_BACK: &str = include_str!("lua/give_back.lua");
 const CONFIRM: &str = include_str!("lua/confirm.lua");
 
+/// Fields per HSCAN page of the drift report and the sweep.
+pub const SCAN_PAGE: usize = 1000;
+
 /// Commands in flight on the one multiplexed connection at a time.
 const IN_FLIGHT: usize = 256;
 
@@ -58,6 +61,9 @@ pub struct Reload {
     pub window: EventWindow,
     /// (user id, coupon id) of coupons MySQL holds.
     pub holders: Vec<(i64, String)>,
+    /// (user id, request id) of requests acknowledged by Kafka that the worker has not stored yet
+    /// ([`crate::inflight`]): they hold their slots as pending marks.
+    pub pending: Vec<(i64, String)>,
 }
 
 /// The answer of the issue script.
@@ -221,8 +227,9 @@ impl CouponStore {
         if let Some(r) = reload {
             inv.arg(r.window.limit)
                 .arg(r.window.starts_at.timestamp_millis())
-                .arg(r.window.ends_at.timestamp_millis());
-            for (u, c) in &r.holders {
+                .arg(r.window.ends_at.timestamp_millis())
+                .arg(r.holders.len());
+            for (u, c) in r.holders.iter().chain(&r.pending) {
                 inv.arg(*u).arg(c);
             }
         }
@@ -314,29 +321,59 @@ impl CouponStore {
             .collect())
     }
 
-    /// Reads what Redis holds for an event (the drift report).
+    /// Reads what Redis holds for an event (the drift report), with HSCAN in pages of
+    /// [`SCAN_PAGE`]: never one command that blocks Redis for the size of the event.
     pub async fn snapshot(&self, event: i64) -> Result<Snapshot, StoreError> {
         let mut conn = self.conn.clone();
-        let (has_meta, raw): (bool, HashMap<String, String>) = redis::pipe()
-            .exists(self.keys.meta(event))
-            .hgetall(self.keys.holders(event))
+        let has_meta: bool = redis::cmd("EXISTS")
+            .arg(self.keys.meta(event))
             .query_async(&mut conn)
             .await
             .map_err(|source| StoreError::Command {
-                op: "read an event's holders",
+                op: "read an event's metadata",
                 source,
             })?;
-        let holders = raw
-            .into_iter()
-            .filter_map(|(u, v)| {
-                let user = u.parse::<i64>().ok()?;
-                Some(match v.strip_prefix("c:") {
-                    Some(id) => (user, (id.to_owned(), true)),
-                    None => (user, (v, false)),
-                })
-            })
-            .collect();
+        let key = self.keys.holders(event);
+        let mut holders = HashMap::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, page): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
+                .arg(&key)
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(SCAN_PAGE)
+                .query_async(&mut conn)
+                .await
+                .map_err(|source| StoreError::Command {
+                    op: "read an event's holders",
+                    source,
+                })?;
+            for (u, v) in page {
+                let Ok(user) = u.parse::<i64>() else { continue };
+                match v.strip_prefix("c:") {
+                    Some(id) => holders.insert(user, (id.to_owned(), true)),
+                    None => holders.insert(user, (v, false)),
+                };
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
         Ok(Snapshot { has_meta, holders })
+    }
+
+    /// The size of an event's holders hash (HLEN): the count the issue script checks.
+    pub async fn count(&self, event: i64) -> Result<i64, StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("HLEN")
+            .arg(self.keys.holders(event))
+            .query_async(&mut conn)
+            .await
+            .map_err(|source| StoreError::Command {
+                op: "count an event's holders",
+                source,
+            })
     }
 
     /// A readiness check.

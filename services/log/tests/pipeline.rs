@@ -40,6 +40,8 @@ struct Service {
     child: Child,
     lines: Arc<Mutex<Vec<String>>>,
     base: String,
+    /// The admin listener, for a service that has one (`admin listening`).
+    admin: Option<String>,
 }
 
 impl Service {
@@ -49,6 +51,7 @@ impl Service {
             .env_clear()
             .envs(env)
             .env("HTTP_ADDR", "127.0.0.1:0")
+            .env("ADMIN_ADDR", "127.0.0.1:0")
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -73,11 +76,17 @@ impl Service {
             }
         })
         .await;
+        let admin = lines.lock().unwrap().iter().find_map(|l| {
+            let v: Value = serde_json::from_str(l).ok()?;
+            (v["message"] == "admin listening")
+                .then(|| v["addr"].as_str().map(|a| format!("http://{a}")))?
+        });
         Service {
             name,
             child,
             lines,
             base: format!("http://{addr}"),
+            admin,
         }
     }
 
@@ -262,10 +271,14 @@ async fn real_requests_flow_through_kafka_and_the_indexer_into_the_log_api() {
     assert_eq!(s, 200);
 
     let k = coupon.base.clone();
+    let admin = coupon
+        .admin
+        .clone()
+        .expect("the coupon API's admin listener");
     let now = chrono::Utc::now();
     let (s, event) = mix
         .post(
-            format!("{k}/admin/coupon-events"),
+            format!("{admin}/admin/coupon-events"),
             json!({"name": "e2e", "limit": 3, "startsAt": (now - chrono::Duration::minutes(1)).to_rfc3339(),
                    "endsAt": (now + chrono::Duration::hours(1)).to_rfc3339(), "couponValidSeconds": 3600}),
             "/admin/coupon-events",

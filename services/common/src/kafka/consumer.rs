@@ -6,6 +6,10 @@
 //!   queue (split off the consumer's queue when the partition is assigned) and its own task that
 //!   handles its records one after another (or in batches, for handlers that ask for them). A slow
 //!   partition only stops its own fetching; the others go on.
+//! - **Outages are waited out**: a [`HandleError::Outage`] (a store the handler needs is down) is
+//!   retried with capped exponential backoff for as long as it lasts, with a warning per attempt
+//!   and the `consumer_outage_retries` metric; the record is never dead-lettered for it (only a
+//!   shutdown or a revoke interrupts, and then its offset is not stored).
 //! - **Bounded retries**: a [`HandleError::Transient`] failure is retried with exponential backoff
 //!   up to `max_attempts`; then — or at once for [`HandleError::Permanent`] — the record goes to
 //!   `<topic>.dlq.<group>` with headers naming the error, the original topic/partition/offset and
@@ -114,6 +118,10 @@ pub enum HandleError {
     /// Will never succeed (malformed, violates the schema): dead-lettered at once.
     #[error("{0:#}")]
     Permanent(anyhow::Error),
+    /// A dependency is unavailable (its server is down or unreachable): retried with backoff until
+    /// it is back, never dead-lettered.
+    #[error("{0:#}")]
+    Outage(anyhow::Error),
 }
 
 impl HandleError {
@@ -122,6 +130,9 @@ impl HandleError {
     }
     pub fn permanent(e: impl Into<anyhow::Error>) -> Self {
         Self::Permanent(e.into())
+    }
+    pub fn outage(e: impl Into<anyhow::Error>) -> Self {
+        Self::Outage(e.into())
     }
 }
 
@@ -235,6 +246,7 @@ struct GroupLabels {
 pub struct ConsumerMetrics {
     records: Family<OutcomeLabels, Counter>,
     retries: Family<GroupLabels, Counter>,
+    outage_retries: Family<GroupLabels, Counter>,
     duration: Family<GroupLabels, Histogram, fn() -> Histogram>,
 }
 
@@ -252,6 +264,11 @@ impl ConsumerMetrics {
             m.retries.clone(),
         );
         registry.register(
+            "consumer_outage_retries",
+            "Handler attempts that failed because a dependency was down, retried until it is back",
+            m.outage_retries.clone(),
+        );
+        registry.register(
             "consumer_handle_duration_seconds",
             "Time to handle a record or batch",
             m.duration.clone(),
@@ -265,6 +282,7 @@ impl Default for ConsumerMetrics {
         Self {
             records: Family::default(),
             retries: Family::default(),
+            outage_retries: Family::default(),
             duration: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0001, 2.0, 18))
             }),
@@ -741,9 +759,38 @@ impl<H: Handler> PartitionWorker<H> {
     /// Retries a failed record with backoff, then dead-letters it.
     async fn retry(&self, record: &Record, mut error: HandleError) -> Finished {
         let mut attempts = 1;
+        // Attempts that failed for an outage; they never count towards `max_attempts`.
+        let mut outages = 0u32;
         loop {
             match &error {
                 HandleError::Permanent(_) => break,
+                HandleError::Outage(e) => {
+                    outages += 1;
+                    self.metrics
+                        .outage_retries
+                        .get_or_create(&GroupLabels {
+                            group: self.opts.group.clone(),
+                        })
+                        .inc();
+                    let delay = self.opts.backoff(outages);
+                    tracing::warn!(
+                        topic = %record.topic, partition = record.partition, offset = record.offset,
+                        outage_attempt = outages, retry_in_ms = delay.as_millis() as u64, error = %format!("{e:#}"),
+                        "a dependency is unavailable; waiting for it (the record is not dead-lettered)"
+                    );
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => return Finished::Abandoned,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    match self.attempt(record).await {
+                        Ok(()) => {
+                            self.count(record, "ok");
+                            return Finished::Done;
+                        }
+                        Err(e) => error = e,
+                    }
+                    continue;
+                }
                 HandleError::Transient(_) if attempts >= self.opts.max_attempts => break,
                 HandleError::Transient(e) => {
                     self.metrics
@@ -780,7 +827,7 @@ impl<H: Handler> PartitionWorker<H> {
         let topic = dlq_topic(&record.topic, &self.opts.group);
         let (reason, message) = match error {
             HandleError::Permanent(e) => ("permanent", format!("{e:#}")),
-            HandleError::Transient(e) => ("exhausted", format!("{e:#}")),
+            HandleError::Transient(e) | HandleError::Outage(e) => ("exhausted", format!("{e:#}")),
         };
         let partition = record.partition.to_string();
         let offset = record.offset.to_string();

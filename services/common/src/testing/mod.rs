@@ -13,11 +13,15 @@ use sqlx::{Connection, Executor, MySqlConnection};
 use crate::config::KafkaArgs;
 
 mod kafka;
+mod private_mysql;
+mod private_redis;
 mod process;
 mod search;
 
 use crate::kafka::admin::{Admin, TopicSpec};
 pub use kafka::PrivateKafka;
+pub use private_mysql::PrivateMysql;
+pub use private_redis::PrivateRedis;
 pub use process::{
     ServerProcess, cache_dir, free_port, free_port_pair, listening, scripts_dir, signal_group,
     wait_ports,

@@ -274,16 +274,41 @@ async fn serves_openapi_swagger_and_ops_endpoints() {
     let env = Env::start().await;
     let (status, doc) = env.get("/api-docs/openapi.json").await;
     assert_eq!(status, 200);
-    for path in [
-        "/coupons",
-        "/coupons/{id}/use",
-        "/admin/coupon-events",
-        "/admin/reconcile",
-    ] {
+    for path in ["/coupons", "/coupons/{id}/use"] {
         assert!(
             doc["paths"][path].is_object(),
             "{path} missing from the OpenAPI document"
         );
+    }
+    // The admin API is on its own listener, with its own document, and not on the public port.
+    assert!(doc["paths"]["/admin/reconcile"].is_null(), "{doc}");
+    let admin: serde_json::Value = env
+        .http
+        .get(format!("{}/api-docs/openapi.json", env.admin_base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in [
+        "/admin/coupon-events",
+        "/admin/coupon-events/{id}",
+        "/admin/reconcile",
+    ] {
+        assert!(admin["paths"][path].is_object(), "{path}: {admin}");
+    }
+    for path in ["/admin/reconcile", "/admin/coupon-events"] {
+        let res = env.http.get(env.public_url(path)).send().await.unwrap();
+        assert_eq!(res.status(), 404, "{path} on the public port");
+        let res = env
+            .http
+            .post(env.public_url(path))
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 404, "POST {path} on the public port");
     }
     let res = env.http.get(env.url("/swagger-ui/")).send().await.unwrap();
     assert_eq!(res.status(), 200);
@@ -307,4 +332,65 @@ async fn serves_openapi_swagger_and_ops_endpoints() {
         (404, Some("not_found"))
     );
     let _ = testing::unique("x");
+}
+
+/// Over the per-user limit a user gets 429 with `Retry-After` and the JSON error body (and takes
+/// nothing in Redis); over the global limit everyone does. Off by default (the other tests).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_answer_429_with_retry_after() {
+    use campus_coupon::config::RateLimitArgs;
+    let topic = testing::fresh_topic("coupon-request", 1).await;
+    let servers = crate::support::Servers {
+        rate_limits: RateLimitArgs {
+            per_user: 1,
+            per_user_burst: 2,
+            global: 1,
+            global_burst: 5,
+        },
+        ..Default::default()
+    };
+    let env = Env::start_custom(testing::kafka(), topic, servers).await;
+    let event = env.create_event(100).await;
+    let send = |user: i64| {
+        env.http
+            .post(env.url("/coupons"))
+            .json(&json!({"userId": user, "couponEventId": event}))
+            .send()
+    };
+    assert_eq!(send(1).await.unwrap().status(), 201);
+    assert_eq!(send(1).await.unwrap().status(), 409);
+    let res = send(1).await.unwrap();
+    assert_eq!(res.status(), 429);
+    let retry: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry), "Retry-After {retry}");
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+    assert_eq!(body["error"]["details"]["scope"], "user", "{body}");
+    // Three more users fit the global burst of 5 (user 1 took 2); then the global limit answers
+    // (a slow machine may refill a cell or two meanwhile: one per second).
+    let mut issued = 1;
+    let mut user = 2;
+    let res = loop {
+        let res = send(user).await.unwrap();
+        if res.status() != 201 {
+            break res;
+        }
+        issued += 1;
+        user += 1;
+        assert!(user < 20, "no global limit after {issued} coupons");
+    };
+    assert!(issued >= 4, "only {issued} issued before the global limit");
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().contains_key("retry-after"));
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["details"]["scope"], "global", "{body}");
+    assert_eq!(
+        env.redis_count(event).await,
+        issued,
+        "a limited request takes no slot"
+    );
 }

@@ -11,12 +11,12 @@ use serde_json::{Value, json};
 
 use crate::support::{Env, PrivateKafka, Tally, burst_plan, eventually};
 
-const LIMIT: i64 = 100;
-const USERS: i64 = 2_000;
-const REQUESTS: usize = 5_000;
+pub const LIMIT: i64 = 100;
+pub const USERS: i64 = 2_000;
+pub const REQUESTS: usize = 5_000;
 
 /// One final answer per request.
-type Answer = (i64, u16, String);
+pub type Answer = (i64, u16, String);
 
 /// Connections open at once: below the listener's accept backlog (1024), so a loaded machine
 /// cannot turn the burst into refused or reset connections.
@@ -25,7 +25,7 @@ const CONNECTIONS: usize = 512;
 /// Fires every request of `plan` at once (over at most `CONNECTIONS` connections at a time). With
 /// `retry_503`, a 503 is retried (as a client may) until another answer comes; every 503 seen is
 /// counted in `unavailable`.
-async fn fire(
+pub async fn fire(
     env: &Env,
     event: i64,
     plan: &[i64],
@@ -69,7 +69,7 @@ async fn fire(
     tasks.join_all().await
 }
 
-fn tally(answers: &[Answer]) -> Tally {
+pub fn tally(answers: &[Answer]) -> Tally {
     let mut t = Tally::default();
     for (user, status, code) in answers {
         *t.by_status.entry(*status).or_default() += 1;
@@ -84,7 +84,7 @@ fn tally(answers: &[Answer]) -> Tally {
 
 /// Exactly `LIMIT` winners, all distinct, every other answer a 409 or sold-out; after the worker
 /// drained, MySQL holds exactly the winners and Redis counts the same; the drift report agrees.
-async fn assert_exact(env: &Env, event: i64, t: &Tally) {
+pub async fn assert_exact(env: &Env, event: i64, t: &Tally) {
     assert_eq!(t.winners.len() as i64, LIMIT, "201 answers: {t:?}");
     let distinct: HashSet<i64> = t.winners.iter().copied().collect();
     assert_eq!(distinct.len() as i64, LIMIT, "a user won twice: {t:?}");

@@ -4,6 +4,7 @@
 mod api;
 mod binary;
 mod burst;
+mod faults;
 mod schema;
 mod store;
 mod support;

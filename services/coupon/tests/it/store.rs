@@ -99,6 +99,7 @@ async fn a_reload_restores_the_holders_and_an_ended_event_writes_nothing() {
             (1, Uuid::now_v7().to_string()),
             (2, Uuid::now_v7().to_string()),
         ],
+        pending: vec![],
     };
     let r = Uuid::now_v7();
     assert_eq!(s.decide(7, 1, &r, None).await.unwrap(), Decision::Missing);
@@ -120,6 +121,7 @@ async fn a_reload_restores_the_holders_and_an_ended_event_writes_nothing() {
             ..open
         },
         holders: vec![],
+        pending: vec![],
     };
     assert_eq!(
         s.decide(8, 1, &r, Some(&ended)).await.unwrap(),

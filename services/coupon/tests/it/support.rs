@@ -12,10 +12,11 @@ use campus_common::kafka::Producer;
 use campus_common::kafka::admin::{Admin, TopicSpec};
 use campus_common::kafka::consumer::ConsumerMetrics;
 use campus_common::testing;
-use campus_coupon::config::RedisArgs;
+use campus_coupon::config::{RateLimitArgs, RedisArgs};
+use campus_coupon::inflight::InFlight;
 use campus_coupon::metrics::WorkerMetrics;
 use campus_coupon::store::CouponStore;
-use campus_coupon::{AppState, app, cli, db, worker};
+use campus_coupon::{AppState, admin_app, app, cli, db, worker};
 use chrono::{DateTime, Utc};
 use redis::AsyncCommands;
 use serde_json::{Value, json};
@@ -43,11 +44,15 @@ where
 
 /// An API on a real listener with its own database, Redis prefix and topic.
 pub struct Env {
+    /// The public listener.
     pub base: String,
+    /// The admin listener (`/admin/*`).
+    pub admin_base: String,
     pub http: reqwest::Client,
     pub pool: MySqlPool,
     pub store: CouponStore,
-    pub redis: redis::aio::MultiplexedConnection,
+    /// Reconnects by itself (a test may kill and restart a private Redis).
+    pub redis: redis::aio::ConnectionManager,
     pub prefix: String,
     pub topic: String,
     pub kafka: KafkaArgs,
@@ -70,30 +75,51 @@ impl Env {
 
     /// Against `kafka`, where `topic` already exists.
     pub async fn start_with(kafka: KafkaArgs, topic: String) -> Self {
+        Self::start_custom(kafka, topic, Servers::default()).await
+    }
+
+    /// Against `kafka` (where `topic` exists) and the MySQL and Redis `servers` name.
+    pub async fn start_custom(kafka: KafkaArgs, topic: String, servers: Servers<'_>) -> Self {
         campus_common::telemetry::init("campus-coupon-test");
-        let (_url, pool) = testing::fresh_mysql().await;
+        let (_url, pool) = match &servers.mysql {
+            Some(m) => m.fresh_database(servers.mysql_acquire).await,
+            None => testing::fresh_mysql().await,
+        };
         db::migrate(&pool).await.expect("migrate");
         let (prefix, _) = testing::fresh_redis().await;
+        let redis_url = servers.redis_url.unwrap_or_else(testing::redis_url);
         // Tests share two cores with every other crate's builds and tests: generous timeouts, so
         // only a real failure (not a slow moment) turns into a 503 or a failed assertion.
-        let redis = redis::Client::open(testing::redis_url())
+        let redis = redis::Client::open(redis_url.as_str())
             .unwrap()
-            .get_multiplexed_async_connection_with_config(
-                &redis::AsyncConnectionConfig::new()
-                    .set_response_timeout(Some(Duration::from_secs(30))),
+            .get_connection_manager_with_config(
+                redis::aio::ConnectionManagerConfig::new()
+                    .set_response_timeout(Some(Duration::from_secs(30)))
+                    .set_number_of_retries(10),
             )
             .await
             .expect("redis");
-        let mut redis_args = RedisArgs::new(&testing::redis_url(), prefix.clone());
+        let mut redis_args = RedisArgs::new(&redis_url, prefix.clone());
         redis_args.redis_timeout = Duration::from_secs(15);
         let store = CouponStore::connect(&redis_args, Duration::from_secs(600))
             .await
             .expect("redis");
         let producer = Producer::new(&kafka).expect("producer");
-        let state = AppState::new(pool.clone(), store.clone(), producer, topic.clone());
+        let group = testing::unique("coupon-issue");
+        let in_flight = InFlight::new(&kafka, &topic, &group);
+        let state = AppState::new(pool.clone(), store.clone(), producer, topic.clone())
+            .with_in_flight(in_flight)
+            .with_rate_limits(&servers.rate_limits);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin_base = format!("http://{}", admin_listener.local_addr().unwrap());
         let shutdown = CancellationToken::new();
+        tokio::spawn(campus_common::http::serve_on(
+            admin_listener,
+            admin_app(state.clone()),
+            shutdown.clone(),
+        ));
         tokio::spawn(campus_common::http::serve_on(
             listener,
             app(state),
@@ -105,6 +131,7 @@ impl Env {
             .unwrap();
         Self {
             base,
+            admin_base,
             http,
             pool,
             store,
@@ -112,12 +139,22 @@ impl Env {
             prefix,
             topic,
             kafka,
-            group: testing::unique("coupon-issue"),
+            group,
             shutdown,
         }
     }
 
+    /// `/admin/*` goes to the admin listener, everything else to the public one.
     pub fn url(&self, path: &str) -> String {
+        if path.starts_with("/admin") {
+            format!("{}{path}", self.admin_base)
+        } else {
+            format!("{}{path}", self.base)
+        }
+    }
+
+    /// On the public listener, whatever the path.
+    pub fn public_url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
@@ -177,13 +214,19 @@ impl Env {
 
     /// Starts an issue worker (a member of this env's group) as a task.
     pub fn start_worker(&self) -> Worker {
-        let runtime = cli::issue_consumer(
-            &self.kafka,
-            &self.group,
-            &self.topic,
-            ConsumerMetrics::default(),
-        )
-        .expect("consumer");
+        self.start_worker_in(&self.group)
+    }
+
+    /// A new group name on this env's topic: it reads the topic from the start (an offset reset).
+    pub fn replay_group(&self) -> String {
+        testing::unique("coupon-replay")
+    }
+
+    /// Starts an issue worker in `group` as a task.
+    pub fn start_worker_in(&self, group: &str) -> Worker {
+        let runtime =
+            cli::issue_consumer(&self.kafka, group, &self.topic, ConsumerMetrics::default())
+                .expect("consumer");
         let shutdown = CancellationToken::new();
         let handler = worker::handler(
             self.pool.clone(),
@@ -219,6 +262,13 @@ impl Env {
     /// The Redis count (size of the holders hash) of an event.
     pub async fn redis_count(&self, event: i64) -> i64 {
         let mut c = self.redis.clone();
+        // The first command after a Redis restart fails once while the connection reconnects.
+        for _ in 0..20 {
+            if let Ok(n) = c.hlen(self.store.keys().holders(event)).await {
+                return n;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
         c.hlen(self.store.keys().holders(event)).await.unwrap()
     }
 
@@ -241,6 +291,27 @@ impl Env {
             (rows == n && self.redis_count(event).await == n).then_some(())
         })
         .await;
+    }
+}
+
+/// Which MySQL and Redis an [`Env`] uses (default: the shared ones).
+pub struct Servers<'a> {
+    pub mysql: Option<&'a testing::PrivateMysql>,
+    /// How long the pool waits for a MySQL connection (the worker's `MYSQL_CONNECT_TIMEOUT_MS`).
+    pub mysql_acquire: Duration,
+    pub redis_url: Option<String>,
+    /// Rate limits of the API (none by default).
+    pub rate_limits: RateLimitArgs,
+}
+
+impl Default for Servers<'_> {
+    fn default() -> Self {
+        Self {
+            mysql: None,
+            mysql_acquire: Duration::from_secs(10),
+            redis_url: None,
+            rate_limits: RateLimitArgs::default(),
+        }
     }
 }
 
