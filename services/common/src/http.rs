@@ -12,9 +12,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
-use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -121,8 +121,10 @@ impl IntoResponse for ApiError {
         };
         let mut res = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+            res.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
         }
         res
     }
@@ -144,7 +146,12 @@ pub fn is_database_outage(e: &sqlx::Error) -> bool {
             .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
             // Too many connections, server shutdown, lock wait timeout, deadlock, read-only
             // (a replica during a failover), query interrupted.
-            .is_some_and(|m| matches!(m.number(), 1040 | 1053 | 1205 | 1213 | 1290 | 1317 | 1836 | 1927)),
+            .is_some_and(|m| {
+                matches!(
+                    m.number(),
+                    1040 | 1053 | 1205 | 1213 | 1290 | 1317 | 1836 | 1927
+                )
+            }),
         _ => false,
     }
 }
@@ -165,7 +172,9 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::MissingJsonContentType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "bad_request")
             }
-            JsonRejection::BytesRejection(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            JsonRejection::BytesRejection(_) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+            }
             _ => (StatusCode::BAD_REQUEST, "bad_request"),
         };
         ApiError::new(status, code, r.body_text())
@@ -350,8 +359,11 @@ async fn limit_request(
     if is_ops_path(req.uri().path()) {
         return next.run(req).await;
     }
-    let permit = match tokio::time::timeout(Limits::QUEUE_WAIT, gate.permits.clone().acquire_owned())
-        .await
+    let permit = match tokio::time::timeout(
+        Limits::QUEUE_WAIT,
+        gate.permits.clone().acquire_owned(),
+    )
+    .await
     {
         Ok(Ok(p)) => p,
         _ => {
@@ -366,7 +378,10 @@ async fn limit_request(
     let res = match tokio::time::timeout(gate.limits.request_timeout, next.run(req)).await {
         Ok(res) => res,
         Err(_) => {
-            tracing::warn!(timeout_ms = gate.limits.request_timeout.as_millis() as u64, "request timed out");
+            tracing::warn!(
+                timeout_ms = gate.limits.request_timeout.as_millis() as u64,
+                "request timed out"
+            );
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "timeout",

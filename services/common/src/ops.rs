@@ -277,7 +277,13 @@ mod tests {
         assert_eq!(v["checks"]["mysql"], "ok");
         assert_eq!(v["reported"], json!(["kafka"]));
         let (_, metrics) = get("/metrics").await;
-        assert!(metrics.contains(r#"dependency_up{dependency="kafka"} 0"#), "{metrics}");
-        assert!(metrics.contains(r#"dependency_up{dependency="mysql"} 1"#), "{metrics}");
+        assert!(
+            metrics.contains(r#"dependency_up{dependency="kafka"} 0"#),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains(r#"dependency_up{dependency="mysql"} 1"#),
+            "{metrics}"
+        );
     }
 }

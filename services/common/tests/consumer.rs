@@ -569,18 +569,23 @@ async fn a_handler_panic_is_retried_then_dead_lettered_and_the_worker_goes_on() 
             batch,
             ..Panicky::default()
         });
-        let runtime =
-            ConsumerRuntime::new(&testing::kafka(), options(&group, &topic), ConsumerMetrics::default())
-                .unwrap();
+        let runtime = ConsumerRuntime::new(
+            &testing::kafka(),
+            options(&group, &topic),
+            ConsumerMetrics::default(),
+        )
+        .unwrap();
         let token = CancellationToken::new();
         let task = tokio::spawn(runtime.run(handler.clone(), token.clone()));
         wait_until("9 records handled", Duration::from_secs(30), || {
             handler.inner.count() == 9 || task.is_finished()
         })
         .await;
-        assert!(!task.is_finished(), "the consumer ended on a panic (batch: {batch})");
-        let dlq =
-            testing::read_topic(&dlq_topic(&topic, &group), 1, Duration::from_secs(20)).await;
+        assert!(
+            !task.is_finished(),
+            "the consumer ended on a panic (batch: {batch})"
+        );
+        let dlq = testing::read_topic(&dlq_topic(&topic, &group), 1, Duration::from_secs(20)).await;
         token.cancel();
         task.await.unwrap().unwrap();
         let mut seen = handler.inner.seen.lock().unwrap().clone();
@@ -588,11 +593,16 @@ async fn a_handler_panic_is_retried_then_dead_lettered_and_the_worker_goes_on() 
         seen.dedup();
         assert_eq!(seen, vec![0, 1, 2, 4, 5, 6, 7, 8, 9], "batch: {batch}");
         assert_eq!(dlq.len(), 1);
-        assert_eq!(header(&dlq[0], dlq_headers::ATTEMPTS), "3", "bounded by max_attempts");
+        assert_eq!(
+            header(&dlq[0], dlq_headers::ATTEMPTS),
+            "3",
+            "bounded by max_attempts"
+        );
         assert_eq!(header(&dlq[0], dlq_headers::ORIGINAL_OFFSET), "3");
         assert_eq!(header(&dlq[0], dlq_headers::REASON), "exhausted");
         assert!(
-            header(&dlq[0], dlq_headers::ERROR).contains("handler panicked: bug triggered by record 3"),
+            header(&dlq[0], dlq_headers::ERROR)
+                .contains("handler panicked: bug triggered by record 3"),
             "{}",
             header(&dlq[0], dlq_headers::ERROR)
         );

@@ -64,7 +64,11 @@ pub fn outage_code(code: i32) -> bool {
 /// The failures in the reply of an `update` command (`writeErrors`, `writeConcernError`).
 pub fn write_failures(reply: &Document, action: &'static str) -> Result<(), InboxError> {
     let mut outage = false;
-    let code = |d: &Document| d.get_i32("code").ok().or_else(|| d.get_i64("code").ok().map(|c| c as i32));
+    let code = |d: &Document| {
+        d.get_i32("code")
+            .ok()
+            .or_else(|| d.get_i64("code").ok().map(|c| c as i32))
+    };
     let mut failures: Vec<String> = reply
         .get_array("writeErrors")
         .map(Vec::as_slice)
@@ -441,7 +445,10 @@ impl InboxError {
                         | ErrorKind::ConnectionPoolCleared { .. }
                         | ErrorKind::ServerSelection { .. }
                 ) || matches!(source.kind.as_ref(), ErrorKind::Command(c) if outage_code(c.code))
-                    || matches!(source.kind.as_ref(), ErrorKind::Write(WriteFailure::WriteConcernError(_)))
+                    || matches!(
+                        source.kind.as_ref(),
+                        ErrorKind::Write(WriteFailure::WriteConcernError(_))
+                    )
                     || matches!(source.kind.as_ref(), ErrorKind::Write(WriteFailure::WriteError(w)) if outage_code(w.code))
                     || source.contains_label(mongodb::error::RETRYABLE_WRITE_ERROR)
             }

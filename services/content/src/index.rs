@@ -394,8 +394,12 @@ impl IndexHandler {
     /// request and each item that fails with an outage ([`IndexError::is_outage`]) are retried with
     /// backoff (only those items), the alias recreated when it is gone, until `shutdown` (then the
     /// items left fail, and the consumer runtime leaves their records for the next owner).
-    async fn write(&self, events: &[&PostEvent]) -> Result<Vec<Result<bool, IndexError>>, IndexError> {
-        let mut results: Vec<Option<Result<bool, IndexError>>> = events.iter().map(|_| None).collect();
+    async fn write(
+        &self,
+        events: &[&PostEvent],
+    ) -> Result<Vec<Result<bool, IndexError>>, IndexError> {
+        let mut results: Vec<Option<Result<bool, IndexError>>> =
+            events.iter().map(|_| None).collect();
         let mut todo: Vec<usize> = (0..events.len()).collect();
         let mut delay = std::time::Duration::from_millis(100);
         let mut attempt = 0u32;
@@ -441,7 +445,9 @@ impl IndexHandler {
             }
             if error.alias_missing() {
                 match self.index.ensure().await {
-                    Ok(()) => tracing::warn!(alias = %self.index.alias(), "the index alias was gone; recreated it"),
+                    Ok(()) => {
+                        tracing::warn!(alias = %self.index.alias(), "the index alias was gone; recreated it")
+                    }
                     Err(e) => tracing::warn!(error = %e, "could not recreate the index alias"),
                 }
             }
@@ -452,7 +458,11 @@ impl IndexHandler {
             delay = (delay * 2).min(std::time::Duration::from_secs(5));
         }
         if attempt > 0 {
-            tracing::info!(dependency = "elasticsearch", attempts = attempt + 1, "writes accepted again");
+            tracing::info!(
+                dependency = "elasticsearch",
+                attempts = attempt + 1,
+                "writes accepted again"
+            );
         }
         Ok(results
             .into_iter()

@@ -375,7 +375,9 @@ impl InspectHandler {
             || async {
                 let r = self.inspector.inspect(post).await;
                 match &r {
-                    Ok(_) => self.metrics.waiting.set(0),
+                    Ok(_) => {
+                        self.metrics.waiting.set(0);
+                    }
                     Err(e) => {
                         let kind = match e.failure() {
                             Failure::Outage => "outage",
@@ -398,7 +400,9 @@ impl InspectHandler {
                                     "the OpenAI API refuses this deployment (check OPENAI_API_KEY, the model name and the quota); posts wait until it is fixed"
                                 );
                             }
-                            Failure::Outage => self.metrics.waiting.set(1),
+                            Failure::Outage => {
+                                self.metrics.waiting.set(1);
+                            }
                             Failure::Poison => {}
                         }
                     }

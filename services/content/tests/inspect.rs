@@ -160,10 +160,7 @@ async fn inspects_through_the_model_waits_out_outages_and_dead_letters_only_what
         })
         .collect();
     reasons.sort();
-    assert_eq!(
-        reasons,
-        [("3".to_owned(), "permanent".to_owned())]
-    );
+    assert_eq!(reasons, [("3".to_owned(), "permanent".to_owned())]);
     assert!(
         String::from_utf8_lossy(
             dead.iter()
@@ -208,20 +205,27 @@ async fn without_a_key_the_offline_policy_decides() {
     )
     .await;
     let topic = p.topic("post.inspected");
-    eventually("GOOD post published", Duration::from_secs(30), || async {
-        (!testing::read_topic(&topic, 1, Duration::from_secs(2))
-            .await
-            .is_empty())
-        .then_some(())
+    // The GOOD post is published with its tags; the BAD one is withdrawn (`deleted`).
+    let mut got: Vec<PostEvent> = eventually("both inspected", Duration::from_secs(30), || async {
+        let r = testing::read_topic(&topic, 2, Duration::from_secs(2)).await;
+        (r.len() >= 2).then_some(r)
     })
-    .await;
-    // Both were inspected by now (the GOOD one was published); only it is on the topic.
-    let got = testing::read_topic(&topic, 2, Duration::from_secs(3)).await;
-    assert_eq!(got.len(), 1);
-    let e = decode(&got[0]);
-    assert_eq!(e.payload.id, 2);
+    .await
+    .iter()
+    .map(decode)
+    .collect();
+    got.sort_by_key(|e| e.payload.id);
+    assert_eq!(got.len(), 2);
     assert_eq!(
-        e.payload.tags,
+        (got[0].payload.id, got[0].event_type),
+        (1, EventType::Deleted)
+    );
+    assert_eq!(
+        (got[1].payload.id, got[1].event_type),
+        (2, EventType::Created)
+    );
+    assert_eq!(
+        got[1].payload.tags,
         Some(vec!["kafka".into(), "outbox".into(), "works".into()])
     );
 }
@@ -247,7 +251,9 @@ async fn a_rejected_post_is_not_served_from_the_cache_or_from_mysql() {
     p.start_worker("inspect", Some(&fake.url));
     p.start_worker("cache", Some(&fake.url));
     let user = p.create_user("mallory").await;
-    let id = p.create_post(user, 1, "Totally fine", "BADWORD inside").await["id"]
+    let id = p
+        .create_post(user, 1, "Totally fine", "BADWORD inside")
+        .await["id"]
         .as_u64()
         .unwrap();
     // Not inspected yet: the author reads it, and the API fills the cache.
@@ -260,29 +266,44 @@ async fn a_rejected_post_is_not_served_from_the_cache_or_from_mysql() {
     .await;
     gate.store(true, std::sync::atomic::Ordering::SeqCst);
 
-    eventually("the rejected post's detail is 404", Duration::from_secs(30), || async {
-        (p.detail(id).await.0 == 404).then_some(())
-    })
+    eventually(
+        "the rejected post's detail is 404",
+        Duration::from_secs(30),
+        || async { (p.detail(id).await.0 == 404).then_some(()) },
+    )
     .await;
-    let rejected: Option<i64> = sqlx::query_scalar("SELECT rejected_version FROM posts WHERE id = ?")
-        .bind(id)
-        .fetch_one(&p.pool)
-        .await
-        .unwrap();
+    let rejected: Option<i64> =
+        sqlx::query_scalar("SELECT rejected_version FROM posts WHERE id = ?")
+            .bind(id)
+            .fetch_one(&p.pool)
+            .await
+            .unwrap();
     assert_eq!(rejected, Some(1));
     // The cache entry goes (TTL, eviction): the miss reads MySQL, which knows the verdict.
     let client = redis::Client::open(testing::redis_url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let key = format!("{}post:{id}", p.redis_prefix);
-    let _: i64 = redis::cmd("DEL").arg(&key).query_async(&mut conn).await.unwrap();
-    assert_eq!(p.detail(id).await.0, 404, "served from MySQL after a cache miss");
+    let _: i64 = redis::cmd("DEL")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        p.detail(id).await.0,
+        404,
+        "served from MySQL after a cache miss"
+    );
     let tombstone: Option<String> = redis::cmd("HGET")
         .arg(&key)
         .arg("x")
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert_eq!(tombstone.as_deref(), Some("1"), "the miss wrote a tombstone");
+    assert_eq!(
+        tombstone.as_deref(),
+        Some("1"),
+        "the miss wrote a tombstone"
+    );
 
     // A later, acceptable version is served again.
     let (s, v) = p
@@ -292,10 +313,14 @@ async fn a_rejected_post_is_not_served_from_the_cache_or_from_mysql() {
         )
         .await;
     assert_eq!(s, 200, "{v}");
-    eventually("the GOOD version is served", Duration::from_secs(30), || async {
-        let (s, v, _) = p.detail(id).await;
-        (s == 200 && v["version"] == 2).then_some(())
-    })
+    eventually(
+        "the GOOD version is served",
+        Duration::from_secs(30),
+        || async {
+            let (s, v, _) = p.detail(id).await;
+            (s == 200 && v["version"] == 2).then_some(())
+        },
+    )
     .await;
 }
 
@@ -322,7 +347,12 @@ async fn dead_letters_are_listed_and_replayed_after_a_fix() {
         &p.topic("post.original"),
         &format!("{}.inspection", p.prefix),
     );
-    assert_eq!(testing::read_topic(&dlq, 2, Duration::from_secs(30)).await.len(), 2);
+    assert_eq!(
+        testing::read_topic(&dlq, 2, Duration::from_secs(30))
+            .await
+            .len(),
+        2
+    );
 
     let dlq_cmd = |verb: &str, extra: &[&str]| {
         let mut args: Vec<String> = [
@@ -350,26 +380,46 @@ async fn dead_letters_are_listed_and_replayed_after_a_fix() {
     let mut keys: Vec<_> = listed.iter().filter_map(|d| d.key.clone()).collect();
     keys.sort();
     assert_eq!(keys, ["1", "2"]);
-    assert!(listed.iter().all(|d| d.reason.as_deref() == Some("permanent")));
-    assert!(dlq_cmd("list", &["--since", "2099-01-01T00:00:00Z"]).run().await.unwrap().is_empty());
+    assert!(
+        listed
+            .iter()
+            .all(|d| d.reason.as_deref() == Some("permanent"))
+    );
+    assert!(
+        dlq_cmd("list", &["--since", "2099-01-01T00:00:00Z"])
+            .run()
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     broken.store(false, std::sync::atomic::Ordering::SeqCst);
     let replayed = dlq_cmd("replay", &["--since", "1h"]).run().await.unwrap();
     assert_eq!(replayed.len(), 2);
     let topic = p.topic("post.inspected");
-    let got = eventually("replayed posts inspected", Duration::from_secs(30), || async {
-        let r = testing::read_topic(&topic, 2, Duration::from_secs(2)).await;
-        (r.len() >= 2).then_some(r)
-    })
+    let got = eventually(
+        "replayed posts inspected",
+        Duration::from_secs(30),
+        || async {
+            let r = testing::read_topic(&topic, 2, Duration::from_secs(2)).await;
+            (r.len() >= 2).then_some(r)
+        },
+    )
     .await;
     let mut ids: Vec<u64> = got.iter().map(|r| decode(r).payload.id).collect();
     ids.sort_unstable();
     assert_eq!(ids, [1, 2]);
-    assert!(dlq_cmd("replay", &[]).run().await.unwrap().is_empty(), "replayed once");
+    assert!(
+        dlq_cmd("replay", &[]).run().await.unwrap().is_empty(),
+        "replayed once"
+    );
     // The re-driven records say where they came from.
     let original = testing::read_topic(&p.topic("post.original"), 4, Duration::from_secs(10)).await;
     assert_eq!(
-        original.iter().filter(|r| r.header("dlq-replayed-from").is_some()).count(),
+        original
+            .iter()
+            .filter(|r| r.header("dlq-replayed-from").is_some())
+            .count(),
         2
     );
 }

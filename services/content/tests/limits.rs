@@ -39,7 +39,8 @@ async fn paging_beyond_the_result_window_is_400() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_over_the_limit_is_413() {
     let mut p = Platform::new().await;
-    p.start_api_with(&["--http-body-limit-bytes", "65536"]).await;
+    p.start_api_with(&["--http-body-limit-bytes", "65536"])
+        .await;
     let (s, v) = p
         .post(
             "/posts",
@@ -94,12 +95,22 @@ async fn timeouts_overload_and_an_exhausted_pool_are_503_with_retry_after() {
                 .await
                 .unwrap();
             let retry = res.headers().get("retry-after").cloned();
-            (res.status().as_u16(), retry, res.json::<Value>().await.unwrap(), started.elapsed())
+            (
+                res.status().as_u16(),
+                retry,
+                res.json::<Value>().await.unwrap(),
+                started.elapsed(),
+            )
         })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
     // The only turn is taken: this one waits a second, then is turned away.
-    let res = p.http.get(format!("{}/users", p.base)).send().await.unwrap();
+    let res = p
+        .http
+        .get(format!("{}/users", p.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 503);
     assert_eq!(res.headers()["retry-after"], "1");
     let v: Value = res.json().await.unwrap();
@@ -112,7 +123,6 @@ async fn timeouts_overload_and_an_exhausted_pool_are_503_with_retry_after() {
     assert_eq!(retry.unwrap(), "1");
     assert!(took < Duration::from_secs(6), "{took:?}");
     tx.rollback().await.unwrap();
-
 }
 
 /// The pool's connections all taken (the relay holds one, a request stuck on a row lock the
@@ -128,7 +138,9 @@ async fn an_exhausted_database_pool_is_503_with_retry_after() {
         "500",
     ])
     .await;
-    let id = p.create_post(1, 1, "locked", "x").await["id"].as_u64().unwrap();
+    let id = p.create_post(1, 1, "locked", "x").await["id"]
+        .as_u64()
+        .unwrap();
     let mut tx = p.pool.begin().await.unwrap();
     sqlx::query("SELECT id FROM posts WHERE id = ? FOR UPDATE")
         .bind(id)
@@ -148,13 +160,22 @@ async fn an_exhausted_database_pool_is_503_with_retry_after() {
         })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let res = p.http.get(format!("{}/users", p.base)).send().await.unwrap();
+    let res = p
+        .http
+        .get(format!("{}/users", p.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 503);
     assert_eq!(res.headers()["retry-after"], "1");
     let v: Value = res.json().await.unwrap();
     assert_eq!(code(&v), "unavailable", "{v}");
     tx.rollback().await.unwrap();
-    assert_eq!(stuck.await.unwrap(), 200, "the stuck update goes through once the lock frees");
+    assert_eq!(
+        stuck.await.unwrap(),
+        200,
+        "the stuck update goes through once the lock frees"
+    );
     assert_eq!(p.get("/users").await.0, 200);
 }
 
@@ -163,7 +184,8 @@ async fn an_exhausted_database_pool_is_503_with_retry_after() {
 /// search 503 with `Retry-After` (was 500). Before, `/readyz` was 503 and the pod left its Service.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_and_elasticsearch_down_keep_the_api_ready_and_search_is_503() {
-    let mut p = Platform::with_servers("127.0.0.1:1".to_owned(), "http://127.0.0.1:1".to_owned()).await;
+    let mut p =
+        Platform::with_servers("127.0.0.1:1".to_owned(), "http://127.0.0.1:1".to_owned()).await;
     p.start_api().await;
     let (s, v) = p.get("/readyz").await;
     assert_eq!(s, 200, "{v}");
@@ -182,8 +204,14 @@ async fn kafka_and_elasticsearch_down_keep_the_api_ready_and_search_is_503() {
         .text()
         .await
         .unwrap();
-    assert!(metrics.contains(r#"dependency_up{dependency="kafka"} 0"#), "{metrics}");
-    assert!(metrics.contains(r#"dependency_up{dependency="mysql"} 1"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"dependency_up{dependency="kafka"} 0"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"dependency_up{dependency="mysql"} 1"#),
+        "{metrics}"
+    );
     let v = p.create_post(1, 1, "while kafka is down", "x").await;
     assert_eq!(v["version"], 1);
     let res = p

@@ -91,20 +91,38 @@ async fn the_index_worker_waits_out_a_write_block_and_recreates_a_lost_alias() {
     .await;
 
     let settings = format!("{}/{}/_settings", p.es_url, p.index);
-    es(reqwest::Method::PUT, settings.clone(), json!({"index.blocks.write": true})).await;
+    es(
+        reqwest::Method::PUT,
+        settings.clone(),
+        json!({"index.blocks.write": true}),
+    )
+    .await;
     send(&p, EventType::Created, post(2, 1, "kwtwo")).await;
     send(&p, EventType::Created, post(3, 1, "kwthree")).await;
     send(&p, EventType::Deleted, post(1, 2, "kwone")).await;
     // More than 3 attempts' worth of backoff (50–400 ms).
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert!(found(&index, "kwtwo").await.is_empty(), "the block held");
-    es(reqwest::Method::PUT, settings, json!({"index.blocks.write": null})).await;
-    for (kw, want) in [("kwtwo", vec![(2, 1)]), ("kwthree", vec![(3, 1)]), ("kwone", vec![])] {
-        eventually(&format!("{kw} after the block"), Duration::from_secs(30), || {
-            let want = want.clone();
-            let index = index.clone();
-            async move { (found(&index, kw).await == want).then_some(()) }
-        })
+    es(
+        reqwest::Method::PUT,
+        settings,
+        json!({"index.blocks.write": null}),
+    )
+    .await;
+    for (kw, want) in [
+        ("kwtwo", vec![(2, 1)]),
+        ("kwthree", vec![(3, 1)]),
+        ("kwone", vec![]),
+    ] {
+        eventually(
+            &format!("{kw} after the block"),
+            Duration::from_secs(30),
+            || {
+                let want = want.clone();
+                let index = index.clone();
+                async move { (found(&index, kw).await == want).then_some(()) }
+            },
+        )
         .await;
     }
 
@@ -116,9 +134,11 @@ async fn the_index_worker_waits_out_a_write_block_and_recreates_a_lost_alias() {
     )
     .await;
     send(&p, EventType::Created, post(4, 1, "kwfour")).await;
-    eventually("indexed after the alias was recreated", Duration::from_secs(30), || async {
-        (found(&index, "kwfour").await == [(4, 1)]).then_some(())
-    })
+    eventually(
+        "indexed after the alias was recreated",
+        Duration::from_secs(30),
+        || async { (found(&index, "kwfour").await == [(4, 1)]).then_some(()) },
+    )
     .await;
 
     let dlq = dlq_topic(&p.topic("post.inspected"), &format!("{}.index", p.prefix));
@@ -158,18 +178,22 @@ async fn the_cache_worker_dead_letters_a_wrongtype_key_and_goes_on() {
     let error = String::from_utf8_lossy(dead[0].header("dlq-error").unwrap()).into_owned();
     assert!(error.contains("WRONGTYPE"), "{error}");
     for id in 2..=4 {
-        eventually(&format!("post {id} cached"), Duration::from_secs(20), || {
-            let (mut conn, key) = (conn.clone(), key(id));
-            async move {
-                let v: Option<String> = redis::cmd("HGET")
-                    .arg(key)
-                    .arg("v")
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap();
-                (v.as_deref() == Some("1")).then_some(())
-            }
-        })
+        eventually(
+            &format!("post {id} cached"),
+            Duration::from_secs(20),
+            || {
+                let (mut conn, key) = (conn.clone(), key(id));
+                async move {
+                    let v: Option<String> = redis::cmd("HGET")
+                        .arg(key)
+                        .arg("v")
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap();
+                    (v.as_deref() == Some("1")).then_some(())
+                }
+            },
+        )
         .await;
     }
 }

@@ -731,7 +731,11 @@ impl<H: Handler> PartitionWorker<H> {
                     tracing::error!(group = %self.opts.group, size = batch.len(), panic = %message, "batch handler panicked; retrying its records one by one");
                     batch
                         .iter()
-                        .map(|_| Err(HandleError::transient(anyhow::anyhow!("handler panicked: {message}"))))
+                        .map(|_| {
+                            Err(HandleError::transient(anyhow::anyhow!(
+                                "handler panicked: {message}"
+                            )))
+                        })
                         .collect()
                 }
             }

@@ -109,7 +109,10 @@ async fn read_to_end(
     let mut cfg = args.client_config();
     cfg.set(
         "group.id",
-        group.map_or_else(|| format!("campus-dlq-list-{}", uuid::Uuid::new_v4()), str::to_owned),
+        group.map_or_else(
+            || format!("campus-dlq-list-{}", uuid::Uuid::new_v4()),
+            str::to_owned,
+        ),
     )
     .set("enable.auto.commit", "false")
     .set("enable.auto.offset.store", "false")
