@@ -112,6 +112,34 @@ pub struct HttpArgs {
     /// Address the API listens on; it also serves `/healthz`, `/readyz` and `/metrics`.
     #[arg(long = "http-addr", env = env::HTTP_ADDR, default_value_t = SocketAddr::from(([0, 0, 0, 0], port::API)))]
     pub http_addr: SocketAddr,
+    /// A request not answered in this long is answered 503 (milliseconds).
+    #[arg(long = "http-request-timeout-ms", env = "HTTP_REQUEST_TIMEOUT_MS", default_value = "30000", value_parser = parse_millis)]
+    pub request_timeout: Duration,
+    /// Largest request body accepted (bytes); a larger one is answered 413.
+    #[arg(
+        long = "http-body-limit-bytes",
+        env = "HTTP_BODY_LIMIT_BYTES",
+        default_value_t = crate::http::Limits::DEFAULT.body_limit
+    )]
+    pub body_limit: usize,
+    /// Requests handled at once; more wait up to a second for a turn, then are answered 503.
+    #[arg(
+        long = "http-max-concurrency",
+        env = "HTTP_MAX_CONCURRENCY",
+        default_value_t = crate::http::Limits::DEFAULT.concurrency
+    )]
+    pub concurrency: usize,
+}
+
+impl HttpArgs {
+    /// The request limits these arguments set.
+    pub fn limits(&self) -> crate::http::Limits {
+        crate::http::Limits {
+            request_timeout: self.request_timeout,
+            body_limit: self.body_limit,
+            concurrency: self.concurrency.max(1),
+        }
+    }
 }
 
 /// Describes a URL for messages without its credentials (`mysql://u:p@h:1/db` → `h:1/db`).

@@ -1,15 +1,21 @@
 //! HTTP building blocks shared by the APIs: one JSON error shape, extractors whose rejections use
-//! it, one access-log line per request with request ids, HTTP metrics, and serving with graceful
-//! shutdown.
+//! it, one access-log line per request with request ids, HTTP metrics, request limits (a timeout, a
+//! body size limit and a concurrency limit, each answered with the JSON error shape), and serving
+//! with graceful shutdown.
+//!
+//! Store outages are answered `503` with `Retry-After` (a database error that means "not now":
+//! pool timeout, connection lost, too many connections, lock wait timeout, deadlock), never `500`.
 //!
 //! Error body: `{"error": {"code": "not_found", "message": "post 7 not found", "details": …}}`.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Router, middleware};
@@ -113,24 +119,65 @@ impl IntoResponse for ApiError {
                 details: self.details.as_ref(),
             },
         };
-        (self.status, axum::Json(body)).into_response()
+        let mut res = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            res.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
+        res
+    }
+}
+
+/// What `Retry-After` says on a 503.
+pub const RETRY_AFTER_SECS: &str = "1";
+
+/// Whether a database error means the database is unavailable right now (the request may succeed
+/// if tried again), not that the request is wrong.
+pub fn is_database_outage(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => d
+            .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+            // Too many connections, server shutdown, lock wait timeout, deadlock, read-only
+            // (a replica during a failover), query interrupted.
+            .is_some_and(|m| {
+                matches!(
+                    m.number(),
+                    1040 | 1053 | 1205 | 1213 | 1290 | 1317 | 1836 | 1927
+                )
+            }),
+        _ => false,
     }
 }
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
+        if is_database_outage(&e) {
+            tracing::warn!(error = %e, "database unavailable");
+            return ApiError::unavailable("the database is unavailable; try again shortly");
+        }
         ApiError::internal(format!("database: {e}"))
     }
 }
 
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
-        let status = match r {
-            JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            JsonRejection::BytesRejection(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            _ => StatusCode::BAD_REQUEST,
+        let (status, code) = match r {
+            JsonRejection::MissingJsonContentType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "bad_request")
+            }
+            JsonRejection::BytesRejection(_) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+            }
+            _ => (StatusCode::BAD_REQUEST, "bad_request"),
         };
-        ApiError::new(status, "bad_request", r.body_text())
+        ApiError::new(status, code, r.body_text())
     }
 }
 
@@ -225,13 +272,129 @@ struct ObserveState {
     metrics: Option<HttpMetrics>,
 }
 
-/// Adds request ids, one JSON access-log line per request on stdout, and metrics to a router.
-/// Ops endpoints (`/healthz`, `/readyz`, `/metrics`) are counted but not logged.
+/// Adds request ids, one JSON access-log line per request on stdout, and metrics to a router, and
+/// the default [`Limits`]. Ops endpoints (`/healthz`, `/readyz`, `/metrics`) are counted but not
+/// logged.
 pub fn observe(router: Router, service: &'static str, metrics: Option<HttpMetrics>) -> Router {
-    router.layer(middleware::from_fn_with_state(
-        ObserveState { service, metrics },
-        observe_request,
-    ))
+    observe_with(router, service, metrics, Limits::DEFAULT)
+}
+
+/// [`observe`] with these limits.
+pub fn observe_with(
+    router: Router,
+    service: &'static str,
+    metrics: Option<HttpMetrics>,
+    limits: Limits,
+) -> Router {
+    let gate = Gate {
+        limits,
+        permits: Arc::new(tokio::sync::Semaphore::new(limits.concurrency.max(1))),
+    };
+    router
+        .layer(middleware::from_fn_with_state(gate, limit_request))
+        .layer(DefaultBodyLimit::max(limits.body_limit))
+        .layer(middleware::from_fn_with_state(
+            ObserveState { service, metrics },
+            observe_request,
+        ))
+}
+
+/// What one API accepts: a request timeout, a body size limit, a concurrency limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Past this, the request is dropped and answered `503` (`timeout`) with `Retry-After`.
+    pub request_timeout: Duration,
+    /// Larger bodies are answered `413` (`payload_too_large`), by `Content-Length` before the
+    /// handler runs, or while the body is read.
+    pub body_limit: usize,
+    /// Requests handled at once; one more waits up to [`Limits::QUEUE_WAIT`] for a turn, then is
+    /// answered `503` (`overloaded`) with `Retry-After`. Ops endpoints do not count.
+    pub concurrency: usize,
+}
+
+impl Limits {
+    pub const DEFAULT: Limits = Limits {
+        request_timeout: Duration::from_secs(30),
+        body_limit: 1 << 20,
+        concurrency: 1024,
+    };
+    /// How long a request waits for a turn when `concurrency` requests are in hand.
+    pub const QUEUE_WAIT: Duration = Duration::from_secs(1);
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+#[derive(Clone)]
+struct Gate {
+    limits: Limits,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+fn is_ops_path(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics")
+}
+
+async fn limit_request(
+    axum::extract::State(gate): axum::extract::State<Gate>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > gate.limits.body_limit as u64) {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body must be at most {} bytes", gate.limits.body_limit),
+        )
+        .into_response();
+    }
+    if is_ops_path(req.uri().path()) {
+        return next.run(req).await;
+    }
+    let permit = match tokio::time::timeout(
+        Limits::QUEUE_WAIT,
+        gate.permits.clone().acquire_owned(),
+    )
+    .await
+    {
+        Ok(Ok(p)) => p,
+        _ => {
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "too many requests in progress; try again shortly",
+            )
+            .into_response();
+        }
+    };
+    let res = match tokio::time::timeout(gate.limits.request_timeout, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => {
+            tracing::warn!(
+                timeout_ms = gate.limits.request_timeout.as_millis() as u64,
+                "request timed out"
+            );
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                format!(
+                    "no answer within {} ms; try again shortly",
+                    gate.limits.request_timeout.as_millis()
+                ),
+            )
+            .into_response()
+        }
+    };
+    drop(permit);
+    res
 }
 
 async fn observe_request(
@@ -282,7 +445,7 @@ async fn observe_request(
             .get_or_create(&labels)
             .observe(elapsed.as_secs_f64());
     }
-    if matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics") {
+    if is_ops_path(&path) {
         return res;
     }
     let bytes = axum::body::HttpBody::size_hint(res.body())

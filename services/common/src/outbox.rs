@@ -10,8 +10,17 @@
 //! - **One active relay**: relays take a MySQL named lock (`GET_LOCK`) on a dedicated connection
 //!   and run every read and mark on it; other replicas wait as hot standbys. If the holder dies its
 //!   connection closes, the lock frees, and a standby takes over.
+//!   A holder that hangs without closing its connection (a frozen process, a lost host) holds the
+//!   lock only until its session's `wait_timeout` ([`RelayOptions::lock_session_timeout`], set on
+//!   the lock connection; the server default is 8 hours): the server then drops the session and
+//!   the lock with it. A live holder keeps its session alive while a publish round waits on the
+//!   broker (a ping every third of that timeout).
 //! - **Duplicates only after a crash**: a relay killed between publish and mark re-publishes that
 //!   batch when it (or another) resumes; consumers are idempotent.
+//! - **A row that can never be published does not block the rest**: a row the producer refuses for
+//!   what it is (larger than the broker accepts, an invalid topic name) is moved to
+//!   `outbox_parked` with the error ([`PARKED_DDL`]), counted in `outbox_parked` (alert on it), and
+//!   the rows behind it go on. Outages (broker down, timeouts, unknown topic) keep rows pending.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,9 +51,27 @@ CREATE TABLE IF NOT EXISTS outbox (
   KEY outbox_pending (sent_at, id)
 ) ENGINE=InnoDB";
 
-/// Creates the outbox table if it does not exist.
+/// Rows that can never be published, moved out of the way with the producer's error. Created by
+/// the relay when it takes the lock (and by [`install`]). Re-drive one after fixing its cause with
+/// `INSERT INTO outbox (topic, message_key, payload, headers) SELECT topic, message_key, payload,
+/// headers FROM outbox_parked WHERE id = …`.
+pub const PARKED_DDL: &str = r"
+CREATE TABLE IF NOT EXISTS outbox_parked (
+  id BIGINT UNSIGNED NOT NULL,
+  topic VARCHAR(249) NOT NULL,
+  message_key VARCHAR(255) NOT NULL,
+  payload MEDIUMBLOB NOT NULL,
+  headers JSON NULL,
+  created_at DATETIME(6) NOT NULL,
+  parked_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+  error TEXT NOT NULL,
+  PRIMARY KEY (id)
+) ENGINE=InnoDB";
+
+/// Creates the outbox tables if they do not exist.
 pub async fn install(pool: &MySqlPool) -> Result<(), sqlx::Error> {
-    pool.execute(DDL).await.map(|_| ())
+    pool.execute(DDL).await?;
+    pool.execute(PARKED_DDL).await.map(|_| ())
 }
 
 /// One event to publish.
@@ -112,6 +139,9 @@ pub struct RelayOptions {
     pub retention: Duration,
     /// The MySQL named lock that elects the one active relay.
     pub lock_name: String,
+    /// `wait_timeout` of the lock connection's session: how long a holder that stopped talking
+    /// (hung, host lost) keeps the lock before the server drops its session (at least 2 s).
+    pub lock_session_timeout: Duration,
 }
 
 impl Default for RelayOptions {
@@ -121,6 +151,7 @@ impl Default for RelayOptions {
             poll_interval: Duration::from_millis(100),
             retention: Duration::from_secs(3600),
             lock_name: "campus-outbox-relay".to_owned(),
+            lock_session_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -136,6 +167,7 @@ pub enum RelayError {
 pub struct RelayMetrics {
     published: Counter,
     failures: Counter,
+    parked: Counter,
     leader: Gauge,
 }
 
@@ -151,6 +183,11 @@ impl RelayMetrics {
             "outbox_publish_failures",
             "Outbox rows whose publish failed (retried)",
             m.failures.clone(),
+        );
+        registry.register(
+            "outbox_parked",
+            "Outbox rows that can never be published, moved to outbox_parked (alert when it grows)",
+            m.parked.clone(),
         );
         registry.register(
             "outbox_relay_leader",
@@ -226,6 +263,14 @@ impl Relay {
     async fn lead(&self, shutdown: &CancellationToken) -> Result<(), RelayError> {
         let mut conn = self.pool.acquire().await?;
         let conn: &mut MySqlConnection = conn.acquire().await?;
+        // A session that says nothing for this long is dropped by the server, and the lock with it.
+        let wait = self.opts.lock_session_timeout.as_secs().max(2);
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SET SESSION wait_timeout = {wait}"
+        )))
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query(PARKED_DDL).execute(&mut *conn).await?;
         loop {
             let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, 1)")
                 .bind(&self.opts.lock_name)
@@ -244,6 +289,10 @@ impl Relay {
         self.metrics.leader.set(0);
         let _ = sqlx::query("SELECT RELEASE_LOCK(?)")
             .bind(&self.opts.lock_name)
+            .execute(&mut *conn)
+            .await;
+        // The pool must not hand this session (short wait_timeout) to anyone else.
+        let _ = sqlx::query("SET SESSION wait_timeout = DEFAULT")
             .execute(&mut *conn)
             .await;
         result
@@ -278,15 +327,37 @@ impl Relay {
         if rows.is_empty() {
             return Ok(0);
         }
-        let sent = self.publish(&rows).await;
+        // The lock connection is idle while the broker acknowledges: keep its session alive.
+        let keepalive = (self.opts.lock_session_timeout / 3).max(Duration::from_millis(500));
+        let publish = self.publish_parking(&rows);
+        tokio::pin!(publish);
+        let (sent, parked) = loop {
+            tokio::select! {
+                done = &mut publish => break done,
+                _ = tokio::time::sleep(keepalive) => {
+                    conn.ping().await?;
+                }
+            }
+        };
         mark_sent(conn, &sent).await?;
-        Ok(sent.len())
+        for (id, error) in &parked {
+            park(conn, *id, error).await?;
+            self.metrics.parked.inc();
+            tracing::error!(id, error = %error, "outbox row can never be published; moved to outbox_parked");
+        }
+        Ok(sent.len() + parked.len())
     }
 
     /// Publishes rows in order (all queued at once, acknowledged together) and returns the ids of
     /// the longest acknowledged prefix: a failed row and everything after it stay pending, so a
     /// key's order is never broken by a gap.
     pub async fn publish(&self, rows: &[PendingRow]) -> Vec<u64> {
+        self.publish_parking(rows).await.0
+    }
+
+    /// Like [`Relay::publish`], except that a row the producer refuses for good (see
+    /// [`is_unpublishable`]) does not end the prefix: it is returned with its error, to park.
+    async fn publish_parking(&self, rows: &[PendingRow]) -> (Vec<u64>, Vec<(u64, String)>) {
         let sends = rows.iter().map(|r| {
             let headers: Vec<(&str, &[u8])> = r
                 .headers
@@ -301,9 +372,19 @@ impl Relay {
         });
         let results = join_all(sends).await;
         let mut sent = Vec::with_capacity(rows.len());
+        let mut parked = Vec::new();
         for (row, result) in rows.iter().zip(results) {
             match result {
                 Ok(_) => sent.push(row.id),
+                Err(e) if is_unpublishable(&e) => {
+                    let mut message = e.to_string();
+                    let mut source = std::error::Error::source(&e);
+                    while let Some(s) = source {
+                        message.push_str(&format!(": {s}"));
+                        source = s.source();
+                    }
+                    parked.push((row.id, message));
+                }
                 Err(e) => {
                     self.metrics.failures.inc();
                     tracing::warn!(id = row.id, topic = %row.topic, error = %format!("{e:#}"), "outbox publish failed; will retry");
@@ -312,7 +393,7 @@ impl Relay {
             }
         }
         self.metrics.published.inc_by(sent.len() as u64);
-        sent
+        (sent, parked)
     }
 
     async fn cleanup(&self, conn: &mut MySqlConnection) -> Result<(), RelayError> {
@@ -368,6 +449,43 @@ pub async fn fetch_pending(
             })
         })
         .collect()
+}
+
+/// Whether the producer refused the record for what it is, so no retry can publish it.
+pub fn is_unpublishable(e: &crate::kafka::ProduceError) -> bool {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode as C};
+    let crate::kafka::ProduceError::Delivery { source, .. } = e else {
+        return false;
+    };
+    matches!(
+        source,
+        KafkaError::MessageProduction(
+            C::MessageSizeTooLarge
+                | C::InvalidMessageSize
+                | C::InvalidMessage
+                | C::InvalidRecord
+                | C::MessageBatchTooLarge
+                | C::InvalidTopic
+        )
+    )
+}
+
+/// Moves a row to `outbox_parked` with its error, in one transaction.
+pub async fn park(conn: &mut MySqlConnection, id: u64, error: &str) -> Result<(), sqlx::Error> {
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    sqlx::query(
+        "INSERT IGNORE INTO outbox_parked (id, topic, message_key, payload, headers, created_at, error) \
+         SELECT id, topic, message_key, payload, headers, created_at, ? FROM outbox WHERE id = ?",
+    )
+    .bind(error)
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM outbox WHERE id = ?")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
 }
 
 /// Marks rows sent.

@@ -512,3 +512,99 @@ async fn a_consumer_stops_in_bounded_time_when_kafka_is_gone() {
         .unwrap()
         .unwrap();
 }
+
+/// Panics on `n == 3` always and on `n == 5` at its first attempt; with `batch`, its batch handler
+/// panics whenever the batch holds `n == 3`.
+#[derive(Default)]
+struct Panicky {
+    inner: Recorder,
+    batch: bool,
+}
+
+#[async_trait]
+impl Handler for Panicky {
+    async fn handle(&self, record: &Record) -> Result<(), HandleError> {
+        let msg: Msg = record.json()?;
+        let attempt = {
+            let mut a = self.inner.attempts.lock().unwrap();
+            let e = a.entry(msg.n).or_default();
+            *e += 1;
+            *e
+        };
+        if msg.n == 3 || (msg.n == 5 && attempt == 1) {
+            panic!("bug triggered by record {}", msg.n);
+        }
+        self.inner.seen.lock().unwrap().push(msg.n);
+        Ok(())
+    }
+
+    fn batch_size(&self) -> usize {
+        if self.batch { 16 } else { 1 }
+    }
+
+    async fn handle_batch(&self, records: &[Record]) -> Vec<Result<(), HandleError>> {
+        if records
+            .iter()
+            .any(|r| r.json::<Msg>().map(|m| m.n == 3).unwrap_or(false))
+        {
+            panic!("batch bug");
+        }
+        let mut out = Vec::new();
+        for r in records {
+            out.push(self.handle(r).await);
+        }
+        out
+    }
+}
+
+/// A handler panic is one failed attempt: the record is retried, then dead-lettered, and the worker
+/// keeps consuming (before, the panic ended the whole consumer, and the process crash-looped on it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_panic_is_retried_then_dead_lettered_and_the_worker_goes_on() {
+    for batch in [false, true] {
+        let topic = testing::fresh_topic("panic", 1).await;
+        let group = testing::unique("g");
+        produce(&topic, (0..10).map(|n| json_msg(n, 0))).await;
+        let handler = Arc::new(Panicky {
+            batch,
+            ..Panicky::default()
+        });
+        let runtime = ConsumerRuntime::new(
+            &testing::kafka(),
+            options(&group, &topic),
+            ConsumerMetrics::default(),
+        )
+        .unwrap();
+        let token = CancellationToken::new();
+        let task = tokio::spawn(runtime.run(handler.clone(), token.clone()));
+        wait_until("9 records handled", Duration::from_secs(30), || {
+            handler.inner.count() == 9 || task.is_finished()
+        })
+        .await;
+        assert!(
+            !task.is_finished(),
+            "the consumer ended on a panic (batch: {batch})"
+        );
+        let dlq = testing::read_topic(&dlq_topic(&topic, &group), 1, Duration::from_secs(20)).await;
+        token.cancel();
+        task.await.unwrap().unwrap();
+        let mut seen = handler.inner.seen.lock().unwrap().clone();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen, vec![0, 1, 2, 4, 5, 6, 7, 8, 9], "batch: {batch}");
+        assert_eq!(dlq.len(), 1);
+        assert_eq!(
+            header(&dlq[0], dlq_headers::ATTEMPTS),
+            "3",
+            "bounded by max_attempts"
+        );
+        assert_eq!(header(&dlq[0], dlq_headers::ORIGINAL_OFFSET), "3");
+        assert_eq!(header(&dlq[0], dlq_headers::REASON), "exhausted");
+        assert!(
+            header(&dlq[0], dlq_headers::ERROR)
+                .contains("handler panicked: bug triggered by record 3"),
+            "{}",
+            header(&dlq[0], dlq_headers::ERROR)
+        );
+    }
+}

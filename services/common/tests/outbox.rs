@@ -240,3 +240,154 @@ async fn broker_outage_keeps_rows_pending() {
         5
     );
 }
+
+async fn lock_holder(pool: &MySqlPool, lock: &str) -> Option<i64> {
+    sqlx::query_scalar("SELECT IS_USED_LOCK(?)")
+        .bind(lock)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// The relay holding the lock hangs without closing its connection (a frozen process: its runtime
+/// blocked): the server drops its session after the short `wait_timeout` the relay set, the lock
+/// frees, and a standby publishes. Before, the session kept the server's `wait_timeout` (8 h) and
+/// nothing was published until then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_lock_holder_loses_the_lock_and_a_standby_publishes() {
+    let (url, pool) = testing::fresh_mysql().await;
+    outbox::install(&pool).await.unwrap();
+    pool.execute("CREATE TABLE entity (id INT PRIMARY KEY, version BIGINT NOT NULL)")
+        .await
+        .unwrap();
+    let topic = testing::fresh_topic("outbox", 3).await;
+    let lock = testing::unique("lock");
+    let opts = RelayOptions {
+        lock_name: lock.clone(),
+        batch_size: 100,
+        lock_session_timeout: Duration::from_secs(3),
+        ..RelayOptions::default()
+    };
+    // The holder runs on a runtime of its own, which a blocking task then freezes.
+    let (unfreeze, frozen) = std::sync::mpsc::channel::<()>();
+    let (started, holder_up) = std::sync::mpsc::channel::<()>();
+    let holder_token = CancellationToken::new();
+    let holder = {
+        let (opts, token) = (opts.clone(), holder_token.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                // Its own pool: connections belong to the runtime that opened them.
+                let pool = MySqlPool::connect(&url).await.unwrap();
+                let relay = Relay::new(
+                    pool.clone(),
+                    Producer::new(&testing::kafka()).unwrap(),
+                    opts,
+                    RelayMetrics::default(),
+                );
+                let task = tokio::spawn(relay.run(token.clone()));
+                while sqlx::query_scalar::<_, Option<i64>>("SELECT IS_USED_LOCK(?)")
+                    .bind(&lock)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
+                    .is_none()
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                started.send(()).unwrap();
+                // Frozen: nothing on this runtime runs until the test lets go.
+                let _ = frozen.recv_timeout(Duration::from_secs(120));
+                token.cancel();
+                let _ = task.await;
+            });
+        })
+    };
+    holder_up.recv_timeout(Duration::from_secs(30)).unwrap();
+    let first = lock_holder(&pool, &opts.lock_name).await;
+    assert!(first.is_some());
+
+    let token = CancellationToken::new();
+    let standby = tokio::spawn(
+        Relay::new(
+            pool.clone(),
+            Producer::new(&testing::kafka()).unwrap(),
+            opts.clone(),
+            RelayMetrics::default(),
+        )
+        .run(token.clone()),
+    );
+    for id in 0..5 {
+        write(&pool, &topic, id).await;
+    }
+    let started = std::time::Instant::now();
+    // Well under the server's default wait_timeout; a few times the relay's.
+    for _ in 0..400 {
+        if pending(&pool).await == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let drained_after = started.elapsed();
+    let remaining = pending(&pool).await;
+    let _ = unfreeze.send(());
+    holder_token.cancel();
+    holder.join().unwrap();
+    token.cancel();
+    standby.await.unwrap();
+    assert_eq!(remaining, 0, "the hung holder kept the lock");
+    assert_ne!(lock_holder(&pool, &opts.lock_name).await, first);
+    eprintln!("published {drained_after:?} after the holder hung");
+    assert_eq!(
+        testing::read_topic(&topic, 6, Duration::from_secs(5))
+            .await
+            .len(),
+        5
+    );
+}
+
+/// A row larger than the broker accepts is parked (moved to `outbox_parked` with the error) and
+/// the rows behind it are published; before, it failed forever and held back every row after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_that_can_never_be_published_is_parked_and_the_rest_go_on() {
+    let (pool, topic) = setup().await;
+    write(&pool, &topic, 1).await;
+    let big = OutboxMessage {
+        topic: topic.clone(),
+        key: "big".into(),
+        payload: vec![b'x'; 3 << 20],
+        headers: Vec::new(),
+    };
+    let big_id = outbox::enqueue(&pool, &big).await.unwrap();
+    for id in 2..5 {
+        write(&pool, &topic, id).await;
+    }
+    let token = CancellationToken::new();
+    let task = tokio::spawn(relay(&pool, &testing::unique("lock")).run(token.clone()));
+    for _ in 0..400 {
+        if pending(&pool).await == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let left = pending(&pool).await;
+    token.cancel();
+    task.await.unwrap();
+    assert_eq!(left, 0, "rows held back behind the unpublishable one");
+    let (id, error): (u64, String) = sqlx::query_as("SELECT id, error FROM outbox_parked")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(id, big_id);
+    assert!(error.to_lowercase().contains("too large"), "{error}");
+    let keys: Vec<String> = testing::read_topic(&topic, 5, Duration::from_secs(10))
+        .await
+        .iter()
+        .map(|r| r.key_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(keys.len(), 4, "{keys:?}");
+    assert!(!keys.contains(&"big".to_owned()));
+}

@@ -48,6 +48,16 @@ pub struct CacheError {
     source: redis::RedisError,
 }
 
+impl CacheError {
+    /// Whether Redis refuses this write for good: `WRONGTYPE` (the key holds something else) or
+    /// `OOM` (`maxmemory` reached with a policy that does not evict). Such a record is
+    /// dead-lettered (and can be replayed once the key or the memory is fixed); everything else
+    /// (unreachable, loading, a failover) is an outage and waited out.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self.source.code(), Some("WRONGTYPE" | "OOM"))
+    }
+}
+
 /// What the cache holds for a post.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cached {
@@ -174,7 +184,7 @@ impl Handler for CacheHandler {
         let written = ride_out(
             &self.shutdown,
             "redis",
-            |_| true,
+            |e: &CacheError| !e.is_permanent(),
             || async {
                 match event.event_type {
                     EventType::Created | EventType::Updated => self.cache.put(&event.payload).await,
@@ -187,7 +197,13 @@ impl Handler for CacheHandler {
             },
         )
         .await
-        .map_err(HandleError::transient)?;
+        .map_err(|e| {
+            if e.is_permanent() {
+                HandleError::permanent(e)
+            } else {
+                HandleError::transient(e)
+            }
+        })?;
         if !written {
             tracing::debug!(
                 post = event.payload.id,

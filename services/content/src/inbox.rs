@@ -45,7 +45,60 @@ pub enum InboxError {
     Write {
         action: &'static str,
         message: String,
+        /// The write was not refused for what it is but for the server's state: a write concern
+        /// not met, or a primary stepping down (see [`outage_code`]).
+        outage: bool,
     },
+}
+
+/// Server error codes that mean "not now" rather than "not this": the primary stepped down or is
+/// shutting down, no primary, a node unreachable, a network timeout, a write concern not met. The
+/// driver's retryable-write codes plus `WriteConcernFailed` (64) and `MaxTimeMSExpired` (50).
+pub fn outage_code(code: i32) -> bool {
+    matches!(
+        code,
+        6 | 7 | 50 | 64 | 89 | 91 | 189 | 262 | 9001 | 10107 | 11600 | 11602 | 13435 | 13436
+    )
+}
+
+/// The failures in the reply of an `update` command (`writeErrors`, `writeConcernError`).
+pub fn write_failures(reply: &Document, action: &'static str) -> Result<(), InboxError> {
+    let mut outage = false;
+    let code = |d: &Document| {
+        d.get_i32("code")
+            .ok()
+            .or_else(|| d.get_i64("code").ok().map(|c| c as i32))
+    };
+    let mut failures: Vec<String> = reply
+        .get_array("writeErrors")
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(Bson::as_document)
+        .map(|w| {
+            outage |= code(w).is_some_and(outage_code);
+            w.get_str("errmsg").unwrap_or("write error").to_owned()
+        })
+        .collect();
+    if let Ok(w) = reply.get_document("writeConcernError") {
+        // The write may have been applied on the primary, but it is not durable: an outage; the
+        // same version is applied again.
+        outage = true;
+        failures.push(
+            w.get_str("errmsg")
+                .unwrap_or("write concern error")
+                .to_owned(),
+        );
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(InboxError::Write {
+            action,
+            message: failures.join("; "),
+            outage,
+        })
+    }
 }
 
 fn mongo(action: &'static str) -> impl FnOnce(mongodb::error::Error) -> InboxError {
@@ -261,29 +314,7 @@ impl InboxStore {
             .run_command(doc! {"update": collection, "updates": statements, "ordered": true})
             .await
             .map_err(mongo(action))?;
-        let mut failures: Vec<String> = reply
-            .get_array("writeErrors")
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-            .iter()
-            .filter_map(Bson::as_document)
-            .map(|w| w.get_str("errmsg").unwrap_or("write error").to_owned())
-            .collect();
-        if let Ok(w) = reply.get_document("writeConcernError") {
-            failures.push(
-                w.get_str("errmsg")
-                    .unwrap_or("write concern error")
-                    .to_owned(),
-            );
-        }
-        if failures.is_empty() {
-            Ok(())
-        } else {
-            Err(InboxError::Write {
-                action,
-                message: failures.join("; "),
-            })
-        }
+        write_failures(&reply, action)
     }
 
     /// A readiness check.
@@ -407,17 +438,26 @@ impl InboxError {
     /// Whether the store is unreachable (retried until it is back) rather than refusing the write.
     pub fn is_outage(&self) -> bool {
         match self {
-            Self::Mongo { source, .. } => matches!(
-                source.kind.as_ref(),
-                ErrorKind::Io(_)
-                    | ErrorKind::ConnectionPoolCleared { .. }
-                    | ErrorKind::ServerSelection { .. }
-            ),
+            Self::Mongo { source, .. } => {
+                matches!(
+                    source.kind.as_ref(),
+                    ErrorKind::Io(_)
+                        | ErrorKind::ConnectionPoolCleared { .. }
+                        | ErrorKind::ServerSelection { .. }
+                ) || matches!(source.kind.as_ref(), ErrorKind::Command(c) if outage_code(c.code))
+                    || matches!(
+                        source.kind.as_ref(),
+                        ErrorKind::Write(WriteFailure::WriteConcernError(_))
+                    )
+                    || matches!(source.kind.as_ref(), ErrorKind::Write(WriteFailure::WriteError(w)) if outage_code(w.code))
+                    || source.contains_label(mongodb::error::RETRYABLE_WRITE_ERROR)
+            }
             Self::Followers(e) => matches!(
                 e,
                 sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
             ),
-            Self::Decode(_) | Self::Write { .. } => false,
+            Self::Write { outage, .. } => *outage,
+            Self::Decode(_) => false,
         }
     }
 }
@@ -505,5 +545,36 @@ impl Handler for InboxHandler {
         };
         drop(events);
         batch.results(outcomes)
+    }
+}
+
+#[cfg(test)]
+mod outage_tests {
+    use super::*;
+
+    /// Replies of MongoDB's `update` command as a replica set answers during a step-down or when a
+    /// write concern times out: outages (waited out), not refusals (dead-lettered).
+    #[test]
+    fn step_down_and_write_concern_replies_are_outages() {
+        let step_down = doc! {"ok": 1, "n": 0, "writeErrors": [
+            {"index": 0, "code": 10107, "codeName": "NotWritablePrimary", "errmsg": "not primary"}
+        ]};
+        let wc = doc! {"ok": 1, "n": 1, "writeConcernError": {
+            "code": 64, "codeName": "WriteConcernFailed", "errmsg": "waiting for replication timed out"
+        }};
+        let refused = doc! {"ok": 1, "n": 0, "writeErrors": [
+            {"index": 0, "code": 121, "codeName": "DocumentValidationFailure", "errmsg": "invalid"}
+        ]};
+        assert!(write_failures(&doc! {"ok": 1, "n": 1}, "x").is_ok());
+        for reply in [step_down, wc] {
+            let e = write_failures(&reply, "x").unwrap_err();
+            assert!(e.is_outage(), "{e}");
+        }
+        let e = write_failures(&refused, "x").unwrap_err();
+        assert!(!e.is_outage(), "{e}");
+        for code in [189, 91, 11600, 11602, 13435, 13436, 10107, 64] {
+            assert!(outage_code(code), "{code}");
+        }
+        assert!(!outage_code(11000), "a duplicate key is no outage");
     }
 }

@@ -28,7 +28,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::EsArgs;
 use crate::events::{self, Batch, PostEvent, PostView};
-use crate::worker::ride_out;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -366,13 +365,109 @@ impl IndexHandler {
 }
 
 impl IndexError {
-    /// Whether Elasticsearch is unreachable or overloaded (retried until it is back).
+    /// Whether the write may succeed later without anyone touching the record: Elasticsearch is
+    /// unreachable, overloaded (429, 5xx, per request or per item), blocked by a `cluster_block_exception`
+    /// (the read-only block a full disk sets: 429 on Elasticsearch 7.4+ and OpenSearch, 403 before,
+    /// and `index.blocks.write`), or the alias is gone (404; the worker recreates it). Retried until
+    /// it succeeds.
     pub fn is_outage(&self) -> bool {
         match self {
             Self::Transport { .. } => true,
-            Self::Status { status, .. } => *status == 429 || *status >= 500,
+            Self::Status { status, body, .. } => {
+                *status == 429
+                    || *status >= 500
+                    || body.contains("cluster_block_exception")
+                    || self.alias_missing()
+            }
             _ => false,
         }
+    }
+
+    /// Whether the write found no index behind the alias (`require_alias`).
+    pub fn alias_missing(&self) -> bool {
+        matches!(self, Self::Status { status: 404, body, .. } if body.contains("index_not_found_exception"))
+    }
+}
+
+impl IndexHandler {
+    /// Writes `events` in `_bulk` requests until each item is written or refused for good: the
+    /// request and each item that fails with an outage ([`IndexError::is_outage`]) are retried with
+    /// backoff (only those items), the alias recreated when it is gone, until `shutdown` (then the
+    /// items left fail, and the consumer runtime leaves their records for the next owner).
+    async fn write(
+        &self,
+        events: &[&PostEvent],
+    ) -> Result<Vec<Result<bool, IndexError>>, IndexError> {
+        let mut results: Vec<Option<Result<bool, IndexError>>> =
+            events.iter().map(|_| None).collect();
+        let mut todo: Vec<usize> = (0..events.len()).collect();
+        let mut delay = std::time::Duration::from_millis(100);
+        let mut attempt = 0u32;
+        while !todo.is_empty() {
+            let batch: Vec<&PostEvent> = todo.iter().map(|&i| events[i]).collect();
+            let mut again = Vec::new();
+            let mut last: Option<IndexError> = None;
+            match self.index.apply_all(&batch).await {
+                Ok(items) => {
+                    for (&i, r) in todo.iter().zip(items) {
+                        match r {
+                            Err(e) if e.is_outage() => {
+                                again.push(i);
+                                last = Some(e);
+                            }
+                            r => results[i] = Some(r),
+                        }
+                    }
+                }
+                Err(e) if e.is_outage() => {
+                    again = todo.clone();
+                    last = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+            todo = again;
+            let Some(error) = last else { break };
+            if self.shutdown.is_cancelled() {
+                let message = error.to_string();
+                for &i in &todo {
+                    results[i] = Some(Err(IndexError::Decode(format!(
+                        "shutdown while waiting: {message}"
+                    ))));
+                }
+                break;
+            }
+            attempt += 1;
+            if attempt == 1 || attempt.is_multiple_of(20) {
+                tracing::warn!(
+                    dependency = "elasticsearch", attempt, items = todo.len(), error = %error,
+                    "writes refused for now (unreachable, overloaded, read-only or no alias); waiting"
+                );
+            }
+            if error.alias_missing() {
+                match self.index.ensure().await {
+                    Ok(()) => {
+                        tracing::warn!(alias = %self.index.alias(), "the index alias was gone; recreated it")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not recreate the index alias"),
+                }
+            }
+            tokio::select! {
+                _ = self.shutdown.cancelled() => {}
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(std::time::Duration::from_secs(5));
+        }
+        if attempt > 0 {
+            tracing::info!(
+                dependency = "elasticsearch",
+                attempts = attempt + 1,
+                "writes accepted again"
+            );
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(IndexError::Decode("no result".into()))))
+            .collect())
     }
 }
 
@@ -405,13 +500,12 @@ fn outcome(event: &PostEvent, applied: Result<bool, IndexError>) -> Result<(), H
 impl Handler for IndexHandler {
     async fn handle(&self, record: &Record) -> Result<(), HandleError> {
         let event = events::decode(record)?;
-        let applied = ride_out(
-            &self.shutdown,
-            "elasticsearch",
-            IndexError::is_outage,
-            || self.index.apply(&event),
-        )
-        .await;
+        let applied = match self.write(&[&event]).await {
+            Ok(mut items) => items
+                .pop()
+                .unwrap_or_else(|| Err(IndexError::Decode("no item in the bulk answer".into()))),
+            Err(e) => Err(e),
+        };
         outcome(&event, applied)
     }
 
@@ -420,28 +514,20 @@ impl Handler for IndexHandler {
     }
 
     /// The newest event of each post in the batch, in one `_bulk` request; an item Elasticsearch
-    /// refuses fails only its own record.
+    /// refuses for good fails only its own record.
     async fn handle_batch(&self, records: &[Record]) -> Vec<Result<(), HandleError>> {
         let batch = Batch::decode(records);
         let events = batch.events();
         let outcomes = if events.is_empty() {
             Vec::new()
         } else {
-            let written = ride_out(
-                &self.shutdown,
-                "elasticsearch",
-                IndexError::is_outage,
-                || self.index.apply_all(&events),
-            )
-            .await;
-            match written {
+            match self.write(&events).await {
                 Ok(items) => events
                     .iter()
                     .zip(items)
                     .map(|(e, r)| outcome(e, r))
                     .collect(),
-                // The request failed as a whole (or shutdown came during an outage): each record
-                // is retried on its own.
+                // The request was refused as a whole: each record is retried on its own.
                 Err(e) => events::failed_together(events.len(), e),
             }
         };

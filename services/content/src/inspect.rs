@@ -2,13 +2,17 @@
 //!
 //! The model answers `{"status": "GOOD"|"BAD", "tags": [...]}` through JSON structured output
 //! (`response_format: json_schema`, strict), temperature 0, with a timeout; `async-openai` retries
-//! 429, 5xx and connection errors (3 retries with backoff, honouring `Retry-After`), and the consumer
-//! runtime retries a failed call again with backoff before dead-lettering the record. A reply that
-//! cannot be used (not JSON, wrong shape, refusal) goes straight to the dead-letter topic.
+//! 429, 5xx and connection errors a few times itself. Past that, the inspector **waits out** an
+//! outage (timeouts, connection errors, 408/409/429/5xx) and a refused deployment (401/403/404 or no
+//! quota: logged as errors, counted in `content_inspector_failures{kind="misconfigured"}`) with
+//! backoff, the post staying in line; nothing is dead-lettered for it. Only a post that can never
+//! be inspected is poison and goes to the dead-letter topic: a reply that cannot be used (not JSON,
+//! wrong shape, refusal) or a request the API rejects as such (400, 413, 422).
 //!
-//! Results: GOOD → `created`/`updated` on `post.inspected` with up to 5 tags; BAD on update →
-//! `deleted` (the post leaves search and inboxes); BAD on create → nothing is published; `deleted`
-//! on `post.original` → `deleted`, without a model call.
+//! Results: GOOD → `created`/`updated` on `post.inspected` with up to 5 tags; BAD (create or
+//! update) → the verdict is stored on the row (`posts.rejected_version`, so the API's MySQL
+//! fallback answers 404) and `deleted` is published (the cache holds a tombstone, the post leaves
+//! search and inboxes); `deleted` on `post.original` → `deleted`, without a model call.
 //!
 //! **Offline policy** (no `OPENAI_API_KEY`): a post is BAD when its title or content contains a
 //! word of [`OFFLINE_BLOCKLIST`], otherwise GOOD with up to 5 tags: the distinct words of its title
@@ -34,9 +38,12 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use serde_json::json;
+use sqlx::MySqlPool;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::OpenAiArgs;
 use crate::events::{self, PostView};
+use crate::worker::ride_out;
 
 /// Words that make a post BAD under the offline policy.
 pub const OFFLINE_BLOCKLIST: &[&str] = &[
@@ -71,18 +78,51 @@ pub enum InspectError {
     Reply(String),
 }
 
+/// What a failed model call means for the post being inspected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The model is unreachable, slow, rate limited or failing (timeouts, connection errors, 408,
+    /// 409, 429, 5xx): waited out, the post stays in line.
+    Outage,
+    /// The API refuses this deployment (401, 403, 404: a wrong key, project or model, or 429 with
+    /// no quota): logged as an error and counted, and waited out too — a fixed key or model lets
+    /// the posts through; dead-lettering would lose every post until then.
+    Misconfigured,
+    /// This post can never be inspected: the reply cannot be used (not JSON, wrong shape,
+    /// refusal), or the API rejects this request as such (400, 413, 422). Dead-lettered.
+    Poison,
+}
+
 impl InspectError {
-    /// Whether trying again later may help (timeouts, rate limits, server errors, network).
-    pub fn is_transient(&self) -> bool {
+    /// How to treat this failure (see [`Failure`]).
+    pub fn failure(&self) -> Failure {
         match self {
-            Self::Timeout(_) => true,
+            Self::Timeout(_) => Failure::Outage,
             Self::Api(OpenAIError::ApiError(e)) => {
-                let s = e.status_code.as_u16();
-                s == 408 || s == 409 || s == 429 || s >= 500
+                let quota = e.api_error.code.as_deref() == Some("insufficient_quota")
+                    || e.api_error.r#type.as_deref() == Some("insufficient_quota");
+                match e.status_code.as_u16() {
+                    429 if quota => Failure::Misconfigured,
+                    408 | 409 | 429 | 500.. => Failure::Outage,
+                    401 | 403 | 404 => Failure::Misconfigured,
+                    _ => Failure::Poison,
+                }
             }
-            Self::Api(OpenAIError::Reqwest(_)) => true,
-            Self::Api(_) => false,
-            Self::Reply(_) => false,
+            Self::Api(OpenAIError::Reqwest(_)) => Failure::Outage,
+            Self::Api(_) => Failure::Poison,
+            Self::Reply(_) => Failure::Poison,
+        }
+    }
+
+    /// Whether trying again later may help (everything but [`Failure::Poison`]).
+    pub fn is_transient(&self) -> bool {
+        self.failure() != Failure::Poison
+    }
+
+    fn status(&self) -> Option<u16> {
+        match self {
+            Self::Api(OpenAIError::ApiError(e)) => Some(e.status_code.as_u16()),
+            _ => None,
         }
     }
 }
@@ -254,6 +294,10 @@ pub fn offline_verdict(post: &PostView) -> Verdict {
 pub struct InspectMetrics {
     verdicts: Family<Vec<(String, String)>, Counter>,
     offline: Gauge,
+    /// Failed model calls by kind (`outage`, `misconfigured`, `poison`) and HTTP status.
+    failures: Family<Vec<(String, String)>, Counter>,
+    /// 1 while a post waits for the model (an outage or a refused key/model).
+    waiting: Gauge,
 }
 
 impl InspectMetrics {
@@ -269,6 +313,16 @@ impl InspectMetrics {
             "1 when no OpenAI API key is set and the offline policy decides",
             m.offline.clone(),
         );
+        registry.register(
+            "content_inspector_failures",
+            "Failed model calls by kind (outage, misconfigured, poison) and HTTP status",
+            m.failures.clone(),
+        );
+        registry.register(
+            "content_inspector_waiting",
+            "1 while the inspector waits out a model outage or a refused key/model (alert on misconfigured failures)",
+            m.waiting.clone(),
+        );
         m
     }
 }
@@ -279,6 +333,11 @@ pub struct InspectHandler {
     producer: Producer,
     inspected_topic: String,
     metrics: InspectMetrics,
+    /// The content database: a BAD verdict is stored on the post (`posts.rejected_version`), so the
+    /// API never serves a rejected post from MySQL. `None` only in tests of the inspector alone.
+    pool: Option<MySqlPool>,
+    /// Ends the wait for the model (or MySQL) on shutdown.
+    shutdown: CancellationToken,
 }
 
 impl InspectHandler {
@@ -287,6 +346,8 @@ impl InspectHandler {
         producer: Producer,
         inspected_topic: String,
         metrics: InspectMetrics,
+        pool: Option<MySqlPool>,
+        shutdown: CancellationToken,
     ) -> Arc<Self> {
         if inspector.is_offline() {
             metrics.offline.set(1);
@@ -299,7 +360,82 @@ impl InspectHandler {
             producer,
             inspected_topic,
             metrics,
+            pool,
+            shutdown,
         })
+    }
+
+    /// Asks the model, waiting out outages and refused keys/models until it answers, the answer is
+    /// poison, or shutdown comes (then the record is left for the next owner).
+    async fn verdict(&self, post: &PostView) -> Result<Verdict, HandleError> {
+        let result = ride_out(
+            &self.shutdown,
+            "openai",
+            |e: &InspectError| e.failure() != Failure::Poison,
+            || async {
+                let r = self.inspector.inspect(post).await;
+                match &r {
+                    Ok(_) => {
+                        self.metrics.waiting.set(0);
+                    }
+                    Err(e) => {
+                        let kind = match e.failure() {
+                            Failure::Outage => "outage",
+                            Failure::Misconfigured => "misconfigured",
+                            Failure::Poison => "poison",
+                        };
+                        let status = e.status().map(|s| s.to_string()).unwrap_or_default();
+                        self.metrics
+                            .failures
+                            .get_or_create(&vec![
+                                ("kind".to_owned(), kind.to_owned()),
+                                ("status".to_owned(), status),
+                            ])
+                            .inc();
+                        match e.failure() {
+                            Failure::Misconfigured => {
+                                self.metrics.waiting.set(1);
+                                tracing::error!(
+                                    post = post.id, error = %format!("{e:#}"),
+                                    "the OpenAI API refuses this deployment (check OPENAI_API_KEY, the model name and the quota); posts wait until it is fixed"
+                                );
+                            }
+                            Failure::Outage => {
+                                self.metrics.waiting.set(1);
+                            }
+                            Failure::Poison => {}
+                        }
+                    }
+                }
+                r
+            },
+        )
+        .await;
+        result.map_err(|e| match e.failure() {
+            Failure::Poison => HandleError::permanent(e),
+            // Only on shutdown: the record is not stored and comes again.
+            _ => HandleError::transient(e),
+        })
+    }
+
+    /// Stores a BAD verdict on the post in MySQL (never lowering a later one), waiting out outages.
+    async fn reject(&self, post: &PostView, version: i64) -> Result<(), HandleError> {
+        let Some(pool) = &self.pool else {
+            return Ok(());
+        };
+        ride_out(&self.shutdown, "mysql", |_: &sqlx::Error| true, || async {
+            sqlx::query(
+                "UPDATE posts SET rejected_version = ? WHERE id = ? AND (rejected_version IS NULL OR rejected_version < ?)",
+            )
+            .bind(version)
+            .bind(post.id)
+            .bind(version)
+            .execute(pool)
+            .await
+        })
+        .await
+        .map(|_| ())
+        .map_err(HandleError::transient)
     }
 
     async fn publish(
@@ -345,13 +481,7 @@ impl Handler for InspectHandler {
         if event.event_type == EventType::Deleted {
             return self.publish(EventType::Deleted, &event, post, record).await;
         }
-        let verdict = self.inspector.inspect(&post).await.map_err(|e| {
-            if e.is_transient() {
-                HandleError::transient(e)
-            } else {
-                HandleError::permanent(e)
-            }
-        })?;
+        let verdict = self.verdict(&post).await?;
         let label = |v: &str| vec![("verdict".to_owned(), v.to_owned())];
         match verdict {
             Verdict::Good { tags } => {
@@ -362,19 +492,20 @@ impl Handler for InspectHandler {
                 };
                 self.publish(event.event_type, &event, post, record).await
             }
-            Verdict::Bad if event.event_type == EventType::Updated => {
+            Verdict::Bad => {
+                // The verdict is applied where the post is served: on the row (so the API's MySQL
+                // fallback answers 404) and as `deleted` on `post.inspected` (so the cache holds a
+                // tombstone at this version even if the API filled it from MySQL first, and the
+                // post leaves search and inboxes).
                 self.metrics.verdicts.get_or_create(&label("bad")).inc();
                 tracing::info!(
                     post = post.id,
                     version = event.version,
-                    "BAD update: withdrawn"
+                    kind = ?event.event_type,
+                    "BAD post: withdrawn"
                 );
+                self.reject(&post, event.version).await?;
                 self.publish(EventType::Deleted, &event, post, record).await
-            }
-            Verdict::Bad => {
-                self.metrics.verdicts.get_or_create(&label("bad")).inc();
-                tracing::info!(post = post.id, "BAD post: not published");
-                Ok(())
             }
         }
     }

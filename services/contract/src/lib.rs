@@ -281,7 +281,8 @@ pub mod workers {
         group: group::INSPECTION,
         consumes: &[topic::POST_ORIGINAL],
         produces: Some(topic::POST_INSPECTED),
-        stores: &[Store::Kafka, Store::OpenAi],
+        // MySQL: a BAD verdict is stored on the post, so the API never serves it.
+        stores: &[Store::Kafka, Store::Mysql, Store::OpenAi],
         ops_port: port::OPS,
     };
     pub const CONTENT_CACHE: Worker = Worker {

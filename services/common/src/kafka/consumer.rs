@@ -14,6 +14,8 @@
 //!   up to `max_attempts`; then — or at once for [`HandleError::Permanent`] — the record goes to
 //!   `<topic>.dlq.<group>` with headers naming the error, the original topic/partition/offset and
 //!   the attempts, and the partition moves on.
+//! - **Panics**: a handler that panics has failed that attempt (a transient failure): the record is
+//!   retried, then dead-lettered, and the worker goes on.
 //! - **Shutdown**: when the token fires, each partition task finishes the record in hand, records
 //!   still queued are left for the next owner, and stored offsets are committed synchronously.
 
@@ -58,7 +60,7 @@ pub struct Record {
 }
 
 impl Record {
-    fn from_message(m: &BorrowedMessage<'_>) -> Self {
+    pub(crate) fn from_message(m: &BorrowedMessage<'_>) -> Self {
         let headers = m
             .headers()
             .map(|hs| {
@@ -247,6 +249,7 @@ pub struct ConsumerMetrics {
     records: Family<OutcomeLabels, Counter>,
     retries: Family<GroupLabels, Counter>,
     outage_retries: Family<GroupLabels, Counter>,
+    panics: Family<GroupLabels, Counter>,
     duration: Family<GroupLabels, Histogram, fn() -> Histogram>,
 }
 
@@ -269,6 +272,11 @@ impl ConsumerMetrics {
             m.outage_retries.clone(),
         );
         registry.register(
+            "consumer_handler_panics",
+            "Handler attempts that panicked (each counted as a failed attempt)",
+            m.panics.clone(),
+        );
+        registry.register(
             "consumer_handle_duration_seconds",
             "Time to handle a record or batch",
             m.duration.clone(),
@@ -283,6 +291,7 @@ impl Default for ConsumerMetrics {
             records: Family::default(),
             retries: Family::default(),
             outage_retries: Family::default(),
+            panics: Family::default(),
             duration: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0001, 2.0, 18))
             }),
@@ -714,10 +723,40 @@ impl<H: Handler> PartitionWorker<H> {
         let results = if batch.len() == 1 {
             vec![self.attempt(&batch[0]).await]
         } else {
-            self.handler
-                .handle_batch(batch)
-                .instrument(tracing::info_span!("batch", size = batch.len()))
-                .await
+            let run = std::panic::AssertUnwindSafe(
+                self.handler
+                    .handle_batch(batch)
+                    .instrument(tracing::info_span!("batch", size = batch.len())),
+            );
+            match run.catch_unwind().await {
+                Ok(results) if results.len() == batch.len() => results,
+                // A batch that panicked (or answered for the wrong number of records): each record
+                // is retried on its own, where a panic is caught per record.
+                Ok(results) => {
+                    let n = results.len();
+                    batch
+                        .iter()
+                        .map(|_| {
+                            Err(HandleError::transient(anyhow::anyhow!(
+                                "the batch handler answered {n} results for {} records",
+                                batch.len()
+                            )))
+                        })
+                        .collect()
+                }
+                Err(panic) => {
+                    let message = panic_message(panic);
+                    tracing::error!(group = %self.opts.group, size = batch.len(), panic = %message, "batch handler panicked; retrying its records one by one");
+                    batch
+                        .iter()
+                        .map(|_| {
+                            Err(HandleError::transient(anyhow::anyhow!(
+                                "handler panicked: {message}"
+                            )))
+                        })
+                        .collect()
+                }
+            }
         };
         self.metrics
             .duration
@@ -753,7 +792,28 @@ impl<H: Handler> PartitionWorker<H> {
             offset = record.offset,
             request_id,
         );
-        self.handler.handle(record).instrument(span).await
+        // A panic is one failed attempt of this record (retried, then dead-lettered), not the end
+        // of the worker: a crash loop would stop every partition on one bad record.
+        let run = std::panic::AssertUnwindSafe(self.handler.handle(record).instrument(span));
+        match run.catch_unwind().await {
+            Ok(result) => result,
+            Err(panic) => {
+                let message = panic_message(panic);
+                tracing::error!(
+                    group = %self.opts.group, topic = %record.topic, partition = record.partition,
+                    offset = record.offset, panic = %message, "handler panicked"
+                );
+                self.metrics
+                    .panics
+                    .get_or_create(&GroupLabels {
+                        group: self.opts.group.clone(),
+                    })
+                    .inc();
+                Err(HandleError::transient(anyhow::anyhow!(
+                    "handler panicked: {message}"
+                )))
+            }
+        }
     }
 
     /// Retries a failed record with backoff, then dead-letters it.

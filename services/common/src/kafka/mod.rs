@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod consumer;
+pub mod dlq;
 pub mod producer;
 
 pub use consumer::{ConsumerOptions, ConsumerRuntime, HandleError, Handler, Record};

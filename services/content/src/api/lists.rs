@@ -28,7 +28,7 @@ pub struct SearchQuery {
 /// Posts matching a keyword (multi_match over title and content, plus tags and category).
 #[utoipa::path(get, path = "/list/search", tag = "lists", params(SearchQuery),
     responses((status = 200, body = [PostView]), (status = 400, body = ErrorBody),
-              (status = 503, description = "the search index does not exist yet", body = ErrorBody)))]
+              (status = 503, description = "the search index does not exist yet, or Elasticsearch is unavailable (with Retry-After)", body = ErrorBody)))]
 pub async fn search(
     State(state): State<AppState>,
     Query(q): Query<SearchQuery>,
@@ -47,6 +47,12 @@ pub async fn search(
     match state.search.search(keyword, q.page, size).await {
         Ok(posts) => Ok(Json(posts)),
         Err(e @ IndexError::Missing(_)) => Err(ApiError::unavailable(e.to_string())),
+        Err(e) if e.is_outage() => {
+            tracing::warn!(error = %format!("{e:#}"), "search unavailable");
+            Err(ApiError::unavailable(
+                "search is unavailable; try again shortly",
+            ))
+        }
         Err(e) => Err(ApiError::internal(format!("{e:#}"))),
     }
 }
@@ -54,7 +60,8 @@ pub async fn search(
 /// The posts of the users `userId` follows, newest first.
 #[utoipa::path(get, path = "/list/inbox/{userId}", tag = "lists",
     params(("userId" = u64, Path, description = "the follower"), Paging),
-    responses((status = 200, body = [PostView]), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = [PostView]), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 503, description = "MongoDB or MySQL is unavailable (with Retry-After)", body = ErrorBody)))]
 pub async fn inbox(
     State(state): State<AppState>,
     Path(user_id): Path<u64>,
@@ -73,5 +80,12 @@ pub async fn inbox(
         .list(user_id, paging.page, size)
         .await
         .map(Json)
-        .map_err(|e| ApiError::internal(format!("{e:#}")))
+        .map_err(|e| {
+            if e.is_outage() {
+                tracing::warn!(error = %format!("{e:#}"), "inbox unavailable");
+                ApiError::unavailable("inboxes are unavailable; try again shortly")
+            } else {
+                ApiError::internal(format!("{e:#}"))
+            }
+        })
 }

@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use axum::Router;
 use axum::http::StatusCode;
 use campus_common::config::{ExposeSecret, HttpArgs, KafkaArgs, MysqlArgs};
-use campus_common::http::{ApiError, HttpMetrics};
+use campus_common::http::{ApiError, HttpMetrics, Limits};
 use campus_common::kafka::Producer;
 use campus_common::ops::{self, Readiness};
 use campus_common::outbox::{Relay, RelayMetrics, RelayOptions};
@@ -64,12 +64,15 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub readiness: Readiness,
     pub http_metrics: Option<HttpMetrics>,
+    /// Request timeout, body size and concurrency limits.
+    pub limits: Limits,
 }
 
 /// The API router: routes, OpenAPI + Swagger UI, ops endpoints, access log and metrics.
 pub fn app(state: AppState) -> Router {
     let ops = ops::router(state.registry.clone(), state.readiness.clone());
     let metrics = state.http_metrics.clone();
+    let limits = state.limits;
     let api = Router::new()
         .merge(posts::routes())
         .merge(lists::routes())
@@ -78,7 +81,7 @@ pub fn app(state: AppState) -> Router {
         .merge(SwaggerUi::new("/swagger-ui").url("/api-docs/openapi.json", ApiDoc::openapi()))
         .merge(ops)
         .fallback(|| async { ApiError::not_found("no such route") });
-    campus_common::http::observe(api, "campus-content", metrics)
+    campus_common::http::observe_with(api, "campus-content", metrics, limits)
 }
 
 /// The OpenAPI document.
@@ -130,7 +133,8 @@ pub struct ErrorDetail {
     pub details: Option<serde_json::Value>,
 }
 
-/// Paging for list endpoints: `page` from 0, `size` 1–100 (default 10).
+/// Paging for list endpoints: `page` from 0, `size` 1–100 (default 10), and no further than the
+/// first [`MAX_RESULT_WINDOW`] results (`(page + 1) × size`).
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct Paging {
     #[serde(default)]
@@ -138,12 +142,24 @@ pub struct Paging {
     pub size: Option<u32>,
 }
 
+/// How deep a list can be paged: Elasticsearch's `index.max_result_window` (10,000), which the
+/// search would refuse beyond; the inbox and the MySQL lists keep the same bound (deep skips are
+/// slow everywhere).
+pub const MAX_RESULT_WINDOW: u64 = 10_000;
+
 impl Paging {
+    /// The page size, after checking `size` and how deep the page is (400 otherwise).
     pub fn size(&self) -> Result<u32, ApiError> {
-        match self.size.unwrap_or(10) {
-            s @ 1..=100 => Ok(s),
-            _ => Err(ApiError::bad_request("size must be between 1 and 100")),
+        let size = match self.size.unwrap_or(10) {
+            s @ 1..=100 => s,
+            _ => return Err(ApiError::bad_request("size must be between 1 and 100")),
+        };
+        if (u64::from(self.page) + 1) * u64::from(size) > MAX_RESULT_WINDOW {
+            return Err(ApiError::bad_request(format!(
+                "page too deep: (page + 1) * size must be at most {MAX_RESULT_WINDOW}"
+            )));
         }
+        Ok(size)
     }
 }
 
@@ -212,28 +228,33 @@ impl Api {
                 search.clone(),
                 producer.clone(),
             );
+            // Ready = MySQL answers: every write and the detail fallback need it. The rest is
+            // reported (`/readyz?verbose`, `dependency_up`): writes wait in the outbox while Kafka
+            // is down, detail falls back to MySQL without Redis, and search and inboxes answer 503
+            // on their own while Elasticsearch or MongoDB is down.
             Readiness::new()
                 .check("mysql", move || {
                     let p = p.clone();
                     async move { campus_common::mysql::ping(&p).await }
                 })
-                .check("redis", move || {
+                .report("redis", move || {
                     let c = c.clone();
                     async move { c.ping().await }
                 })
-                .check("mongodb", move || {
+                .report("mongodb", move || {
                     let i = i.clone();
                     async move { i.ping().await }
                 })
-                .check("elasticsearch", move || {
+                .report("elasticsearch", move || {
                     let s = s.clone();
                     async move { s.ping().await }
                 })
-                .check("kafka", move || {
+                .report("kafka", move || {
                     let k = k.clone();
                     async move { k.ping().await }
                 })
         };
+        readiness.register(&mut registry);
         let state = AppState {
             pool,
             cache,
@@ -244,6 +265,7 @@ impl Api {
             registry: Arc::new(registry),
             readiness,
             http_metrics: Some(http_metrics),
+            limits: args.http.limits(),
         };
         Ok(Self {
             state,

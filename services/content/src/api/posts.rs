@@ -201,6 +201,8 @@ struct PostRow {
     updated_at: NaiveDateTime,
     version: i64,
     deleted_at: Option<NaiveDateTime>,
+    /// The version the inspector rejected (BAD), if any.
+    rejected_version: Option<i64>,
 }
 
 impl PostRow {
@@ -222,7 +224,7 @@ impl PostRow {
 }
 
 const SELECT_POST: &str = "SELECT p.id, p.title, p.content, p.user_id, u.name AS user_name, p.category_id, \
-     c.name AS category_name, p.created_at, p.updated_at, p.version, p.deleted_at \
+     c.name AS category_name, p.created_at, p.updated_at, p.version, p.deleted_at, p.rejected_version \
      FROM posts p JOIN users u ON u.id = p.user_id JOIN categories c ON c.id = p.category_id WHERE p.id = ?";
 
 /// Locks a live post for a change; 404 when it is missing or deleted.
@@ -315,7 +317,9 @@ pub async fn delete_post(
 }
 
 /// A post with its author's and category's names: from Redis, or from MySQL on a miss (which then
-/// fills the cache, never over a newer version).
+/// fills the cache, never over a newer version). A post whose current version the inspector
+/// rejected is 404 either way (a tombstone in the cache, `rejected_version` on the row); one not
+/// inspected yet is served, so an author reads their post at once.
 #[utoipa::path(get, path = "/posts/{id}/detail", tag = "posts",
     params(("id" = u64, Path, description = "post id")),
     responses((status = 200, body = PostView, headers(("x-cache" = String, description = "hit or miss"))),
@@ -339,7 +343,8 @@ pub async fn post_detail(
     let Some(row) = row else {
         return Err(not_found());
     };
-    if row.deleted_at.is_some() {
+    // Deleted, or its current version rejected by the inspector (BAD): gone, and the cache says so.
+    if row.deleted_at.is_some() || row.rejected_version >= Some(row.version) {
         if let Err(e) = state.cache.put_deleted(id, row.version).await {
             tracing::warn!(error = %format!("{e:#}"), "cache fill failed");
         }

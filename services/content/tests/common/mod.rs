@@ -42,6 +42,11 @@ impl Platform {
     pub async fn with_servers(brokers: String, es_url: String) -> Self {
         let prefix = testing::unique("c").to_lowercase();
         let (mysql_url, pool) = testing::fresh_mysql().await;
+        // The schema, as the API creates it at start (workers that write MySQL may start first).
+        campus_content::api::MIGRATOR
+            .run(&pool)
+            .await
+            .expect("migrations");
         let (redis_prefix, _) = testing::fresh_redis().await;
         let mongo_db = testing::unique("t");
         let alias = testing::fresh_index("posts");
@@ -111,7 +116,14 @@ impl Platform {
 
     /// Starts the API on a free port; `self.base` is its URL.
     pub async fn start_api(&mut self) {
-        let Command::Api(args) = Cli::try_parse_from_vec(self.api_args()).command else {
+        self.start_api_with(&[]).await
+    }
+
+    /// Starts the API with more arguments.
+    pub async fn start_api_with(&mut self, extra: &[&str]) {
+        let mut args = self.api_args();
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let Command::Api(args) = Cli::try_parse_from_vec(args).command else {
             unreachable!()
         };
         let api = Api::connect(&args).await.expect("API connects");
@@ -167,7 +179,12 @@ impl Platform {
                 "2000".into(),
             ],
             "inspect" => {
-                let mut v = vec!["--openai-timeout-ms".into(), "1500".into()];
+                let mut v = vec![
+                    "--openai-timeout-ms".into(),
+                    "1500".into(),
+                    "--mysql-url".into(),
+                    self.mysql_url.clone(),
+                ];
                 if let Some(url) = openai {
                     v.extend([
                         "--openai-base-url".into(),
