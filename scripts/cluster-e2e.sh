@@ -1,0 +1,158 @@
+# scripts/cluster.sh e2e (sourced by scripts/cluster.sh: its variables and functions): a snapshot of
+# the host, `up`, the checks, `down`, the snapshot again; prints `cluster e2e: N passed, M failed`.
+
+PASSED=0
+FAILED=0
+ok() { PASSED=$((PASSED + 1)); echo "cluster e2e: ok   $*"; }
+bad() { FAILED=$((FAILED + 1)); echo "cluster e2e: FAIL $*"; }
+check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
+
+# host_snapshot DIR: what the cluster could leave behind on the host.
+host_snapshot() {
+  local s=$1; mkdir -p "$s"
+  sort /proc/self/mounts >"$s/mounts"
+  { ip netns list 2>/dev/null || true; } >"$s/netns"
+  ip -o link show | awk -F': ' '{ print $2 }' | sed 's/@.*//' | sort >"$s/links"
+  ip -o addr show | awk '{ print $2, $3, $4 }' | sort >"$s/addrs"
+  { ip route show table all; ip -6 route show table all; } | sort >"$s/routes"
+  { ip rule show; ip -6 rule show; } >"$s/rules"
+  # Rules without their counters.
+  { iptables-save; ip6tables-save; iptables-legacy-save; ip6tables-legacy-save; } 2>/dev/null |
+    grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]//' >"$s/iptables" || true
+  nft list ruleset >"$s/nft" 2>&1
+  sysctl_dump >"$s/sysctl"
+  # Every cgroup but those of the machine's own sessions (process_api) and of pods (kubepods).
+  find /sys/fs/cgroup -mindepth 1 -maxdepth 6 -type d -not -path '*/process_api/*' | sort >"$s/cgroups"
+  # Files the daemons would write by default if they were not in the node's mount namespace.
+  ls -d /run/* /var/lib/* /var/log/* /etc/cni /opt/cni /var/lib/kubelet /var/lib/containerd /var/lib/cni \
+    /var/log/pods /var/log/containers /run/containerd /run/netns 2>/dev/null | sort >"$s/files" || true
+  # Processes of the cluster: in its cgroups, in a network namespace the host did not have before, or
+  # one of its binaries started with its data directory.
+  local p exe known=${BEFORE:-$s}/netns-inodes
+  : >"$s/procs"
+  for p in /proc/[0-9]*; do
+    exe=$(readlink "$p/exe" 2>/dev/null) || continue
+    if grep -q "/$CGROOT/" "$p/cgroup" 2>/dev/null; then echo "${p#/proc/} $exe (cgroup)"
+    elif [ -f "$known" ] && ! grep -qxF "$(readlink "$p/ns/net")" "$known"; then echo "${p#/proc/} $exe (netns)"
+    elif tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF "$CD"; then echo "${p#/proc/} $exe (cmdline)"
+    fi >>"$s/procs"
+  done
+  for p in /proc/[0-9]*; do readlink "$p/ns/net" 2>/dev/null || true; done | sort -u >"$s/netns-inodes"
+}
+
+same() {
+  local f=$1
+  if diff -q "$BEFORE/$f" "$AFTER/$f" >/dev/null; then ok "host $f as before"
+  else bad "host $f changed:"; diff "$BEFORE/$f" "$AFTER/$f" | head -n 20 | sed 's/^/    /'; fi
+}
+
+# in_pod POD CMD...
+in_pod() { k exec "$1" -- "${@:2}"; }
+
+e2e() {
+  local t0; t0=$(now)
+  holder_alive && die "the cluster is up: \`$0 down\` first"
+  build_all
+  local snap=$ROOT/target/cluster-e2e
+  rm -rf "$snap"; BEFORE=$snap/before AFTER=$snap/after
+  host_snapshot "$BEFORE"
+  [ -s "$BEFORE/procs" ] && { echo "cluster e2e: cluster processes before up:"; cat "$BEFORE/procs"; }
+
+  local t1; t1=$(now)
+  # (a subshell: a failing `up` exits, the e2e still goes on to `down`)
+  if (up); then ok "up ($(since "$t1") s)"; else bad "up"; fi
+  if holder_alive; then
+    e2e_checks
+    host_snapshot "$snap/up"
+    # While up: the host's iptables and mounts are untouched, the node's have the rules.
+    if diff -q "$BEFORE/iptables" "$snap/up/iptables" >/dev/null && diff -q "$BEFORE/nft" "$snap/up/nft" >/dev/null; then
+      ok "while up: the host's iptables/nftables unchanged"; else bad "while up: the host's iptables changed"; fi
+    if diff -q "$BEFORE/mounts" "$snap/up/mounts" >/dev/null; then ok "while up: no mount on the host"
+    else bad "while up: mounts on the host:"; diff "$BEFORE/mounts" "$snap/up/mounts" | head | sed 's/^/    /'; fi
+    local kp; kp=$(node_exec iptables-save | grep -c '^-A KUBE-' || true)
+    [ "$kp" -gt 0 ] && ok "kube-proxy's rules are in the node ($kp KUBE- rules)" || bad "no kube-proxy rules in the node"
+    local changed; changed=$(diff "$BEFORE/sysctl" "$snap/up/sysctl" | grep '^[<>]' | grep -v "\.$HOST_IF\." || true)
+    if [ -z "$changed" ]; then ok "while up: the host's sysctls as before (but the veth's own)"
+    else bad "while up: sysctls changed:"; echo "$changed" | head | sed 's/^/    /'; fi
+    rss_figures
+  fi
+  local t2; t2=$(now)
+  if (down); then ok "down ($(since "$t2") s)"; else bad "down"; fi
+  host_snapshot "$AFTER"
+  local f
+  for f in mounts netns links addrs routes rules iptables nft sysctl cgroups files; do same "$f"; done
+  if [ -s "$AFTER/procs" ]; then bad "cluster processes left:"; sed 's/^/    /' "$AFTER/procs"; else ok "no cluster process left"; fi
+  local extra; extra=$(comm -13 "$BEFORE/netns-inodes" "$AFTER/netns-inodes")
+  if [ -z "$extra" ]; then ok "no network namespace left"; else bad "network namespaces left: $extra"; fi
+  echo "cluster e2e: total $(since "$t0") s"
+  echo "cluster e2e: $PASSED passed, $FAILED failed"
+  [ "$FAILED" = 0 ]
+}
+
+e2e_checks() {
+  local bb; bb=$(cat "$IMAGES/busybox.name")
+  check "node $NODE Ready" node_ready
+  k delete pod web client --ignore-not-found --wait=true >/dev/null 2>&1 || true
+  k apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: web, labels: {app: web}}
+spec:
+  containers:
+  - name: web
+    image: $bb
+    imagePullPolicy: Never
+    command: [sh, -c, 'echo hello-from-pod > /tmp/index.html; exec httpd -f -p 8080 -h /tmp']
+    ports: [{containerPort: 8080}]
+    readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  containers:
+  - name: client
+    image: $bb
+    imagePullPolicy: Never
+    command: [sleep, "3600"]
+EOF
+  local t; t=$(now)
+  if k wait --for=condition=Ready pod/web pod/client --timeout=120s >/dev/null; then
+    ok "two busybox pods (Debian busybox-static image, never pulled) Ready ($(since "$t") s)"
+  else bad "pods not Ready"; k describe pod web client | tail -n 20; return 0; fi
+  local ip; ip=$(k get pod web -o jsonpath='{.status.podIP}')
+  local svc; svc=$(k get svc web -o jsonpath='{.spec.clusterIP}')
+  # HTTP with nc (busybox-static's wget crashes in getaddrinfo: static glibc without NSS modules).
+  local req='printf "GET / HTTP/1.0\r\n\r\n" | nc -w 3'
+  [[ $(node_exec curl -fsS -m 5 "http://$ip:8080/") = hello-from-pod ]] && ok "the node reaches the pod ($ip)" || bad "node -> pod $ip"
+  [[ $(node_exec curl -fsS -m 5 "http://$svc/") = hello-from-pod ]] && ok "the node reaches the Service ($svc, kube-proxy iptables)" || bad "node -> service $svc"
+  [[ $(in_pod client sh -c "$req $ip 8080" | tail -n 1) = hello-from-pod ]] && ok "pod -> pod" || bad "pod -> pod"
+  [[ $(in_pod client sh -c "$req $svc 80" | tail -n 1) = hello-from-pod ]] && ok "pod -> Service" || bad "pod -> Service"
+  [[ $(in_pod web sh -c "$req $svc 80" | tail -n 1) = hello-from-pod ]] && ok "pod -> its own Service (hairpin)" || bad "hairpin"
+  [[ $(k logs web 2>&1; echo x) ]] && ok "kubectl logs" || bad "kubectl logs"
+  if [ "$WITH_DNS" != 0 ]; then
+    local out; out=$(in_pod client nslookup kubernetes.default.svc.cluster.local 2>&1 || true)
+    grep -q "Address: $API_SVC_IP" <<<"$out" && ok "DNS: kubernetes.default.svc.cluster.local -> $API_SVC_IP" || { bad "DNS kubernetes.default"; echo "$out" | sed 's/^/    /'; }
+    out=$(in_pod client nslookup web 2>&1 || true)
+    grep -q "Address: $svc" <<<"$out" && ok "DNS: web (search path) -> $svc" || { bad "DNS web"; echo "$out" | sed 's/^/    /'; }
+    [[ $(in_pod client sh -c "$req web.default.svc.cluster.local 80" | tail -n 1) = hello-from-pod ]] && ok "pod -> Service by name" || bad "pod -> Service by name"
+  fi
+  k delete pod web client --wait=false >/dev/null
+}
+
+# RSS per pod from the kubelet's stats (/stats/summary through the API server).
+rss_figures() {
+  k get --raw "/api/v1/nodes/$NODE/proxy/stats/summary" 2>/dev/null |
+    python3 -c 'import json,sys
+d = json.load(sys.stdin)
+for p in d.get("pods", []):
+    rss = sum(c.get("memory", {}).get("rssBytes", 0) for c in p.get("containers", []))
+    print("cluster e2e: rss %-40s %6.1f MB" % (p["podRef"]["namespace"] + "/" + p["podRef"]["name"], rss / 1e6))' || true
+}
