@@ -144,7 +144,31 @@ EOF
     grep -q "Address: $svc" <<<"$out" && ok "DNS: web (search path) -> $svc" || { bad "DNS web"; echo "$out" | sed 's/^/    /'; }
     [[ $(in_pod client sh -c "$req web.default.svc.cluster.local 80" | tail -n 1) = hello-from-pod ]] && ok "pod -> Service by name" || bad "pod -> Service by name"
   fi
+  [ "$WITH_HOST" != 0 ] && [ "$WITH_DNS" != 0 ] && host_checks
   k delete pod web client --wait=false >/dev/null
+}
+
+# The host's servers from a pod, by name (selector-less Services in $HOST_NS).
+host_checks() {
+  local h=svc.cluster.local out
+  # A TCP connect (busybox nc has no -z): nc exits 1 at once when refused or unreachable; 0 when the
+  # server closes, killed by timeout when it waits for the client: both mean connected.
+  local connect='f() { timeout 4 nc -w 2 "$1" "$2" </dev/null >/dev/null 2>&1; [ $? = 1 ] && echo closed || echo open; }; f'
+  out=$(in_pod client sh -c "printf 'PING\r\n' | nc -w 3 redis.$HOST_NS.$h 6379" 2>&1 | tr -d '\r' || true)
+  [ "$out" = +PONG ] && ok "pod -> redis.$HOST_NS (the host's Redis): PONG" || bad "pod -> redis.$HOST_NS: $out"
+  out=$(in_pod client sh -c "nc -w 3 mysql.$HOST_NS.$h 3306 </dev/null | head -c 64 | tr -dc 'A-Za-z0-9.-'" 2>&1 || true)
+  grep -q MariaDB <<<"$out" && ok "pod -> mysql.$HOST_NS (the host's MariaDB): greeting $out" || bad "pod -> mysql.$HOST_NS: $out"
+  out=$(in_pod client sh -c "printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 elasticsearch.$HOST_NS.$h 9200" 2>&1 || true)
+  grep -q '"cluster_name"' <<<"$out" && ok "pod -> elasticsearch.$HOST_NS (the host's OpenSearch)" || bad "pod -> elasticsearch.$HOST_NS: $(head -c 200 <<<"$out")"
+  out=$(in_pod client sh -c "$connect mongodb.$HOST_NS.$h 27017" 2>&1 || true)
+  [ "$out" = open ] && ok "pod -> mongodb.$HOST_NS (the host's FerretDB) accepts" || bad "pod -> mongodb.$HOST_NS: $out"
+  local end=$(($(date +%s) + 60))
+  until out=$(in_pod client sh -c "$connect kafka.$HOST_NS.$h $KAFKA_PORT" 2>&1) && [ "$out" = open ]; do
+    [ "$(date +%s)" -lt "$end" ] || break; sleep 1
+  done
+  [ "$out" = open ] && ok "pod -> kafka.$HOST_NS (the cluster's Kafka node on $HOST_IP) accepts" || bad "pod -> kafka.$HOST_NS: $out"
+  out=$(in_pod client sh -c "$connect $HOST_IP 2024" 2>&1 || true)
+  [ "$out" = closed ] && ok "pod -> $HOST_IP:2024 (another listener of the host) refused" || bad "pod reaches $HOST_IP:2024"
 }
 
 # RSS per pod from the kubelet's stats (/stats/summary through the API server).

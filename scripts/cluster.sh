@@ -45,11 +45,13 @@ API=https://$NODE_IP:6443
 COREDNS_VERSION=1.15.0
 # CAMPUS_CLUSTER_DNS=0: no CoreDNS (a quicker cluster without names).
 WITH_DNS=${CAMPUS_CLUSTER_DNS:-1}
+# CAMPUS_CLUSTER_HOST=0: the host's servers are not bridged into the cluster (see bridge_host_servers).
+WITH_HOST=${CAMPUS_CLUSTER_HOST:-1}
 IMAGES=$CAMPUS_CACHE/cluster-images
 CGROOT=campus-node
 KUBECTL=$BIN/kubectl
 # The daemons, in start order (down stops them in reverse, then everything left in the cgroups).
-DAEMONS=(etcd apiserver controller-manager scheduler containerd kubelet kube-proxy)
+DAEMONS=(etcd apiserver controller-manager scheduler containerd kubelet kube-proxy kafka)
 
 log() { echo "cluster: $*"; }
 die() { echo "cluster: $*" >&2; exit 1; }
@@ -425,6 +427,10 @@ up() {
     wait_for 120 "CoreDNS Available" k -n kube-system wait --for=condition=Available deployment/coredns --timeout=5s
     log "CoreDNS Available at $(since "$t0") s"
   fi
+  if [ "$WITH_HOST" != 0 ]; then
+    bridge_host_servers
+    log "the host's servers as Services in $HOST_NS: $(k -n "$HOST_NS" get svc -o name | sed 's|service/||' | tr '\n' ' ')"
+  fi
   log "KUBECONFIG=$CD/kubeconfig (API $API)"
 }
 
@@ -530,6 +536,76 @@ spec:
 EOF
 }
 
+# ---------------------------------------------------------------- the host's servers, from pods
+
+# The suite's servers (scripts/servers.sh) listen on 127.0.0.1 of the host, which pods cannot reach.
+# `up` puts a socat forwarder on the host end of the veth for each ($HOST_IP:PORT -> 127.0.0.1:PORT:
+# the server sees a local client) and, since Kafka tells its clients to connect to the address it
+# advertises (127.0.0.1), a Kafka node of the cluster's own on $HOST_IP:9092 (scripts/kafka-node.sh).
+# Selector-less Services with EndpointSlices on $HOST_IP give them names in the namespace $HOST_NS:
+# mysql, redis, mongodb, elasticsearch, kafka. (For the shared servers themselves to be reached, they
+# would listen on $HOST_IP or 0.0.0.0 too, and Kafka have a second listener advertised as $HOST_IP.)
+HOST_NS=campus-host
+HOST_SERVERS="mysql:3306 redis:6379 mongodb:27017 elasticsearch:9200"
+KAFKA_PORT=9092
+
+# spawn_host NAME CMD...: a process of the cluster in the host's namespaces (the cluster's cgroups).
+spawn_host() {
+  local n=$1; shift
+  setsid bash -c 'for f in $0; do echo $$ >"$f"; done; exec "$@"' "$(daemon_cgroups)" "$@" \
+    >"$CD/$n.log" 2>&1 </dev/null &
+  echo $! >"$CD/$n.pid"
+  disown $!
+}
+
+bridge_host_servers() {
+  local sv name port ports=$KAFKA_PORT
+  for sv in $HOST_SERVERS; do
+    name=${sv%%:*} port=${sv##*:}
+    if ! listening "$port"; then log "no $name on 127.0.0.1:$port (scripts/servers.sh): no Service $name"; continue; fi
+    spawn_host "bridge-$name" socat "TCP-LISTEN:$port,bind=$HOST_IP,reuseaddr,fork" "TCP:127.0.0.1:$port"
+    ports+=,$port
+    host_service "$name" "$port"
+  done
+  spawn_host kafka bash "$ROOT/scripts/kafka-node.sh" --dir "$CD/kafka" --port "$KAFKA_PORT" \
+    --controller-port $((KAFKA_PORT + 1)) --voters "1@$HOST_IP:$((KAFKA_PORT + 1))" \
+    --set "listeners=PLAINTEXT://$HOST_IP:$KAFKA_PORT,CONTROLLER://$HOST_IP:$((KAFKA_PORT + 1))" \
+    --set "advertised.listeners=PLAINTEXT://$HOST_IP:$KAFKA_PORT"
+  host_service kafka "$KAFKA_PORT"
+  # Pods reach the host on these ports only (the host has other listeners on 0.0.0.0): a chain of the
+  # node's own, before kube-proxy's.
+  node_exec iptables -N CAMPUS-HOST
+  node_exec iptables -A CAMPUS-HOST -p tcp -m multiport --dports "$ports" -j ACCEPT
+  node_exec iptables -A CAMPUS-HOST -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+  node_exec iptables -A CAMPUS-HOST -j REJECT
+  node_exec iptables -I FORWARD 1 -o eth0 -j CAMPUS-HOST
+}
+
+# host_service NAME PORT: Service NAME in $HOST_NS, its one endpoint $HOST_IP:PORT.
+host_service() {
+  k apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Namespace
+metadata: {name: $HOST_NS}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: $1, namespace: $HOST_NS}
+spec:
+  ports: [{name: tcp, port: $2, protocol: TCP}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: $1-host
+  namespace: $HOST_NS
+  labels: {kubernetes.io/service-name: $1, endpointslice.kubernetes.io/managed-by: campus-cluster.sh}
+addressType: IPv4
+ports: [{name: tcp, port: $2, protocol: TCP}]
+endpoints: [{addresses: [$HOST_IP], conditions: {ready: true}}]
+YAML
+}
+
 # restore_sysctls: every sysctl that differs from the record `up` made is written back.
 restore_sysctls() {
   [ -f "$CD/host-sysctl.before" ] || return 0
@@ -556,10 +632,16 @@ cluster_pids() {
 }
 
 down() {
-  local t0 n; t0=$(now)
-  # The daemons by PID, last started first, each given time to exit.
-  for ((n = ${#DAEMONS[@]} - 1; n >= 0; n--)); do
-    if alive "${DAEMONS[n]}"; then stop_group "$(cat "$CD/${DAEMONS[n]}.pid")" 10; fi
+  local t0; t0=$(now)
+  # The daemons by PID (each leads its process group), all at once, given 10 s to exit.
+  local pids=() d
+  for d in "${DAEMONS[@]}"; do alive "$d" && pids+=("$(cat "$CD/$d.pid")"); done
+  for d in "${pids[@]}"; do kill -TERM -- "-$d" 2>/dev/null || kill -TERM "$d" 2>/dev/null || true; done
+  for _ in $(seq 1 100); do
+    local any=0
+    for d in "${pids[@]}"; do kill -0 "$d" 2>/dev/null && any=1; done
+    [ $any = 0 ] && break
+    sleep 0.1
   done
   # Then whatever is left: shims, containers, the holder.
   local left
