@@ -4,6 +4,8 @@
 #   scripts/cluster.sh down     stop it: every process, mount, link, iptables rule, cgroup and sysctl goes
 #   scripts/cluster.sh status   what runs, the node, the pods
 #   scripts/cluster.sh e2e      host snapshot, up, checks, down, host snapshot again, compared
+#   scripts/cluster.sh platform helm install of helm/campus (helm/cluster-values.yaml) on the running
+#                               cluster, the images of scripts/images.sh imported; waits for Ready
 #   scripts/cluster.sh env      print `export KUBECONFIG=…` (the cluster's admin) and kubectl on PATH
 #   scripts/cluster.sh node CMD run CMD inside the node (its network, mount and UTS namespaces)
 #
@@ -25,6 +27,7 @@
 # with `ctr -n k8s.io images import`: the pause image (pause.c of k8s.io/kubernetes, gcc -static), a Debian
 # busybox image (Debian's busybox-static package), CoreDNS (built from the Go module proxy). Cached in
 # $CAMPUS_CACHE/cluster-images keyed by version.
+# The host's servers (scripts/servers.sh) are Services of the namespace campus-host (bridge_host_servers).
 # Components: Kubernetes v$KUBE_VERSION and etcd from scripts/kube.sh (build node); Debian's containerd
 # 1.6, runc and containernetworking-plugins (bridge, host-local, loopback, portmap); cgroup v1 here
 # (kubelet failCgroupV1: false, cgroupfs driver).
@@ -606,6 +609,56 @@ endpoints: [{addresses: [$HOST_IP], conditions: {ready: true}}]
 YAML
 }
 
+# ---------------------------------------------------------------- the chart
+
+CAMPUS_IMAGES="operator content coupon log"
+RELEASE=campus
+RELEASE_NS=campus
+HELM=$CAMPUS_CACHE/bin/helm
+CLUSTER_DBS="campus_cluster_content campus_cluster_coupon"
+
+# import_campus_images: the images scripts/images.sh built (podman), into the node's containerd.
+import_campus_images() {
+  local i tar
+  mkdir -p "$CD/images"
+  for i in $CAMPUS_IMAGES; do
+    podman image exists "localhost/campus-$i:${TAG:-dev}" || die "no image localhost/campus-$i:${TAG:-dev}: run scripts/images.sh build"
+    tar=$CD/images/campus-$i.tar
+    podman save -q --format docker-archive -o "$tar" "localhost/campus-$i:${TAG:-dev}"
+    node_exec ctr --address /run/containerd/containerd.sock -n k8s.io images import "$tar" >/dev/null
+    rm -f "$tar"
+  done
+}
+
+# platform: `helm install` of helm/campus with helm/cluster-values.yaml, against the host's servers;
+# waits for the CampusPlatform to be Ready.
+platform() {
+  holder_alive || die "the cluster is down: \`$0 up\` first"
+  [ -x "$HELM" ] || bash "$ROOT/scripts/deps.sh"
+  local t0; t0=$(now)
+  import_campus_images
+  log "Campus images imported ($(since "$t0") s)"
+  local db sql=""
+  for db in $CLUSTER_DBS; do sql+="CREATE DATABASE IF NOT EXISTS \`$db\`; "; done
+  mariadb --protocol=tcp -h127.0.0.1 -P3306 -uroot -e "$sql"
+  local h=campus-host.svc
+  k create namespace "$RELEASE_NS" --dry-run=client -o yaml | k apply -f - >/dev/null
+  k -n "$RELEASE_NS" create secret generic campus-host-credentials --dry-run=client -o yaml \
+    --from-literal=mysql-url-content="mysql://root@mysql.$h:3306/campus_cluster_content" \
+    --from-literal=mysql-url-coupon="mysql://root@mysql.$h:3306/campus_cluster_coupon" \
+    --from-literal=mongo-url="mongodb://mongodb.$h:27017" \
+    --from-literal=redis-url="redis://redis.$h:6379" | k apply -f - >/dev/null
+  local t1; t1=$(now)
+  KUBECONFIG=$CD/kubeconfig "$HELM" upgrade --install "$RELEASE" "$ROOT/helm/campus" -n "$RELEASE_NS" \
+    -f "$ROOT/helm/cluster-values.yaml" --wait --timeout 5m
+  wait_for 600 "CampusPlatform Ready" platform_ready
+  log "helm install to CampusPlatform Ready: $(since "$t1") s"
+}
+
+platform_ready() {
+  [ "$(k -n "$RELEASE_NS" get campusplatform campus -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True ]
+}
+
 # restore_sysctls: every sysctl that differs from the record `up` made is written back.
 restore_sysctls() {
   [ -f "$CD/host-sysctl.before" ] || return 0
@@ -684,8 +737,9 @@ case ${1:-} in
   down) down ;;
   status) status ;;
   e2e) . "$ROOT/scripts/cluster-e2e.sh"; e2e ;;
+  platform) platform ;;
   node) shift; node_exec "$@" ;;
   fn) shift; "$@" ;; # (debugging: one function of this file)
   env) echo "export KUBECONFIG=$CD/kubeconfig"; echo "export PATH=$BIN:\$PATH" ;;
-  *) echo "usage: $0 build|up|down|status|e2e|env|node CMD..." >&2; exit 2 ;;
+  *) echo "usage: $0 build|up|down|status|e2e|platform|env|node CMD..." >&2; exit 2 ;;
 esac

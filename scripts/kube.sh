@@ -4,8 +4,8 @@
 # go.etcd.io/etcd/server/v3) and cached under $CAMPUS_CACHE/kube-v$KUBE_VERSION/bin with kubectl.
 #   scripts/kube.sh build        build once, cached afterwards: cold ≈23 min for apiserver, controller-manager
 #                                and kubectl + ≈2 min etcd on 2 shared cores (load 6-14); warm: nothing to do
-#   scripts/kube.sh build node   also kubelet, kube-scheduler, kube-proxy (a one-node cluster; not used by the
-#                                tests): ≈3.5 min after `build` (shared Go build cache)
+#   scripts/kube.sh build node   also kubelet, kube-scheduler, kube-proxy (the one-node cluster of
+#                                scripts/cluster.sh): ≈3.5 min after `build` (shared Go build cache)
 #   scripts/kube.sh start        start on 127.0.0.1:$CAMPUS_KUBE_PORT (default 6443); writes a kubeconfig
 #   scripts/kube.sh stop         stop by PID
 #   scripts/kube.sh env          print `export KUBECONFIG=…` and put the cached kubectl first on PATH
