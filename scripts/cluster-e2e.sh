@@ -53,6 +53,12 @@ e2e() {
   local t0; t0=$(now)
   holder_alive && die "the cluster is up: \`$0 down\` first"
   build_all
+  # The host's servers, reached from pods: started (and stopped at the end) when not running, before
+  # the first snapshot.
+  local started_servers=0
+  if [ "$WITH_HOST" != 0 ] && ! bash "$ROOT/scripts/servers.sh" status >/dev/null 2>&1; then
+    bash "$ROOT/scripts/servers.sh" start; started_servers=1
+  fi
   local snap=$ROOT/target/cluster-e2e
   rm -rf "$snap"; BEFORE=$snap/before AFTER=$snap/after
   host_snapshot "$BEFORE"
@@ -84,6 +90,7 @@ e2e() {
   if [ -s "$AFTER/procs" ]; then bad "cluster processes left:"; sed 's/^/    /' "$AFTER/procs"; else ok "no cluster process left"; fi
   local extra; extra=$(comm -13 "$BEFORE/netns-inodes" "$AFTER/netns-inodes")
   if [ -z "$extra" ]; then ok "no network namespace left"; else bad "network namespaces left: $extra"; fi
+  [ $started_servers = 1 ] && bash "$ROOT/scripts/servers.sh" stop >/dev/null
   echo "cluster e2e: total $(since "$t0") s"
   echo "cluster e2e: $PASSED passed, $FAILED failed"
   [ "$FAILED" = 0 ]

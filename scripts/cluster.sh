@@ -97,8 +97,11 @@ sysctl_dump() { sysctl -a 2>/dev/null | grep -Ev "$VOLATILE" | sort; }
 # ---------------------------------------------------------------- build: binaries and images
 
 need_tools() {
-  need_apt containerd runc containernetworking-plugins iptables conntrack nftables gcc libc6-dev openssl curl
-  # Debian's containerd package starts no daemon here (no systemd); we never use its config.
+  local t
+  for t in containerd runc /usr/lib/cni/bridge iptables conntrack nft socat gcc podman openssl; do
+    command -v "$t" >/dev/null || [ -x "$t" ] || { bash "$ROOT/scripts/deps.sh" cluster; return; }
+  done
+  # (Debian's containerd package starts no daemon here, no systemd; its config is never used.)
 }
 
 # build_coredns: CoreDNS v$COREDNS_VERSION with the plugins a cluster DNS uses (a throwaway main module
