@@ -55,8 +55,10 @@ e2e() {
   build_all
   # The host's servers, reached from pods: started (and stopped at the end) when not running, before
   # the first snapshot.
-  local started_servers=0
-  if [ "$WITH_HOST" != 0 ] && ! bash "$ROOT/scripts/servers.sh" status >/dev/null 2>&1; then
+  # (By port: they may run from another checkout, whose pid files `servers.sh status` cannot see.)
+  local started_servers=0 sv up_ports=0
+  for sv in $HOST_SERVERS; do listening "${sv##*:}" && up_ports=1; done
+  if [ "$WITH_HOST" != 0 ] && [ $up_ports = 0 ]; then
     bash "$ROOT/scripts/servers.sh" start; started_servers=1
   fi
   local snap=$ROOT/target/cluster-e2e

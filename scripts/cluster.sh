@@ -681,8 +681,9 @@ cluster_pids() {
       [ -d "$h/$CGROOT" ] && find "$h/$CGROOT" -name cgroup.procs -exec cat {} + 2>/dev/null
     done
     if [ -f "$CD/netns" ]; then
-      local ns p; ns=$(cat "$CD/netns")
-      for p in /proc/[0-9]*; do [ "$(readlink "$p/ns/net" 2>/dev/null)" = "$ns" ] && echo "${p#/proc/}"; done
+      # (one find for all processes: a readlink per process takes seconds on a loaded machine)
+      find /proc -mindepth 3 -maxdepth 3 -path '/proc/[0-9]*/ns/net' -printf '%h %l\n' 2>/dev/null |
+        awk -v ns="$(cat "$CD/netns")" '$2 == ns { split($1, a, "/"); print a[3] }'
     fi
   } | sort -un | grep -vx "$$" || true
 }
