@@ -83,6 +83,8 @@ e2e() {
     if [ -z "$changed" ]; then ok "while up: the host's sysctls as before (but the veth's own)"
     else bad "while up: sysctls changed:"; echo "$changed" | head | sed 's/^/    /'; fi
     rss_figures
+    node_exec ctr --address /run/containerd/containerd.sock -n k8s.io images ls |
+      awk 'NR > 1 && $1 !~ /^sha256:/ { printf "cluster e2e: image %-50s %s %s\n", $1, $4, $5 }'
   fi
   local t2; t2=$(now)
   if (down); then ok "down ($(since "$t2") s)"; else bad "down"; fi
@@ -153,8 +155,33 @@ EOF
     grep -q "Address: $svc" <<<"$out" && ok "DNS: web (search path) -> $svc" || { bad "DNS web"; echo "$out" | sed 's/^/    /'; }
     [[ $(in_pod client sh -c "$req web.default.svc.cluster.local 80" | tail -n 1) = hello-from-pod ]] && ok "pod -> Service by name" || bad "pod -> Service by name"
   fi
+  debian_check
   [ "$WITH_HOST" != 0 ] && [ "$WITH_DNS" != 0 ] && host_checks
   k delete pod web client --wait=false >/dev/null
+}
+
+# A pod of the debootstrap Debian image: runs to completion, prints the Debian release.
+debian_check() {
+  local suite; suite=$(. /etc/os-release && echo "$VERSION_CODENAME")
+  k apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: debian}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: debian
+    image: localhost/campus/debian:$suite-minbase
+    imagePullPolicy: Never
+    command: [bash, -c, 'echo "debian \$(cat /etc/debian_version) apt \$(apt-get --version | head -n 1)"']
+EOF
+  local out="" end=$(($(date +%s) + 60))
+  until [ "$(k get pod debian -o jsonpath='{.status.phase}')" = Succeeded ]; do
+    [ "$(date +%s)" -lt "$end" ] || break; sleep 1
+  done
+  out=$(k logs debian 2>&1 || true)
+  grep -q "^debian $(cut -d. -f1 /etc/debian_version)\." <<<"$out" && ok "a pod of the Debian $suite image (debootstrap): $out" || bad "Debian pod: $out"
+  k delete pod debian --wait=false >/dev/null
 }
 
 # The host's servers from a pod, by name (selector-less Services in $HOST_NS).

@@ -180,6 +180,26 @@ image_busybox() {
   rm -rf "$r"
 }
 
+# image_debian: a Debian base (debootstrap --variant=minbase of the host's suite, from the mirror the
+# host's apt uses), for images that need a distribution (a JRE for Kafka, ...).
+image_debian() {
+  local suite; suite=$(. /etc/os-release && echo "$VERSION_CODENAME")
+  local tar=$IMAGES/debian-$suite-minbase.tar
+  [ -f "$tar" ] && return 0
+  need_apt debootstrap
+  local mirror
+  mirror=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n 1)
+  [ -n "$mirror" ] || mirror=$(awk '$1 == "deb" { print $2; exit }' /etc/apt/sources.list 2>/dev/null)
+  [ -n "$mirror" ] || die "no Debian mirror in the host's apt sources"
+  local r t0; r=$(mktemp -d); t0=$(now)
+  debootstrap --variant=minbase "$suite" "$r/root" "$mirror" >"$IMAGES/debootstrap.log" 2>&1 ||
+    { tail -n 20 "$IMAGES/debootstrap.log" >&2; rm -rf "$r"; exit 1; }
+  rm -rf "$r/root/var/cache/apt/archives/"*.deb "$r/root/var/lib/apt/lists/"* "$r/root/dev/"* "$r/root/proc/"* "$r/root/sys/"*
+  python3 "$ROOT/scripts/oci-image.py" "$tar" "localhost/campus/debian:$suite-minbase" "$r/root" --cmd '["/bin/bash"]'
+  rm -rf "$r"
+  log "Debian $suite minbase image in $(since "$t0") s ($(du -m "$tar" | cut -f1) MB)"
+}
+
 image_coredns() {
   local tar=$IMAGES/coredns-v$COREDNS_VERSION.tar
   [ -f "$tar" ] && return 0
@@ -200,6 +220,7 @@ build_all() {
   mkdir -p "$IMAGES"
   image_pause
   image_busybox
+  image_debian
   [ "$WITH_DNS" = 0 ] || image_coredns
 }
 

@@ -18,13 +18,12 @@ import os
 import tarfile
 
 
-def layer_tar(rootfs):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+def layer_tar(rootfs, out):
+    """The layer tar of ROOTFS into the file OUT."""
+    with tarfile.open(out, mode="w", format=tarfile.PAX_FORMAT) as tar:
         paths = []
         for dirpath, dirnames, filenames in os.walk(rootfs):
-            dirnames.sort()
-            for n in sorted(dirnames + filenames):
+            for n in dirnames + filenames:
                 paths.append(os.path.join(dirpath, n))
         for p in sorted(paths, key=lambda p: os.path.relpath(p, rootfs)):
             info = tar.gettarinfo(p, arcname=os.path.relpath(p, rootfs))
@@ -36,7 +35,14 @@ def layer_tar(rootfs):
                     tar.addfile(info, f)
             else:
                 tar.addfile(info)
-    return buf.getvalue()
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def blob(tar, data):
@@ -45,6 +51,15 @@ def blob(tar, data):
     info.size = len(data)
     tar.addfile(info, io.BytesIO(data))
     return {"digest": f"sha256:{digest}", "size": len(data)}
+
+
+def blob_file(tar, path):
+    digest = sha256_file(path)
+    info = tarfile.TarInfo(f"blobs/sha256/{digest}")
+    info.size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        tar.addfile(info, f)
+    return {"digest": f"sha256:{digest}", "size": info.size}
 
 
 def main():
@@ -59,8 +74,9 @@ def main():
     ap.add_argument("--workdir")
     a = ap.parse_args()
 
-    layer = layer_tar(a.rootfs)
-    diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
+    layer = a.out + ".layer"
+    layer_tar(a.rootfs, layer)
+    diff_id = "sha256:" + sha256_file(layer)
     config = {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"] + a.env}
     if a.entrypoint is not None:
         config["Entrypoint"] = a.entrypoint
@@ -79,7 +95,7 @@ def main():
     }
     tmp = a.out + ".tmp"
     with tarfile.open(tmp, "w") as tar:
-        layer_desc = blob(tar, layer)
+        layer_desc = blob_file(tar, layer)
         layer_desc["mediaType"] = "application/vnd.oci.image.layer.v1.tar"
         config_desc = blob(tar, json.dumps(image_config, sort_keys=True).encode())
         config_desc["mediaType"] = "application/vnd.oci.image.config.v1+json"
@@ -104,7 +120,8 @@ def main():
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     os.replace(tmp, a.out)
-    print(f"oci-image: {a.name} {manifest_desc['digest']} ({len(layer) / 1e6:.1f} MB layer)")
+    print(f"oci-image: {a.name} {manifest_desc['digest']} ({os.path.getsize(layer) / 1e6:.1f} MB layer)")
+    os.remove(layer)
 
 
 if __name__ == "__main__":
