@@ -1,5 +1,7 @@
 # scripts/cluster.sh e2e (sourced by scripts/cluster.sh: its variables and functions): a snapshot of
 # the host, `up`, the checks, `down`, the snapshot again; prints `cluster e2e: N passed, M failed`.
+# CAMPUS_CLUSTER_PLATFORM=1: also the chart (`platform`, the images of scripts/images.sh build), a post
+# through the content Service, `helm uninstall`.
 
 PASSED=0
 FAILED=0
@@ -71,6 +73,7 @@ e2e() {
   if (up); then ok "up ($(since "$t1") s)"; else bad "up"; fi
   if holder_alive; then
     e2e_checks
+    if [ "${CAMPUS_CLUSTER_PLATFORM:-0}" = 1 ]; then platform_checks; fi
     host_snapshot "$snap/up"
     # While up: the host's iptables and mounts are untouched, the node's have the rules.
     if diff -q "$BEFORE/iptables" "$snap/up/iptables" >/dev/null && diff -q "$BEFORE/nft" "$snap/up/nft" >/dev/null; then
@@ -205,6 +208,63 @@ host_checks() {
   [ "$out" = open ] && ok "pod -> kafka.$HOST_NS (the cluster's Kafka node on $HOST_IP) accepts" || bad "pod -> kafka.$HOST_NS: $out"
   out=$(in_pod client sh -c "$connect $HOST_IP 2024" 2>&1 || true)
   [ "$out" = closed ] && ok "pod -> $HOST_IP:2024 (another listener of the host) refused" || bad "pod reaches $HOST_IP:2024"
+}
+
+# http_in_pod NS METHOD URL [BODY]: one HTTP/1.0 request with busybox nc from the pod `client` of NS;
+# prints the response (status line, headers, body).
+http_in_pod() {
+  local ns=$1 method=$2 url=$3 body=${4:-}
+  local hostport=${url#http://}; hostport=${hostport%%/*}
+  local path=/${url#http://*/}
+  local host=${hostport%:*} port=80
+  [ "$host" != "$hostport" ] && port=${hostport##*:}
+  local req="$method $path HTTP/1.0\r\nHost: $host\r\n"
+  [ -n "$body" ] && req+="Content-Type: application/json\r\nContent-Length: ${#body}\r\n"
+  req+="\r\n$body"
+  k -n "$ns" exec client -- sh -c "printf '%b' '$req' | nc -w 5 $host $port"
+}
+
+# The chart (scripts/cluster.sh platform) and a post through the content Service, then uninstall.
+platform_checks() {
+  local ns=$RELEASE_NS t; t=$(now)
+  if (platform); then ok "helm install to CampusPlatform Ready ($(since "$t") s)"
+  else bad "CampusPlatform not Ready"; k -n "$ns" get campusplatform,deploy,pods -o wide 2>&1 | sed 's/^/    /'; return 0; fi
+  local unavailable
+  unavailable=$(k -n "$ns" get deploy -o jsonpath='{range .items[*]}{.metadata.name} {.status.availableReplicas} {.spec.replicas}{"\n"}{end}' | awk '$2 != $3')
+  [ -z "$unavailable" ] && ok "every Deployment of $ns Available ($(k -n "$ns" get deploy -o name | wc -l))" || bad "Deployments not Available: $unavailable"
+  local op holder
+  op=$(k -n "$ns" get pod -l app.kubernetes.io/component=operator -o jsonpath='{.items[0].metadata.name}')
+  holder=$(k -n "$ns" get lease -o jsonpath='{.items[*].spec.holderIdentity}')
+  grep -qw "$op" <<<"$holder" && ok "the operator pod $op holds the Lease" || bad "Lease holder '$holder', operator pod '$op'"
+  local sa; sa=$(k -n "$ns" get pod "$op" -o jsonpath='{.spec.serviceAccountName}')
+  [ "$(k auth can-i --as="system:serviceaccount:$ns:$sa" create clusterrolebindings 2>/dev/null)" = no ] &&
+    ok "the operator's ServiceAccount $sa cannot create ClusterRoleBindings (RBAC enforced)" || bad "RBAC: $sa can create ClusterRoleBindings"
+  # A client pod in the release namespace: names resolve through CoreDNS there too.
+  local bb; bb=$(cat "$IMAGES/busybox.name")
+  k -n "$ns" run client --image="$bb" --image-pull-policy=Never --restart=Never -- sleep 3600 >/dev/null
+  k -n "$ns" wait --for=condition=Ready pod/client --timeout=60s >/dev/null
+  local content; content=$(k -n "$ns" get svc -o name | sed -n 's|^service/\(.*content-api\)$|\1|p' | head -n 1)
+  local out id
+  out=$(http_in_pod "$ns" POST "http://$content/posts" '{"title":"Hello cluster","userId":1,"content":"Kafka in pods","categoryId":2}' 2>&1 || true)
+  id=$(sed -n 's/.*"id":\([0-9]*\).*/\1/p' <<<"$out" | head -n 1)
+  [ -n "$id" ] && ok "POST /posts through Service $content: post $id" || bad "POST /posts: $(tail -n 3 <<<"$out")"
+  if [ -n "$id" ]; then
+    local end=$(($(date +%s) + 60)) found=0
+    until grep -q '"title":"Hello cluster"' <<<"$(http_in_pod "$ns" GET "http://$content/posts/$id/detail" 2>&1)"; do
+      [ "$(date +%s)" -lt "$end" ] || { found=1; break; }; sleep 1
+    done
+    [ $found = 0 ] && ok "GET /posts/$id/detail" || bad "post $id has no detail after 60 s"
+    end=$(($(date +%s) + 120)) found=0
+    until grep -q "\"id\":$id" <<<"$(http_in_pod "$ns" GET "http://$content/list/search?keyword=pods" 2>&1)"; do
+      [ "$(date +%s)" -lt "$end" ] || { found=1; break; }; sleep 2
+    done
+    [ $found = 0 ] && ok "post $id searchable ($(since "$t") s after helm install)" || bad "post $id not in search after 120 s"
+  fi
+  k -n "$ns" delete pod client --wait=false >/dev/null
+  t=$(now)
+  if KUBECONFIG=$CD/kubeconfig "$HELM" uninstall "$RELEASE" -n "$ns" --wait --timeout 3m >/dev/null; then ok "helm uninstall ($(since "$t") s)"; else bad "helm uninstall"; fi
+  local left; left=$(k -n "$ns" get campusplatform,deploy,svc,cm -o name 2>/dev/null | grep -v kube-root-ca || true)
+  [ -z "$left" ] && ok "helm uninstall leaves no Campus object in $ns" || bad "left after uninstall: $left"
 }
 
 # RSS per pod from the kubelet's stats (/stats/summary through the API server).

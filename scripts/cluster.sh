@@ -712,8 +712,8 @@ cluster_pids() {
 down() {
   local t0; t0=$(now)
   # The daemons by PID (each leads its process group), all at once, given 10 s to exit.
-  local pids=() d
-  for d in "${DAEMONS[@]}"; do alive "$d" && pids+=("$(cat "$CD/$d.pid")"); done
+  local pids=() names=() d i
+  for d in "${DAEMONS[@]}"; do alive "$d" && { pids+=("$(cat "$CD/$d.pid")"); names+=("$d"); }; done
   for d in "${pids[@]}"; do kill -TERM -- "-$d" 2>/dev/null || kill -TERM "$d" 2>/dev/null || true; done
   for _ in $(seq 1 100); do
     local any=0
@@ -721,6 +721,8 @@ down() {
     [ $any = 0 ] && break
     sleep 0.1
   done
+  for i in "${!pids[@]}"; do kill -0 "${pids[i]}" 2>/dev/null && log "${names[i]} did not stop in 10 s: killed"; done
+  log "daemons stopped ($(since "$t0") s)"
   # Then whatever is left: shims, containers, the holder.
   local left
   for _ in $(seq 1 50); do
