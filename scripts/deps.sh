@@ -3,6 +3,8 @@
 # get (jars, Go builds) is cached in $CAMPUS_CACHE (default ~/.cache/campus), keyed by version.
 #   scripts/deps.sh            backing servers + build tools
 #   scripts/deps.sh kube       also the test Kubernetes API server's toolchain (see scripts/kube.sh)
+#   scripts/deps.sh cluster    also what the one-node cluster of scripts/cluster.sh runs and builds
+#                              with (Debian's containerd, runc, CNI plugins, iptables, podman, ...)
 # One file per component in scripts/install/ (install_NAME).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,7 +16,12 @@ KAFKA_PYTHON_VERSION=2.2.15   # the local mode (scripts/local.sh) creates its to
 HELM_VERSION=3.22.0
 
 apt_pkgs=(mariadb-server redis-server cmake jq curl openjdk-17-jre-headless maven)
-[ "${1:-}" = kube ] && apt_pkgs+=(openssl)
+case ${1:-} in kube | cluster) apt_pkgs+=(openssl) ;; esac
+# scripts/cluster.sh: the node's runtime (containerd 1.6, runc, the bridge/host-local/loopback/portmap
+# CNI plugins), kube-proxy's iptables and conntrack, nft for the host snapshot, socat for the host's
+# servers, gcc for the pause image, podman for the Campus images (scripts/images.sh).
+[ "${1:-}" = cluster ] && apt_pkgs+=(containerd runc containernetworking-plugins iptables conntrack nftables
+  socat gcc libc6-dev podman buildah)
 need_apt "${apt_pkgs[@]}"
 
 # Go: helm and (scripts/kube.sh) Kubernetes and etcd are built from the Go module proxy. Debian's
@@ -44,7 +51,7 @@ need_go() {
 }
 
 mkdir -p "$CAMPUS_CACHE"
-if [ "${1:-}" = kube ]; then
+if [ "${1:-}" = kube ] || [ "${1:-}" = cluster ]; then
   need_go "k8s.io/kubernetes@v$(sed -n 's/^KUBE_VERSION=//p' "$ROOT/scripts/kube.sh")"
   need_go "go.etcd.io/etcd/server/v3@v$(sed -n 's/^ETCD_VERSION=//p' "$ROOT/scripts/kube.sh")"
 fi

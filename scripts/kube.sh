@@ -4,14 +4,15 @@
 # go.etcd.io/etcd/server/v3) and cached under $CAMPUS_CACHE/kube-v$KUBE_VERSION/bin with kubectl.
 #   scripts/kube.sh build        build once, cached afterwards: cold ≈23 min for apiserver, controller-manager
 #                                and kubectl + ≈2 min etcd on 2 shared cores (load 6-14); warm: nothing to do
-#   scripts/kube.sh build node   also kubelet, kube-scheduler, kube-proxy (a one-node cluster; not used by the
-#                                tests): ≈3.5 min after `build` (shared Go build cache)
+#   scripts/kube.sh build node   also kubelet, kube-scheduler, kube-proxy (the one-node cluster of
+#                                scripts/cluster.sh): ≈3.5 min after `build` (shared Go build cache)
 #   scripts/kube.sh start        start on 127.0.0.1:$CAMPUS_KUBE_PORT (default 6443); writes a kubeconfig
 #   scripts/kube.sh stop         stop by PID
 #   scripts/kube.sh env          print `export KUBECONFIG=…` and put the cached kubectl first on PATH
 # No kubelet runs: Pods never start, controllers (ReplicaSets, GC, service accounts) do.
+# Sourced (scripts/cluster.sh), it only defines its variables and functions (build, kube_*).
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CAMPUS_CACHE=${CAMPUS_CACHE:-$HOME/.cache/campus}
 KUBE_VERSION=1.37.2
 # The etcd that build/dependencies.yaml of k8s.io/kubernetes v1.37 names (3.7.0), latest patch.
@@ -104,53 +105,89 @@ build() {
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 running() { [ -f "$D/$1.pid" ] && kill -0 "$(cat "$D/$1.pid")" 2>/dev/null; }
 
+# kube_sa_keys DIR: the service-account signing key pair DIR/sa.key, DIR/sa.pub (kept across restarts).
+kube_sa_keys() {
+  [ -f "$1/sa.key" ] || openssl genrsa -out "$1/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$1/sa.key" -pubout -out "$1/sa.pub" 2>/dev/null
+}
+
+# kube_token FILE: a random bearer token, made once and kept in FILE; prints it.
+kube_token() {
+  [ -f "$1" ] || head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$1"
+  cat "$1"
+}
+
+# kube_kubeconfig FILE NAME SERVER TOKEN [CA_FILE]: a kubeconfig for one token user; without CA_FILE
+# the server's certificate is not verified.
+kube_kubeconfig() {
+  local file=$1 name=$2 server=$3 token=$4 ca=${5:-} tls="insecure-skip-tls-verify: true"
+  [ -n "$ca" ] && tls="certificate-authority-data: $(base64 -w0 "$ca")"
+  cat >"$file" <<KC
+apiVersion: v1
+kind: Config
+clusters:
+- name: $name
+  cluster:
+    server: $server
+    $tls
+users:
+- name: user
+  user:
+    token: $token
+contexts:
+- name: $name
+  context: {cluster: $name, user: user, namespace: default}
+current-context: $name
+KC
+}
+
+# kube_etcd_args DATA_DIR HOST PORT: ETCD_ARGS, a one-member throwaway store (no fsync) serving
+# clients on http://HOST:PORT and peers on PORT+1.
+kube_etcd_args() {
+  local peer=http://$2:$(($3 + 1))
+  ETCD_ARGS=(--data-dir "$1" --listen-client-urls "http://$2:$3" --advertise-client-urls "http://$2:$3"
+    --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" --initial-cluster "default=$peer"
+    --unsafe-no-fsync)
+}
+
+# kube_apiserver_args ETCD_URL DIR: APISERVER_ARGS, the flags both API servers share (the
+# service-account keys of kube_sa_keys DIR, RBAC, privileged pods allowed); callers add theirs.
+kube_apiserver_args() {
+  APISERVER_ARGS=(--etcd-servers="$1" --service-account-key-file="$2/sa.pub"
+    --service-account-signing-key-file="$2/sa.key" --service-account-issuer=https://kubernetes.default.svc
+    --allow-privileged=true)
+}
+
+# kube_wait_ready KUBECONFIG PIDFILE LOG: wait (30 s) for /readyz while the process of PIDFILE lives.
+kube_wait_ready() {
+  for _ in $(seq 1 300); do
+    if "$BIN/kubectl" --kubeconfig "$1" get --raw /readyz >/dev/null 2>&1; then return 0; fi
+    [ -f "$2" ] && kill -0 "$(cat "$2")" 2>/dev/null || { tail -n 30 "$3" >&2; exit 1; }
+    sleep 0.1
+  done
+  "$BIN/kubectl" --kubeconfig "$1" get --raw /readyz >/dev/null
+}
+
 start() {
   build
   mkdir -p "$D"
   if running apiserver; then echo "kube: already running"; return 0; fi
   rm -rf "$D/etcd"
-  # A throwaway test store: no fsync.
-  local peer=http://127.0.0.1:$((ETCD_PORT + 1))
-  setsid "$BIN/etcd" --data-dir "$D/etcd" --listen-client-urls "http://127.0.0.1:$ETCD_PORT" \
-    --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" --listen-peer-urls "$peer" \
-    --initial-advertise-peer-urls "$peer" --initial-cluster "default=$peer" --unsafe-no-fsync \
-    >"$D/etcd.log" 2>&1 &
+  kube_etcd_args "$D/etcd" 127.0.0.1 "$ETCD_PORT"
+  setsid "$BIN/etcd" "${ETCD_ARGS[@]}" >"$D/etcd.log" 2>&1 &
   echo $! >"$D/etcd.pid"
-  [ -f "$D/sa.key" ] || openssl genrsa -out "$D/sa.key" 2048 2>/dev/null
-  openssl rsa -in "$D/sa.key" -pubout -out "$D/sa.pub" 2>/dev/null
-  [ -f "$D/token" ] || head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$D/token"
-  local token; token=$(cat "$D/token")
+  kube_sa_keys "$D"
+  local token; token=$(kube_token "$D/token")
   echo "$token,admin,admin,system:masters" >"$D/tokens.csv"
   for _ in $(seq 1 100); do listening "$ETCD_PORT" && break; sleep 0.1; done
-  setsid "$BIN/kube-apiserver" --etcd-servers="http://127.0.0.1:$ETCD_PORT" --bind-address=127.0.0.1 \
+  kube_apiserver_args "http://127.0.0.1:$ETCD_PORT" "$D"
+  setsid "$BIN/kube-apiserver" "${APISERVER_ARGS[@]}" --bind-address=127.0.0.1 \
     --secure-port="$PORT" --cert-dir="$D/certs" --token-auth-file="$D/tokens.csv" \
-    --authorization-mode=RBAC --service-account-key-file="$D/sa.pub" \
-    --service-account-signing-key-file="$D/sa.key" --service-account-issuer=https://kubernetes.default.svc \
-    --service-cluster-ip-range=10.96.0.0/16 --allow-privileged=true \
+    --authorization-mode=RBAC --service-cluster-ip-range=10.96.0.0/16 \
     --enable-admission-plugins=NamespaceLifecycle,ServiceAccount >"$D/apiserver.log" 2>&1 &
   echo $! >"$D/apiserver.pid"
-  cat >"$KUBECONFIG_FILE" <<KC
-apiVersion: v1
-kind: Config
-clusters:
-- name: campus-test
-  cluster:
-    server: https://127.0.0.1:$PORT
-    insecure-skip-tls-verify: true
-users:
-- name: admin
-  user:
-    token: $token
-contexts:
-- name: campus-test
-  context: {cluster: campus-test, user: admin, namespace: default}
-current-context: campus-test
-KC
-  for _ in $(seq 1 300); do
-    if "$BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" get --raw /readyz >/dev/null 2>&1; then break; fi
-    running apiserver || { tail -n 30 "$D/apiserver.log" >&2; exit 1; }
-    sleep 0.1
-  done
+  kube_kubeconfig "$KUBECONFIG_FILE" campus-test "https://127.0.0.1:$PORT" "$token"
+  kube_wait_ready "$KUBECONFIG_FILE" "$D/apiserver.pid" "$D/apiserver.log"
   setsid "$BIN/kube-controller-manager" --kubeconfig="$KUBECONFIG_FILE" --leader-elect=false --controllers='*' \
     --service-account-private-key-file="$D/sa.key" --use-service-account-credentials=false \
     --bind-address=127.0.0.1 --secure-port=0 >"$D/controller-manager.log" 2>&1 &
@@ -172,6 +209,7 @@ stop() {
   done
 }
 
+[ "${BASH_SOURCE[0]}" = "$0" ] || return 0
 case ${1:-} in
   build) build "${2:-}" ;;
   start) start ;;

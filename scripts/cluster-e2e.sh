@@ -1,0 +1,278 @@
+# scripts/cluster.sh e2e (sourced by scripts/cluster.sh: its variables and functions): a snapshot of
+# the host, `up`, the checks, `down`, the snapshot again; prints `cluster e2e: N passed, M failed`.
+# CAMPUS_CLUSTER_PLATFORM=1: also the chart (`platform`, the images of scripts/images.sh build), a post
+# through the content Service, `helm uninstall`.
+
+PASSED=0
+FAILED=0
+ok() { PASSED=$((PASSED + 1)); echo "cluster e2e: ok   $*"; }
+bad() { FAILED=$((FAILED + 1)); echo "cluster e2e: FAIL $*"; }
+check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
+
+# host_snapshot DIR: what the cluster could leave behind on the host.
+host_snapshot() {
+  local s=$1; mkdir -p "$s"
+  sort /proc/self/mounts >"$s/mounts"
+  { ip netns list 2>/dev/null || true; } >"$s/netns"
+  ip -o link show | awk -F': ' '{ print $2 }' | sed 's/@.*//' | sort >"$s/links"
+  ip -o addr show | awk '{ print $2, $3, $4 }' | sort >"$s/addrs"
+  { ip route show table all; ip -6 route show table all; } | sort >"$s/routes"
+  { ip rule show; ip -6 rule show; } >"$s/rules"
+  # Rules without their counters.
+  { iptables-save; ip6tables-save; iptables-legacy-save; ip6tables-legacy-save; } 2>/dev/null |
+    grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]//' >"$s/iptables" || true
+  nft list ruleset >"$s/nft" 2>&1
+  sysctl_dump >"$s/sysctl"
+  # Every cgroup but those of the machine's own sessions (process_api) and of pods (kubepods).
+  find /sys/fs/cgroup -mindepth 1 -maxdepth 6 -type d -not -path '*/process_api/*' | sort >"$s/cgroups"
+  # Files the daemons would write by default if they were not in the node's mount namespace.
+  ls -d /run/* /var/lib/* /var/log/* /etc/cni /opt/cni /var/lib/kubelet /var/lib/containerd /var/lib/cni \
+    /var/log/pods /var/log/containers /run/containerd /run/netns 2>/dev/null | sort >"$s/files" || true
+  # Processes of the cluster: in its cgroups, in a network namespace the host did not have before, or
+  # one of its binaries started with its data directory.
+  local p exe known=${BEFORE:-$s}/netns-inodes
+  : >"$s/procs"
+  for p in /proc/[0-9]*; do
+    exe=$(readlink "$p/exe" 2>/dev/null) || continue
+    if grep -q "/$CGROOT/" "$p/cgroup" 2>/dev/null; then echo "${p#/proc/} $exe (cgroup)"
+    elif [ -f "$known" ] && ! grep -qxF "$(readlink "$p/ns/net")" "$known"; then echo "${p#/proc/} $exe (netns)"
+    elif tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF "$CD"; then echo "${p#/proc/} $exe (cmdline)"
+    fi >>"$s/procs"
+  done
+  for p in /proc/[0-9]*; do readlink "$p/ns/net" 2>/dev/null || true; done | sort -u >"$s/netns-inodes"
+}
+
+same() {
+  local f=$1
+  if diff -q "$BEFORE/$f" "$AFTER/$f" >/dev/null; then ok "host $f as before"
+  else bad "host $f changed:"; diff "$BEFORE/$f" "$AFTER/$f" | head -n 20 | sed 's/^/    /'; fi
+}
+
+# in_pod POD CMD...
+in_pod() { k exec "$1" -- "${@:2}"; }
+
+e2e() {
+  local t0; t0=$(now)
+  holder_alive && die "the cluster is up: \`$0 down\` first"
+  build_all
+  # The host's servers, reached from pods: started (and stopped at the end) when not running, before
+  # the first snapshot.
+  # (By port: they may run from another checkout, whose pid files `servers.sh status` cannot see.)
+  local started_servers=0 sv up_ports=0
+  for sv in $HOST_SERVERS; do listening "${sv##*:}" && up_ports=1; done
+  if [ "$WITH_HOST" != 0 ] && [ $up_ports = 0 ]; then
+    bash "$ROOT/scripts/servers.sh" start; started_servers=1
+  fi
+  local snap=$ROOT/target/cluster-e2e
+  rm -rf "$snap"; BEFORE=$snap/before AFTER=$snap/after
+  host_snapshot "$BEFORE"
+  [ -s "$BEFORE/procs" ] && { echo "cluster e2e: cluster processes before up:"; cat "$BEFORE/procs"; }
+
+  local t1; t1=$(now)
+  # (a subshell: a failing `up` exits, the e2e still goes on to `down`)
+  if (up); then ok "up ($(since "$t1") s)"; else bad "up"; fi
+  if holder_alive; then
+    e2e_checks
+    if [ "${CAMPUS_CLUSTER_PLATFORM:-0}" = 1 ]; then platform_checks; fi
+    host_snapshot "$snap/up"
+    # While up: the host's iptables and mounts are untouched, the node's have the rules.
+    if diff -q "$BEFORE/iptables" "$snap/up/iptables" >/dev/null && diff -q "$BEFORE/nft" "$snap/up/nft" >/dev/null; then
+      ok "while up: the host's iptables/nftables unchanged"; else bad "while up: the host's iptables changed"; fi
+    if diff -q "$BEFORE/mounts" "$snap/up/mounts" >/dev/null; then ok "while up: no mount on the host"
+    else bad "while up: mounts on the host:"; diff "$BEFORE/mounts" "$snap/up/mounts" | head | sed 's/^/    /'; fi
+    local kp; kp=$(node_exec iptables-save | grep -c '^-A KUBE-' || true)
+    [ "$kp" -gt 0 ] && ok "kube-proxy's rules are in the node ($kp KUBE- rules)" || bad "no kube-proxy rules in the node"
+    local changed; changed=$(diff "$BEFORE/sysctl" "$snap/up/sysctl" | grep '^[<>]' | grep -v "\.$HOST_IF\." || true)
+    if [ -z "$changed" ]; then ok "while up: the host's sysctls as before (but the veth's own)"
+    else bad "while up: sysctls changed:"; echo "$changed" | head | sed 's/^/    /'; fi
+    rss_figures
+    node_exec ctr --address /run/containerd/containerd.sock -n k8s.io images ls |
+      awk 'NR > 1 && $1 !~ /^sha256:/ { printf "cluster e2e: image %-50s %s %s\n", $1, $4, $5 }'
+  fi
+  local t2; t2=$(now)
+  if (down); then ok "down ($(since "$t2") s)"; else bad "down"; fi
+  host_snapshot "$AFTER"
+  local f
+  for f in mounts netns links addrs routes rules iptables nft sysctl cgroups files; do same "$f"; done
+  if [ -s "$AFTER/procs" ]; then bad "cluster processes left:"; sed 's/^/    /' "$AFTER/procs"; else ok "no cluster process left"; fi
+  local extra; extra=$(comm -13 "$BEFORE/netns-inodes" "$AFTER/netns-inodes")
+  if [ -z "$extra" ]; then ok "no network namespace left"; else bad "network namespaces left: $extra"; fi
+  [ $started_servers = 1 ] && bash "$ROOT/scripts/servers.sh" stop >/dev/null
+  echo "cluster e2e: total $(since "$t0") s"
+  echo "cluster e2e: $PASSED passed, $FAILED failed"
+  [ "$FAILED" = 0 ]
+}
+
+e2e_checks() {
+  local bb; bb=$(cat "$IMAGES/busybox.name")
+  check "node $NODE Ready" node_ready
+  k delete pod web client --ignore-not-found --wait=true >/dev/null 2>&1 || true
+  k apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: web, labels: {app: web}}
+spec:
+  containers:
+  - name: web
+    image: $bb
+    imagePullPolicy: Never
+    command: [sh, -c, 'echo hello-from-pod > /tmp/index.html; exec httpd -f -p 8080 -h /tmp']
+    ports: [{containerPort: 8080}]
+    readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  containers:
+  - name: client
+    image: $bb
+    imagePullPolicy: Never
+    command: [sleep, "3600"]
+EOF
+  local t; t=$(now)
+  if k wait --for=condition=Ready pod/web pod/client --timeout=120s >/dev/null; then
+    ok "two busybox pods (Debian busybox-static image, never pulled) Ready ($(since "$t") s)"
+  else bad "pods not Ready"; k describe pod web client | tail -n 20; return 0; fi
+  local ip; ip=$(k get pod web -o jsonpath='{.status.podIP}')
+  local svc; svc=$(k get svc web -o jsonpath='{.spec.clusterIP}')
+  # HTTP with nc (busybox-static's wget crashes in getaddrinfo: static glibc without NSS modules).
+  local req='printf "GET / HTTP/1.0\r\n\r\n" | nc -w 3'
+  [[ $(node_exec curl -fsS -m 5 "http://$ip:8080/") = hello-from-pod ]] && ok "the node reaches the pod ($ip)" || bad "node -> pod $ip"
+  [[ $(node_exec curl -fsS -m 5 "http://$svc/") = hello-from-pod ]] && ok "the node reaches the Service ($svc, kube-proxy iptables)" || bad "node -> service $svc"
+  [[ $(in_pod client sh -c "$req $ip 8080" | tail -n 1) = hello-from-pod ]] && ok "pod -> pod" || bad "pod -> pod"
+  [[ $(in_pod client sh -c "$req $svc 80" | tail -n 1) = hello-from-pod ]] && ok "pod -> Service" || bad "pod -> Service"
+  [[ $(in_pod web sh -c "$req $svc 80" | tail -n 1) = hello-from-pod ]] && ok "pod -> its own Service (hairpin)" || bad "hairpin"
+  [[ $(k logs web 2>&1; echo x) ]] && ok "kubectl logs" || bad "kubectl logs"
+  if [ "$WITH_DNS" != 0 ]; then
+    local out; out=$(in_pod client nslookup kubernetes.default.svc.cluster.local 2>&1 || true)
+    grep -q "Address: $API_SVC_IP" <<<"$out" && ok "DNS: kubernetes.default.svc.cluster.local -> $API_SVC_IP" || { bad "DNS kubernetes.default"; echo "$out" | sed 's/^/    /'; }
+    out=$(in_pod client nslookup web 2>&1 || true)
+    grep -q "Address: $svc" <<<"$out" && ok "DNS: web (search path) -> $svc" || { bad "DNS web"; echo "$out" | sed 's/^/    /'; }
+    [[ $(in_pod client sh -c "$req web.default.svc.cluster.local 80" | tail -n 1) = hello-from-pod ]] && ok "pod -> Service by name" || bad "pod -> Service by name"
+  fi
+  debian_check
+  [ "$WITH_HOST" != 0 ] && [ "$WITH_DNS" != 0 ] && host_checks
+  k delete pod web client --wait=false >/dev/null
+}
+
+# A pod of the debootstrap Debian image: runs to completion, prints the Debian release.
+debian_check() {
+  local suite; suite=$(. /etc/os-release && echo "$VERSION_CODENAME")
+  k apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: debian}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: debian
+    image: localhost/campus/debian:$suite-minbase
+    imagePullPolicy: Never
+    command: [bash, -c, 'echo "debian \$(cat /etc/debian_version) apt \$(apt-get --version | head -n 1)"']
+EOF
+  local out="" end=$(($(date +%s) + 60))
+  until [ "$(k get pod debian -o jsonpath='{.status.phase}')" = Succeeded ]; do
+    [ "$(date +%s)" -lt "$end" ] || break; sleep 1
+  done
+  out=$(k logs debian 2>&1 || true)
+  grep -q "^debian $(cut -d. -f1 /etc/debian_version)\." <<<"$out" && ok "a pod of the Debian $suite image (debootstrap): $out" || bad "Debian pod: $out"
+  k delete pod debian --wait=false >/dev/null
+}
+
+# The host's servers from a pod, by name (selector-less Services in $HOST_NS).
+host_checks() {
+  local h=svc.cluster.local out
+  # A TCP connect (busybox nc has no -z): nc exits 1 at once when refused or unreachable; 0 when the
+  # server closes, killed by timeout when it waits for the client: both mean connected.
+  local connect='f() { timeout 4 nc -w 2 "$1" "$2" </dev/null >/dev/null 2>&1; [ $? = 1 ] && echo closed || echo open; }; f'
+  out=$(in_pod client sh -c "printf 'PING\r\n' | nc -w 3 redis.$HOST_NS.$h 6379" 2>&1 | tr -d '\r' || true)
+  [ "$out" = +PONG ] && ok "pod -> redis.$HOST_NS (the host's Redis): PONG" || bad "pod -> redis.$HOST_NS: $out"
+  out=$(in_pod client sh -c "nc -w 3 mysql.$HOST_NS.$h 3306 </dev/null | head -c 64 | tr -dc 'A-Za-z0-9.-'" 2>&1 || true)
+  grep -q MariaDB <<<"$out" && ok "pod -> mysql.$HOST_NS (the host's MariaDB): greeting $out" || bad "pod -> mysql.$HOST_NS: $out"
+  out=$(in_pod client sh -c "printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 elasticsearch.$HOST_NS.$h 9200" 2>&1 || true)
+  grep -q '"cluster_name"' <<<"$out" && ok "pod -> elasticsearch.$HOST_NS (the host's OpenSearch)" || bad "pod -> elasticsearch.$HOST_NS: $(head -c 200 <<<"$out")"
+  out=$(in_pod client sh -c "$connect mongodb.$HOST_NS.$h 27017" 2>&1 || true)
+  [ "$out" = open ] && ok "pod -> mongodb.$HOST_NS (the host's FerretDB) accepts" || bad "pod -> mongodb.$HOST_NS: $out"
+  local end=$(($(date +%s) + 60))
+  until out=$(in_pod client sh -c "$connect kafka.$HOST_NS.$h $KAFKA_PORT" 2>&1) && [ "$out" = open ]; do
+    [ "$(date +%s)" -lt "$end" ] || break; sleep 1
+  done
+  [ "$out" = open ] && ok "pod -> kafka.$HOST_NS (the cluster's Kafka node on $HOST_IP) accepts" || bad "pod -> kafka.$HOST_NS: $out"
+  out=$(in_pod client sh -c "$connect $HOST_IP 2024" 2>&1 || true)
+  [ "$out" = closed ] && ok "pod -> $HOST_IP:2024 (another listener of the host) refused" || bad "pod reaches $HOST_IP:2024"
+}
+
+# http_in_pod NS METHOD URL [BODY]: one HTTP/1.0 request with busybox nc from the pod `client` of NS;
+# prints the response (status line, headers, body).
+http_in_pod() {
+  local ns=$1 method=$2 url=$3 body=${4:-}
+  local hostport=${url#http://}; hostport=${hostport%%/*}
+  local path=/${url#http://*/}
+  local host=${hostport%:*} port=80
+  [ "$host" != "$hostport" ] && port=${hostport##*:}
+  local req="$method $path HTTP/1.0\r\nHost: $host\r\n"
+  [ -n "$body" ] && req+="Content-Type: application/json\r\nContent-Length: ${#body}\r\n"
+  req+="\r\n$body"
+  k -n "$ns" exec client -- sh -c "printf '%b' '$req' | nc -w 5 $host $port"
+}
+
+# The chart (scripts/cluster.sh platform) and a post through the content Service, then uninstall.
+platform_checks() {
+  local ns=$RELEASE_NS t; t=$(now)
+  if (platform); then ok "helm install to CampusPlatform Ready ($(since "$t") s)"
+  else bad "CampusPlatform not Ready"; k -n "$ns" get campusplatform,deploy,pods -o wide 2>&1 | sed 's/^/    /'; return 0; fi
+  local unavailable
+  unavailable=$(k -n "$ns" get deploy -o jsonpath='{range .items[*]}{.metadata.name} {.status.availableReplicas} {.spec.replicas}{"\n"}{end}' | awk '$2 != $3')
+  [ -z "$unavailable" ] && ok "every Deployment of $ns Available ($(k -n "$ns" get deploy -o name | wc -l))" || bad "Deployments not Available: $unavailable"
+  local op holder
+  op=$(k -n "$ns" get pod -l app.kubernetes.io/component=operator -o jsonpath='{.items[0].metadata.name}')
+  holder=$(k -n "$ns" get lease -o jsonpath='{.items[*].spec.holderIdentity}')
+  grep -qw "$op" <<<"$holder" && ok "the operator pod $op holds the Lease" || bad "Lease holder '$holder', operator pod '$op'"
+  local sa; sa=$(k -n "$ns" get pod "$op" -o jsonpath='{.spec.serviceAccountName}')
+  [ "$(k auth can-i --as="system:serviceaccount:$ns:$sa" create clusterrolebindings 2>/dev/null)" = no ] &&
+    ok "the operator's ServiceAccount $sa cannot create ClusterRoleBindings (RBAC enforced)" || bad "RBAC: $sa can create ClusterRoleBindings"
+  # A client pod in the release namespace: names resolve through CoreDNS there too.
+  local bb; bb=$(cat "$IMAGES/busybox.name")
+  k -n "$ns" run client --image="$bb" --image-pull-policy=Never --restart=Never -- sleep 3600 >/dev/null
+  k -n "$ns" wait --for=condition=Ready pod/client --timeout=60s >/dev/null
+  local content; content=$(k -n "$ns" get svc -o name | sed -n 's|^service/\(.*content-api\)$|\1|p' | head -n 1)
+  local out id
+  out=$(http_in_pod "$ns" POST "http://$content/posts" '{"title":"Hello cluster","userId":1,"content":"Kafka in pods","categoryId":2}' 2>&1 || true)
+  id=$(sed -n 's/.*"id":\([0-9]*\).*/\1/p' <<<"$out" | head -n 1)
+  [ -n "$id" ] && ok "POST /posts through Service $content: post $id" || bad "POST /posts: $(tail -n 3 <<<"$out")"
+  if [ -n "$id" ]; then
+    local end=$(($(date +%s) + 60)) found=0
+    until grep -q '"title":"Hello cluster"' <<<"$(http_in_pod "$ns" GET "http://$content/posts/$id/detail" 2>&1)"; do
+      [ "$(date +%s)" -lt "$end" ] || { found=1; break; }; sleep 1
+    done
+    [ $found = 0 ] && ok "GET /posts/$id/detail" || bad "post $id has no detail after 60 s"
+    end=$(($(date +%s) + 120)) found=0
+    until grep -q "\"id\":$id" <<<"$(http_in_pod "$ns" GET "http://$content/list/search?keyword=pods" 2>&1)"; do
+      [ "$(date +%s)" -lt "$end" ] || { found=1; break; }; sleep 2
+    done
+    [ $found = 0 ] && ok "post $id searchable ($(since "$t") s after helm install)" || bad "post $id not in search after 120 s"
+  fi
+  k -n "$ns" delete pod client --wait=false >/dev/null
+  t=$(now)
+  if KUBECONFIG=$CD/kubeconfig "$HELM" uninstall "$RELEASE" -n "$ns" --wait --timeout 3m >/dev/null; then ok "helm uninstall ($(since "$t") s)"; else bad "helm uninstall"; fi
+  local left; left=$(k -n "$ns" get campusplatform,deploy,svc,cm -o name 2>/dev/null | grep -v kube-root-ca || true)
+  [ -z "$left" ] && ok "helm uninstall leaves no Campus object in $ns" || bad "left after uninstall: $left"
+}
+
+# RSS per pod from the kubelet's stats (/stats/summary through the API server).
+rss_figures() {
+  k get --raw "/api/v1/nodes/$NODE/proxy/stats/summary" 2>/dev/null |
+    python3 -c 'import json,sys
+d = json.load(sys.stdin)
+for p in d.get("pods", []):
+    rss = sum(c.get("memory", {}).get("rssBytes", 0) for c in p.get("containers", []))
+    print("cluster e2e: rss %-40s %6.1f MB" % (p["podRef"]["namespace"] + "/" + p["podRef"]["name"], rss / 1e6))' || true
+}
