@@ -31,6 +31,43 @@ pub enum Command {
         #[command(subcommand)]
         worker: WorkerCommand,
     },
+    /// Print a `filebeat.yml` that ships the access lines of files (processes' stdout written to
+    /// files, as in the local mode) to the `access-log` topic. In Kubernetes the operator renders
+    /// the DaemonSet's from the same schema.
+    FilebeatConfig(FilebeatConfigArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FilebeatConfigArgs {
+    /// Kafka bootstrap servers, comma separated `host:port` pairs.
+    #[arg(long = "kafka-brokers", env = env::KAFKA_BROKERS, value_name = "HOST:PORT,...")]
+    pub brokers: String,
+    /// Prefix of the topic: `<prefix>.access-log`; empty for none.
+    #[arg(long = "kafka-prefix", env = env::KAFKA_PREFIX, default_value = "")]
+    pub prefix: String,
+    /// A file (or glob) to tail; repeat for several.
+    #[arg(long = "path", required = true, value_name = "GLOB")]
+    pub paths: Vec<String>,
+    /// Ship every line, not only access lines (`"log_type":"access"`).
+    #[arg(long = "all-lines")]
+    pub all_lines: bool,
+    /// `host:port` of Filebeat's monitoring endpoint (`/`, `/stats`); off when not given.
+    #[arg(long = "filebeat-http-addr", value_name = "HOST:PORT")]
+    pub http: Option<String>,
+}
+
+impl FilebeatConfigArgs {
+    /// The `filebeat.yml` these arguments ask for.
+    pub fn render(&self) -> String {
+        use campus_common::logschema::{FilebeatInput, FilebeatParams, filebeat_yaml};
+        filebeat_yaml(&FilebeatParams {
+            brokers: &self.brokers,
+            topic: &campus_contract::prefixed(&self.prefix, access_log::TOPIC),
+            input: FilebeatInput::Files { paths: &self.paths },
+            access_only: !self.all_lines,
+            http: self.http.as_deref(),
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -12,11 +12,13 @@ use sqlx::{Connection, Executor, MySqlConnection};
 
 use crate::config::KafkaArgs;
 
+mod filebeat;
 mod kafka;
 mod process;
 mod search;
 
 use crate::kafka::admin::{Admin, TopicSpec};
+pub use filebeat::{FILEBEAT_ENV, Filebeat};
 pub use kafka::PrivateKafka;
 pub use process::{
     ServerProcess, cache_dir, free_port, free_port_pair, listening, scripts_dir, signal_group,
