@@ -168,19 +168,44 @@ async fn a_real_filebeat_ships_the_apis_access_logs_through_kafka_into_the_log_a
     let classes: Vec<u16> = sent.iter().map(|r| r.3 / 100).collect();
     assert_eq!(classes, [2, 2, 4, 2, 4], "{sent:?}");
 
-    // The log API finds each request by its id, exactly once, as the client saw it.
-    for (rid, service, path, status) in &sent {
-        let hit = eventually(120, &format!("request {rid} in the log API"), || async {
-            let (code, body) = get_json(&format!("{l}/logs/search?q={rid}")).await;
-            (code == 200 && body["total"] == 1).then(|| body["hits"][0].clone())
+    // Every request reaches the index: waited for on Elasticsearch itself (the log API's own
+    // searches would be access lines too, with the ids in their query strings).
+    let store = es(&es_url);
+    for (rid, ..) in &sent {
+        eventually(120, &format!("request {rid} indexed"), || async {
+            store.refresh(&index_prefix).await.ok()?;
+            let body = json!({"size": 0, "track_total_hits": true,
+                "query": {"term": {"request_id": rid}}});
+            let found = store.search(&index_prefix, &body).await.ok()?;
+            (found["hits"]["total"]["value"] == 1).then_some(())
         })
         .await;
+    }
+    // The log API finds each request by its id, exactly once, as the client saw it.
+    for (rid, service, path, status) in &sent {
+        let (code, body) = get_json(&format!("{l}/logs/search?q={rid}")).await;
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body["total"], 1, "{rid}: {body}");
+        let hit = &body["hits"][0];
         assert_eq!(hit["request_id"], rid.as_str(), "{hit}");
         assert_eq!(hit["service"], *service, "{hit}");
         assert_eq!(hit["path"], *path, "{hit}");
         assert_eq!(hit["status"], *status, "{hit}");
         assert_eq!(hit["user_agent"], "campus-filebeat-e2e/1", "{hit}");
     }
+    // And counts them: the stats of the requests' time window.
+    let (code, stats) = get_json(&format!(
+        "{l}/logs/stats?from={}",
+        (now - chrono::Duration::seconds(1))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            .replace('+', "%2B")
+    ))
+    .await;
+    assert_eq!(code, 200, "{stats}");
+    assert!(
+        stats["total"].as_u64().unwrap() >= sent.len() as u64,
+        "{stats}"
+    );
     assert!(
         shipper.is_running(),
         "Filebeat exited: {}",
