@@ -201,12 +201,12 @@ pub struct FilebeatParams<'a> {
     pub input: FilebeatInput<'a>,
     /// Drop lines that are not access-log lines (`"log_type":"access"`) before they leave the node.
     pub access_only: bool,
-    /// `host:port` of Filebeat's monitoring HTTP endpoint (`/`, `/stats`); `None`: off.
-    pub http: Option<&'a str>,
+    /// Host and port of Filebeat's monitoring HTTP endpoint (`/`, `/stats`); `None`: off.
+    pub http: Option<(&'a str, u16)>,
 }
 
 /// The monitoring endpoint of the DaemonSet's Filebeat.
-pub const FILEBEAT_POD_HTTP: &str = "0.0.0.0:5066";
+pub const FILEBEAT_POD_HTTP: (&str, u16) = ("0.0.0.0", 5066);
 
 /// `filebeat.yml` for the DaemonSet (mounted from a ConfigMap) or a local Filebeat.
 pub fn filebeat_yaml(p: &FilebeatParams<'_>) -> String {
@@ -264,13 +264,11 @@ pub fn filebeat_yaml(p: &FilebeatParams<'_>) -> String {
             json!("/usr/share/filebeat/data/registry"),
         );
     }
-    match p.http.and_then(|a| a.rsplit_once(':')) {
-        Some((host, port)) => obj.insert(
-            "http".to_owned(),
-            json!({"enabled": true, "host": host, "port": port.parse::<u16>().unwrap_or(5066)}),
-        ),
-        None => obj.insert("http".to_owned(), json!({"enabled": false})),
+    let http = match p.http {
+        Some((host, port)) => json!({"enabled": true, "host": host, "port": port}),
+        None => json!({"enabled": false}),
     };
+    obj.insert("http".to_owned(), http);
     serde_yaml_like(&config)
 }
 
@@ -527,7 +525,7 @@ mod tests {
             (
                 FilebeatInput::Files { paths: &files },
                 true,
-                Some("127.0.0.1:5066"),
+                Some(("127.0.0.1", 5066)),
             ),
             (FilebeatInput::Files { paths: &files[..1] }, false, None),
         ];
