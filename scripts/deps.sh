@@ -68,6 +68,7 @@ fi
 install_kafka
 install_ferretdb
 install_opensearch
+install_filebeat
 
 # helm: `go install` of helm.sh/helm/v3/cmd/helm (its go.mod has no replace directives), with the
 # ldflags of helm's Makefile so `helm version` and .Capabilities.KubeVersion are the real ones.

@@ -8,6 +8,10 @@
 #   scripts/local.sh smoke    one real request to each API (after `up`)
 #   scripts/local.sh readme   every curl example of README.md, each must answer 2xx (after `up`)
 #   scripts/local.sh logs [NAME]   follow target/local/NAME.log (all when no NAME)
+# A real Filebeat (scripts/install/filebeat.sh) tails the APIs' output files and ships their access
+# lines to the topic local.access-log, which `campus-log worker index` indexes: /logs/search and
+# /logs/stats show the local traffic. Its config comes from `campus-log filebeat-config` (the same
+# schema the operator renders the DaemonSet's from), its registry is target/local/filebeat/.
 # PIDs and logs live in target/local/. Names are prefixed (Kafka `local.`, Redis `local:`, MySQL
 # databases `campus_local_*`, indices `local-*`) so the local mode never touches the tests' data.
 # No OpenAI key is needed: without OPENAI_API_KEY the inspector applies its offline policy.
@@ -33,10 +37,13 @@ content-index|campus-content|worker index|OPS_ADDR|9095
 coupon-issue|campus-coupon|worker issue|OPS_ADDR|9096
 log-index|campus-log|worker index|OPS_ADDR|9097
 "
+# Filebeat's monitoring endpoint (it answers / when it runs).
+FILEBEAT_PORT=5066
 # (9092 is Kafka's port.) Logical topics and their partitions, created before the workers start.
 TOPICS="post.original:3 post.inspected:3 coupon.request:6 access-log:3"
 
 eval "$(bash scripts/servers.sh env)"
+. scripts/install/filebeat.sh
 export KAFKA_BROKERS=$CAMPUS_TEST_KAFKA_BROKERS
 export KAFKA_PREFIX=$PREFIX
 export REDIS_URL=$CAMPUS_TEST_REDIS_URL
@@ -112,10 +119,31 @@ start_one() {
   echo $! >"$D/$name.pid"
 }
 
+# Filebeat on the output files of the APIs (the access lines are on their stdout).
+start_filebeat() {
+  if running filebeat; then return 0; fi
+  if listening "$FILEBEAT_PORT"; then echo "local: port $FILEBEAT_PORT for filebeat is taken by another process" >&2; return 1; fi
+  local paths=() name
+  for name in $(each | grep -- '-api|' | cut -d'|' -f1); do paths+=(--path "$D/$name.log"); done
+  "$BIN/campus-log" filebeat-config --kafka-brokers "$KAFKA_BROKERS" --kafka-prefix "$PREFIX" \
+    "${paths[@]}" --filebeat-http-addr "127.0.0.1:$FILEBEAT_PORT" >"$D/filebeat.yml"
+  local home=$D/filebeat
+  mkdir -p "$home/data" "$home/logs"
+  setsid "$FILEBEAT_BIN" -e -c "$D/filebeat.yml" --path.home "$home" --path.config "$home" \
+    --path.data "$home/data" --path.logs "$home/logs" --strict.perms=false >"$D/filebeat.log" 2>&1 &
+  echo $! >"$D/filebeat.pid"
+}
+
+filebeat_ready() { curl -fs -o /dev/null --max-time 3 "http://127.0.0.1:$FILEBEAT_PORT/"; }
+
 wait_ready() {
   local deadline=$((SECONDS + READY_TIMEOUT)) pending
   while :; do
     pending=()
+    if ! running filebeat; then
+      echo "local: filebeat exited; last lines of $D/filebeat.log:" >&2; tail -n 15 "$D/filebeat.log" >&2; return 1
+    fi
+    filebeat_ready || pending+=(filebeat)
     while IFS='|' read -r name _ _ _ port; do
       if ! running "$name"; then
         echo "local: $name exited; last lines of $D/$name.log:" >&2; tail -n 15 "$D/$name.log" >&2; return 1
@@ -141,6 +169,7 @@ Campus is running locally (logs: target/local/*.log, stop: scripts/local.sh down
   log API       http://127.0.0.1:8083   Swagger UI http://127.0.0.1:8083/swagger-ui/
   workers (ops: /healthz /readyz /metrics)
     content inspect :9091  cache :9093  inbox :9094  index :9095   coupon issue :9096   log index :9097
+  Filebeat $FILEBEAT_VERSION  target/local/{content,coupon,log}-api.log -> $PREFIX.access-log  (monitoring http://127.0.0.1:$FILEBEAT_PORT/stats)
   servers: Kafka $KAFKA_BROKERS (topics $PREFIX.*), MySQL ${MYSQL_BASE#mysql://}, Redis ${REDIS_URL#redis://},
            MongoDB ${MONGO_URL#mongodb://}, Elasticsearch ${ELASTICSEARCH_URL#http://}  (no Kibana in the local mode)
 TXT
@@ -164,23 +193,24 @@ up() {
   create_topics
   while IFS='|' read -r name bin sub var port; do start_one "$name" "$bin" "$sub" "$var" "$port"; done < <(each | grep -- '-api|')
   while IFS='|' read -r name bin sub var port; do start_one "$name" "$bin" "$sub" "$var" "$port"; done < <(each | grep -v -- '-api|')
+  start_filebeat
   wait_ready
   local t2; t2=$(date +%s.%N)
   awk -v a="$t0" -v b="$t1" -v c="$t2" -v n="$(each | wc -l)" \
-    'BEGIN { printf "local: all %d processes ready in %.1f s after the build (%.1f s in all)\n", n, c - b, c - a }'
+    'BEGIN { printf "local: all %d processes ready in %.1f s after the build (%.1f s in all), Filebeat with them\n", n, c - b, c - a }'
 
   endpoints
 }
 
 down() {
   local n
-  for n in $(each | cut -d'|' -f1); do
+  for n in filebeat $(each | cut -d'|' -f1); do
     if running "$n"; then
       local pid; pid=$(cat "$D/$n.pid")
       kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
     fi
   done
-  for n in $(each | cut -d'|' -f1); do
+  for n in filebeat $(each | cut -d'|' -f1); do
     if [ -f "$D/$n.pid" ]; then
       local pid; pid=$(cat "$D/$n.pid")
       for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -189,6 +219,8 @@ down() {
       echo "local: $n stopped"
     fi
   done
+  # The next `up` starts every API afresh and truncates its output file: Filebeat starts over too.
+  rm -rf "$D/filebeat"
   if [ -s "$D/servers-started" ]; then
     # shellcheck disable=SC2046
     bash scripts/servers.sh stop $(cat "$D/servers-started")
@@ -203,6 +235,9 @@ status() {
     if curl -fs -o /dev/null --max-time 3 "http://127.0.0.1:$port/readyz"; then state=ready; else state="not ready"; rc=3; fi
     printf '%-16s running (pid %s, :%s, %s)  %s\n' "$name" "$(cat "$D/$name.pid")" "$port" "$sub" "$state"
   done < <(each)
+  if ! running filebeat; then printf '%-16s stopped\n' filebeat; rc=3
+  elif filebeat_ready; then printf '%-16s running (pid %s, :%s, %s)  ready\n' filebeat "$(cat "$D/filebeat.pid")" "$FILEBEAT_PORT" "$(filebeat_version "$FILEBEAT_BIN")"
+  else printf '%-16s running (pid %s, :%s)  not ready\n' filebeat "$(cat "$D/filebeat.pid")" "$FILEBEAT_PORT"; rc=3; fi
   return $rc
 }
 
@@ -244,7 +279,29 @@ smoke() {
   for p in 8081 8082 8083; do
     expect "Swagger UI" "200" GET "http://127.0.0.1:$p/swagger-ui/" >/dev/null || rc=1
   done
+  local rid; rid=local-smoke-$(date +%s%N)
+  curl -s -o /dev/null -H "x-request-id: $rid" "http://127.0.0.1:8081/posts/1/detail"
+  shipped "$rid" campus-content || rc=1
   return $rc
+}
+
+# shipped REQUEST_ID SERVICE: waits (up to 90 s) until the log API finds SERVICE's access line of
+# the request with that id, which got to it through the API's output file, Filebeat, Kafka and
+# `campus-log worker index`. (The log API's own searches are access lines too, with the id in their
+# query strings: only a hit whose request_id is the id counts.)
+shipped() {
+  local id=$1 service=$2 deadline=$((SECONDS + 90)) out hit
+  while [ $SECONDS -lt $deadline ]; do
+    out=$(curl -fs --max-time 5 "http://127.0.0.1:8083/logs/search?q=$id&service=$service" || true)
+    hit=$(jq -c --arg id "$id" 'first(.hits[]? | select(.request_id == $id)) | {service, path, status}' <<<"$out" 2>/dev/null || true)
+    if [ -n "$hit" ]; then
+      echo "local: ok   log API: request $id found $hit" >&2
+      return 0
+    fi
+    sleep 1
+  done
+  echo "local: FAIL log API: request $id of $service not in /logs/search after 90 s (filebeat: target/local/filebeat.log)" >&2
+  return 1
 }
 
 # Every curl example of the README's "Try it" block, as a newcomer pastes them after `up`: each
@@ -262,6 +319,10 @@ readme() {
   done < <(awk '/^## Try it/ {on = 1; next} on && /^```sh/ {block = 1; next} block && /^```/ {exit}
                 block { if (sub(/\\$/, "")) { acc = acc $0; next } print acc $0; acc = "" }' README.md | grep '^curl ')
   rm -f "$out"
+  # The log API shows the local traffic: a request of the examples' kind, found by its id.
+  local id; id=local-readme-$(date +%s%N)
+  curl -s -o /dev/null -H "x-request-id: $id" 'localhost:8082/coupons?userId=42'
+  if shipped "$id" campus-coupon; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
   echo "readme: $passed passed, $failed failed"
   [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
 }

@@ -13,6 +13,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 D=${CAMPUS_DATA:-$ROOT/target/servers}
 SERVERS="mysql redis kafka search mongo"
 for f in "$ROOT"/scripts/servers.d/*.sh; do . "$f"; done
+. "$ROOT/scripts/install/filebeat.sh"
 
 pids() { [ -f "$D/$1.pid" ] && cat "$D/$1.pid" || true; }
 running() {
@@ -90,7 +91,9 @@ case $cmd in
     done
     exit $rc ;;
   env)
-    # The variables the tests and services read, pointing at these servers.
-    for n in "${names[@]}"; do "${n}_env"; done ;;
+    # The variables the tests and services read, pointing at these servers, and the Filebeat
+    # binary (scripts/install/filebeat.sh) the log tests run.
+    for n in "${names[@]}"; do "${n}_env"; done
+    echo "export CAMPUS_TEST_FILEBEAT=$FILEBEAT_BIN" ;;
   *) echo "usage: $0 start|stop|restart|status|env [--kafka-cluster] [server...]  (servers: $SERVERS)" >&2; exit 2 ;;
 esac

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use campus_common::logschema::{self, FilebeatParams, LogstashParams};
+use campus_common::logschema::{self, FilebeatInput, FilebeatParams, LogstashParams};
 use campus_contract::{dlq_topic, env as var};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
@@ -153,8 +153,11 @@ fn filebeat(cr: &CampusPlatform, plan: &Plan) -> ConfigMap {
     let yaml = logschema::filebeat_yaml(&FilebeatParams {
         brokers: &cr.spec.kafka.brokers,
         topic: &topic,
-        namespaces: &namespaces,
+        input: FilebeatInput::Containers {
+            namespaces: &namespaces,
+        },
         access_only: fb.access_only,
+        http: Some(logschema::FILEBEAT_POD_HTTP),
     });
     config_map(
         cr,
@@ -311,8 +314,11 @@ mod tests {
         let expected = logschema::filebeat_yaml(&FilebeatParams {
             brokers: "kafka:9092",
             topic: "campus.blue.access-log",
-            namespaces: &["campus".to_owned()],
+            input: FilebeatInput::Containers {
+                namespaces: &["campus".to_owned()],
+            },
             access_only: true,
+            http: Some(logschema::FILEBEAT_POD_HTTP),
         });
         assert_eq!(fb, &expected);
         let pipelines = maps[5].data.as_ref().unwrap();
@@ -326,5 +332,85 @@ mod tests {
         let settings = maps[4].data.as_ref().unwrap();
         assert!(settings["logstash.yml"].contains("config.reload.automatic: true"));
         assert!(settings["pipelines.yml"].contains("/usr/share/logstash/pipeline/access-log.conf"));
+    }
+
+    /// Every `filebeat.yml` the operator can render (the samples, and each Filebeat and Kafka
+    /// setting that changes the file) passes the real Filebeat's `filebeat test config` (settings,
+    /// processors, the Kafka output: a Kafka `version` it does not know fails it) and starts its
+    /// inputs. Skipped without `$CAMPUS_TEST_FILEBEAT`, failed on CI.
+    #[test]
+    fn every_rendered_filebeat_yml_is_taken_by_the_real_filebeat() {
+        let Some(real) = campus_common::testing::Filebeat::find() else {
+            return;
+        };
+        let variant = |extra: &str| format!("{MINIMAL}{extra}");
+        let variants = [
+            ("the minimal fixture", MINIMAL.to_owned()),
+            (
+                "samples/minimal.yaml",
+                include_str!("../../samples/minimal.yaml").to_owned(),
+            ),
+            (
+                "samples/full.yaml",
+                include_str!("../../samples/full.yaml").to_owned(),
+            ),
+            (
+                "samples/native-indexer.yaml",
+                include_str!("../../samples/native-indexer.yaml").to_owned(),
+            ),
+            (
+                "several namespaces",
+                variant("  logging: {filebeat: {namespaces: [campus, shop, \"team-a\"]}}\n"),
+            ),
+            (
+                "all namespaces",
+                variant("  logging: {filebeat: {allNamespaces: true}}\n"),
+            ),
+            (
+                "every line, not only access lines",
+                variant("  logging: {filebeat: {accessOnly: false, allNamespaces: true}}\n"),
+            ),
+            (
+                "no topic prefix, three brokers",
+                MINIMAL.replace(
+                    r#"kafka: {brokers: "kafka:9092"}"#,
+                    r#"kafka: {brokers: "k-0.kafka:9092, k-1.kafka:9093,k-2.kafka:9094", prefix: ""}"#,
+                ),
+            ),
+            (
+                "a custom prefix and Kafka properties (not applied to Filebeat)",
+                MINIMAL.replace(
+                    r#"kafka: {brokers: "kafka:9092"}"#,
+                    r#"kafka: {brokers: "kafka:9092", prefix: "prod-eu", properties: {security.protocol: SSL}}"#,
+                ),
+            ),
+        ];
+        let mut seen = std::collections::BTreeSet::new();
+        for (what, yaml) in variants {
+            let cr = platform(&yaml);
+            let maps = all(&cr, &Plan::of(&cr));
+            let map = maps
+                .iter()
+                .find(|m| m.name_any() == filebeat_name(&cr))
+                .unwrap_or_else(|| panic!("{what}: no Filebeat ConfigMap"));
+            let fb = &map.data.as_ref().unwrap()["filebeat.yml"];
+            assert!(
+                seen.insert(fb.clone()),
+                "{what}: the same file as another variant"
+            );
+            if let Err(e) = real.check(fb) {
+                panic!("{what}: Filebeat refused\n{fb}\n{e}");
+            }
+        }
+        // The check has teeth: the same file with a Kafka version Filebeat does not know fails.
+        let cr = platform(MINIMAL);
+        let fb = filebeat(&cr, &Plan::of(&cr)).data.unwrap()["filebeat.yml"].clone();
+        let broken = fb.replace(
+            &format!("\"version\": \"{}\"", logschema::FILEBEAT_KAFKA_VERSION),
+            "\"version\": \"0.7.0\"",
+        );
+        assert_ne!(broken, fb);
+        let err = real.check(&broken).unwrap_err();
+        assert!(err.contains("version"), "{err}");
     }
 }

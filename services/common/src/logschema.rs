@@ -173,6 +173,23 @@ pub fn is_mapped(field: &str) -> bool {
     }) || KUBERNETES_FIELDS.contains(&field)
 }
 
+/// The Kafka protocol version Filebeat's Kafka output speaks (`output.kafka.version`). Kafka 4
+/// removed the request versions of clients older than 2.1 (KIP-896) and Filebeat 7's default is
+/// `1.0.0`; 2.6.0 is the newest version both Filebeat 7.17 and 8.x accept.
+pub const FILEBEAT_KAFKA_VERSION: &str = "2.6.0";
+
+/// Which lines Filebeat reads.
+#[derive(Debug, Clone)]
+pub enum FilebeatInput<'a> {
+    /// A Kubernetes node's container logs (`/var/log/containers/*.log` through the `container`
+    /// parser, with `add_kubernetes_metadata`): the DaemonSet. Only containers in these
+    /// namespaces; empty means every namespace.
+    Containers { namespaces: &'a [String] },
+    /// Files (globs) that processes' stdout is written to, one line per line, shipped as they are
+    /// in `message`: the local mode and the end-to-end test.
+    Files { paths: &'a [String] },
+}
+
 /// What Filebeat collects and where it sends it.
 #[derive(Debug, Clone)]
 pub struct FilebeatParams<'a> {
@@ -180,50 +197,78 @@ pub struct FilebeatParams<'a> {
     pub brokers: &'a str,
     /// Full topic name (with prefix).
     pub topic: &'a str,
-    /// Only containers in these namespaces; empty means every namespace.
-    pub namespaces: &'a [String],
+    /// What it reads.
+    pub input: FilebeatInput<'a>,
     /// Drop lines that are not access-log lines (`"log_type":"access"`) before they leave the node.
     pub access_only: bool,
+    /// Host and port of Filebeat's monitoring HTTP endpoint (`/`, `/stats`); `None`: off.
+    pub http: Option<(&'a str, u16)>,
 }
 
-/// `filebeat.yml` for the DaemonSet (mounted from a ConfigMap).
+/// The monitoring endpoint of the DaemonSet's Filebeat.
+pub const FILEBEAT_POD_HTTP: (&str, u16) = ("0.0.0.0", 5066);
+
+/// `filebeat.yml` for the DaemonSet (mounted from a ConfigMap) or a local Filebeat.
 pub fn filebeat_yaml(p: &FilebeatParams<'_>) -> String {
-    let mut processors = vec![json!({"add_kubernetes_metadata": {
-        "host": "${NODE_NAME}",
-        "matchers": [{"logs_path": {"logs_path": "/var/log/containers/"}}]
-    }})];
-    if !p.namespaces.is_empty() {
-        let any: Vec<Value> = p
-            .namespaces
-            .iter()
-            .map(|ns| json!({"equals": {"kubernetes.namespace": ns}}))
-            .collect();
-        processors.push(json!({"drop_event": {"when": {"not": {"or": any}}}}));
-    }
+    let mut processors = Vec::new();
+    let input = match p.input {
+        FilebeatInput::Containers { namespaces } => {
+            processors.push(json!({"add_kubernetes_metadata": {
+                "host": "${NODE_NAME}",
+                "matchers": [{"logs_path": {"logs_path": "/var/log/containers/"}}]
+            }}));
+            if !namespaces.is_empty() {
+                let any: Vec<Value> = namespaces
+                    .iter()
+                    .map(|ns| json!({"equals": {"kubernetes.namespace": ns}}))
+                    .collect();
+                processors.push(json!({"drop_event": {"when": {"not": {"or": any}}}}));
+            }
+            json!({
+                "type": "filestream",
+                "id": "campus-containers",
+                "paths": ["/var/log/containers/*.log"],
+                "parsers": [{"container": {"stream": "all", "format": "auto"}}],
+                "prospector.scanner.symlinks": true
+            })
+        }
+        FilebeatInput::Files { paths } => json!({
+            "type": "filestream",
+            "id": "campus-files",
+            "paths": paths,
+            // New files are found within a second (the default is 10 s).
+            "prospector.scanner.check_interval": "1s"
+        }),
+    };
     if p.access_only {
         processors.push(json!({"drop_event": {"when": {"not": {"contains": {"message": "\"log_type\":\"access\""}}}}}));
     }
-    let config = json!({
-        "filebeat.inputs": [{
-            "type": "filestream",
-            "id": "campus-containers",
-            "paths": ["/var/log/containers/*.log"],
-            "parsers": [{"container": {"stream": "all", "format": "auto"}}],
-            "prospector.scanner.symlinks": true
-        }],
+    let mut config = json!({
+        "filebeat.inputs": [input],
         "processors": processors,
         "output.kafka": {
             "hosts": p.brokers.split(',').map(str::trim).collect::<Vec<_>>(),
             "topic": p.topic,
+            "version": FILEBEAT_KAFKA_VERSION,
             "partition.round_robin": {"reachable_only": false},
             "required_acks": -1,
             "compression": "lz4",
             "codec.json": {"pretty": false}
         },
-        "filebeat.registry.path": "/usr/share/filebeat/data/registry",
-        "http": {"enabled": true, "host": "0.0.0.0", "port": 5066},
         "logging.json": true
     });
+    let obj = config.as_object_mut().expect("an object");
+    if let FilebeatInput::Containers { .. } = p.input {
+        obj.insert(
+            "filebeat.registry.path".to_owned(),
+            json!("/usr/share/filebeat/data/registry"),
+        );
+    }
+    let http = match p.http {
+        Some((host, port)) => json!({"enabled": true, "host": host, "port": port}),
+        None => json!({"enabled": false}),
+    };
+    obj.insert("http".to_owned(), http);
     serde_yaml_like(&config)
 }
 
@@ -383,8 +428,11 @@ mod tests {
         let fb = filebeat_yaml(&FilebeatParams {
             brokers: "a:9092, b:9092",
             topic: "p.access-log",
-            namespaces: &["campus".into()],
+            input: FilebeatInput::Containers {
+                namespaces: &["campus".into()],
+            },
             access_only: true,
+            http: Some(FILEBEAT_POD_HTTP),
         });
         let v: Value = serde_json::from_str(&fb).unwrap();
         assert_eq!(v["output.kafka"]["topic"], "p.access-log");
@@ -450,5 +498,88 @@ mod tests {
             .unwrap()
             .with_timezone(&Utc);
         assert_eq!(index_for(INDEX_PREFIX, at), "access-log-2026.01.02");
+    }
+
+    /// Every shape of `filebeat.yml` [`filebeat_yaml`] renders (the DaemonSet's and the local
+    /// files' one, with and without the access-line filter and the monitoring endpoint) passes the
+    /// real Filebeat's `filebeat test config` and starts its inputs. Skipped without `$CAMPUS_TEST_FILEBEAT`, failed on
+    /// CI. (The operator's test covers every platform spec.)
+    #[cfg(feature = "testing")]
+    #[test]
+    fn every_filebeat_yml_shape_is_taken_by_the_real_filebeat() {
+        let Some(filebeat) = crate::testing::Filebeat::find() else {
+            return;
+        };
+        let ns = ["campus".to_owned(), "shop".to_owned()];
+        let files = [
+            "/tmp/campus/*.log".to_owned(),
+            "/var/log/api.log".to_owned(),
+        ];
+        let shapes = [
+            (
+                FilebeatInput::Containers { namespaces: &ns },
+                true,
+                Some(FILEBEAT_POD_HTTP),
+            ),
+            (FilebeatInput::Containers { namespaces: &[] }, false, None),
+            (
+                FilebeatInput::Files { paths: &files },
+                true,
+                Some(("127.0.0.1", 5066)),
+            ),
+            (FilebeatInput::Files { paths: &files[..1] }, false, None),
+        ];
+        for (input, access_only, http) in shapes {
+            let fb = filebeat_yaml(&FilebeatParams {
+                brokers: "127.0.0.1:9092,127.0.0.1:9093",
+                topic: "p.access-log",
+                input: input.clone(),
+                access_only,
+                http,
+            });
+            if let Err(e) = filebeat.check(&fb) {
+                panic!("{input:?}: Filebeat refused\n{fb}\n{e}");
+            }
+        }
+        // The check has teeth: an input Filebeat cannot build (which `test config` alone lets
+        // pass) fails it.
+        let fb = filebeat_yaml(&FilebeatParams {
+            brokers: "127.0.0.1:9092",
+            topic: "p.access-log",
+            input: FilebeatInput::Files { paths: &files },
+            access_only: true,
+            http: None,
+        });
+        let broken = fb.replace("\"1s\"", "\"a second\"");
+        assert_ne!(broken, fb);
+        assert!(filebeat.test_config(&broken).is_ok());
+        let err = filebeat.check(&broken).unwrap_err();
+        assert!(err.contains("check_interval"), "{err}");
+    }
+
+    #[test]
+    fn filebeat_speaks_a_kafka_protocol_kafka_4_still_serves() {
+        for input in [
+            FilebeatInput::Containers { namespaces: &[] },
+            FilebeatInput::Files {
+                paths: &["/x.log".to_owned()],
+            },
+        ] {
+            let fb = filebeat_yaml(&FilebeatParams {
+                brokers: "k:9092",
+                topic: "access-log",
+                input,
+                access_only: true,
+                http: None,
+            });
+            let v: Value = serde_json::from_str(&fb).unwrap();
+            let version = v["output.kafka"]["version"].as_str().unwrap();
+            let parts: Vec<u32> = version.split('.').map(|p| p.parse().unwrap()).collect();
+            assert!(
+                parts >= vec![2, 1, 0],
+                "{version}: Kafka 4 serves clients from 2.1 on"
+            );
+            assert_eq!(v["http"]["enabled"], false);
+        }
     }
 }

@@ -31,6 +31,44 @@ pub enum Command {
         #[command(subcommand)]
         worker: WorkerCommand,
     },
+    /// Print a `filebeat.yml` that ships the access lines of files (processes' stdout written to
+    /// files, as in the local mode) to the `access-log` topic. In Kubernetes the operator renders
+    /// the DaemonSet's from the same schema.
+    FilebeatConfig(FilebeatConfigArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FilebeatConfigArgs {
+    /// Kafka bootstrap servers, comma separated `host:port` pairs.
+    #[arg(long = "kafka-brokers", env = env::KAFKA_BROKERS, value_name = "HOST:PORT,...")]
+    pub brokers: String,
+    /// Prefix of the topic: `<prefix>.access-log`; empty for none.
+    #[arg(long = "kafka-prefix", env = env::KAFKA_PREFIX, default_value = "")]
+    pub prefix: String,
+    /// A file (or glob) to tail; repeat for several.
+    #[arg(long = "path", required = true, value_name = "GLOB")]
+    pub paths: Vec<String>,
+    /// Ship every line, not only access lines (`"log_type":"access"`).
+    #[arg(long = "all-lines")]
+    pub all_lines: bool,
+    /// Address of Filebeat's monitoring endpoint (`/`, `/stats`); off when not given.
+    #[arg(long = "filebeat-http-addr", value_name = "IP:PORT")]
+    pub http: Option<std::net::SocketAddr>,
+}
+
+impl FilebeatConfigArgs {
+    /// The `filebeat.yml` these arguments ask for.
+    pub fn render(&self) -> String {
+        use campus_common::logschema::{FilebeatInput, FilebeatParams, filebeat_yaml};
+        let host = self.http.map(|a| a.ip().to_string());
+        filebeat_yaml(&FilebeatParams {
+            brokers: &self.brokers,
+            topic: &campus_contract::prefixed(&self.prefix, access_log::TOPIC),
+            input: FilebeatInput::Files { paths: &self.paths },
+            access_only: !self.all_lines,
+            http: host.as_deref().zip(self.http.map(|a| a.port())),
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -155,6 +193,55 @@ mod tests {
         assert_eq!(args.es.index_prefix, "access-log");
         assert_eq!(args.batch_size, 1000);
         assert!(!format!("{args:?}").contains("secret"));
+    }
+
+    #[test]
+    fn filebeat_config_ships_the_files_to_the_prefixed_topic() {
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["campus-log", "filebeat-config", "--kafka-brokers", "k:9092"];
+            args.extend(extra);
+            let Command::FilebeatConfig(a) = Cli::try_parse_from(args).unwrap().command else {
+                panic!("not filebeat-config")
+            };
+            serde_json::from_str::<serde_json::Value>(&a.render()).unwrap()
+        };
+        let v = parse(&[
+            "--kafka-prefix",
+            "local",
+            "--path",
+            "/a.log",
+            "--path",
+            "/b/*.log",
+        ]);
+        assert_eq!(v["output.kafka"]["topic"], "local.access-log");
+        assert_eq!(
+            v["filebeat.inputs"][0]["paths"],
+            serde_json::json!(["/a.log", "/b/*.log"])
+        );
+        assert_eq!(
+            v["processors"].as_array().unwrap().len(),
+            1,
+            "access lines only"
+        );
+        assert_eq!(v["http"]["enabled"], false);
+        let v = parse(&[
+            "--path",
+            "/a.log",
+            "--all-lines",
+            "--filebeat-http-addr",
+            "127.0.0.1:5066",
+        ]);
+        assert_eq!(v["output.kafka"]["topic"], "access-log");
+        assert_eq!(v["processors"], serde_json::json!([]));
+        assert_eq!(
+            v["http"],
+            serde_json::json!({"enabled": true, "host": "127.0.0.1", "port": 5066})
+        );
+        assert!(
+            Cli::try_parse_from(["campus-log", "filebeat-config", "--kafka-brokers", "k:9092"])
+                .is_err(),
+            "a path is required"
+        );
     }
 
     /// The contract test: every `worker` sub-command is a contract entry of this binary and back,

@@ -31,6 +31,10 @@ pub const SERVICE: &str = "campus-log";
 
 /// Runs the sub-command until SIGTERM/SIGINT.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::FilebeatConfig(args) = &cli.command {
+        print!("{}", args.render());
+        return Ok(());
+    }
     telemetry::init(SERVICE);
     let shutdown = shutdown::on_signal();
     match cli.command {
@@ -63,6 +67,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             result
         }
+        Command::FilebeatConfig(_) => unreachable!("handled above"),
     }
 }
 

@@ -12,6 +12,7 @@ use sqlx::{Connection, Executor, MySqlConnection};
 
 use crate::config::KafkaArgs;
 
+mod filebeat;
 mod kafka;
 mod private_mysql;
 mod private_redis;
@@ -19,6 +20,7 @@ mod process;
 mod search;
 
 use crate::kafka::admin::{Admin, TopicSpec};
+pub use filebeat::{FILEBEAT_ENV, Filebeat};
 pub use kafka::PrivateKafka;
 pub use private_mysql::PrivateMysql;
 pub use private_redis::PrivateRedis;
