@@ -198,8 +198,8 @@ fn probe(path: &str, port: &str, period: i32) -> Probe {
 /// first connections may take `budget_seconds` — so a slow start is not a restart loop.
 fn startup_probe(path: &str, port: &str, budget_seconds: i32) -> Probe {
     Probe {
-        failure_threshold: Some(budget_seconds / 2),
-        ..probe(path, port, 2)
+        failure_threshold: Some(budget_seconds / 5),
+        ..probe(path, port, 5)
     }
 }
 
@@ -287,7 +287,7 @@ fn campus_container(
             protocol: Some("TCP".to_owned()),
             ..ContainerPort::default()
         }]),
-        startup_probe: Some(startup_probe("/healthz", port.1, 120)),
+        startup_probe: Some(startup_probe("/healthz", port.1, 300)),
         liveness_probe: Some(probe("/healthz", port.1, 10)),
         readiness_probe: Some(probe("/readyz", port.1, 5)),
         resources: resources.or(p.resources).cloned(),
@@ -307,7 +307,7 @@ fn api(
         Service::Coupon => cr.spec.coupon.replicas,
         Service::Log => cr.spec.log.replicas,
     };
-    let container = campus_container(
+    let mut container = campus_container(
         cr,
         service,
         inputs,
@@ -321,6 +321,22 @@ fn api(
         (i32::from(service.api().port), "http"),
         None,
     );
+    if service == Service::Coupon {
+        // `/admin/*` listens on a port of its own, reached through `<p>-coupon-admin` only.
+        container
+            .ports
+            .get_or_insert_with(Vec::new)
+            .push(ContainerPort {
+                name: Some("admin".to_owned()),
+                container_port: i32::from(campus_contract::port::ADMIN),
+                protocol: Some("TCP".to_owned()),
+                ..ContainerPort::default()
+            });
+        container.env.get_or_insert_with(Vec::new).push(plain_env(
+            var::ADMIN_ADDR,
+            &format!("0.0.0.0:{}", campus_contract::port::ADMIN),
+        ));
+    }
     let hash = config_hash(find(maps, &service_config_name(cr, service)));
     deployment(
         cr,
@@ -380,7 +396,7 @@ fn logstash(cr: &CampusPlatform, maps: &[ConfigMap]) -> Deployment {
             protocol: Some("TCP".to_owned()),
             ..ContainerPort::default()
         }]),
-        startup_probe: Some(startup_probe("/", "api", 180)),
+        startup_probe: Some(startup_probe("/", "api", 300)),
         liveness_probe: Some(probe("/", "api", 20)),
         readiness_probe: Some(probe("/", "api", 10)),
         resources: ls.resources.clone(),
@@ -482,6 +498,26 @@ mod tests {
 
     fn env_of<'a>(c: &'a Container, name: &str) -> Option<&'a EnvVar> {
         c.env.as_ref().unwrap().iter().find(|e| e.name == name)
+    }
+
+    #[test]
+    fn the_coupon_api_serves_admin_on_a_port_of_its_own() {
+        let ds = deployments(MINIMAL, &BuildInputs::new("0.1.0"));
+        let coupon = container(&ds[1]);
+        assert_eq!(ds[1].name_any(), "blue-coupon-api");
+        let ports: Vec<_> = coupon
+            .ports
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|p| (p.name.clone().unwrap(), p.container_port))
+            .collect();
+        assert_eq!(ports, [("http".into(), 8080), ("admin".into(), 8081)]);
+        assert_eq!(
+            env_of(coupon, "ADMIN_ADDR").unwrap().value.as_deref(),
+            Some("0.0.0.0:8081")
+        );
+        assert!(env_of(container(&ds[0]), "ADMIN_ADDR").is_none());
     }
 
     #[test]

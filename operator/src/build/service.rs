@@ -1,4 +1,6 @@
-//! Services: one ClusterIP Service per API.
+//! Services: one ClusterIP Service per API, and the coupon API's admin listener on a Service of its
+//! own (`<p>-coupon-admin`), so that nothing that exposes an API (the chart's expose Service, an
+//! Ingress to `<p>-coupon-api`) reaches `/admin/*`.
 
 use k8s_openapi::api::core::v1::{Service as KubeService, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -18,8 +20,36 @@ pub fn all(cr: &CampusPlatform) -> Vec<KubeService> {
     ]
     .into_iter()
     .filter(|(_, enabled)| *enabled)
-    .map(|(service, _)| api(cr, service))
+    .flat_map(|(service, _)| {
+        let admin = (service == Service::Coupon).then(|| coupon_admin(cr));
+        std::iter::once(api(cr, service)).chain(admin)
+    })
     .collect()
+}
+
+/// Name of the coupon API's admin Service.
+pub fn coupon_admin_name(cr: &CampusPlatform) -> String {
+    super::child_name(cr, "coupon-admin")
+}
+
+fn coupon_admin(cr: &CampusPlatform) -> KubeService {
+    let component = "coupon-api";
+    KubeService {
+        metadata: meta(cr, coupon_admin_name(cr), "coupon-admin"),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".to_owned()),
+            selector: Some(pod_selector(cr, component)),
+            ports: Some(vec![ServicePort {
+                name: Some("admin".to_owned()),
+                port: i32::from(campus_contract::port::ADMIN),
+                target_port: Some(IntOrString::String("admin".to_owned())),
+                protocol: Some("TCP".to_owned()),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        ..KubeService::default()
+    }
 }
 
 fn api(cr: &CampusPlatform, service: Service) -> KubeService {
@@ -54,6 +84,28 @@ mod tests {
         let svcs = all(&cr);
         let names: Vec<_> = svcs.iter().map(|s| s.name_any()).collect();
         assert_eq!(names, ["blue-content-api", "blue-log-api"]);
+        let all_on = all(&platform(MINIMAL));
+        let names: Vec<_> = all_on.iter().map(|s| s.name_any()).collect();
+        assert_eq!(
+            names,
+            [
+                "blue-content-api",
+                "blue-coupon-api",
+                "blue-coupon-admin",
+                "blue-log-api"
+            ]
+        );
+        let port = |i: usize| all_on[i].spec.as_ref().unwrap().ports.clone().unwrap();
+        assert_eq!(
+            port(1).len(),
+            1,
+            "the coupon API Service carries no admin port"
+        );
+        assert_eq!(port(2)[0].port, 8081);
+        assert_eq!(
+            all_on[2].spec.as_ref().unwrap().selector,
+            all_on[1].spec.as_ref().unwrap().selector
+        );
         let spec = svcs[0].spec.as_ref().unwrap();
         assert_eq!(
             spec.selector.as_ref().unwrap()["app.kubernetes.io/component"],

@@ -147,9 +147,24 @@ pub async fn read_topic(topic: &str, want: usize, timeout: Duration) -> Vec<crat
         .set("enable.auto.commit", "false")
         .set("session.timeout.ms", "6000");
     let consumer: StreamConsumer = cfg.create().expect("consumer");
+    let deadline = tokio::time::Instant::now() + timeout;
+    // A topic that does not exist yet (its producer creates it later) is waited for: subscribed
+    // to early, librdkafka would answer UnknownTopicOrPartition.
+    while tokio::time::Instant::now() < deadline {
+        let known = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            .is_ok_and(|m| {
+                m.topics()
+                    .iter()
+                    .any(|t| t.error().is_none() && !t.partitions().is_empty())
+            });
+        if known {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     consumer.subscribe(&[topic]).expect("subscribe");
     let mut out = Vec::new();
-    let deadline = tokio::time::Instant::now() + timeout;
     while out.len() < want {
         let m = match tokio::time::timeout_at(deadline, consumer.recv()).await {
             Ok(Ok(m)) => m,
