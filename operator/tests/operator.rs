@@ -154,7 +154,10 @@ async fn a_sample_creates_every_child_and_topic_and_ready_follows_the_pods() {
 
     assert_eq!(
         names::<Service>(&client, &ns.name).await,
-        sorted(&["content-api", "coupon-api", "log-api"], &name)
+        sorted(
+            &["content-api", "coupon-admin", "coupon-api", "log-api"],
+            &name
+        )
     );
     assert_eq!(
         names::<ConfigMap>(&client, &ns.name).await,
