@@ -11,6 +11,7 @@
 //! - [`outbox`]: the MySQL transactional outbox and its relay.
 //! - [`envelope`]: the event envelope every topic carries.
 //! - [`logschema`]: the access-log schema, Filebeat config, Logstash pipeline and index template.
+//! - [`retry`]: start-up steps that wait out a dependency's outage.
 //! - [`run`]: `main` glue that turns start-up errors into one clear line and a non-zero exit.
 //! - `testing` (feature `testing`): per-test isolation on the real local servers.
 
@@ -22,6 +23,7 @@ pub mod logschema;
 pub mod mysql;
 pub mod ops;
 pub mod outbox;
+pub mod retry;
 pub mod run;
 pub mod shutdown;
 pub mod telemetry;

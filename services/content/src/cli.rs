@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{Api, ApiArgs};
 use crate::cache::{CacheHandler, PostCache};
 use crate::config::{ConsumerArgs, EsArgs, MongoArgs, OpenAiArgs, RedisArgs};
-use crate::inbox::{InboxHandler, InboxStore};
-use crate::index::{IndexHandler, SearchIndex};
+use crate::inbox::{InboxError, InboxHandler, InboxStore};
+use crate::index::{IndexError, IndexHandler, SearchIndex};
 use crate::inspect::{InspectHandler, InspectMetrics, Inspector};
 use crate::worker::Group;
 
@@ -276,7 +276,16 @@ impl WorkerCommand {
                 let pool = campus_common::mysql::connect(mysql).await?;
                 let store =
                     InboxStore::connect(mongo.mongo_url.expose_secret(), &mongo.database).await?;
-                store.ensure_indexes().await?;
+                let ready = campus_common::retry::until_up(
+                    "create the inbox indexes",
+                    &shutdown,
+                    InboxError::is_outage,
+                    || store.ensure_indexes(),
+                )
+                .await?;
+                if ready.is_none() {
+                    return Ok(());
+                }
                 let (s, p) = (store.clone(), pool.clone());
                 let readiness = Readiness::new()
                     .check("mongodb", move || {
@@ -300,7 +309,16 @@ impl WorkerCommand {
             WorkerCommand::Index { es, ops, .. } => {
                 campus_common::telemetry::init("campus-content-index");
                 let index = SearchIndex::new(es)?;
-                index.ensure().await?;
+                let ready = campus_common::retry::until_up(
+                    "create the search index",
+                    &shutdown,
+                    IndexError::is_outage,
+                    || index.ensure(),
+                )
+                .await?;
+                if ready.is_none() {
+                    return Ok(());
+                }
                 let i = index.clone();
                 let readiness = Readiness::new().check("elasticsearch", move || {
                     let i = i.clone();

@@ -1,6 +1,7 @@
 //! Faults: Kafka stopped while the API takes writes; Elasticsearch stopped under the index worker.
 //! Each test stops and restarts a private server (a Kafka broker, an OpenSearch node), never the
-//! shared servers.
+//! shared servers. The tests take turns (`HEAVY`): a private OpenSearch node beside a cluster of
+//! three brokers is more than two cores keep responsive, and the shared servers starve with them.
 
 mod common;
 
@@ -19,6 +20,9 @@ use common::{Platform, eventually};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use serde_json::json;
+
+/// Held for the whole of each test here: one private server set at a time.
+static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Every (key, type, version) on `topic` of `brokers`, read until `want` arrived or `timeout`.
 async fn read_events(
@@ -59,6 +63,7 @@ async fn pending(p: &Platform) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_kafka_stopped_writes_succeed_and_every_event_arrives_once_it_is_back() {
+    let _heavy = HEAVY.lock().await;
     let mut kafka = PrivateKafka::start().await;
     let mut p = Platform::with_servers(kafka.brokers(), testing::es_url()).await;
     let topic = p.topic("post.original");
@@ -137,6 +142,7 @@ fn post(id: u64, version: i64, title: &str) -> PostView {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_elasticsearch_stopped_the_index_worker_waits_and_loses_nothing() {
+    let _heavy = HEAVY.lock().await;
     let mut es = PrivateSearch::start().await;
     let p = Platform::with_servers(testing::kafka_brokers(), es.url()).await;
     testing::create_topics(&[
@@ -235,6 +241,7 @@ async fn with_elasticsearch_stopped_the_index_worker_waits_and_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_broker_of_three_killed_mid_stream_every_post_reaches_every_read_model() {
     const POSTS: usize = 30;
+    let _heavy = HEAVY.lock().await;
     let mut kafka = PrivateKafka::start_cluster(3).await;
     let mut p = Platform::with_servers(kafka.brokers(), testing::es_url()).await;
     let admin = Admin::new(&KafkaArgs::new(kafka.brokers())).unwrap();

@@ -223,7 +223,7 @@ impl Platform {
 
     /// Waits until the index worker created the alias (searches answer 200).
     pub async fn wait_search_ready(&self) {
-        eventually("search index exists", Duration::from_secs(20), || async {
+        eventually("search index exists", Duration::from_secs(60), || async {
             let r = self.get("/list/search?keyword=x").await;
             (r.0 == 200).then_some(())
         })
