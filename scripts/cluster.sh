@@ -278,8 +278,10 @@ mount -t tmpfs -o mode=755 cgroup /sys/fs/cgroup
 while read -r dir type opts; do mkdir -p "$dir"; mount -t "$type" -o "$opts" "$type" "$dir"; done <<EOF
 $cg
 EOF
-mount -t tmpfs -o mode=755 tmpfs /run
-mount -t tmpfs -o mode=1777 tmpfs /tmp
+# A tmpfs over /run and /tmp, unless the cluster directory is under it (a clone in /tmp: the tmpfs
+# would hide it from every daemon); then the node shares that directory with the host.
+case "$cd/" in /run/*) ;; *) mount -t tmpfs -o mode=755 tmpfs /run ;; esac
+case "$cd/" in /tmp/*) ;; *) mount -t tmpfs -o mode=1777 tmpfs /tmp ;; esac
 mount --bind "$cd/node/var-lib" /var/lib
 mount --bind "$cd/node/var-log" /var/log
 ip link set lo up
