@@ -3,8 +3,12 @@
 # podman into the same runtime images docker/Containerfile makes (docker/Containerfile.scratch,
 # FROM scratch, because no base image can be pulled here). With Docker, use docker/Containerfile
 # (or `skaffold build`) instead.
-#   scripts/images.sh build [IMAGE...]   cargo build (release, static) + podman build of every image
-#                              (or of the named ones: operator content coupon log), timed
+#   scripts/images.sh build [--dev] [IMAGE...]   cargo build (release, static) + podman build of every
+#                              image (or of the named ones: operator content coupon log), timed.
+#                              --dev: the debug binaries of the test build instead ($CARGO_TARGET_DIR,
+#                              no second compile of the workspace), stripped, with the shared libraries
+#                              they load (glibc, libgcc_s, zlib) — what CI's cluster e2e runs; a release
+#                              build takes most of an hour on two cores
 #   scripts/images.sh sizes    image sizes
 #   scripts/images.sh smoke    run each image with podman: --help, and the APIs against the local
 #                              servers (scripts/servers.sh) until /readyz answers
@@ -17,6 +21,7 @@ TARGET=$(rustc -vV | sed -n 's/^host: //p')
 IMAGES="operator content coupon log"
 BINS="campus-operator crdgen campus-content campus-coupon campus-log"
 OUT=$ROOT/target/images
+DEV_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 # Its own target directory: the release/static build never waits on (or invalidates) the debug builds.
 export CARGO_TARGET_DIR=${CAMPUS_IMAGES_TARGET_DIR:-$OUT/cargo}
 
@@ -38,21 +43,37 @@ bins_of() { case $1 in operator) echo "campus-operator crdgen" ;; *) echo "campu
 build() {
   setup_podman
   mkdir -p "$OUT"
+  local dev=0
+  [ "${1:-}" = --dev ] && { dev=1; shift; }
   [ $# -gt 0 ] && IMAGES="$*"
   local t0 t1 t2 pkgs=() bins=() i
   for i in $IMAGES; do pkgs+=(-p "campus-$i"); bins+=($(bins_of "$i")); done
-  t0=$(date +%s.%N)
-  RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked --target "$TARGET" "${pkgs[@]}"
-  t1=$(date +%s.%N)
   local ctx=$OUT/context
-  rm -rf "$ctx"; mkdir -p "$ctx/bin" "$ctx/etc/ssl/certs"
-  for b in "${bins[@]}"; do
-    cp "$CARGO_TARGET_DIR/$TARGET/release/$b" "$ctx/bin/"
-    if readelf -d "$ctx/bin/$b" | grep -q '(NEEDED)'; then echo "images: $b is not static" >&2; exit 1; fi
-  done
-  cp /etc/ssl/certs/ca-certificates.crt "$ctx/etc/ssl/certs/"
-  printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >"$ctx/etc/passwd"
-  printf 'root:x:0:\nnonroot:x:65532:\n' >"$ctx/etc/group"
+  rm -rf "$ctx"; mkdir -p "$ctx/bin" "$ctx/root/etc/ssl/certs"
+  t0=$(date +%s.%N)
+  if [ $dev = 1 ]; then
+    # The same unified features as the test build (`--workspace`): nothing but the binaries relinks.
+    CARGO_TARGET_DIR=$DEV_TARGET_DIR cargo build --locked --workspace --bins
+    t1=$(date +%s.%N)
+    local lib
+    for b in "${bins[@]}"; do
+      objcopy --strip-debug "$DEV_TARGET_DIR/debug/$b" "$ctx/bin/$b"
+      # Each shared library at the path the loader looks for it.
+      for lib in $(ldd "$ctx/bin/$b" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'); do
+        mkdir -p "$ctx/root$(dirname "$lib")"; cp -L "$lib" "$ctx/root$lib"
+      done
+    done
+  else
+    RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked --target "$TARGET" "${pkgs[@]}"
+    t1=$(date +%s.%N)
+    for b in "${bins[@]}"; do
+      cp "$CARGO_TARGET_DIR/$TARGET/release/$b" "$ctx/bin/"
+      if readelf -d "$ctx/bin/$b" | grep -q '(NEEDED)'; then echo "images: $b is not static" >&2; exit 1; fi
+    done
+  fi
+  cp /etc/ssl/certs/ca-certificates.crt "$ctx/root/etc/ssl/certs/"
+  printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >"$ctx/root/etc/passwd"
+  printf 'root:x:0:\nnonroot:x:65532:\n' >"$ctx/root/etc/group"
   for i in $IMAGES; do
     podman build -q -f docker/Containerfile.scratch --target "$i" -t "localhost/campus-$i:$TAG" "$ctx" >/dev/null
   done
