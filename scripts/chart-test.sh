@@ -98,7 +98,7 @@ install_checks() {
   fi
   local ns=campus-chart-test release=chart-test have_crd=0
   ls "$CHART"/files/crds/*.yaml >/dev/null 2>&1 && have_crd=1
-  "$HELM" uninstall "$release" -n "$ns" --wait >/dev/null 2>&1 || true
+  "$HELM" uninstall "$release" -n "$ns" --no-hooks --wait >/dev/null 2>&1 || true
   "${KUBECTL[@]}" delete namespace "$ns" --wait=true --timeout=60s >/dev/null 2>&1 || true
   # Everything enabled: the CRD, the operator, the dev infrastructure, the sample platform, NodePorts.
   local args=(-n "$ns" --create-namespace -f helm/dev-values.yaml)
@@ -153,7 +153,7 @@ PY
     echo "chart-test: note: crds/ has no CRD yet; the CRD and sample-platform checks wait for it"
   fi
 
-  "$HELM" uninstall "$release" -n "$ns" >/dev/null 2>&1 && ok "helm uninstall" || bad "helm uninstall"
+  "$HELM" uninstall "$release" -n "$ns" --no-hooks >/dev/null 2>&1 && ok "helm uninstall (--no-hooks: no node runs the pre-delete Job here; the cluster e2e does)" || bad "helm uninstall"
   "${KUBECTL[@]}" delete namespace "$ns" --wait=false >/dev/null 2>&1 || true
 }
 
@@ -344,7 +344,7 @@ PY
   if [ -n "$status" ]; then ok "the operator wrote the platform's status (observedGeneration $status): $("${KUBECTL[@]}" -n "$ns" get campus $platform --no-headers 2>/dev/null | tr -s ' ')"
   else bad "the operator wrote no status"; fi
   "${KUBECTL[@]}" -n "$ns" get campus >"$OUT/kubectl-get-campus.txt" 2>&1 || true
-  "$HELM" uninstall "$release" -n "$ns" >/dev/null 2>&1 || true
+  "$HELM" uninstall "$release" -n "$ns" --no-hooks >/dev/null 2>&1 || true
   for _ in $(seq 1 100); do "${KUBECTL[@]}" -n "$ns" get campusplatform $platform >/dev/null 2>&1 || break; sleep 0.2; done
   kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
   for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done

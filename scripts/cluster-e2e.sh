@@ -221,7 +221,18 @@ http_in_pod() {
   local req="$method $path HTTP/1.0\r\nHost: $host\r\n"
   [ -n "$body" ] && req+="Content-Type: application/json\r\nContent-Length: ${#body}\r\n"
   req+="\r\n$body"
-  k -n "$ns" exec client -- sh -c "printf '%b' '$req' | nc -w 5 $host $port"
+  # The client pod runs the Debian image: bash's /dev/tcp resolves the name with glibc (through
+  # CoreDNS) and reads until the server closes (HTTP/1.0). (busybox nc quits at the end of its
+  # input, before a slower server answers; busybox-static's wget crashes in getaddrinfo.)
+  k -n "$ns" exec client -- bash -c 'exec 3<>"/dev/tcp/$0/$1" && printf "%b" "$2" >&3 && cat <&3' "$host" "$port" "$req"
+}
+
+# until_in_pod SECONDS PATTERN METHOD URL: repeats the request until its answer matches PATTERN.
+until_in_pod() {
+  local secs=$1 pattern=$2 end=$(($(date +%s) + $1))
+  until grep -q -- "$pattern" <<<"$(http_in_pod "$RELEASE_NS" "$3" "$4" 2>&1)"; do
+    [ "$(date +%s)" -lt "$end" ] || return 1; sleep 1
+  done
 }
 
 # The chart (scripts/cluster.sh platform) and a post through the content Service, then uninstall.
@@ -237,34 +248,68 @@ platform_checks() {
   holder=$(k -n "$ns" get lease -o jsonpath='{.items[*].spec.holderIdentity}')
   grep -qw "$op" <<<"$holder" && ok "the operator pod $op holds the Lease" || bad "Lease holder '$holder', operator pod '$op'"
   local sa; sa=$(k -n "$ns" get pod "$op" -o jsonpath='{.spec.serviceAccountName}')
-  [ "$(k auth can-i --as="system:serviceaccount:$ns:$sa" create clusterrolebindings 2>/dev/null)" = no ] &&
-    ok "the operator's ServiceAccount $sa cannot create ClusterRoleBindings (RBAC enforced)" || bad "RBAC: $sa can create ClusterRoleBindings"
+  # (ClusterRoleBindings it may create: the Filebeat binding; Kubernetes cannot limit `create` by name.)
+  local as="system:serviceaccount:$ns:$sa" denied=""
+  [ "$(k auth can-i --as="$as" create clusterroles 2>/dev/null)" = no ] || denied+=" create-clusterroles"
+  [ "$(k auth can-i --as="$as" bind clusterrole/cluster-admin 2>/dev/null)" = no ] || denied+=" bind-cluster-admin"
+  [ "$(k auth can-i --as="$as" -n kube-system get secrets 2>/dev/null)" = no ] || denied+=" kube-system-secrets"
+  [ -z "$denied" ] && ok "RBAC enforced: $sa cannot create ClusterRoles, bind cluster-admin or read kube-system Secrets" ||
+    bad "RBAC: $sa may:$denied"
   # A client pod in the release namespace: names resolve through CoreDNS there too.
-  local bb; bb=$(cat "$IMAGES/busybox.name")
-  k -n "$ns" run client --image="$bb" --image-pull-policy=Never --restart=Never -- sleep 3600 >/dev/null
+  k -n "$ns" delete pod client --ignore-not-found --wait=true >/dev/null 2>&1 || true
+  k -n "$ns" run client --image="localhost/campus/debian:$(. /etc/os-release && echo "$VERSION_CODENAME")-minbase" \
+    --image-pull-policy=Never --restart=Never -- sleep 3600 >/dev/null
   k -n "$ns" wait --for=condition=Ready pod/client --timeout=60s >/dev/null
-  local content; content=$(k -n "$ns" get svc -o name | sed -n 's|^service/\(.*content-api\)$|\1|p' | head -n 1)
+  local svcs content coupon admin
+  svcs=$(k -n "$ns" get svc -o name | sed 's|^service/||')
+  content=$(grep -- '-content-api$' <<<"$svcs" | head -n 1)
+  coupon=$(grep -- '-coupon-api$' <<<"$svcs" | head -n 1)
+  admin=$(grep -- '-coupon-admin$' <<<"$svcs" | head -n 1)
   local out id
   out=$(http_in_pod "$ns" POST "http://$content/posts" '{"title":"Hello cluster","userId":1,"content":"Kafka in pods","categoryId":2}' 2>&1 || true)
   id=$(sed -n 's/.*"id":\([0-9]*\).*/\1/p' <<<"$out" | head -n 1)
   [ -n "$id" ] && ok "POST /posts through Service $content: post $id" || bad "POST /posts: $(tail -n 3 <<<"$out")"
   if [ -n "$id" ]; then
-    local end=$(($(date +%s) + 60)) found=0
-    until grep -q '"title":"Hello cluster"' <<<"$(http_in_pod "$ns" GET "http://$content/posts/$id/detail" 2>&1)"; do
-      [ "$(date +%s)" -lt "$end" ] || { found=1; break; }; sleep 1
-    done
-    [ $found = 0 ] && ok "GET /posts/$id/detail" || bad "post $id has no detail after 60 s"
-    end=$(($(date +%s) + 120)) found=0
-    until grep -q "\"id\":$id" <<<"$(http_in_pod "$ns" GET "http://$content/list/search?keyword=pods" 2>&1)"; do
-      [ "$(date +%s)" -lt "$end" ] || { found=1; break; }; sleep 2
-    done
-    [ $found = 0 ] && ok "post $id searchable ($(since "$t") s after helm install)" || bad "post $id not in search after 120 s"
+    until_in_pod 60 '"title":"Hello cluster"' GET "http://$content/posts/$id/detail" &&
+      ok "GET /posts/$id/detail (the cache worker's Redis)" || bad "post $id has no detail after 60 s"
+    until_in_pod 120 "\"id\":$id," GET "http://$content/list/search?keyword=pods" &&
+      ok "post $id searchable ($(since "$t") s after helm install)" || bad "post $id not in search after 120 s"
+    until_in_pod 60 "\"id\":$id," GET "http://$content/list/inbox/2" &&
+      ok "post $id in follower 2's inbox (MongoDB)" || bad "post $id not in the inbox after 60 s"
+    out=$(http_in_pod "$ns" PUT "http://$content/posts/$id" '{"title":"Hello again","userId":1,"content":"Updated in pods","categoryId":2}' 2>&1 || true)
+    grep -q '"version":2' <<<"$out" && ok "PUT /posts/$id: version 2" || bad "PUT /posts/$id: $(tail -n 1 <<<"$out")"
+    until_in_pod 60 '"title":"Hello again"' GET "http://$content/posts/$id/detail" &&
+      until_in_pod 60 "\"id\":$id," GET "http://$content/list/search?keyword=updated" &&
+      ok "the update reached detail and search" || bad "the update of post $id did not reach detail and search"
+    out=$(http_in_pod "$ns" DELETE "http://$content/posts/$id" 2>&1 || true)
+    grep -q '^HTTP/1.[01] 204' <<<"$out" && ok "DELETE /posts/$id: 204" || bad "DELETE /posts/$id: $(head -n 1 <<<"$out")"
+    until_in_pod 60 '^HTTP/1.[01] 404' GET "http://$content/posts/$id/detail" &&
+      until_in_pod 60 '^\[\]$' GET "http://$content/list/search?keyword=updated" &&
+      ok "the delete reached detail (404) and search (no hit)" || bad "the delete of post $id did not reach detail and search"
   fi
+  # Coupons: an event on the admin Service (never the public one), a request, the coupon issued.
+  out=$(http_in_pod "$ns" POST "http://$admin:8081/admin/coupon-events" '{"name":"Cluster","limit":5,"startsAt":"2026-01-01T00:00:00Z","endsAt":"2030-01-01T00:00:00Z","couponValidSeconds":3600}' 2>&1 || true)
+  local ev; ev=$(sed -n 's/.*"id":\([0-9]*\).*/\1/p' <<<"$out" | head -n 1)
+  if [ -n "$ev" ]; then
+    ok "coupon event $ev created on Service $admin"
+    out=$(http_in_pod "$ns" POST "http://$coupon/coupons" "{\"userId\":7,\"couponEventId\":$ev}" 2>&1 || true)
+    grep -q '^HTTP/1.[01] 20[0-2]' <<<"$out" && ok "POST /coupons through Service $coupon: $(head -n 1 <<<"$out" | tr -d '\r')" || bad "POST /coupons: $(tail -n 1 <<<"$out")"
+    until_in_pod 60 "\"couponEventId\":$ev" GET "http://$coupon/coupons?userId=7" &&
+      ok "the coupon reached MySQL through Kafka (GET /coupons?userId=7)" || bad "no coupon of event $ev for user 7 after 60 s"
+  else bad "POST /admin/coupon-events: $(tail -n 1 <<<"$out")"; fi
   k -n "$ns" delete pod client --wait=false >/dev/null
   t=$(now)
   if KUBECONFIG=$CD/kubeconfig "$HELM" uninstall "$RELEASE" -n "$ns" --wait --timeout 3m >/dev/null; then ok "helm uninstall ($(since "$t") s)"; else bad "helm uninstall"; fi
-  local left; left=$(k -n "$ns" get campusplatform,deploy,svc,cm -o name 2>/dev/null | grep -v kube-root-ca || true)
-  [ -z "$left" ] && ok "helm uninstall leaves no Campus object in $ns" || bad "left after uninstall: $left"
+  # (The garbage collector deletes the platform's last children just after the platform: a minute.)
+  local left end=$(($(date +%s) + 60))
+  while left=$(k -n "$ns" get campusplatform,deploy,sts,ds,svc,cm,secret,job,pdb,sa,role,rolebinding -o name 2>/dev/null |
+    grep -v -e kube-root-ca -e campus-host-credentials -e serviceaccount/default || true); [ -n "$left" ]; do
+    [ "$(date +%s)" -lt "$end" ] || break; sleep 2
+  done
+  [ -z "$left" ] && ok "helm uninstall leaves no Campus object in $ns (the pre-delete hook deleted the platform)" ||
+    bad "left after uninstall: $(echo $left)"
+  left=$(k get clusterrolebinding -o name | grep -i campus || true)
+  [ -z "$left" ] && ok "no Campus ClusterRoleBinding left" || bad "ClusterRoleBindings left: $(echo $left)"
 }
 
 # RSS per pod from the kubelet's stats (/stats/summary through the API server).

@@ -390,6 +390,7 @@ failSwapOn: false
 # A machine shared with others: no eviction for its disk, no image garbage collection (the images
 # cannot be pulled again).
 evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available: 1%, nodefs.inodesFree: 1%}
+evictionPressureTransitionPeriod: 30s
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 serializeImagePulls: false
@@ -768,7 +769,7 @@ case ${1:-} in
   e2e) . "$ROOT/scripts/cluster-e2e.sh"; e2e ;;
   platform) platform ;;
   node) shift; node_exec "$@" ;;
-  fn) shift; "$@" ;; # (debugging: one function of this file)
+  fn) shift; . "$ROOT/scripts/cluster-e2e.sh"; "$@" ;; # (debugging: one function of this file or of the e2e)
   env) echo "export KUBECONFIG=$CD/kubeconfig"; echo "export PATH=$BIN:\$PATH" ;;
   *) echo "usage: $0 build|up|down|status|e2e|platform|env|node CMD..." >&2; exit 2 ;;
 esac

@@ -52,8 +52,10 @@ build() {
   rm -rf "$ctx"; mkdir -p "$ctx/bin" "$ctx/root/etc/ssl/certs"
   t0=$(date +%s.%N)
   if [ $dev = 1 ]; then
-    # The same unified features as the test build (`--workspace`): nothing but the binaries relinks.
-    CARGO_TARGET_DIR=$DEV_TARGET_DIR cargo build --locked --workspace --bins
+    # Exactly the test build of scripts/test.sh (the same units and features: after it, nothing
+    # compiles); it leaves the binaries in debug/ for the integration tests. `cargo build --bins`
+    # would unify other features and recompile half the dependency tree.
+    CARGO_TARGET_DIR=$DEV_TARGET_DIR cargo test --locked --workspace --lib --bins --tests --no-run
     t1=$(date +%s.%N)
     local lib
     for b in "${bins[@]}"; do

@@ -20,8 +20,10 @@ use tokio::sync::watch;
 
 /// The Campus operator.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Watch only this namespace (default: every namespace).
     #[arg(long, env = "WATCH_NAMESPACE")]
     namespace: Option<String>,
@@ -63,10 +65,89 @@ struct Cli {
     filebeat_cluster_role: String,
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Deletes the named CampusPlatforms and waits until the operator has finalized them (topics
+    /// per their deletionPolicy) and they are gone: the chart's pre-delete hook, so that
+    /// `helm uninstall` leaves no platform behind and none stuck on its finalizer once the operator
+    /// itself is gone.
+    Uninstall {
+        /// Namespace of the platforms.
+        #[arg(long, env = "POD_NAMESPACE")]
+        namespace: String,
+        /// A platform to delete (repeatable).
+        #[arg(long = "name", required = true)]
+        names: Vec<String>,
+        /// How long to wait for them to be gone.
+        #[arg(long, default_value_t = 180)]
+        timeout_seconds: u64,
+    },
+}
+
 fn main() -> ExitCode {
     let cli: Cli = campus_common::run::parse();
     campus_common::telemetry::init("campus-operator");
-    campus_common::run::block_on(run(cli))
+    match cli.command {
+        Some(Command::Uninstall {
+            namespace,
+            names,
+            timeout_seconds,
+        }) => campus_common::run::block_on(uninstall(
+            namespace,
+            names,
+            Duration::from_secs(timeout_seconds),
+        )),
+        None => campus_common::run::block_on(run(cli)),
+    }
+}
+
+async fn uninstall(namespace: String, names: Vec<String>, timeout: Duration) -> anyhow::Result<()> {
+    use campus_operator::crd::CampusPlatform;
+    use kube::api::DeleteParams;
+    campus_operator::install_tls_provider();
+    let client = Client::try_default()
+        .await
+        .context("failed to configure the Kubernetes client (in-cluster or KUBECONFIG)")?;
+    let api: Api<CampusPlatform> = Api::namespaced(client, &namespace);
+    for name in &names {
+        match api.delete(name, &DeleteParams::foreground()).await {
+            Ok(_) => tracing::info!(%namespace, %name, "CampusPlatform deletion requested"),
+            Err(kube::Error::Api(e)) if e.code == 404 => {
+                tracing::info!(%namespace, %name, "no such CampusPlatform")
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("failed to delete CampusPlatform {namespace}/{name}")
+                });
+            }
+        }
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let mut left = Vec::new();
+        for name in &names {
+            if api
+                .get_opt(name)
+                .await
+                .with_context(|| format!("failed to read CampusPlatform {namespace}/{name}"))?
+                .is_some()
+            {
+                left.push(name.as_str());
+            }
+        }
+        if left.is_empty() {
+            tracing::info!(%namespace, platforms = ?names, "CampusPlatforms finalized and gone");
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "CampusPlatforms still present after {} s (is the operator running?): {}",
+                timeout.as_secs(),
+                left.join(", ")
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
