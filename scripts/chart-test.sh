@@ -8,7 +8,9 @@
 #                                    Containerfile/chart/local-mode cross-check (scripts/check-dev-files.py)
 #   scripts/chart-test.sh install    helm install/upgrade into the API server; the operator reconciles
 #                                    the sample platform
-#   scripts/chart-test.sh local      scripts/local.sh up, smoke (a request to each API), down
+#   scripts/chart-test.sh local      scripts/local.sh up, smoke (a request to each API), the alerts' and
+#                                    dashboard's metrics against every process's /metrics
+#                                    (scripts/check-metrics.py; an operator runs against the API server), down
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -227,10 +229,41 @@ local_checks() {
   if bash scripts/local.sh smoke >"$OUT/local-smoke.log" 2>&1; then
     ok "scripts/local.sh smoke: $(grep -c 'ok ' "$OUT/local-smoke.log") requests to the content, coupon and log APIs answered as expected"
   else cat "$OUT/local-smoke.log" >&2; bad "scripts/local.sh smoke"; fi
+  metrics_checks
   bash scripts/local.sh down >"$OUT/local-down.log" 2>&1
   if bash scripts/local.sh status >/dev/null 2>&1 || grep -q running <(bash scripts/local.sh status 2>/dev/null); then
     bad "scripts/local.sh down left processes running"
   else ok "scripts/local.sh down stopped every process ($((SECONDS - t0)) s for up, smoke and down)"; fi
+}
+
+# The chart's PrometheusRule and Grafana dashboard ask only for metrics (and labels) the code exports:
+# checked against the /metrics of every process of the local mode (after its smoke requests) and of an
+# operator run against the API server, watching a namespace of its own.
+metrics_checks() {
+  local rendered=$OUT/metrics.yaml op=${CARGO_TARGET_DIR:-$ROOT/target}/debug/campus-operator
+  if ! "$HELM" template campus "$CHART" --namespace campus --set metrics.podMonitor.enabled=true \
+      --set metrics.prometheusRule.enabled=true --set metrics.dashboard.enabled=true >"$rendered" 2>"$OUT/metrics-template.log"; then
+    cat "$OUT/metrics-template.log" >&2; bad "helm template with metrics.podMonitor, prometheusRule and dashboard enabled"; return
+  fi
+  cargo build -q --locked -p campus-operator >"$OUT/operator-build.log" 2>&1 || { tail "$OUT/operator-build.log" >&2; bad "cargo build -p campus-operator"; return; }
+  RUST_LOG=info setsid "$op" --namespace "campus-metrics-$(date +%s)" --ops-addr 127.0.0.1:0 >"$OUT/metrics-operator.log" 2>&1 &
+  local pid=$! addr="" urls=()
+  for _ in $(seq 1 100); do
+    addr=$(grep -o '"addr":"[^"]*"' "$OUT/metrics-operator.log" | head -n 1 | cut -d'"' -f4)
+    [ -n "$addr" ] && break
+    kill -0 $pid 2>/dev/null || break; sleep 0.1
+  done
+  [ -n "$addr" ] && urls+=("http://$addr/metrics") || { tail -n 5 "$OUT/metrics-operator.log" >&2; bad "the operator for the metrics check did not start (KUBECONFIG: ${KUBECONFIG:-unset})"; }
+  # Every process of the local mode, on its port (scripts/local.sh's PROCESSES).
+  local port
+  for port in $(sed -n 's/^[a-z-]*|campus-[a-z]*|[^|]*|[A-Z_]*|\([0-9]*\)$/\1/p' scripts/local.sh); do urls+=("http://127.0.0.1:$port/metrics"); done
+  if "$VENV/bin/python" scripts/check-metrics.py "$rendered" "${urls[@]}" >"$OUT/check-metrics.log" 2>&1; then
+    ok "the PrometheusRule and the Grafana dashboard use only metrics and labels the running processes export ($(tail -n 1 "$OUT/check-metrics.log" | sed 's/check-metrics: //'), ${#urls[@]} processes)"
+  else grep -E 'FAIL|passed' "$OUT/check-metrics.log" >&2; bad "the alerts or the dashboard use metrics the code does not export (scripts/check-metrics.py)"; fi
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL -- "-$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
 }
 
 # The operator, run as a process against the API server, reconciles the chart's sample platform (pointed

@@ -57,6 +57,10 @@ export LOG_INDEX_PREFIX=$PREFIX-access-log
 export RUST_LOG=${RUST_LOG:-info}
 # The coupon API's admin listener (/admin/*); only campus-coupon reads it.
 export ADMIN_ADDR=127.0.0.1:8092
+# Metrics fresh within seconds on a dev machine: the consumers' lag (campus_consumer_lag) and the
+# coupon API's drift gauges (campus_coupon_events_drifted, campus_coupon_event_*).
+export KAFKA_LAG_INTERVAL_MS=${KAFKA_LAG_INTERVAL_MS:-2000}
+export COUPON_DRIFT_INTERVAL_SECS=${COUPON_DRIFT_INTERVAL_SECS:-5}
 MYSQL_BASE=$CAMPUS_TEST_MYSQL_URL
 mysql_url_of() { # each service has its own database (each runs its own migrations)
   case $1 in

@@ -15,7 +15,6 @@ use campus_operator::metrics::Metrics;
 use clap::Parser;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::{Api, Client};
-use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
 /// The Campus operator.
@@ -161,7 +160,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("campus-operator-{}", std::process::id()));
 
-    let mut registry = Registry::default();
+    let mut registry = campus_common::metrics::registry("campus-operator");
     let metrics = Metrics::register(&mut registry);
     let check_client = client.clone();
     let readiness = Readiness::new().check("kubernetes", move || {

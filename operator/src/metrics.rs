@@ -1,5 +1,6 @@
 //! Prometheus metrics of the operator: reconciles, failures by category, reconcile duration and
-//! topic operations.
+//! topic operations, named `campus_operator_…` under the process's root registry
+//! ([`campus_common::metrics::registry`]).
 
 use std::time::Duration;
 
@@ -30,6 +31,17 @@ pub struct ScaleLabels {
     pub direction: String,
 }
 
+/// Every category a failed reconcile is counted under (`Error::reason`, `TopicError::reason`,
+/// `InvalidSpec`); each starts at 0, so an alert sees the first failure of a kind as an increase.
+pub const FAILURE_REASONS: &[&str] = &[
+    "InvalidSpec",
+    "KubeApiFailed",
+    "FinalizerFailed",
+    "KafkaUnreachable",
+    "TopicOperationFailed",
+    "KafkaTimedOut",
+];
+
 /// The operator's metrics, registered in one registry.
 #[derive(Clone)]
 pub struct Metrics {
@@ -51,7 +63,12 @@ impl Metrics {
             scale_events: Family::default(),
             leader: Gauge::default(),
         };
-        let r = registry.sub_registry_with_prefix("campus_operator");
+        for reason in FAILURE_REASONS {
+            let _ = m.failures.get_or_create(&ErrorLabels {
+                reason: (*reason).to_owned(),
+            });
+        }
+        let r = registry.sub_registry_with_prefix("operator");
         r.register("reconciles", "Reconciliations run", m.reconciles.clone());
         r.register(
             "reconcile_failures",

@@ -32,6 +32,7 @@ pub enum TopicError {
 
 impl TopicError {
     /// The category: condition reason, event reason and metric label.
+    /// Also listed in [`crate::metrics::FAILURE_REASONS`] (each counted from 0).
     pub fn reason(&self) -> &'static str {
         match self {
             TopicError::Unreachable { .. } => "KafkaUnreachable",

@@ -45,6 +45,7 @@ pub enum Error {
 
 impl Error {
     /// The category: event reason and metric label.
+    /// Also listed in [`crate::metrics::FAILURE_REASONS`] (each counted from 0).
     pub fn reason(&self) -> &'static str {
         match self {
             Error::Kube { .. } => "KubeApiFailed",

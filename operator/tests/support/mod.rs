@@ -199,7 +199,7 @@ pub struct Operator {
 
 impl Operator {
     pub fn start(client: &Client, settings: Settings) -> Self {
-        let mut registry = prometheus_client::registry::Registry::default();
+        let mut registry = campus_common::metrics::registry("campus-operator");
         let metrics = Metrics::register(&mut registry);
         let ctx = Context::new(client.clone(), settings, metrics);
         let stop = CancellationToken::new();

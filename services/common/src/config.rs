@@ -44,6 +44,10 @@ pub struct KafkaArgs {
     /// Extra librdkafka properties, `key=value` pairs separated by commas (e.g. security settings).
     #[arg(long = "kafka-property", env = env::KAFKA_PROPERTIES, value_delimiter = ',', value_parser = parse_property)]
     pub properties: Vec<(String, String)>,
+    /// How often a consumer reports the lag of its partitions (`campus_consumer_lag`, from
+    /// librdkafka's statistics), in milliseconds; 0 for never.
+    #[arg(long = "kafka-lag-interval-ms", env = "KAFKA_LAG_INTERVAL_MS", default_value = "10000", value_parser = parse_millis)]
+    pub lag_interval: Duration,
 }
 
 fn parse_property(s: &str) -> Result<(String, String), String> {
@@ -61,6 +65,7 @@ impl KafkaArgs {
             prefix: String::new(),
             produce_timeout: Duration::from_secs(10),
             properties: Vec::new(),
+            lag_interval: Duration::from_secs(10),
         }
     }
 

@@ -3,6 +3,8 @@
 //! - [`config`]: configuration from flags and environment variables (clap), secrets that never print.
 //! - [`telemetry`]: JSON-lines tracing on stdout.
 //! - [`ops`]: `/healthz`, `/readyz` (real dependency checks) and Prometheus `/metrics`.
+//! - [`metrics`]: the root registry of every process (`campus_` prefix, build info, process
+//!   metrics).
 //! - [`shutdown`]: one cancellation token fired by SIGTERM/SIGINT.
 //! - [`http`]: the JSON error shape, extractors that use it, access logging, serving with graceful
 //!   shutdown.
@@ -20,6 +22,7 @@ pub mod envelope;
 pub mod http;
 pub mod kafka;
 pub mod logschema;
+pub mod metrics;
 pub mod mysql;
 pub mod ops;
 pub mod outbox;

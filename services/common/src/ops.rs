@@ -1,6 +1,7 @@
 //! Operational endpoints every process serves: `/healthz` (the process is alive), `/readyz` (what
 //! it needs to answer responds right now; `?verbose` shows every dependency) and `/metrics`
-//! (Prometheus text format, with `dependency_up`).
+//! (Prometheus text format, with `campus_dependency_up` when registered in the process's root
+//! registry, [`crate::metrics::registry`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -250,7 +251,7 @@ mod tests {
         let readiness = Readiness::new()
             .check("mysql", || async { Ok(()) })
             .report("kafka", || async { Err("all brokers down".to_owned()) });
-        let mut registry = Registry::default();
+        let mut registry = crate::metrics::registry("campus-test");
         readiness.register(&mut registry);
         let app = router(Arc::new(registry), readiness);
         let get = |uri: &'static str| {
@@ -278,11 +279,11 @@ mod tests {
         assert_eq!(v["reported"], json!(["kafka"]));
         let (_, metrics) = get("/metrics").await;
         assert!(
-            metrics.contains(r#"dependency_up{dependency="kafka"} 0"#),
+            metrics.contains(r#"campus_dependency_up{dependency="kafka"} 0"#),
             "{metrics}"
         );
         assert!(
-            metrics.contains(r#"dependency_up{dependency="mysql"} 1"#),
+            metrics.contains(r#"campus_dependency_up{dependency="mysql"} 1"#),
             "{metrics}"
         );
     }

@@ -162,6 +162,9 @@ pub enum RelayError {
     Database(#[from] sqlx::Error),
 }
 
+/// How often the active relay counts the rows still pending (`outbox_pending`).
+const BACKLOG_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Relay metrics.
 #[derive(Clone, Default)]
 pub struct RelayMetrics {
@@ -169,6 +172,8 @@ pub struct RelayMetrics {
     failures: Counter,
     parked: Counter,
     leader: Gauge,
+    pending: Gauge,
+    oldest_pending_age: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl RelayMetrics {
@@ -194,7 +199,22 @@ impl RelayMetrics {
             "1 while this process holds the relay lock",
             m.leader.clone(),
         );
+        registry.register(
+            "outbox_pending",
+            "Outbox rows not published yet, counted every 5 s by the active relay (0 on standbys)",
+            m.pending.clone(),
+        );
+        registry.register(
+            "outbox_oldest_pending_age_seconds",
+            "Age of the oldest outbox row not published yet (active relay; 0 when none)",
+            m.oldest_pending_age.clone(),
+        );
         m
+    }
+
+    /// The last backlog count (tests).
+    pub fn pending(&self) -> i64 {
+        self.pending.get()
     }
 }
 
@@ -287,6 +307,8 @@ impl Relay {
         tracing::info!(lock = %self.opts.lock_name, "outbox relay is active");
         let result = self.relay_loop(conn, shutdown).await;
         self.metrics.leader.set(0);
+        self.metrics.pending.set(0);
+        self.metrics.oldest_pending_age.set(0.0);
         let _ = sqlx::query("SELECT RELEASE_LOCK(?)")
             .bind(&self.opts.lock_name)
             .execute(&mut *conn)
@@ -304,7 +326,12 @@ impl Relay {
         shutdown: &CancellationToken,
     ) -> Result<(), RelayError> {
         let mut last_cleanup = Instant::now();
+        let mut last_backlog: Option<Instant> = None;
         while !shutdown.is_cancelled() {
+            if last_backlog.is_none_or(|t| t.elapsed() >= BACKLOG_INTERVAL) {
+                self.count_backlog(conn).await?;
+                last_backlog = Some(Instant::now());
+            }
             let published = self.relay_once(conn).await?;
             if last_cleanup.elapsed() > Duration::from_secs(60) {
                 self.cleanup(conn).await?;
@@ -394,6 +421,23 @@ impl Relay {
         }
         self.metrics.published.inc_by(sent.len() as u64);
         (sent, parked)
+    }
+
+    /// Counts the pending rows and the age of the oldest (both on the `outbox_pending` index).
+    async fn count_backlog(&self, conn: &mut MySqlConnection) -> Result<(), RelayError> {
+        let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL")
+            .fetch_one(&mut *conn)
+            .await?;
+        let age_us: Option<i64> = sqlx::query_scalar(
+            "SELECT TIMESTAMPDIFF(MICROSECOND, created_at, NOW(6)) FROM outbox WHERE sent_at IS NULL ORDER BY sent_at, id LIMIT 1",
+        )
+        .fetch_optional(&mut *conn)
+        .await?;
+        self.metrics.pending.set(pending);
+        self.metrics
+            .oldest_pending_age
+            .set(age_us.unwrap_or(0).max(0) as f64 / 1e6);
+        Ok(())
     }
 
     async fn cleanup(&self, conn: &mut MySqlConnection) -> Result<(), RelayError> {

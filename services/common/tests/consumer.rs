@@ -608,3 +608,77 @@ async fn a_handler_panic_is_retried_then_dead_lettered_and_the_worker_goes_on() 
         );
     }
 }
+
+/// The lag gauge follows each assigned partition (before the group's first commit too), and
+/// dead-lettered records are counted per group, topic and reason, from 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_per_partition_and_dead_letters_per_group_are_exported() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let topic = testing::fresh_topic("lag", 2).await;
+    let group = testing::unique("g");
+    let producer: FutureProducer = testing::kafka().client_config().create().unwrap();
+    // Partition 0: 5 records (its handler is stuck on the first); partition 1: 5 and a poison one.
+    let mut payloads: Vec<(i32, Vec<u8>)> = (0..5)
+        .flat_map(|n| [0, 1].map(|p| (p, serde_json::to_vec(&Msg { n, fail_times: 0 }).unwrap())))
+        .collect();
+    payloads.push((1, b"not json".to_vec()));
+    for (partition, payload) in &payloads {
+        producer
+            .send(
+                FutureRecord::<(), _>::to(&topic)
+                    .partition(*partition)
+                    .payload(payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+    let gate = Arc::new(Gate::default());
+    let mut registry = campus_common::metrics::registry("campus-test");
+    let metrics = ConsumerMetrics::register(&mut registry);
+    let mut kafka = testing::kafka();
+    kafka.lag_interval = Duration::from_millis(200);
+    let runtime = ConsumerRuntime::new(&kafka, options(&group, &topic), metrics.clone()).unwrap();
+    let token = CancellationToken::new();
+    let task = tokio::spawn(runtime.run(gate.clone(), token.clone()));
+    let text = || {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
+        out
+    };
+    wait_until(
+        "partition 0 lags by 5 (nothing committed yet), partition 1 by 0",
+        Duration::from_secs(60),
+        || metrics.lag(&group, &topic, 0) == Some(5) && metrics.lag(&group, &topic, 1) == Some(0),
+    )
+    .await;
+    let t = text();
+    assert!(
+        t.contains(&format!(
+            "campus_consumer_lag{{group=\"{group}\",topic=\"{topic}\",partition=\"0\"}} 5\n"
+        )),
+        "{t}"
+    );
+    let dlq = |reason: &str| {
+        format!(
+            "campus_consumer_dlq_records_total{{group=\"{group}\",topic=\"{topic}\",reason=\"{reason}\"}}"
+        )
+    };
+    assert!(t.contains(&format!("{} 1\n", dlq("permanent"))), "{t}");
+    assert!(
+        t.contains(&format!("{} 0\n", dlq("exhausted"))),
+        "from 0: {t}"
+    );
+
+    gate.opened.store(true, std::sync::atomic::Ordering::SeqCst);
+    gate.open.notify_waiters();
+    wait_until(
+        "partition 0 caught up and committed",
+        Duration::from_secs(60),
+        || metrics.lag(&group, &topic, 0) == Some(0),
+    )
+    .await;
+    token.cancel();
+    task.await.unwrap().unwrap();
+    assert_eq!(gate.handled(0), (0..5).collect::<Vec<_>>());
+}

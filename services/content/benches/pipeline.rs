@@ -303,8 +303,8 @@ async fn handle_metrics(http: &reqwest::Client, addr: &str) -> (f64, f64) {
             .sum::<f64>()
     };
     (
-        value("consumer_handle_duration_seconds_count"),
-        value("consumer_handle_duration_seconds_sum"),
+        value("campus_consumer_handle_duration_seconds_count"),
+        value("campus_consumer_handle_duration_seconds_sum"),
     )
 }
 
@@ -547,7 +547,7 @@ async fn run() {
         let bucket = |le: &str| {
             text.lines()
                 .filter(|l| {
-                    l.starts_with("http_request_duration_seconds_bucket")
+                    l.starts_with("campus_http_request_duration_seconds_bucket")
                         && l.contains("method=\"POST\"")
                         && l.contains("route=\"/posts\"")
                         && l.contains(&format!("le=\"{le}\""))

@@ -219,7 +219,7 @@ impl WorkerCommand {
 
     /// Runs the worker until `shutdown`, with its ops server.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let mut registry = Registry::default();
+        let mut registry = campus_common::metrics::registry("campus-content");
         let group = self.group();
         match &self {
             WorkerCommand::Inspect {

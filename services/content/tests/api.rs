@@ -253,7 +253,7 @@ async fn serves_openapi_swagger_ops_and_metadata() {
         .text()
         .await
         .unwrap();
-    assert!(metrics.contains("http_requests"), "{metrics}");
+    assert!(metrics.contains("campus_http_requests_total{"), "{metrics}");
     // Seed data and CRUD.
     let (_, users) = p.get("/users").await;
     assert_eq!(users[0]["name"], "alice");

@@ -205,11 +205,11 @@ async fn kafka_and_elasticsearch_down_keep_the_api_ready_and_search_is_503() {
         .await
         .unwrap();
     assert!(
-        metrics.contains(r#"dependency_up{dependency="kafka"} 0"#),
+        metrics.contains(r#"campus_dependency_up{dependency="kafka"} 0"#),
         "{metrics}"
     );
     assert!(
-        metrics.contains(r#"dependency_up{dependency="mysql"} 1"#),
+        metrics.contains(r#"campus_dependency_up{dependency="mysql"} 1"#),
         "{metrics}"
     );
     let v = p.create_post(1, 1, "while kafka is down", "x").await;

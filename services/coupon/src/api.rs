@@ -70,7 +70,7 @@ impl AppState {
         producer: Producer,
         topic: impl Into<String>,
     ) -> Self {
-        let mut registry = Registry::with_prefix("campus");
+        let mut registry = campus_common::metrics::registry("campus-coupon");
         let http_metrics = HttpMetrics::register(&mut registry);
         let metrics = ApiMetrics::register(&mut registry);
         let readiness = {
@@ -112,6 +112,11 @@ impl AppState {
     pub fn with_in_flight(mut self, in_flight: InFlight) -> Self {
         self.inner_mut().in_flight = Some(in_flight);
         self
+    }
+
+    /// The gauges the periodic drift report refreshes (`campus_coupon_events_drifted`, …).
+    pub fn drift_metrics(&self) -> crate::metrics::DriftMetrics {
+        self.inner.metrics.drift.clone()
     }
 
     /// Rate limits on `POST /coupons`.

@@ -13,7 +13,6 @@ use campus_common::ops::{self, Readiness};
 use campus_common::{http, mysql, shutdown, telemetry};
 use campus_contract::Service;
 use clap::{Parser, Subcommand};
-use prometheus_client::registry::Registry;
 use sqlx::MySqlPool;
 use tokio_util::sync::CancellationToken;
 
@@ -124,6 +123,14 @@ pub struct SweepArgs {
         default_value_t = 60
     )]
     pub interval_secs: u64,
+    /// How often the API runs the drift report for its metrics (`campus_coupon_events_drifted`,
+    /// the per-event limit, coupons and holders), in seconds; 0 turns it off.
+    #[arg(
+        long = "coupon-drift-interval-secs",
+        env = "COUPON_DRIFT_INTERVAL_SECS",
+        default_value_t = 60
+    )]
+    pub drift_interval_secs: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -205,9 +212,17 @@ pub async fn run_api(cmd: ApiCmd, shutdown: CancellationToken) -> anyhow::Result
         cmd.sweep.clone(),
         shutdown.clone(),
     ));
+    let (report_pool, report_store) = (pool.clone(), store.clone());
     let state = AppState::new(pool, store, producer.clone(), topic)
         .with_in_flight(in_flight)
         .with_rate_limits(&cmd.rate_limits);
+    let reporter = tokio::spawn(report_drift_forever(
+        report_pool,
+        report_store,
+        state.drift_metrics(),
+        Duration::from_secs(cmd.sweep.drift_interval_secs),
+        shutdown.clone(),
+    ));
     let admin_listener = tokio::net::TcpListener::bind(cmd.admin_addr)
         .await
         .with_context(|| {
@@ -231,6 +246,7 @@ pub async fn run_api(cmd: ApiCmd, shutdown: CancellationToken) -> anyhow::Result
     let served = http::serve(cmd.http.http_addr, app(state), shutdown.clone()).await;
     shutdown.cancel();
     let _ = sweeper.await;
+    let _ = reporter.await;
     let _ = admin.await;
     producer.flush(Duration::from_secs(5));
     served
@@ -268,6 +284,42 @@ async fn sweep_forever(
     }
 }
 
+/// Runs the drift report every `interval` (none when zero) into `metrics`, until `shutdown`.
+async fn report_drift_forever(
+    pool: MySqlPool,
+    store: CouponStore,
+    metrics: crate::metrics::DriftMetrics,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    if interval.is_zero() {
+        return;
+    }
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match reconcile::report(&pool, &store, None, reconcile::DEFAULT_IN_FLIGHT_GRACE).await {
+            Ok(report) => {
+                if report.drifted > 0 {
+                    tracing::warn!(
+                        drifted = report.drifted,
+                        "coupon events drifted (GET /admin/reconcile shows them)"
+                    );
+                }
+                metrics.record(&report);
+            }
+            Err(e) => {
+                metrics.count(false);
+                tracing::warn!(error = %crate::chain(&e), "drift report failed; trying again later");
+            }
+        }
+    }
+}
+
 /// Creates `coupon.request` when it is missing (the operator normally has); never changes it.
 async fn ensure_topic(kafka: &KafkaArgs, topic: &str, partitions: i32) -> anyhow::Result<()> {
     let admin = Admin::new(kafka)?;
@@ -290,7 +342,7 @@ pub async fn run_issue_worker(
 ) -> anyhow::Result<()> {
     let pool = connect_mysql(&cmd.mysql).await?;
     let store = CouponStore::connect(&cmd.redis, Duration::ZERO).await?;
-    let mut registry = Registry::with_prefix("campus");
+    let mut registry = campus_common::metrics::registry("campus-coupon");
     let consumer_metrics = ConsumerMetrics::register(&mut registry);
     let metrics = WorkerMetrics::register(&mut registry);
     let runtime = ConsumerRuntime::new(&cmd.kafka, opts, consumer_metrics)?;

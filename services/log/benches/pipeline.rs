@@ -348,8 +348,8 @@ impl Indexer {
                 .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
                 .sum()
         };
-        let count = sample("log_index_bulk_duration_seconds_count");
-        let secs = sample("log_index_bulk_duration_seconds_sum");
+        let count = sample("campus_log_index_bulk_duration_seconds_count");
+        let secs = sample("campus_log_index_bulk_duration_seconds_sum");
         (count, secs * 1000.0 / count.max(1.0))
     }
 

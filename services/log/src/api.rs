@@ -32,7 +32,7 @@ pub struct AppState {
 impl AppState {
     /// Queries `target` (the alias `<prefix>` over the daily indices) on `es`.
     pub fn new(es: Es, target: impl Into<String>) -> Self {
-        let mut registry = Registry::default();
+        let mut registry = campus_common::metrics::registry("campus-log");
         let metrics = HttpMetrics::register(&mut registry);
         Self {
             es,

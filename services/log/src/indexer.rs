@@ -314,7 +314,7 @@ impl Worker {
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
         prepare(&es, &settings.index_prefix).await?;
-        let mut registry = Registry::default();
+        let mut registry = campus_common::metrics::registry("campus-log");
         let consumer_metrics = ConsumerMetrics::register(&mut registry);
         let metrics = IndexerMetrics::register(&mut registry);
         let batch = settings.batch_size.max(1);

@@ -91,7 +91,7 @@ async fn indexes_daily_dead_letters_bad_lines_and_replays_without_duplicates() {
     assert!(errors[1].contains("not JSON"), "{errors:?}");
     assert_eq!(
         worker
-            .metric("log_index_documents_total{outcome=\"skipped\"}")
+            .metric("campus_log_index_documents_total{outcome=\"skipped\"}")
             .await,
         3.0
     );
@@ -119,7 +119,7 @@ async fn indexes_daily_dead_letters_bad_lines_and_replays_without_duplicates() {
     let replay = start_worker(&es_url, &topic, &replay_group, &prefix).await;
     eventually(60, "the replay to see all 30 access lines", || async {
         (replay
-            .metric("log_index_documents_total{outcome=\"duplicate\"}")
+            .metric("campus_log_index_documents_total{outcome=\"duplicate\"}")
             .await
             == 30.0)
             .then_some(())
@@ -127,7 +127,7 @@ async fn indexes_daily_dead_letters_bad_lines_and_replays_without_duplicates() {
     .await;
     assert_eq!(
         replay
-            .metric("log_index_documents_total{outcome=\"indexed\"}")
+            .metric("campus_log_index_documents_total{outcome=\"indexed\"}")
             .await,
         0.0
     );
@@ -213,7 +213,11 @@ async fn an_elasticsearch_outage_stalls_the_indexer_without_dead_lettering() {
     produce(&topic, &lines(10)).await;
     // The worker is retrying against nothing now.
     eventually(60, "a failed bulk attempt", || async {
-        (worker.metric("log_index_bulk_duration_seconds_count").await >= 2.0).then_some(())
+        (worker
+            .metric("campus_log_index_bulk_duration_seconds_count")
+            .await
+            >= 2.0)
+            .then_some(())
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -226,13 +230,13 @@ async fn an_elasticsearch_outage_stalls_the_indexer_without_dead_lettering() {
     .await;
     assert_eq!(
         worker
-            .metric("log_index_documents_total{outcome=\"rejected\"}")
+            .metric("campus_log_index_documents_total{outcome=\"rejected\"}")
             .await,
         0.0
     );
     // All 20 records finished (the runtime counts a batch just after its bulk answered).
     eventually(30, "20 records finished", || async {
-        (worker.metric("consumer_records_total{").await == 20.0).then_some(())
+        (worker.metric("campus_consumer_records_total{").await == 20.0).then_some(())
     })
     .await;
     worker.stop().await;

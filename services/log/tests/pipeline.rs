@@ -391,7 +391,7 @@ async fn real_requests_flow_through_kafka_and_the_indexer_into_the_log_api() {
     );
     assert!(
         worker
-            .metric("log_index_documents_total{outcome=\"skipped\"}")
+            .metric("campus_log_index_documents_total{outcome=\"skipped\"}")
             .await
             >= 3.0,
         "service log lines are skipped"
@@ -483,7 +483,7 @@ async fn real_requests_flow_through_kafka_and_the_indexer_into_the_log_api() {
     .await;
     eventually(60, "the replay to reach every access line", || async {
         (replay
-            .metric("log_index_documents_total{outcome=\"duplicate\"}")
+            .metric("campus_log_index_documents_total{outcome=\"duplicate\"}")
             .await
             == want as f64)
             .then_some(())

@@ -16,10 +16,15 @@
 //!   the attempts, and the partition moves on.
 //! - **Panics**: a handler that panics has failed that attempt (a transient failure): the record is
 //!   retried, then dead-lettered, and the worker goes on.
+//! - **Metrics** ([`ConsumerMetrics`]): records by outcome, retries, dead-lettered records per
+//!   group, topic and reason (`campus_consumer_dlq_records_total`, at 0 from the start so an alert
+//!   sees the first one), and the lag of every assigned partition (`campus_consumer_lag`: its high
+//!   watermark minus the group's committed offset), from librdkafka's statistics every
+//!   `KAFKA_LAG_INTERVAL_MS`.
 //! - **Shutdown**: when the token fires, each partition task finishes the record in hand, records
 //!   still queued are left for the next owner, and stored offsets are committed synchronously.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -28,13 +33,14 @@ use futures::FutureExt as _;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
-use rdkafka::{ClientContext, TopicPartitionList};
+use rdkafka::{ClientContext, Statistics, TopicPartitionList};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -243,6 +249,21 @@ struct GroupLabels {
     group: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DlqLabels {
+    group: String,
+    topic: String,
+    /// `permanent` (the handler refused the record) or `exhausted` (its retries ran out).
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartitionLabels {
+    group: String,
+    topic: String,
+    partition: i32,
+}
+
 /// Consumer metrics; register once per process with [`ConsumerMetrics::register`].
 #[derive(Clone)]
 pub struct ConsumerMetrics {
@@ -251,6 +272,8 @@ pub struct ConsumerMetrics {
     outage_retries: Family<GroupLabels, Counter>,
     panics: Family<GroupLabels, Counter>,
     duration: Family<GroupLabels, Histogram, fn() -> Histogram>,
+    dlq: Family<DlqLabels, Counter>,
+    lag: Family<PartitionLabels, Gauge>,
 }
 
 impl ConsumerMetrics {
@@ -281,7 +304,56 @@ impl ConsumerMetrics {
             "Time to handle a record or batch",
             m.duration.clone(),
         );
+        registry.register(
+            "consumer_dlq_records",
+            "Records written to the group's dead-letter topic, by original topic and reason (permanent, exhausted)",
+            m.dlq.clone(),
+        );
+        registry.register(
+            "consumer_lag",
+            "Records of an assigned partition the group has not committed yet (high watermark minus committed offset)",
+            m.lag.clone(),
+        );
         m
+    }
+
+    /// Creates the group's series at 0, so the first record dead-lettered (or retried) is an
+    /// increase an alert sees, and dashboards show the group before its first record.
+    fn start(&self, group: &str, topics: &[String]) {
+        let g = GroupLabels {
+            group: group.to_owned(),
+        };
+        let _ = self.retries.get_or_create(&g);
+        let _ = self.outage_retries.get_or_create(&g);
+        let _ = self.panics.get_or_create(&g);
+        let _ = self.duration.get_or_create(&g);
+        for topic in topics {
+            for outcome in ["ok", "dlq"] {
+                let _ = self.records.get_or_create(&OutcomeLabels {
+                    group: group.to_owned(),
+                    topic: topic.clone(),
+                    outcome,
+                });
+            }
+            for reason in ["permanent", "exhausted"] {
+                let _ = self.dlq.get_or_create(&DlqLabels {
+                    group: group.to_owned(),
+                    topic: topic.clone(),
+                    reason,
+                });
+            }
+        }
+    }
+
+    /// The lag of `group`'s partition, as last reported (tests).
+    pub fn lag(&self, group: &str, topic: &str, partition: i32) -> Option<i64> {
+        let labels = PartitionLabels {
+            group: group.to_owned(),
+            topic: topic.to_owned(),
+            partition,
+        };
+        // Read without creating the series.
+        self.lag.get(&labels).map(|g| g.get())
     }
 }
 
@@ -295,6 +367,8 @@ impl Default for ConsumerMetrics {
             duration: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0001, 2.0, 18))
             }),
+            dlq: Family::default(),
+            lag: Family::default(),
         }
     }
 }
@@ -319,9 +393,47 @@ struct PartitionContext {
     consumer: OnceLock<Weak<Inner>>,
     spawn: OnceLock<Spawn>,
     lanes: Mutex<HashMap<PartitionKey, Lane>>,
+    /// The partitions assigned now (their lag is reported).
+    assigned: Mutex<HashSet<PartitionKey>>,
+    lag: Family<PartitionLabels, Gauge>,
 }
 
-impl ClientContext for PartitionContext {}
+impl ClientContext for PartitionContext {
+    /// librdkafka's statistics (every `statistics.interval.ms`): the lag of each assigned
+    /// partition.
+    fn stats(&self, statistics: Statistics) {
+        let assigned = self.assigned.lock().unwrap_or_else(PoisonError::into_inner);
+        for (topic, partition) in assigned.iter() {
+            let Some(p) = statistics
+                .topics
+                .get(topic)
+                .and_then(|t| t.partitions.get(partition))
+            else {
+                continue;
+            };
+            if let Some(lag) =
+                partition_lag(p.consumer_lag, p.hi_offset, p.lo_offset, p.committed_offset)
+            {
+                self.lag
+                    .get_or_create(&self.lag_labels(topic, *partition))
+                    .set(lag);
+            }
+        }
+    }
+}
+
+/// A partition's lag from its statistics: librdkafka's `consumer_lag` (high watermark minus the
+/// committed offset) when it knows it; before the group's first commit, what is left from the log
+/// start (the group starts at the earliest offset); `None` while the watermarks are unknown.
+fn partition_lag(consumer_lag: i64, hi: i64, lo: i64, committed: i64) -> Option<i64> {
+    if consumer_lag >= 0 {
+        Some(consumer_lag)
+    } else if hi >= 0 && committed < 0 {
+        Some((hi - lo.max(0)).max(0))
+    } else {
+        None
+    }
+}
 
 impl ConsumerContext for PartitionContext {
     fn pre_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -329,6 +441,14 @@ impl ConsumerContext for PartitionContext {
             Rebalance::Assign(tpl) => self.assign(tpl),
             Rebalance::Revoke(tpl) => {
                 tracing::info!(group = %self.group, partitions = %describe(tpl), "partitions revoked");
+                {
+                    let mut assigned = self.assigned.lock().unwrap_or_else(PoisonError::into_inner);
+                    for e in tpl.elements() {
+                        assigned.remove(&(e.topic().to_owned(), e.partition()));
+                        // Another member reports it now.
+                        self.lag.remove(&self.lag_labels(e.topic(), e.partition()));
+                    }
+                }
                 let lanes = self.lanes.lock().unwrap_or_else(PoisonError::into_inner);
                 for e in tpl.elements() {
                     if let Some(lane) = lanes.get(&(e.topic().to_owned(), e.partition())) {
@@ -352,7 +472,23 @@ impl ConsumerContext for PartitionContext {
 }
 
 impl PartitionContext {
+    fn lag_labels(&self, topic: &str, partition: i32) -> PartitionLabels {
+        PartitionLabels {
+            group: self.group.clone(),
+            topic: topic.to_owned(),
+            partition,
+        }
+    }
+
     fn assign(&self, tpl: &TopicPartitionList) {
+        self.assigned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(
+                tpl.elements()
+                    .iter()
+                    .map(|e| (e.topic().to_owned(), e.partition())),
+            );
         let (Some(consumer), Some(spawn)) = (
             self.consumer.get().and_then(Weak::upgrade),
             self.spawn.get(),
@@ -449,6 +585,11 @@ impl ConsumerRuntime {
             .set(
                 "queued.min.messages",
                 opts.partition_queue.max(1).to_string(),
+            )
+            // The lag gauges come from librdkafka's statistics (0 turns them off).
+            .set(
+                "statistics.interval.ms",
+                args.lag_interval.as_millis().to_string(),
             );
         for (k, v) in opts.consumer_properties.iter().chain(&args.properties) {
             cfg.set(k, v);
@@ -459,6 +600,8 @@ impl ConsumerRuntime {
                 consumer: OnceLock::new(),
                 spawn: OnceLock::new(),
                 lanes: Mutex::default(),
+                assigned: Mutex::default(),
+                lag: metrics.lag.clone(),
             })
             .map_err(ConsumerError::Create)?,
         );
@@ -504,6 +647,7 @@ impl ConsumerRuntime {
         if self.opts.create_dlq_topics {
             self.create_dlq_topics().await;
         }
+        self.metrics.start(&self.opts.group, &self.opts.topics);
         let stop_workers = shutdown.child_token();
         let (failures, mut failed) = mpsc::unbounded_channel();
         let spawn: Spawn = {
@@ -919,6 +1063,14 @@ impl<H: Handler> PartitionWorker<H> {
                         dlq = %topic, reason, attempts, error = %message, "record dead-lettered"
                     );
                     self.count(record, "dlq");
+                    self.metrics
+                        .dlq
+                        .get_or_create(&DlqLabels {
+                            group: self.opts.group.clone(),
+                            topic: record.topic.clone(),
+                            reason,
+                        })
+                        .inc();
                     return Finished::Done;
                 }
                 Err(e) => {
@@ -949,6 +1101,16 @@ impl<H: Handler> PartitionWorker<H> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lag_is_the_committed_distance_or_what_is_left_before_the_first_commit() {
+        assert_eq!(partition_lag(7, 100, 0, 93), Some(7));
+        // No commit yet: the group starts from the log start.
+        assert_eq!(partition_lag(-1, 100, 40, -1001), Some(60));
+        assert_eq!(partition_lag(-1, 0, -1, -1001), Some(0));
+        // Watermarks not fetched yet.
+        assert_eq!(partition_lag(-1, -1, -1, -1001), None);
+    }
 
     #[test]
     fn backoff_grows_and_is_bounded() {

@@ -203,7 +203,7 @@ impl Api {
             InboxStore::connect(args.mongo.mongo_url.expose_secret(), &args.mongo.database).await?;
         let search = SearchIndex::new(&args.es)?;
         let producer = Producer::new(&args.kafka)?;
-        let mut registry = Registry::default();
+        let mut registry = campus_common::metrics::registry("campus-content");
         let http_metrics = HttpMetrics::register(&mut registry);
         let relay_metrics = RelayMetrics::register(&mut registry);
         let database: Option<String> = sqlx::query_scalar("SELECT DATABASE()")
