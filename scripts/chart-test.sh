@@ -246,10 +246,12 @@ metrics_checks() {
     cat "$OUT/metrics-template.log" >&2; bad "helm template with metrics.podMonitor, prometheusRule and dashboard enabled"; return
   fi
   cargo build -q --locked -p campus-operator >"$OUT/operator-build.log" 2>&1 || { tail "$OUT/operator-build.log" >&2; bad "cargo build -p campus-operator"; return; }
-  RUST_LOG=info setsid "$op" --namespace "campus-metrics-$(date +%s)" --ops-addr 127.0.0.1:0 >"$OUT/metrics-operator.log" 2>&1 &
+  # (No leader election: it must not contend for a Lease with other operators on the API server.)
+  RUST_LOG=info setsid "$op" --namespace "campus-metrics-$(date +%s)" --ops-addr 127.0.0.1:0 --leader-election false \
+    >"$OUT/metrics-operator.log" 2>&1 &
   local pid=$! addr="" urls=()
   for _ in $(seq 1 100); do
-    addr=$(grep -o '"addr":"[^"]*"' "$OUT/metrics-operator.log" | head -n 1 | cut -d'"' -f4)
+    addr=$(grep -o '"addr":"[^"]*"' "$OUT/metrics-operator.log" | head -n 1 | cut -d'"' -f4 || true)
     [ -n "$addr" ] && break
     kill -0 $pid 2>/dev/null || break; sleep 0.1
   done
