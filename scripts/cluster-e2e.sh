@@ -298,6 +298,7 @@ platform_checks() {
       ok "the coupon reached MySQL through Kafka (GET /coupons?userId=7)" || bad "no coupon of event $ev for user 7 after 60 s"
   else bad "POST /admin/coupon-events: $(tail -n 1 <<<"$out")"; fi
   k -n "$ns" delete pod client --wait=false >/dev/null
+  rss_figures # (the platform's pods, before uninstall)
   t=$(now)
   if KUBECONFIG=$CD/kubeconfig "$HELM" uninstall "$RELEASE" -n "$ns" --wait --timeout 3m >/dev/null; then ok "helm uninstall ($(since "$t") s)"; else bad "helm uninstall"; fi
   # (The garbage collector deletes the platform's last children just after the platform: a minute.)
