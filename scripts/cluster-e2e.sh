@@ -146,6 +146,11 @@ EOF
   # HTTP with nc (busybox-static's wget crashes in getaddrinfo: static glibc without NSS modules).
   local req='printf "GET / HTTP/1.0\r\n\r\n" | nc -w 3'
   [[ $(node_exec curl -fsS -m 5 "http://$ip:8080/") = hello-from-pod ]] && ok "the node reaches the pod ($ip)" || bad "node -> pod $ip"
+  # A new Service answers once kube-proxy has synced its rules (it may lag the pods by a second or so).
+  local end=$(($(date +%s) + 30))
+  until [[ $(node_exec curl -fsS -m 5 "http://$svc/" 2>/dev/null) = hello-from-pod ]]; do
+    [ "$(date +%s)" -lt "$end" ] || break; sleep 1
+  done
   [[ $(node_exec curl -fsS -m 5 "http://$svc/") = hello-from-pod ]] && ok "the node reaches the Service ($svc, kube-proxy iptables)" || bad "node -> service $svc"
   [[ $(in_pod client sh -c "$req $ip 8080" | tail -n 1) = hello-from-pod ]] && ok "pod -> pod" || bad "pod -> pod"
   [[ $(in_pod client sh -c "$req $svc 80" | tail -n 1) = hello-from-pod ]] && ok "pod -> Service" || bad "pod -> Service"
