@@ -48,6 +48,9 @@ same() {
   else bad "host $f changed:"; diff "$BEFORE/$f" "$AFTER/$f" | head -n 20 | sed 's/^/    /'; fi
 }
 
+# node_gets_hello URL: the node's curl of URL answers the web pod's page.
+node_gets_hello() { [[ $(node_exec curl -fsS -m 5 "$1") = hello-from-pod ]]; }
+
 # in_pod POD CMD...
 in_pod() { k exec "$1" -- "${@:2}"; }
 
@@ -147,11 +150,7 @@ EOF
   local req='printf "GET / HTTP/1.0\r\n\r\n" | nc -w 3'
   [[ $(node_exec curl -fsS -m 5 "http://$ip:8080/") = hello-from-pod ]] && ok "the node reaches the pod ($ip)" || bad "node -> pod $ip"
   # A new Service answers once kube-proxy has synced its rules (it may lag the pods by a second or so).
-  local end=$(($(date +%s) + 30))
-  until [[ $(node_exec curl -fsS -m 5 "http://$svc/" 2>/dev/null) = hello-from-pod ]]; do
-    [ "$(date +%s)" -lt "$end" ] || break; sleep 1
-  done
-  [[ $(node_exec curl -fsS -m 5 "http://$svc/") = hello-from-pod ]] && ok "the node reaches the Service ($svc, kube-proxy iptables)" || bad "node -> service $svc"
+  (wait_for 30 "Service $svc" node_gets_hello "http://$svc/") && ok "the node reaches the Service ($svc, kube-proxy iptables)" || bad "node -> service $svc"
   [[ $(in_pod client sh -c "$req $ip 8080" | tail -n 1) = hello-from-pod ]] && ok "pod -> pod" || bad "pod -> pod"
   [[ $(in_pod client sh -c "$req $svc 80" | tail -n 1) = hello-from-pod ]] && ok "pod -> Service" || bad "pod -> Service"
   [[ $(in_pod web sh -c "$req $svc 80" | tail -n 1) = hello-from-pod ]] && ok "pod -> its own Service (hairpin)" || bad "hairpin"
@@ -232,13 +231,11 @@ http_in_pod() {
   k -n "$ns" exec client -- bash -c 'exec 3<>"/dev/tcp/$0/$1" && printf "%b" "$2" >&3 && cat <&3' "$host" "$port" "$req"
 }
 
-# until_in_pod SECONDS PATTERN METHOD URL: repeats the request until its answer matches PATTERN.
-until_in_pod() {
-  local secs=$1 pattern=$2 end=$(($(date +%s) + $1))
-  until grep -q -- "$pattern" <<<"$(http_in_pod "$RELEASE_NS" "$3" "$4" 2>&1)"; do
-    [ "$(date +%s)" -lt "$end" ] || return 1; sleep 1
-  done
-}
+# answers PATTERN METHOD URL: the answer to the request from the client pod matches PATTERN.
+answers() { grep -q -- "$1" <<<"$(http_in_pod "$RELEASE_NS" "$2" "$3" 2>&1)"; }
+# until_in_pod SECONDS PATTERN METHOD URL: repeats the request until its answer matches PATTERN
+# (wait_for in a subshell: its timeout fails the check instead of ending the e2e).
+until_in_pod() { local secs=$1; shift; (wait_for "$secs" "$3 answering $1" answers "$@"); }
 
 # The chart (scripts/cluster.sh platform) and a post through the content Service, then uninstall.
 platform_checks() {

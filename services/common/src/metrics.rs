@@ -98,27 +98,17 @@ impl ProcessStats {
                 .map(|d| d.count() as i64),
             max_fds: std::fs::read_to_string("/proc/self/limits")
                 .ok()
-                .and_then(|l| max_open_files(&l)),
+                .and_then(|l| status_field(&l, "Max open files")),
         }
     }
 }
 
-/// The first number after `key` on its line of `/proc/self/status` (`VmRSS:  1234 kB`).
+/// The first number after `key` on the line that starts with it: `/proc/self/status`
+/// (`VmRSS:  1234 kB`) and `/proc/self/limits` (`Max open files  1024  4096  files`: the soft limit).
 fn status_field(status: &str, key: &str) -> Option<i64> {
     status
         .lines()
         .find_map(|l| l.strip_prefix(key))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-/// The soft limit of `Max open files` in `/proc/self/limits`.
-fn max_open_files(limits: &str) -> Option<i64> {
-    limits
-        .lines()
-        .find_map(|l| l.strip_prefix("Max open files"))?
         .split_whitespace()
         .next()?
         .parse()
@@ -260,6 +250,6 @@ mod tests {
         assert_eq!(status_field(status, "Threads:"), Some(7));
         assert_eq!(status_field(status, "VmSwap:"), None);
         let limits = "Limit                     Soft Limit           Hard Limit           Units\nMax open files            1024                 524288               files\n";
-        assert_eq!(max_open_files(limits), Some(1024));
+        assert_eq!(status_field(limits, "Max open files"), Some(1024));
     }
 }

@@ -276,16 +276,17 @@ impl WorkerCommand {
                 let pool = campus_common::mysql::connect(mysql).await?;
                 let store =
                     InboxStore::connect(mongo.mongo_url.expose_secret(), &mongo.database).await?;
-                let ready = campus_common::retry::until_up(
+                // (None: shutdown came first.)
+                let Some(()) = campus_common::retry::until_up(
                     "create the inbox indexes",
                     &shutdown,
                     InboxError::is_outage,
                     || store.ensure_indexes(),
                 )
-                .await?;
-                if ready.is_none() {
+                .await?
+                else {
                     return Ok(());
-                }
+                };
                 let (s, p) = (store.clone(), pool.clone());
                 let readiness = Readiness::new()
                     .check("mongodb", move || {
@@ -309,16 +310,17 @@ impl WorkerCommand {
             WorkerCommand::Index { es, ops, .. } => {
                 campus_common::telemetry::init("campus-content-index");
                 let index = SearchIndex::new(es)?;
-                let ready = campus_common::retry::until_up(
+                // (None: shutdown came first.)
+                let Some(()) = campus_common::retry::until_up(
                     "create the search index",
                     &shutdown,
                     IndexError::is_outage,
                     || index.ensure(),
                 )
-                .await?;
-                if ready.is_none() {
+                .await?
+                else {
                     return Ok(());
-                }
+                };
                 let i = index.clone();
                 let readiness = Readiness::new().check("elasticsearch", move || {
                     let i = i.clone();
