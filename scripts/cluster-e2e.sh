@@ -289,6 +289,21 @@ platform_checks() {
       until_in_pod 60 '^\[\]$' GET "http://$content/list/search?keyword=updated" &&
       ok "the delete reached detail (404) and search (no hit)" || bad "the delete of post $id did not reach detail and search"
   fi
+  kafka_restart "$ns" "$content"
+  # Filebeat (the DaemonSet) ships the pods' access logs to Kafka, the native indexer to OpenSearch,
+  # the log API finds the requests above.
+  local logapi ds
+  logapi=$(grep -- '-log-api$' <<<"$svcs" | head -n 1)
+  (wait_for 60 "Filebeat ready" filebeat_ready "$ns") || true
+  ds=$(filebeat_ds "$ns")
+  filebeat_ready "$ns" && ok "Filebeat DaemonSet ready ($ds, image $(k -n "$ns" get ds -o jsonpath='{.items[0].spec.template.spec.containers[0].image}'))" ||
+    { bad "Filebeat DaemonSet: '$ds'"; k -n "$ns" logs ds/"${ds%% *}" --tail=20 2>&1 | sed 's/^/    /'; }
+  if [ -n "$id" ] && [ -n "$logapi" ]; then
+    until_in_pod 180 '"total":[1-9]' GET "http://$logapi/logs/search?path=/posts/$id&method=PUT" &&
+      ok "the PUT of post $id found by /logs/search (Filebeat -> Kafka -> campus-log index -> OpenSearch)" ||
+      { bad "the PUT of post $id not in /logs/search after 180 s: $(http_in_pod "$ns" GET "http://$logapi/logs/search?path=/posts/$id" 2>&1 | tail -n 1 | head -c 300)";
+        k -n "$ns" logs ds/"${ds%% *}" --tail=15 2>&1 | sed 's/^/    /'; }
+  else bad "no log API Service or no post: '$logapi' '$id'"; fi
   # Coupons: an event on the admin Service (never the public one), a request, the coupon issued.
   out=$(http_in_pod "$ns" POST "http://$admin:8081/admin/coupon-events" '{"name":"Cluster","limit":5,"startsAt":"2026-01-01T00:00:00Z","endsAt":"2030-01-01T00:00:00Z","couponValidSeconds":3600}' 2>&1 || true)
   local ev; ev=$(sed -n 's/.*"id":\([0-9]*\).*/\1/p' <<<"$out" | head -n 1)
@@ -299,6 +314,10 @@ platform_checks() {
     until_in_pod 60 "\"couponEventId\":$ev" GET "http://$coupon/coupons?userId=7" &&
       ok "the coupon reached MySQL through Kafka (GET /coupons?userId=7)" || bad "no coupon of event $ev for user 7 after 60 s"
   else bad "POST /admin/coupon-events: $(tail -n 1 <<<"$out")"; fi
+  coupon_burst "$ns" "$coupon" "$admin"
+  hand_edit_reverted "$ns" "$content"
+  coupon_roll "$ns" "$coupon" "$admin"
+  coupon_pods_deleted "$ns" "$coupon" "$admin"
   k -n "$ns" delete pod client --wait=false >/dev/null
   rss_figures # (the platform's pods, before uninstall)
   t=$(now)
@@ -314,6 +333,175 @@ platform_checks() {
   left=$(k get clusterrolebinding -o name | grep -i campus || true)
   [ -z "$left" ] && ok "no Campus ClusterRoleBinding left" || bad "ClusterRoleBindings left: $(echo $left)"
 }
+
+# new_event NS ADMIN_SVC NAME LIMIT: a coupon event open now; prints its id.
+new_event() {
+  local out
+  out=$(http_in_pod "$1" POST "http://$2:8081/admin/coupon-events" "{\"name\":\"$3\",\"limit\":$4,\"startsAt\":\"2026-01-01T00:00:00Z\",\"endsAt\":\"2030-01-01T00:00:00Z\",\"couponValidSeconds\":3600}" 2>&1 || true)
+  sed -n 's/.*"id":\([0-9]*\).*/\1/p' <<<"$out" | head -n 1
+}
+
+# burst_start NS POD COUPON_SVC ARGS...: `campus-coupon burst --url http://COUPON_SVC ARGS` in a pod
+# POD of the coupon image (through the Service, as a client in the cluster would).
+burst_start() {
+  local ns=$1 pod=$2 svc=$3; shift 3
+  k -n "$ns" delete pod "$pod" --ignore-not-found --wait=true >/dev/null 2>&1 || true
+  k -n "$ns" run "$pod" --image="localhost/campus-coupon:${TAG:-dev}" --image-pull-policy=Never --restart=Never -- \
+    burst --url "http://$svc" "$@" >/dev/null
+}
+
+# burst_wait NS POD: waits (3 min) for the burst pod to end; prints its phase, then its JSON report.
+burst_wait() {
+  local ns=$1 pod=$2 phase end=$(($(date +%s) + 180))
+  until phase=$(k -n "$ns" get pod "$pod" -o jsonpath='{.status.phase}') && { [ "$phase" = Succeeded ] || [ "$phase" = Failed ]; }; do
+    [ "$(date +%s)" -lt "$end" ] || break; sleep 1
+  done
+  echo "$phase"
+  k -n "$ns" logs "$pod" 2>&1 | sed -n '/^{/,/^}/p'
+  k -n "$ns" logs "$pod" 2>&1 | grep -v '^[ {}]' | tail -n 3 >&2 || true
+  k -n "$ns" delete pod "$pod" --wait=false >/dev/null 2>&1 || true
+}
+
+# burst_summary REPORT_JSON [FIELD]: one line of the report, or one field of it.
+burst_summary() {
+  python3 -c 'import json,sys
+r = json.loads(sys.argv[1])
+if len(sys.argv) > 2: print(r[sys.argv[2]]); sys.exit()
+print("%d requests in %.1f s (%.0f/s, p50 %.0f ms, p99 %.0f ms): %d issued, %d already_issued, %d sold_out, %d rate_limited, other %s, %d errors, %d users twice%s" % (
+  r["requests"], r["seconds"], r["requestsPerSecond"], r["p50Ms"], r["p99Ms"], r["issued"], r["alreadyIssued"], r["soldOut"], r["rateLimited"], r["other"], r["errors"], r["usersIssuedTwice"],
+  "; first failure: " + r["firstFailure"] if r.get("firstFailure") else ""))' "$@" 2>/dev/null || echo "(no report)"
+}
+
+# stored NS ADMIN_SVC EVENT N: within 2 min MySQL holds N coupons of EVENT and Redis agrees.
+stored() {
+  until_in_pod 120 "\"mysqlCoupons\":$4," GET "http://$2:8081/admin/reconcile?couponEventId=$3" &&
+    until_in_pod 60 '"drifted":0' GET "http://$2:8081/admin/reconcile?couponEventId=$3"
+}
+reconcile_line() { http_in_pod "$1" GET "http://$2:8081/admin/reconcile?couponEventId=$3" 2>&1 | tail -n 1 | head -c 400; }
+
+# coupon_burst NS COUPON_SVC ADMIN_SVC: a first-come-first-served burst through the coupon Service
+# (BURST_REQUESTS over BURST_USERS users, BURST_CONCURRENCY at once, for an event of BURST_LIMIT):
+# exactly the limit issued, nobody twice, no request failed; then the worker's MySQL coupons equal
+# the limit with no drift.
+coupon_burst() {
+  local ns=$1 coupon=$2 admin=$3 ev phase report
+  local requests=${BURST_REQUESTS:-3000} users=${BURST_USERS:-300} limit=${BURST_LIMIT:-100}
+  ev=$(new_event "$ns" "$admin" Burst "$limit")
+  [ -n "$ev" ] || { bad "burst: no coupon event created"; return 0; }
+  burst_start "$ns" burst "$coupon" --event "$ev" --requests "$requests" --users "$users" --first-user 1000 \
+    --concurrency "${BURST_CONCURRENCY:-32}" --expect-issued "$limit"
+  { read -r phase; report=$(cat); } < <(burst_wait "$ns" burst)
+  if [ "$phase" = Succeeded ]; then ok "coupon burst through Service $coupon, event $ev of $limit: $(burst_summary "$report")"
+  else bad "coupon burst ($phase): $(burst_summary "$report")"; fi
+  stored "$ns" "$admin" "$ev" "$limit" && ok "burst event $ev: $limit coupons in MySQL, no drift (GET /admin/reconcile)" ||
+    bad "burst event $ev: $(reconcile_line "$ns" "$admin" "$ev")"
+}
+
+# coupon_roll NS COUPON_SVC ADMIN_SVC: a steady load on the coupon API (ROLL_RATE requests/s, every
+# request a new user) while a CampusPlatform change rolls the coupon API and its issue worker: no
+# request fails (drain after SIGTERM, readiness, surge) and every coupon answered 201 is stored.
+coupon_roll() {
+  local ns=$1 coupon=$2 admin=$3 ev phase report rate=${ROLL_RATE:-40} secs=${ROLL_SECONDS:-40}
+  local n=$((rate * secs)) api=${coupon} worker
+  worker=$(k -n "$ns" get deploy -o name | grep -- '-coupon-issue$' | sed 's|^deployment.apps/||;s|^deployment/||')
+  ev=$(new_event "$ns" "$admin" Roll "$n")
+  [ -n "$ev" ] || { bad "roll: no coupon event created"; return 0; }
+  local before; before=$(k -n "$ns" get pod -l "app.kubernetes.io/component in (coupon-api,coupon-issue)" -o name | sort)
+  burst_start "$ns" load "$coupon" --event "$ev" --requests "$n" --users "$n" --first-user 200000 --rate "$rate" \
+    --concurrency 16 --expect-issued "$n"
+  (wait_for 60 "the load pod running" pod_running "$ns" load) || true
+  sleep 3
+  local stamp; stamp=$(date +%s)
+  k -n "$ns" patch campusplatform campus --type merge \
+    -p '{"spec":{"coupon":{"env":[{"name":"CAMPUS_E2E_ROLL","value":"'"$stamp"'"}]}}}' >/dev/null
+  local t; t=$(now) rolled=1
+  # (rollout status only once the operator has applied the change)
+  (wait_for 60 "the operator applying the change" template_env_is "$ns" "$api" CAMPUS_E2E_ROLL "$stamp") || rolled=0
+  k -n "$ns" rollout status "deploy/$api" --timeout=150s >/dev/null || rolled=0
+  [ -n "$worker" ] && { k -n "$ns" rollout status "deploy/$worker" --timeout=150s >/dev/null || rolled=0; }
+  local after; after=$(k -n "$ns" get pod -l "app.kubernetes.io/component in (coupon-api,coupon-issue)" -o name | sort)
+  if [ $rolled = 1 ] && [ -z "$(comm -12 <(echo "$before") <(echo "$after"))" ]; then
+    ok "a CampusPlatform change rolled $api and $worker ($(since "$t") s, every pod replaced)"
+  else bad "the roll of $api/$worker (before: $(echo $before); after: $(echo $after))"; fi
+  { read -r phase; report=$(cat); } < <(burst_wait "$ns" load)
+  if [ "$phase" = Succeeded ]; then ok "0 failed requests during the roll: $(burst_summary "$report")"
+  else bad "requests failed during the roll ($phase): $(burst_summary "$report")"; fi
+  stored "$ns" "$admin" "$ev" "$n" && ok "roll event $ev: all $n coupons in MySQL, no drift" ||
+    bad "roll event $ev: $(reconcile_line "$ns" "$admin" "$ev")"
+}
+
+# coupon_pods_deleted NS COUPON_SVC ADMIN_SVC: the coupon API pod and the issue worker pod deleted
+# mid-load: both replaced, and every coupon answered 201 is in MySQL (requests the Service sent to
+# the deleted pod may fail: it has one replica; the answered ones are never lost).
+coupon_pods_deleted() {
+  local ns=$1 coupon=$2 admin=$3 ev phase report rate=${ROLL_RATE:-40} n=$((${ROLL_RATE:-40} * 20))
+  ev=$(new_event "$ns" "$admin" Deleted "$n")
+  [ -n "$ev" ] || { bad "pod delete: no coupon event created"; return 0; }
+  burst_start "$ns" load2 "$coupon" --event "$ev" --requests "$n" --users "$n" --first-user 400000 --rate "$rate" \
+    --concurrency 16 --timeout-secs 5
+  (wait_for 60 "the load pod running" pod_running "$ns" load2) || true
+  sleep 3
+  local victims; victims=$(k -n "$ns" get pod -l "app.kubernetes.io/component in (coupon-api,coupon-issue)" -o name)
+  k -n "$ns" delete $victims --wait=false >/dev/null
+  { read -r phase; report=$(cat); } < <(burst_wait "$ns" load2)
+  local issued; issued=$(burst_summary "$report" issued)
+  local ready
+  ready=$(k -n "$ns" get deploy -o jsonpath='{range .items[*]}{.metadata.name} {.status.readyReplicas}/{.spec.replicas}{"\n"}{end}' | grep -e '-coupon-api ' -e '-coupon-issue ')
+  ! awk '{ split($2, a, "/"); if (a[1] != a[2]) bad = 1 } END { exit !bad }' <<<"$ready" &&
+    ok "coupon API and worker pods deleted mid-load were replaced ($(echo $ready))" || bad "not replaced: $(echo $ready)"
+  [[ $issued =~ ^[0-9]+$ ]] && [ "$issued" -gt 0 ] && stored "$ns" "$admin" "$ev" "$issued" &&
+    ok "pods deleted mid-load: every coupon answered 201 ($issued) is in MySQL: $(burst_summary "$report")" ||
+    bad "pods deleted mid-load: $(burst_summary "$report"); $(reconcile_line "$ns" "$admin" "$ev")"
+}
+
+# hand_edit_reverted NS DEPLOYMENT: `kubectl` changes a child Deployment's replicas and image by
+# hand; the operator puts both back.
+hand_edit_reverted() {
+  local ns=$1 d=$2 want img
+  want=$(k -n "$ns" get deploy "$d" -o jsonpath='{.spec.replicas} {.spec.template.spec.containers[0].image}')
+  k -n "$ns" patch deploy "$d" --type json -p '[{"op":"replace","path":"/spec/replicas","value":3},
+    {"op":"replace","path":"/spec/template/spec/containers/0/image","value":"localhost/hand-edited:1"}]' >/dev/null
+  local t; t=$(now)
+  if (wait_for 60 "$d put back" deploy_is "$ns" "$d" "$want"); then ok "a hand edit of Deployment $d (replicas 3, another image) put back by the operator ($(since "$t") s)"
+  else bad "hand edit of $d not put back: $(k -n "$ns" get deploy "$d" -o jsonpath='{.spec.replicas} {.spec.template.spec.containers[0].image}')"; fi
+  k -n "$ns" rollout status "deploy/$d" --timeout=120s >/dev/null || true
+}
+deploy_is() { [ "$(k -n "$1" get deploy "$2" -o jsonpath='{.spec.replicas} {.spec.template.spec.containers[0].image}')" = "$3" ]; }
+
+# filebeat_ds NS: "NAME READY/DESIRED" of the Filebeat DaemonSet.
+filebeat_ds() { k -n "$1" get ds -o jsonpath='{range .items[*]}{.metadata.name} {.status.numberReady}/{.status.desiredNumberScheduled}{"\n"}{end}' | grep -- '-filebeat ' || true; }
+filebeat_ready() { local name frac; read -r name frac <<<"$(filebeat_ds "$1")"; [ -n "$frac" ] && [ "${frac%/*}" = "${frac#*/}" ] && [ "${frac%/*}" -gt 0 ]; }
+
+# kafka_restart NS CONTENT_SVC: Kafka stopped; a post created meanwhile is answered 201 (it waits in
+# the outbox), Kafka started again on its data, the post reaches search.
+kafka_restart() {
+  local ns=$1 content=$2 pid out id t
+  pid=$(cat "$CD/kafka.pid" 2>/dev/null) || { bad "no Kafka pid"; return 0; }
+  t=$(now)
+  kill -TERM "$pid" 2>/dev/null || true
+  local end=$(($(date +%s) + 60))
+  while kill -0 "$pid" 2>/dev/null && [ "$(date +%s)" -lt "$end" ]; do sleep 0.5; done
+  kill -0 "$pid" 2>/dev/null && { bad "Kafka did not stop in 60 s"; return 0; }
+  out=$(http_in_pod "$ns" POST "http://$content/posts" '{"title":"While Kafka was down","userId":1,"content":"outbox waits","categoryId":2}' 2>&1 || true)
+  id=$(sed -n 's/.*"id":\([0-9]*\).*/\1/p' <<<"$out" | head -n 1)
+  [ -n "$id" ] && ok "Kafka stopped: POST /posts answered $(head -n 1 <<<"$out" | tr -d '\r' | cut -d' ' -f2) (post $id waits in the outbox)" ||
+    bad "Kafka stopped: POST /posts: $(head -n 1 <<<"$out") $(tail -n 1 <<<"$out" | head -c 200)"
+  sleep 5
+  start_kafka
+  if [ -n "$id" ]; then
+    until_in_pod 240 "\"id\":$id," GET "http://$content/list/search?keyword=outbox" &&
+      ok "Kafka back: post $id reached search ($(since "$t") s after the stop)" || bad "post $id not in search 240 s after Kafka came back"
+  fi
+  # (The APIs whose readiness asks Kafka are back before the next checks use them.)
+  k -n "$ns" wait --for=condition=Available deploy --all --timeout=180s >/dev/null ||
+    bad "Deployments not Available after Kafka came back: $(k -n "$ns" get deploy --no-headers 2>&1 | awk '{ print $1, $2 }' | tr '\n' ' ')"
+}
+
+template_env_is() {
+  [ "$(k -n "$1" get deploy "$2" -o jsonpath="{.spec.template.spec.containers[0].env[?(@.name==\"$3\")].value}")" = "$4" ]
+}
+
+pod_running() { [ "$(k -n "$1" get pod "$2" -o jsonpath='{.status.phase}' 2>/dev/null)" = Running ]; }
 
 # RSS per pod from the kubelet's stats (/stats/summary through the API server).
 rss_figures() {

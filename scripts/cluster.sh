@@ -25,7 +25,8 @@
 # vm.panic_on_oom, kernel.keys.*): `up` records every sysctl, `down` writes back those that changed.
 # Images: never pulled (no registry). scripts/oci-image.py writes OCI archives from directories, imported
 # with `ctr -n k8s.io images import`: the pause image (pause.c of k8s.io/kubernetes, gcc -static), a Debian
-# busybox image (Debian's busybox-static package), CoreDNS (built from the Go module proxy). Cached in
+# busybox image (Debian's busybox-static package), CoreDNS and Filebeat (built from the Go module proxy),
+# a Debian minbase (debootstrap). Cached in
 # $CAMPUS_CACHE/cluster-images keyed by version.
 # The host's servers (scripts/servers.sh) are Services of the namespace campus-host (bridge_host_servers).
 # Components: Kubernetes v$KUBE_VERSION and etcd from scripts/kube.sh (build node); Debian's containerd
@@ -34,6 +35,7 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/kube.sh" # BIN, KUBE_VERSION, build, kube_* (and ROOT, CAMPUS_CACHE)
 . "$ROOT/scripts/lib.sh"
+. "$ROOT/scripts/install/filebeat.sh" # FILEBEAT_VERSION, FILEBEAT_BIN, install_filebeat
 CD=${CAMPUS_CLUSTER_DATA:-$ROOT/target/cluster}
 NODE=campus-node
 HOST_IF=campus-h0
@@ -211,7 +213,26 @@ image_coredns() {
   rm -rf "$r"
 }
 
+# image_filebeat: the Filebeat the suite runs (scripts/install/filebeat.sh: pure Go, built from the Go
+# module proxy) on an empty root laid out as the upstream image: home /usr/share/filebeat, data/ below
+# it (the DaemonSet mounts its registry there). The CampusPlatform's logging.filebeat.image names it.
+image_filebeat() {
+  local tar=$IMAGES/filebeat-$FILEBEAT_VERSION.tar
+  [ -f "$tar" ] && return 0
+  install_filebeat
+  local r; r=$(mktemp -d)
+  mkdir -p "$r/usr/share/filebeat/data" "$r/etc" "$r/tmp"
+  chmod 1777 "$r/tmp"
+  cp "$FILEBEAT_BIN" "$r/usr/share/filebeat/filebeat"
+  printf 'root:x:0:0:root:/root:/bin/false\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$r/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' >"$r/etc/group"
+  python3 "$ROOT/scripts/oci-image.py" "$tar" "$FILEBEAT_IMAGE" "$r" --workdir /usr/share/filebeat \
+    --entrypoint '["/usr/share/filebeat/filebeat", "--path.home", "/usr/share/filebeat", "-environment", "container"]'
+  rm -rf "$r"
+}
+
 PAUSE_IMAGE=localhost/campus/pause:k8s-v$KUBE_VERSION
+FILEBEAT_IMAGE=localhost/campus/filebeat:$FILEBEAT_VERSION
 COREDNS_IMAGE=localhost/campus/coredns:v$COREDNS_VERSION
 
 build_all() {
@@ -222,6 +243,7 @@ build_all() {
   image_busybox
   image_debian
   [ "$WITH_DNS" = 0 ] || image_coredns
+  image_filebeat
 }
 
 # ---------------------------------------------------------------- certificates and kubeconfigs
@@ -597,10 +619,7 @@ bridge_host_servers() {
     ports+=,$port
     host_service "$name" "$port"
   done
-  spawn_host kafka bash "$ROOT/scripts/kafka-node.sh" --dir "$CD/kafka" --port "$KAFKA_PORT" \
-    --controller-port $((KAFKA_PORT + 1)) --voters "1@$HOST_IP:$((KAFKA_PORT + 1))" \
-    --set "listeners=PLAINTEXT://$HOST_IP:$KAFKA_PORT,CONTROLLER://$HOST_IP:$((KAFKA_PORT + 1))" \
-    --set "advertised.listeners=PLAINTEXT://$HOST_IP:$KAFKA_PORT"
+  start_kafka
   host_service kafka "$KAFKA_PORT"
   # Pods reach the host on these ports only (the host has other listeners on 0.0.0.0): a chain of the
   # node's own, before kube-proxy's.
@@ -609,6 +628,14 @@ bridge_host_servers() {
   node_exec iptables -A CAMPUS-HOST -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
   node_exec iptables -A CAMPUS-HOST -j REJECT
   node_exec iptables -I FORWARD 1 -o eth0 -j CAMPUS-HOST
+}
+
+# start_kafka: the cluster's Kafka node (its data in $CD/kafka: a restart comes back with it).
+start_kafka() {
+  spawn_host kafka bash "$ROOT/scripts/kafka-node.sh" --dir "$CD/kafka" --port "$KAFKA_PORT" \
+    --controller-port $((KAFKA_PORT + 1)) --voters "1@$HOST_IP:$((KAFKA_PORT + 1))" \
+    --set "listeners=PLAINTEXT://$HOST_IP:$KAFKA_PORT,CONTROLLER://$HOST_IP:$((KAFKA_PORT + 1))" \
+    --set "advertised.listeners=PLAINTEXT://$HOST_IP:$KAFKA_PORT"
 }
 
 # host_service NAME PORT: Service NAME in $HOST_NS, its one endpoint $HOST_IP:PORT.
@@ -677,7 +704,8 @@ platform() {
     --from-literal=redis-url="redis://redis.$h:6379" | k apply -f - >/dev/null
   local t1; t1=$(now)
   KUBECONFIG=$CD/kubeconfig "$HELM" upgrade --install "$RELEASE" "$ROOT/helm/campus" -n "$RELEASE_NS" \
-    -f "$ROOT/helm/cluster-values.yaml" --wait --timeout 5m
+    -f "$ROOT/helm/cluster-values.yaml" --set "platform.extraSpec.logging.filebeat.image=$FILEBEAT_IMAGE" \
+    --wait --timeout 5m
   wait_for 600 "CampusPlatform Ready" platform_ready
   log "helm install to CampusPlatform Ready: $(since "$t1") s"
 }

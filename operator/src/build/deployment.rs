@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 
 use campus_contract::env as var;
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapEnvSource, ConfigMapVolumeSource, Container, ContainerPort, EnvFromSource,
     EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, PodSpec, PodTemplateSpec, Probe,
@@ -26,6 +28,11 @@ use crate::plan::{Plan, Service, Worker};
 pub const API_PORT: i32 = campus_contract::port::API as i32;
 /// Port of the workers' ops server (`OPS_ADDR`).
 pub const OPS_PORT: i32 = campus_contract::port::OPS as i32;
+/// How long an API pod goes on serving after SIGTERM (`HTTP_SHUTDOWN_DRAIN_MS`): the endpoints
+/// controller and kube-proxy drop a terminating pod within a second or two, and clients on
+/// keep-alive connections are told to reconnect, so a roll or a drain fails no request. Within
+/// the pod's 30 s termination grace period, with room for the in-flight requests.
+pub const API_SHUTDOWN_DRAIN_MS: u64 = 5000;
 
 /// Name of a service's API Deployment (and Service): `<platform>-<service>-api`.
 pub fn api_name(cr: &CampusPlatform, service: Service) -> String {
@@ -146,9 +153,14 @@ fn elasticsearch_secret_env(cr: &CampusPlatform) -> Option<EnvVar> {
 
 /// The container environment: listen address, secrets, then the user's extra variables (which
 /// replace an operator-set variable of the same name).
-fn env(cr: &CampusPlatform, service: Service, listen: EnvVar, extra: &[EnvVar]) -> Vec<EnvVar> {
+fn env(
+    cr: &CampusPlatform,
+    service: Service,
+    listen: Vec<EnvVar>,
+    extra: &[EnvVar],
+) -> Vec<EnvVar> {
     let s = &cr.spec;
-    let mut env = vec![listen];
+    let mut env = listen;
     match service {
         Service::Content => {
             if let Some(m) = &s.mysql {
@@ -222,9 +234,14 @@ fn deployment(
                 match_labels: Some(pod_selector(cr, component)),
                 ..LabelSelector::default()
             },
+            // One new pod Ready before an old one goes, whatever the replicas (the default's
+            // 25 % lets a quarter go first from four replicas on).
             strategy: Some(DeploymentStrategy {
                 type_: Some("RollingUpdate".to_owned()),
-                ..DeploymentStrategy::default()
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: Some(IntOrString::Int(1)),
+                    max_unavailable: Some(IntOrString::Int(0)),
+                }),
             }),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
@@ -264,9 +281,16 @@ fn campus_container(
 ) -> Container {
     let p = parts(cr, service, inputs);
     let listen = if port.0 == API_PORT {
-        plain_env(var::HTTP_ADDR, &format!("0.0.0.0:{API_PORT}"))
+        vec![
+            plain_env(var::HTTP_ADDR, &format!("0.0.0.0:{API_PORT}")),
+            // Served on after SIGTERM while the endpoints drop the pod (see API_SHUTDOWN_DRAIN_MS).
+            plain_env(
+                var::HTTP_SHUTDOWN_DRAIN_MS,
+                &API_SHUTDOWN_DRAIN_MS.to_string(),
+            ),
+        ]
     } else {
-        plain_env(var::OPS_ADDR, &format!("0.0.0.0:{OPS_PORT}"))
+        vec![plain_env(var::OPS_ADDR, &format!("0.0.0.0:{OPS_PORT}"))]
     };
     Container {
         name: name.to_owned(),
@@ -570,6 +594,27 @@ mod tests {
             env_of(api, "HTTP_ADDR").unwrap().value.as_deref(),
             Some("0.0.0.0:8080")
         );
+        // Every API drains after SIGTERM; no worker does (it has no clients to move).
+        for d in &ds[..3] {
+            assert_eq!(
+                env_of(container(d), "HTTP_SHUTDOWN_DRAIN_MS").and_then(|e| e.value.as_deref()),
+                Some("5000"),
+                "{}",
+                d.name_any()
+            );
+        }
+        assert!(env_of(container(&ds[3]), "HTTP_SHUTDOWN_DRAIN_MS").is_none());
+        // A roll surges one pod and takes none away first, whatever the replicas.
+        for d in &ds {
+            let ru = d.spec.as_ref().unwrap().strategy.as_ref().unwrap();
+            let ru = ru.rolling_update.as_ref().unwrap();
+            assert_eq!(
+                (ru.max_surge.clone(), ru.max_unavailable.clone()),
+                (Some(IntOrString::Int(1)), Some(IntOrString::Int(0))),
+                "{}",
+                d.name_any()
+            );
+        }
         let mysql = env_of(api, "MYSQL_URL").unwrap();
         let secret = mysql
             .value_from

@@ -143,7 +143,7 @@ fn default_replicas() -> i32 {
     1
 }
 fn default_filebeat_image() -> String {
-    "docker.elastic.co/beats/filebeat:8.15.3".to_owned()
+    "docker.elastic.co/beats/filebeat:7.17.29".to_owned()
 }
 fn default_logstash_image() -> String {
     "docker.elastic.co/logstash/logstash:8.15.3".to_owned()

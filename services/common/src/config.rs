@@ -134,6 +134,11 @@ pub struct HttpArgs {
         default_value_t = crate::http::Limits::DEFAULT.concurrency
     )]
     pub concurrency: usize,
+    /// After SIGTERM, go on serving this long (milliseconds) with `/readyz` answering 503 and each
+    /// connection closed after its response, before no longer accepting: the time a Service and
+    /// kube-proxy take to drop a terminating pod. 0 (the default outside Kubernetes) stops at once.
+    #[arg(long = "http-shutdown-drain-ms", env = env::HTTP_SHUTDOWN_DRAIN_MS, default_value = "0", value_parser = parse_millis)]
+    pub shutdown_drain: Duration,
 }
 
 impl HttpArgs {

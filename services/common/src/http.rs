@@ -496,13 +496,65 @@ pub async fn serve_on(
     router: Router,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    serve_draining(listener, router, shutdown, Duration::ZERO).await
+}
+
+/// Like [`serve_on`], but when `shutdown` fires the server first drains for `drain`: it goes on
+/// serving (a Service's endpoints and kube-proxy's rules take a moment to drop a terminating pod,
+/// and clients keep their keep-alive connections), answers `/readyz` 503 and closes each
+/// connection after its response (`Connection: close`), so clients move to the other replicas
+/// without a failed request; then it stops accepting and finishes in-flight requests.
+pub async fn serve_draining(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+    drain: Duration,
+) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "listening");
-    axum::serve(
+    let draining = CancellationToken::new();
+    let stop = CancellationToken::new();
+    let router = {
+        let draining = draining.clone();
+        router.layer(middleware::from_fn(move |req: Request, next: Next| {
+            let draining = draining.is_cancelled();
+            async move {
+                if !draining {
+                    return next.run(req).await;
+                }
+                let mut resp = if req.uri().path() == "/readyz" {
+                    ApiError::unavailable("shutting down").into_response()
+                } else {
+                    next.run(req).await
+                };
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                resp
+            }
+        }))
+    };
+    let timer = {
+        let (draining, stop) = (draining.clone(), stop.clone());
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            if !drain.is_zero() {
+                tracing::info!(
+                    drain_ms = drain.as_millis() as u64,
+                    "draining: /readyz answers 503, connections close after their response"
+                );
+                draining.cancel();
+                tokio::time::sleep(drain).await;
+            }
+            stop.cancel();
+        })
+    };
+    let served = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown.cancelled_owned())
-    .await?;
+    .with_graceful_shutdown(stop.clone().cancelled_owned())
+    .await;
+    timer.abort();
+    served?;
     Ok(())
 }
 
@@ -564,5 +616,76 @@ mod tests {
             v,
             serde_json::json!({"error": {"code": "duplicate", "message": "already there"}})
         );
+    }
+
+    /// One HTTP/1.1 request on `conn`; the answer's head (lower-cased) and body.
+    async fn exchange(conn: &mut tokio::net::TcpStream, path: &str) -> (String, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        conn.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = conn.read(&mut chunk).await.unwrap();
+            assert!(
+                n > 0,
+                "closed before an answer: {}",
+                String::from_utf8_lossy(&buf)
+            );
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let head = head.to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .map_or(0, |v| v.trim().parse().unwrap());
+                if body.len() >= len {
+                    return (head, body.to_owned());
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_draining_server_serves_on_fails_readiness_and_closes_connections() {
+        use tokio::io::AsyncReadExt;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = Router::new()
+            .route("/readyz", axum::routing::get(|| async { "ready" }))
+            .route("/x", axum::routing::get(|| async { "x" }));
+        let shutdown = CancellationToken::new();
+        let drain = Duration::from_millis(600);
+        let server = tokio::spawn(serve_draining(listener, router, shutdown.clone(), drain));
+        let mut kept = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (head, body) = exchange(&mut kept, "/x").await;
+        assert!(
+            head.starts_with("http/1.1 200") && !head.contains("connection: close"),
+            "{head}"
+        );
+        assert_eq!(body, "x");
+
+        let t = Instant::now();
+        shutdown.cancel();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The kept connection is still served, then closed after its answer.
+        let (head, body) = exchange(&mut kept, "/x").await;
+        assert!(
+            head.starts_with("http/1.1 200") && head.contains("connection: close"),
+            "{head}"
+        );
+        assert_eq!(body, "x");
+        assert_eq!(kept.read(&mut [0u8; 16]).await.unwrap(), 0, "not closed");
+        // A new connection during the drain is served; readiness fails.
+        let mut fresh = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (head, body) = exchange(&mut fresh, "/readyz").await;
+        assert!(head.starts_with("http/1.1 503"), "{head}");
+        assert!(body.contains("unavailable"), "{body}");
+
+        server.await.unwrap().unwrap();
+        assert!(t.elapsed() >= drain, "stopped after {:?}", t.elapsed());
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err());
     }
 }

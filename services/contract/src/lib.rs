@@ -366,6 +366,9 @@ pub mod env {
     pub const OPENAI_MODEL: &str = "OPENAI_MODEL";
     pub const LOG_INDEX_PREFIX: &str = "LOG_INDEX_PREFIX";
     pub const HTTP_ADDR: &str = "HTTP_ADDR";
+    /// How long an API goes on serving after SIGTERM (`/readyz` 503, `Connection: close`) before
+    /// it stops accepting, in milliseconds; the operator sets it in every API pod.
+    pub const HTTP_SHUTDOWN_DRAIN_MS: &str = "HTTP_SHUTDOWN_DRAIN_MS";
     pub const OPS_ADDR: &str = "OPS_ADDR";
     /// The coupon API's admin listener (`/admin/*`).
     pub const ADMIN_ADDR: &str = "ADMIN_ADDR";

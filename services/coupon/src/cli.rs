@@ -45,6 +45,9 @@ pub enum Command {
     },
     /// Print the drift report (Redis holders against MySQL coupons) as JSON.
     Reconcile(ReconcileCmd),
+    /// Send a first-come-first-served burst to a running coupon API and print what came back
+    /// (answers by status, latency, users issued twice) as JSON.
+    Burst(crate::burst::BurstCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -181,6 +184,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Reconcile(cmd) => run_reconcile(cmd).await,
+        Command::Burst(cmd) => run_burst(cmd).await,
     }
 }
 
@@ -243,7 +247,16 @@ pub async fn run_api(cmd: ApiCmd, shutdown: CancellationToken) -> anyhow::Result
             .await
         })
     };
-    let served = http::serve(cmd.http.http_addr, app(state), shutdown.clone()).await;
+    let listener = tokio::net::TcpListener::bind(cmd.http.http_addr)
+        .await
+        .with_context(|| format!("failed to listen on {}", cmd.http.http_addr))?;
+    let served = http::serve_draining(
+        listener,
+        app(state),
+        shutdown.clone(),
+        cmd.http.shutdown_drain,
+    )
+    .await;
     shutdown.cancel();
     let _ = sweeper.await;
     let _ = reporter.await;
@@ -393,6 +406,15 @@ pub fn issue_consumer(
 ) -> anyhow::Result<ConsumerRuntime> {
     let opts = ConsumerOptions::new(group, vec![topic.to_owned()]);
     Ok(ConsumerRuntime::new(kafka, opts, metrics)?)
+}
+
+pub async fn run_burst(cmd: crate::burst::BurstCmd) -> anyhow::Result<()> {
+    let report = crate::burst::run(&cmd).await?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    if let Some(expected) = cmd.expect_issued {
+        report.check(expected).map_err(anyhow::Error::msg)?;
+    }
+    Ok(())
 }
 
 pub async fn run_reconcile(cmd: ReconcileCmd) -> anyhow::Result<()> {

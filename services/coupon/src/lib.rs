@@ -5,9 +5,11 @@
 //! - [`worker`]: `worker issue` claims the requests in Redis and stores the coupons in MySQL
 //!   ([`db`]) with a unique `(user_id, coupon_event_id)` key.
 //! - [`reconcile`]: the drift report between Redis and MySQL (command and admin endpoint).
+//! - [`burst`]: `burst`, a first-come-first-served burst against a running API, and its report.
 //! - [`cli`]: the sub-commands, wired from [`config`].
 
 pub mod api;
+pub mod burst;
 pub mod cli;
 pub mod config;
 pub mod db;

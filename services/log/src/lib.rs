@@ -91,7 +91,13 @@ pub async fn run_api(
         shutdown.clone(),
     ));
     let state = api::AppState::new(es, access_log::alias(prefix));
-    http::serve_on(listener, api::app(state), shutdown).await
+    http::serve_draining(
+        listener,
+        api::app(state),
+        shutdown,
+        args.http.shutdown_drain,
+    )
+    .await
 }
 
 /// Runs [`indexer::prepare`] until it succeeds or `shutdown` fires, with backoff.

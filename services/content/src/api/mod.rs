@@ -183,6 +183,7 @@ pub struct Api {
     pub state: AppState,
     relay: Relay,
     producer: Producer,
+    drain: std::time::Duration,
 }
 
 impl Api {
@@ -271,6 +272,7 @@ impl Api {
             state,
             relay,
             producer,
+            drain: args.http.shutdown_drain,
         })
     }
 
@@ -282,7 +284,9 @@ impl Api {
     ) -> anyhow::Result<()> {
         let relay_stop = CancellationToken::new();
         let relay = tokio::spawn(self.relay.run(relay_stop.clone()));
-        let served = campus_common::http::serve_on(listener, app(self.state), shutdown).await;
+        let served =
+            campus_common::http::serve_draining(listener, app(self.state), shutdown, self.drain)
+                .await;
         // Requests are finished: let the relay publish what they committed, then stop it.
         relay_stop.cancel();
         let _ = relay.await;
