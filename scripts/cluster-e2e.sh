@@ -245,6 +245,10 @@ platform_checks() {
   local unavailable
   unavailable=$(k -n "$ns" get deploy -o jsonpath='{range .items[*]}{.metadata.name} {.status.availableReplicas} {.spec.replicas}{"\n"}{end}' | awk '$2 != $3')
   [ -z "$unavailable" ] && ok "every Deployment of $ns Available ($(k -n "$ns" get deploy -o name | wc -l))" || bad "Deployments not Available: $unavailable"
+  local pdbs
+  pdbs=$(k -n "$ns" get pdb -o jsonpath='{range .items[*]}{.metadata.name}={.status.disruptionsAllowed} {end}')
+  [ "$(wc -w <<<"$pdbs")" = 3 ] && ! grep -q '=0' <<<"$pdbs" &&
+    ok "a PodDisruptionBudget per API, each allowing a disruption: $pdbs" || bad "PodDisruptionBudgets: '$pdbs'"
   local op holder
   op=$(k -n "$ns" get pod -l app.kubernetes.io/component=operator -o jsonpath='{.items[0].metadata.name}')
   holder=$(k -n "$ns" get lease -o jsonpath='{.items[*].spec.holderIdentity}')

@@ -353,9 +353,22 @@ impl Topics {
             }
             return Ok(());
         }
-        // The call does not say which topics Kafka refused: read them back.
+        // The call does not say which topics Kafka refused: read them back. A broker takes a
+        // change from the controller's metadata a moment after the call returns (KRaft; seen in
+        // CI: the old value read back at once), so a config that still differs is read again for
+        // a few seconds before it counts as refused.
         let names: Vec<&str> = changes.keys().map(String::as_str).collect();
-        let now = admin.topic_configs(&names).await.map_err(unreachable)?;
+        let mut now = admin.topic_configs(&names).await.map_err(unreachable)?;
+        for _ in 0..READ_BACK_RETRIES {
+            let differs = changes.iter().any(|(name, (t, _))| {
+                config_change(&t.config, &now.get(name).cloned().unwrap_or_default()).is_some()
+            });
+            if !differs {
+                break;
+            }
+            tokio::time::sleep(READ_BACK_PAUSE).await;
+            now = admin.topic_configs(&names).await.map_err(unreachable)?;
+        }
         for (name, (t, what)) in &changes {
             let have = now.get(name).cloned().unwrap_or_default();
             match config_change(&t.config, &have) {
@@ -391,6 +404,10 @@ impl Topics {
         admin.delete(&names).await.map_err(TopicError::Operation)
     }
 }
+
+/// Read-backs after AlterConfigs before a config that still differs counts as refused.
+const READ_BACK_RETRIES: usize = 6;
+const READ_BACK_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
 
 #[cfg(test)]
 mod tests {

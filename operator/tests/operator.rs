@@ -12,6 +12,7 @@ use campus_common::testing::{PrivateKafka, free_port};
 use campus_operator::build::CONFIG_HASH_ANNOTATION;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Api, DeleteParams, ListParams};
 use kube::{Client, ResourceExt};
@@ -181,6 +182,10 @@ async fn a_sample_creates_every_child_and_topic_and_ready_follows_the_pods() {
         names::<ServiceAccount>(&client, &ns.name).await,
         [format!("{name}-filebeat")]
     );
+    assert_eq!(
+        names::<PodDisruptionBudget>(&client, &ns.name).await,
+        sorted(&["content-api", "coupon-api", "log-api"], &name)
+    );
     // Filebeat's account is bound to the installation's Filebeat ClusterRole; the operator makes
     // no ClusterRole of its own.
     let cluster_name = format!("campus-filebeat.{}.{name}", ns.name);
@@ -340,7 +345,8 @@ async fn spec_changes_update_children_roll_hashes_and_prune_disabled_services() 
             && names::<Service>(&client, &ns.name).await == want_services
             && names::<ConfigMap>(&client, &ns.name).await == want_maps
             && names::<DaemonSet>(&client, &ns.name).await.is_empty()
-            && names::<ServiceAccount>(&client, &ns.name).await.is_empty();
+            && names::<ServiceAccount>(&client, &ns.name).await.is_empty()
+            && names::<PodDisruptionBudget>(&client, &ns.name).await == want_services;
         done.then_some(())
     })
     .await;
@@ -957,10 +963,11 @@ async fn topic_config_changes_are_applied_to_existing_topics() {
         [("segment.ms".to_owned(), "3600000".to_owned())].into(),
     )];
     admin.set_topic_configs(&by_hand).await.unwrap();
-    assert_eq!(
-        topic_config(&original).await.values["segment.ms"],
-        "3600000"
-    );
+    // (The broker takes the change from the controller a moment after the call returns.)
+    eventually("the hand-set override is read back", WAIT, || async {
+        (topic_config(&original).await.values["segment.ms"] == "3600000").then_some(())
+    })
+    .await;
 
     cr["spec"]["topics"] = json!({
         "config": {"retention.ms": "7200000"},

@@ -4,6 +4,7 @@
 pub mod config_map;
 pub mod daemon_set;
 pub mod deployment;
+pub mod pdb;
 pub mod rbac;
 pub mod security;
 pub mod service;
@@ -12,6 +13,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
@@ -62,6 +64,7 @@ pub struct Desired {
     pub daemon_sets: Vec<DaemonSet>,
     pub service_accounts: Vec<ServiceAccount>,
     pub cluster_role_bindings: Vec<ClusterRoleBinding>,
+    pub pdbs: Vec<PodDisruptionBudget>,
 }
 
 impl Desired {
@@ -90,6 +93,7 @@ impl Desired {
             daemon_sets,
             service_accounts,
             cluster_role_bindings,
+            pdbs: pdb::all(cr),
         }
     }
 
@@ -101,6 +105,7 @@ impl Desired {
             + self.daemon_sets.len()
             + self.service_accounts.len()
             + self.cluster_role_bindings.len()
+            + self.pdbs.len()
     }
 
     pub fn is_empty(&self) -> bool {

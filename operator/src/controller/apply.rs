@@ -7,6 +7,7 @@ use std::fmt::Debug;
 use futures::future::try_join_all;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
@@ -114,6 +115,7 @@ pub async fn apply_and_prune(
     let dss: Api<DaemonSet> = Api::namespaced(client.clone(), &ns);
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
     let crbs: Api<ClusterRoleBinding> = Api::all(client.clone());
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
     // ConfigMaps and identities first, so that pods never start without their configuration.
     let ((), (), ()) = futures::try_join!(
         async { apply_all(&cms, &desired.config_maps).await.map(drop) },
@@ -124,10 +126,11 @@ pub async fn apply_and_prune(
                 .map(drop)
         },
     )?;
-    let (deployments, daemon_sets, ()) = futures::try_join!(
+    let (deployments, daemon_sets, (), ()) = futures::try_join!(
         apply_all(&deps, &desired.deployments),
         apply_all(&dss, &desired.daemon_sets),
         async { apply_all(&svcs, &desired.services).await.map(drop) },
+        async { apply_all(&pdbs, &desired.pdbs).await.map(drop) },
     )?;
     let csel = cluster_selector(cr);
     let pruned = futures::try_join!(
@@ -137,6 +140,7 @@ pub async fn apply_and_prune(
         prune(&cms, &sel, &desired.config_maps, uid),
         prune(&sas, &sel, &desired.service_accounts, uid),
         prune(&crbs, &csel, &desired.cluster_role_bindings, None),
+        prune(&pdbs, &sel, &desired.pdbs, uid),
     )?;
     let mut all = Vec::new();
     for (kind, names) in [
@@ -146,6 +150,7 @@ pub async fn apply_and_prune(
         ("ConfigMap", pruned.3),
         ("ServiceAccount", pruned.4),
         ("ClusterRoleBinding", pruned.5),
+        ("PodDisruptionBudget", pruned.6),
     ] {
         all.extend(names.into_iter().map(|n| format!("{kind}/{n}")));
     }

@@ -17,6 +17,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
@@ -305,7 +306,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         .owns_stream(changes(api::<DaemonSet>(&client, &ns), owned.clone()))
         .owns_stream(changes(api::<Service>(&client, &ns), owned.clone()))
         .owns_stream(changes(api::<ConfigMap>(&client, &ns), owned.clone()))
-        .owns_stream(changes(api::<ServiceAccount>(&client, &ns), owned))
+        .owns_stream(changes(api::<ServiceAccount>(&client, &ns), owned.clone()))
+        .owns_stream(changes(api::<PodDisruptionBudget>(&client, &ns), owned))
         .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile, error_policy, ctx)
         .for_each(|res| async move {

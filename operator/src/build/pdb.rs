@@ -1,0 +1,122 @@
+//! PodDisruptionBudgets: one per API Deployment, `maxUnavailable: 1`. A node drain or a cluster
+//! upgrade evicts one API pod at a time — with two replicas or more the API stays up throughout —
+//! and a single replica never blocks a drain (`minAvailable: 1` would).
+
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::deployment::api_name;
+use super::{meta, pod_selector};
+use crate::crd::CampusPlatform;
+use crate::plan::Service;
+
+/// The budgets of the enabled APIs, named as their Deployments.
+pub fn all(cr: &CampusPlatform) -> Vec<PodDisruptionBudget> {
+    let s = &cr.spec;
+    [
+        (Service::Content, s.content.enabled),
+        (Service::Coupon, s.coupon.enabled),
+        (Service::Log, s.log.enabled),
+    ]
+    .into_iter()
+    .filter(|(_, enabled)| *enabled)
+    .map(|(service, _)| {
+        let component = format!("{}-api", service.as_str());
+        PodDisruptionBudget {
+            metadata: meta(cr, api_name(cr, service), &component),
+            spec: Some(PodDisruptionBudgetSpec {
+                max_unavailable: Some(IntOrString::Int(1)),
+                selector: Some(LabelSelector {
+                    match_labels: Some(pod_selector(cr, &component)),
+                    ..LabelSelector::default()
+                }),
+                // A pod that is not Ready (crash-looping, stuck) may always be evicted.
+                unhealthy_pod_eviction_policy: Some("AlwaysAllow".to_owned()),
+                ..PodDisruptionBudgetSpec::default()
+            }),
+            ..PodDisruptionBudget::default()
+        }
+    })
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::fixtures::{MINIMAL, platform};
+    use crate::build::{BuildInputs, Desired};
+    use kube::ResourceExt;
+
+    #[test]
+    fn one_budget_per_api_selecting_exactly_its_pods() {
+        let cr = platform(MINIMAL);
+        let plan = crate::plan::Plan::of(&cr);
+        let d = Desired::build(&cr, &plan, &BuildInputs::new("0.1.0"));
+        let names: Vec<_> = d.pdbs.iter().map(|p| p.name_any()).collect();
+        assert_eq!(
+            names,
+            ["blue-content-api", "blue-coupon-api", "blue-log-api"]
+        );
+        for pdb in &d.pdbs {
+            let spec = pdb.spec.as_ref().unwrap();
+            assert_eq!(spec.max_unavailable, Some(IntOrString::Int(1)));
+            assert_eq!(spec.min_available, None);
+            let dep = d
+                .deployments
+                .iter()
+                .find(|x| x.name_any() == pdb.name_any())
+                .unwrap();
+            let pods = dep
+                .spec
+                .as_ref()
+                .unwrap()
+                .template
+                .metadata
+                .as_ref()
+                .unwrap();
+            let want = spec
+                .selector
+                .as_ref()
+                .unwrap()
+                .match_labels
+                .as_ref()
+                .unwrap();
+            let labels = pods.labels.as_ref().unwrap();
+            assert!(
+                want.iter().all(|(k, v)| labels.get(k) == Some(v)),
+                "{} selects {want:?}, pods have {labels:?}",
+                pdb.name_any()
+            );
+            // No other Deployment's pods match.
+            for other in d
+                .deployments
+                .iter()
+                .filter(|x| x.name_any() != pdb.name_any())
+            {
+                let l = other
+                    .spec
+                    .as_ref()
+                    .unwrap()
+                    .template
+                    .metadata
+                    .as_ref()
+                    .unwrap();
+                let l = l.labels.as_ref().unwrap();
+                assert!(
+                    !want.iter().all(|(k, v)| l.get(k) == Some(v)),
+                    "{}",
+                    other.name_any()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_disabled_service_has_no_budget() {
+        let mut cr = platform(MINIMAL);
+        cr.spec.coupon.enabled = false;
+        let names: Vec<_> = all(&cr).iter().map(|p| p.name_any()).collect();
+        assert_eq!(names, ["blue-content-api", "blue-log-api"]);
+    }
+}
