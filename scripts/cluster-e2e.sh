@@ -322,6 +322,7 @@ platform_checks() {
   hand_edit_reverted "$ns" "$content"
   coupon_roll "$ns" "$coupon" "$admin"
   coupon_pods_deleted "$ns" "$coupon" "$admin"
+  coupon_autoscale "$ns" "$coupon" "$admin"
   k -n "$ns" delete pod client --wait=false >/dev/null
   rss_figures # (the platform's pods, before uninstall)
   t=$(now)
@@ -416,13 +417,16 @@ coupon_roll() {
   (wait_for 60 "the load pod running" pod_running "$ns" load) || true
   sleep 3
   local stamp; stamp=$(date +%s)
-  k -n "$ns" patch campusplatform campus --type merge \
-    -p '{"spec":{"coupon":{"env":[{"name":"CAMPUS_E2E_ROLL","value":"'"$stamp"'"}]}}}' >/dev/null
+  # (Appended: the chart's platform has the coupon service's MYSQL_URL in this list.)
+  k -n "$ns" patch campusplatform campus --type json \
+    -p '[{"op":"add","path":"/spec/coupon/env/-","value":{"name":"CAMPUS_E2E_ROLL","value":"'"$stamp"'"}}]' >/dev/null
   local t; t=$(now) rolled=1
   # (rollout status only once the operator has applied the change)
   (wait_for 60 "the operator applying the change" template_env_is "$ns" "$api" CAMPUS_E2E_ROLL "$stamp") || rolled=0
   k -n "$ns" rollout status "deploy/$api" --timeout=150s >/dev/null || rolled=0
   [ -n "$worker" ] && { k -n "$ns" rollout status "deploy/$worker" --timeout=150s >/dev/null || rolled=0; }
+  # (The old pods drain for 5 s after the rollout is complete.)
+  (wait_for 60 "the old coupon pods gone" none_left "$ns" "$before") || true
   local after; after=$(k -n "$ns" get pod -l "app.kubernetes.io/component in (coupon-api,coupon-issue)" -o name | sort)
   if [ $rolled = 1 ] && [ -z "$(comm -12 <(echo "$before") <(echo "$after"))" ]; then
     ok "a CampusPlatform change rolled $api and $worker ($(since "$t") s, every pod replaced)"
@@ -501,9 +505,47 @@ kafka_restart() {
     bad "Deployments not Available after Kafka came back: $(k -n "$ns" get deploy --no-headers 2>&1 | awk '{ print $1, $2 }' | tr '\n' ' ')"
 }
 
+# none_left NS NAMES: none of the objects NAMES (`pod/x` lines) exists any more in NS.
+none_left() { [ -z "$(k -n "$1" get $2 --ignore-not-found -o name 2>/dev/null)" ]; }
+
 template_env_is() {
   [ "$(k -n "$1" get deploy "$2" -o jsonpath="{.spec.template.spec.containers[0].env[?(@.name==\"$3\")].value}")" = "$4" ]
 }
+
+# coupon_autoscale NS COUPON_SVC ADMIN_SVC: lag-based scaling with real pods. The issue worker's
+# container paused (containerd's freezer), a burst piles AUTOSCALE_REQUESTS records up on
+# coupon.request; the operator (LAG_INTERVAL_SECONDS 5 in helm/cluster-values.yaml) scales the
+# group to its maxReplicas; resumed, the workers drain the lag, it scales back to minReplicas and
+# every coupon is in MySQL.
+coupon_autoscale() {
+  local ns=$1 coupon=$2 admin=$3 n=${AUTOSCALE_REQUESTS:-1000} ev phase report cid
+  local d; d=$(k -n "$ns" get deploy -o name | grep -- '-coupon-issue$' | sed 's|^deployment[^/]*/||')
+  [ -n "$d" ] || { bad "autoscale: no coupon-issue Deployment"; return 0; }
+  k -n "$ns" patch campusplatform campus --type merge \
+    -p '{"spec":{"coupon":{"groups":{"issue":{"autoscaling":{"minReplicas":1,"maxReplicas":3,"lagPerReplica":100}}}}}}' >/dev/null
+  (wait_for 60 "one ready worker" deploy_ready_is "$ns" "$d" 1) || true
+  cid=$(k -n "$ns" get pod -l app.kubernetes.io/component=coupon-issue -o jsonpath='{.items[0].status.containerStatuses[0].containerID}')
+  cid=${cid#containerd://}
+  local ctr=(ctr --address /run/containerd/containerd.sock -n k8s.io)
+  node_exec "${ctr[@]}" tasks pause "$cid" >/dev/null 2>&1 || { bad "autoscale: cannot pause the worker container '$cid'"; return 0; }
+  ev=$(new_event "$ns" "$admin" Autoscale "$n")
+  burst_start "$ns" lag "$coupon" --event "$ev" --requests "$n" --users "$n" --first-user 600000 --concurrency 16 --expect-issued "$n"
+  { read -r phase; report=$(cat); } < <(burst_wait "$ns" lag)
+  [ "$phase" = Succeeded ] || bad "autoscale burst ($phase): $(burst_summary "$report")"
+  local t; t=$(now) up=0
+  (wait_for 90 "$d scaled to 3" deploy_replicas_is "$ns" "$d" 3) && up=1
+  local lag; lag=$(k -n "$ns" get campusplatform campus -o jsonpath="{.status.workloads[?(@.name==\"$d\")]}" 2>/dev/null | head -c 300)
+  [ $up = 1 ] && ok "lag of $n records on coupon.request (worker paused): $d scaled 1 -> 3 in $(since "$t") s ($lag)" ||
+    bad "$d not scaled up: replicas $(k -n "$ns" get deploy "$d" -o jsonpath='{.spec.replicas}'), $lag"
+  node_exec "${ctr[@]}" tasks resume "$cid" >/dev/null 2>&1 || true
+  t=$(now)
+  (wait_for 180 "$d back to 1" deploy_replicas_is "$ns" "$d" 1) &&
+    ok "lag drained: $d scaled back to 1 in $(since "$t") s" || bad "$d not scaled down: replicas $(k -n "$ns" get deploy "$d" -o jsonpath='{.spec.replicas}')"
+  stored "$ns" "$admin" "$ev" "$n" && ok "autoscale event $ev: all $n coupons in MySQL, no drift" ||
+    bad "autoscale event $ev: $(reconcile_line "$ns" "$admin" "$ev")"
+}
+deploy_replicas_is() { [ "$(k -n "$1" get deploy "$2" -o jsonpath='{.spec.replicas}')" = "$3" ]; }
+deploy_ready_is() { [ "$(k -n "$1" get deploy "$2" -o jsonpath='{.status.readyReplicas}')" = "$3" ]; }
 
 pod_running() { [ "$(k -n "$1" get pod "$2" -o jsonpath='{.status.phase}' 2>/dev/null)" = Running ]; }
 

@@ -178,6 +178,9 @@ pub fn is_mapped(field: &str) -> bool {
 /// `1.0.0`; 2.6.0 is the newest version both Filebeat 7.17 and 8.x accept.
 pub const FILEBEAT_KAFKA_VERSION: &str = "2.6.0";
 
+/// The kubelet's links to the container logs on a node, one per container.
+pub const CONTAINER_LOGS: &str = "/var/log/containers";
+
 /// Which lines Filebeat reads.
 #[derive(Debug, Clone)]
 pub enum FilebeatInput<'a> {
@@ -217,17 +220,23 @@ pub fn filebeat_yaml(p: &FilebeatParams<'_>) -> String {
                 "host": "${NODE_NAME}",
                 "matchers": [{"logs_path": {"logs_path": "/var/log/containers/"}}]
             }}));
-            if !namespaces.is_empty() {
-                let any: Vec<Value> = namespaces
+            // The namespaces by file name (`<pod>_<namespace>_<container>-<id>.log`; neither a pod
+            // nor a namespace name has a `_`), not by a `drop_event` on `kubernetes.namespace`:
+            // add_kubernetes_metadata knows no pod until its first sync, and the backlog Filebeat
+            // reads at start-up came before it — dropped (seen on the cluster: a restarted
+            // Filebeat lost every line written while it was down).
+            let paths: Vec<String> = if namespaces.is_empty() {
+                vec![format!("{CONTAINER_LOGS}/*.log")]
+            } else {
+                namespaces
                     .iter()
-                    .map(|ns| json!({"equals": {"kubernetes.namespace": ns}}))
-                    .collect();
-                processors.push(json!({"drop_event": {"when": {"not": {"or": any}}}}));
-            }
+                    .map(|ns| format!("{CONTAINER_LOGS}/*_{ns}_*.log"))
+                    .collect()
+            };
             json!({
                 "type": "filestream",
                 "id": "campus-containers",
-                "paths": ["/var/log/containers/*.log"],
+                "paths": paths,
                 "parsers": [{"container": {"stream": "all", "format": "auto"}}],
                 "prospector.scanner.symlinks": true
             })
@@ -437,6 +446,12 @@ mod tests {
         let v: Value = serde_json::from_str(&fb).unwrap();
         assert_eq!(v["output.kafka"]["topic"], "p.access-log");
         assert_eq!(v["output.kafka"]["hosts"], json!(["a:9092", "b:9092"]));
+        // The namespace is chosen by the file name: no event waits for pod metadata to be kept.
+        assert_eq!(
+            v["filebeat.inputs"][0]["paths"],
+            json!(["/var/log/containers/*_campus_*.log"])
+        );
+        assert!(!fb.contains("kubernetes.namespace"), "{fb}");
         assert!(fb.contains("\\\"log_type\\\":\\\"access\\\""));
     }
 
