@@ -72,6 +72,8 @@ e2e() {
   [ -s "$BEFORE/procs" ] && { echo "cluster e2e: cluster processes before up:"; cat "$BEFORE/procs"; }
 
   local t1; t1=$(now)
+  # Whatever ends the e2e early (a command that fails under set -e), the cluster goes down.
+  trap 'if holder_alive; then echo "cluster e2e: ended early: down"; (down) >/dev/null 2>&1 || true; fi' EXIT
   # (a subshell: a failing `up` exits, the e2e still goes on to `down`)
   if (up); then ok "up ($(since "$t1") s)"; else bad "up"; fi
   if holder_alive; then
@@ -438,28 +440,34 @@ coupon_roll() {
     bad "roll event $ev: $(reconcile_line "$ns" "$admin" "$ev")"
 }
 
-# coupon_pods_deleted NS COUPON_SVC ADMIN_SVC: the coupon API pod and the issue worker pod deleted
-# mid-load: both replaced, and every coupon answered 201 is in MySQL (requests the Service sent to
-# the deleted pod may fail: it has one replica; the answered ones are never lost).
+# coupon_pods_deleted NS COUPON_SVC ADMIN_SVC: with two coupon API replicas, one API pod and the issue
+# worker's pod deleted mid-load: both replaced, no request failed (the other replica serves, the
+# deleted one drains) and every coupon answered 201 is in MySQL.
 coupon_pods_deleted() {
   local ns=$1 coupon=$2 admin=$3 ev phase report rate=${ROLL_RATE:-40} n=$((${ROLL_RATE:-40} * 20))
+  k -n "$ns" patch campusplatform campus --type merge -p '{"spec":{"coupon":{"replicas":2}}}' >/dev/null
+  (wait_for 120 "two coupon API replicas" deploy_ready_is "$ns" "$coupon" 2) || { bad "no second coupon API replica"; return 0; }
   ev=$(new_event "$ns" "$admin" Deleted "$n")
   [ -n "$ev" ] || { bad "pod delete: no coupon event created"; return 0; }
   burst_start "$ns" load2 "$coupon" --event "$ev" --requests "$n" --users "$n" --first-user 400000 --rate "$rate" \
-    --concurrency 16 --timeout-secs 5
+    --concurrency 16 --expect-issued "$n"
   (wait_for 60 "the load pod running" pod_running "$ns" load2) || true
   sleep 3
-  local victims; victims=$(k -n "$ns" get pod -l "app.kubernetes.io/component in (coupon-api,coupon-issue)" -o name)
+  local victims
+  victims="$(k -n "$ns" get pod -l app.kubernetes.io/component=coupon-api -o name | head -n 1) $(k -n "$ns" get pod -l app.kubernetes.io/component=coupon-issue -o name)"
   k -n "$ns" delete $victims --wait=false >/dev/null
   { read -r phase; report=$(cat); } < <(burst_wait "$ns" load2)
-  local issued; issued=$(burst_summary "$report" issued)
+  (wait_for 60 "the deleted pods gone" none_left "$ns" "$victims") || true
   local ready
   ready=$(k -n "$ns" get deploy -o jsonpath='{range .items[*]}{.metadata.name} {.status.readyReplicas}/{.spec.replicas}{"\n"}{end}' | grep -e '-coupon-api ' -e '-coupon-issue ')
-  ! awk '{ split($2, a, "/"); if (a[1] != a[2]) bad = 1 } END { exit !bad }' <<<"$ready" &&
-    ok "coupon API and worker pods deleted mid-load were replaced ($(echo $ready))" || bad "not replaced: $(echo $ready)"
+  ! awk '{ split($2, a, "/"); if (a[1] != a[2]) bad = 1 } END { exit !bad }' <<<"$ready" && none_left "$ns" "$victims" &&
+    ok "a coupon API pod (of 2) and the worker pod deleted mid-load were replaced ($(echo $ready))" || bad "not replaced: $(echo $ready)"
+  if [ "$phase" = Succeeded ]; then ok "0 failed requests while the pods were deleted: $(burst_summary "$report")"
+  else bad "requests failed while the pods were deleted ($phase): $(burst_summary "$report")"; fi
+  local issued; issued=$(burst_summary "$report" issued)
   [[ $issued =~ ^[0-9]+$ ]] && [ "$issued" -gt 0 ] && stored "$ns" "$admin" "$ev" "$issued" &&
-    ok "pods deleted mid-load: every coupon answered 201 ($issued) is in MySQL: $(burst_summary "$report")" ||
-    bad "pods deleted mid-load: $(burst_summary "$report"); $(reconcile_line "$ns" "$admin" "$ev")"
+    ok "pods deleted mid-load: every coupon answered 201 ($issued) is in MySQL, no drift" ||
+    bad "pods deleted mid-load: $(reconcile_line "$ns" "$admin" "$ev")"
 }
 
 # hand_edit_reverted NS DEPLOYMENT: `kubectl` changes a child Deployment's replicas and image by

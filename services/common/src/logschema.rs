@@ -122,9 +122,16 @@ pub fn index_for(prefix: &str, at: DateTime<Utc>) -> String {
 }
 
 /// The document id of a Kafka record: replays overwrite instead of duplicating. Logstash builds the
-/// same id from its Kafka metadata.
-pub fn document_id(topic: &str, partition: i32, offset: i64) -> String {
-    format!("{topic}-{partition}-{offset}")
+/// same id from its Kafka metadata. The record's timestamp (ms; -1 when it has none) is part of
+/// it: offsets start again at 0 when the topic is recreated or Kafka replaced, and an id of
+/// topic, partition and offset alone then names a document of the old topic — the indexer
+/// counted the new records as duplicates and dropped them (seen on the cluster, whose Kafka is
+/// new at every `up` while OpenSearch keeps the day's index).
+pub fn document_id(topic: &str, partition: i32, offset: i64, timestamp_ms: Option<i64>) -> String {
+    format!(
+        "{topic}-{partition}-{offset}-{}",
+        timestamp_ms.unwrap_or(-1)
+    )
 }
 
 /// The composable index template for `<prefix>-*`: explicit mapping, the alias `<prefix>`.
@@ -333,7 +340,7 @@ filter {{
       target => "@timestamp"
     }}
     mutate {{
-      add_field => {{ "[@metadata][doc_id]" => "%{{[@metadata][kafka][topic]}}-%{{[@metadata][kafka][partition]}}-%{{[@metadata][kafka][offset]}}" }}
+      add_field => {{ "[@metadata][doc_id]" => "%{{[@metadata][kafka][topic]}}-%{{[@metadata][kafka][partition]}}-%{{[@metadata][kafka][offset]}}-%{{[@metadata][kafka][timestamp]}}" }}
       remove_field => ["message", "agent", "ecs", "input", "log", "stream", "event", "container", "@version"]
     }}
   }}
@@ -433,7 +440,15 @@ mod tests {
         assert!(conf.contains(r#"index => "access-log-%{+YYYY.MM.dd}""#));
         assert!(conf.contains("p.access-log.dlq.p.logstash"));
         assert!(conf.contains("%{[@metadata][kafka][topic]}-%{[@metadata][kafka][partition]}-%{[@metadata][kafka][offset]}"));
-        assert_eq!(document_id("p.access-log", 2, 17), "p.access-log-2-17");
+        assert!(conf.contains("%{[@metadata][kafka][offset]}-%{[@metadata][kafka][timestamp]}"));
+        assert_eq!(
+            document_id("p.access-log", 2, 17, Some(1_764_000_000_123)),
+            "p.access-log-2-17-1764000000123"
+        );
+        assert_eq!(
+            document_id("p.access-log", 2, 17, None),
+            "p.access-log-2-17--1"
+        );
         let fb = filebeat_yaml(&FilebeatParams {
             brokers: "a:9092, b:9092",
             topic: "p.access-log",

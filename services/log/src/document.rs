@@ -1,7 +1,7 @@
 //! From a Filebeat event on the `access-log` topic to an Elasticsearch document, by the rules in
 //! [`campus_common::logschema`]: the container line in `message` must be a JSON object; lines whose
 //! `log_type` is not `"access"` are skipped; the document is the line plus the Kubernetes fields,
-//! in the daily index of the line's `@timestamp`, with an id derived from topic/partition/offset.
+//! in the daily index of the line's `@timestamp`, with an id derived from topic/partition/offset and the record timestamp.
 
 use campus_common::kafka::Record;
 use campus_common::logschema::{self, KUBERNETES_FIELDS};
@@ -91,7 +91,12 @@ pub fn decode(record: &Record, prefix: &str) -> Result<Decoded, DecodeError> {
         .map(str::to_owned);
     Ok(Decoded::Index(Document {
         index: logschema::index_for(prefix, at),
-        id: logschema::document_id(&record.topic, record.partition, record.offset),
+        id: logschema::document_id(
+            &record.topic,
+            record.partition,
+            record.offset,
+            record.timestamp_ms,
+        ),
         source: serde_json::to_vec(&line).expect("a JSON map serializes"),
         request_id,
     }))
@@ -189,7 +194,7 @@ mod tests {
         // The line's time picks the index, not Filebeat's (a line written just before midnight
         // and shipped after it stays in its day).
         assert_eq!(doc.index, "access-log-2026.11.26");
-        assert_eq!(doc.id, "p.access-log-2-41");
+        assert_eq!(doc.id, "p.access-log-2-41--1");
         assert_eq!(doc.request_id.as_deref(), Some("r-1"));
         let source: Value = serde_json::from_slice(&doc.source).unwrap();
         assert_eq!(source["status"], 200);
@@ -206,7 +211,7 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert_eq!(
             serde_json::from_str::<Value>(lines[0]).unwrap(),
-            json!({"create": {"_index": "access-log-2026.11.26", "_id": "p.access-log-2-41"}})
+            json!({"create": {"_index": "access-log-2026.11.26", "_id": "p.access-log-2-41--1"}})
         );
     }
 
