@@ -436,8 +436,21 @@ coupon_roll() {
   { read -r phase; report=$(cat); } < <(burst_wait "$ns" load)
   if [ "$phase" = Succeeded ]; then ok "0 failed requests during the roll: $(burst_summary "$report")"
   else bad "requests failed during the roll ($phase): $(burst_summary "$report")"; fi
-  stored "$ns" "$admin" "$ev" "$n" && ok "roll event $ev: all $n coupons in MySQL, no drift" ||
-    bad "roll event $ev: $(reconcile_line "$ns" "$admin" "$ev")"
+  if stored "$ns" "$admin" "$ev" "$n"; then ok "roll event $ev: all $n coupons in MySQL, no drift"
+  else bad "roll event $ev: $(reconcile_line "$ns" "$admin" "$ev")"; worker_diag "$ns" coupon-issue; fi
+}
+
+# worker_diag NS COMPONENT: what the worker pods of COMPONENT say about their consumer (lag per
+# partition, records by outcome, dead letters) and their last warnings, for a failed check.
+worker_diag() {
+  local ns=$1 c=$2 pod ip
+  for pod in $(k -n "$ns" get pod -l "app.kubernetes.io/component=$c" -o name); do
+    ip=$(k -n "$ns" get "$pod" -o jsonpath='{.status.podIP}')
+    echo "    $pod ($ip):"
+    k -n "$ns" exec client -- bash -c 'exec 3<>"/dev/tcp/$0/9090" && printf "GET /metrics HTTP/1.0\r\n\r\n" >&3 && cat <&3' "$ip" 2>&1 |
+      grep -E '^campus_(consumer_(lag|records_total|dlq_records_total)|coupon_issue_requests_total)' | sed 's/^/      /'
+    k -n "$ns" logs "$pod" --tail=200 2>&1 | grep -v '"level":"INFO"' | tail -n 8 | cut -c1-300 | sed 's/^/      /'
+  done
 }
 
 # coupon_pods_deleted NS COUPON_SVC ADMIN_SVC: with two coupon API replicas, one API pod and the issue

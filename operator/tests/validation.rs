@@ -28,7 +28,7 @@ async fn cross_field_rules_are_enforced_by_the_api_server() {
 
     let autoscaling = json!({"minReplicas": 5, "maxReplicas": 2});
     let pipeline = json!({"name": "access-log"});
-    let cases: [(&str, &str, Value, &str); 7] = [
+    let cases: [(&str, &str, Value, &str); 8] = [
         (
             "redis with url and urlSecretRef",
             "/spec/redis",
@@ -71,6 +71,12 @@ async fn cross_field_rules_are_enforced_by_the_api_server() {
             json!([pipeline.clone(), pipeline]),
             "spec.logging.logstash: Invalid value: pipelines must have distinct names",
         ),
+        (
+            "a plain-HTTP OpenAI base URL",
+            "/spec/openai",
+            json!({"baseUrl": "http://fake-openai/v1"}),
+            "spec.openai: Invalid value: baseUrl must be https://",
+        ),
     ];
     for (what, pointer, value, want) in cases {
         let mut cr = base.clone();
@@ -90,6 +96,11 @@ async fn cross_field_rules_are_enforced_by_the_api_server() {
         &mut good,
         "/spec/topics/overrides",
         json!([{"name": "post.original"}, {"name": "post.inspected"}]),
+    );
+    set(
+        &mut good,
+        "/spec/openai",
+        json!({"baseUrl": "http://fake-openai/v1", "allowInsecureBaseUrl": true}),
     );
     apply_platform(&client, &ns.name, &good)
         .await

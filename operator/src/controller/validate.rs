@@ -114,6 +114,17 @@ pub fn validate(cr: &CampusPlatform) -> Vec<String> {
         }
     }
 
+    // The inspector's API key goes with every request to the base URL (also a CEL rule).
+    let base = s.openai.base_url.trim();
+    need(
+        base.starts_with("https://")
+            || (s.openai.allow_insecure_base_url && base.starts_with("http://")),
+        &format!(
+            "openai.baseUrl must be https:// (the API key travels with every request), got `{base}`; \
+             set openai.allowInsecureBaseUrl: true for a plain-HTTP server you trust"
+        ),
+    );
+
     // Groups.
     let groups: [(&str, &GroupSpec); 6] = [
         ("content.groups.inspection", &s.content.groups.inspection),
@@ -363,5 +374,22 @@ spec:
 "#,
         );
         assert_eq!(validate(&cr), Vec::<String>::new());
+    }
+
+    #[test]
+    fn the_openai_base_url_is_https_unless_plain_http_is_allowed() {
+        let mut cr = platform(MINIMAL);
+        assert!(validate(&cr).is_empty());
+        cr.spec.openai.base_url = "http://fake-openai.campus.svc/v1".into();
+        let problems = validate(&cr);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("openai.baseUrl must be https://"),
+            "{problems:?}"
+        );
+        cr.spec.openai.allow_insecure_base_url = true;
+        assert!(validate(&cr).is_empty());
+        cr.spec.openai.base_url = "ftp://x".into();
+        assert_eq!(validate(&cr).len(), 1);
     }
 }

@@ -153,14 +153,23 @@ fn default_posts_alias() -> String {
 /// The OpenAI-compatible chat API of the content inspector.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.baseUrl.startsWith('https://') || (has(self.allowInsecureBaseUrl) && self.allowInsecureBaseUrl)",
+    "message": "baseUrl must be https:// (the API key travels with every request); set allowInsecureBaseUrl: true for a plain-HTTP server you trust",
+}]))]
 pub struct OpenAiSpec {
     /// The Secret key holding the API key (`OPENAI_API_KEY`). Unset: the inspector runs its
     /// offline policy and says so in its logs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_secret_ref: Option<SecretKeyRef>,
-    /// Base URL of any OpenAI-compatible server (`OPENAI_BASE_URL`).
+    /// Base URL of any OpenAI-compatible server (`OPENAI_BASE_URL`); `https://` unless
+    /// `allowInsecureBaseUrl`.
     #[serde(default = "default_openai_base_url")]
     pub base_url: String,
+    /// Allow a plain `http://` base URL (a local model server or a fake on the cluster network):
+    /// the API key and the posts then cross the network unencrypted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_insecure_base_url: bool,
     /// Chat model (`OPENAI_MODEL`).
     #[serde(default = "default_openai_model")]
     #[schemars(length(min = 1))]
@@ -172,6 +181,7 @@ impl Default for OpenAiSpec {
         Self {
             api_key_secret_ref: None,
             base_url: default_openai_base_url(),
+            allow_insecure_base_url: false,
             model: default_openai_model(),
         }
     }
