@@ -186,6 +186,12 @@ pub struct ConsumerOptions {
     pub commit_interval: Duration,
     /// Group session timeout.
     pub session_timeout: Duration,
+    /// How long the consumer's own client may fail to reach Kafka while an independent client
+    /// (its dead-letter producer) reaches it, before [`ConsumerRuntime::run`] gives up with
+    /// [`ConsumerError::Stalled`] so that the process exits and its pod starts afresh. librdkafka
+    /// can stay wedged after a broker restart (seen on the cluster: a worker's metadata requests
+    /// and group coordinator timed out for minutes against a healthy broker). Zero: never.
+    pub stall_timeout: Duration,
     /// Create missing dead-letter topics at start (the operator normally does).
     pub create_dlq_topics: bool,
     /// librdkafka settings for this consumer only (not its dead-letter producer), e.g. prefetch
@@ -204,6 +210,7 @@ impl ConsumerOptions {
             partition_queue: 1000,
             commit_interval: Duration::from_secs(1),
             session_timeout: Duration::from_secs(10),
+            stall_timeout: Duration::from_secs(60),
             create_dlq_topics: true,
             consumer_properties: Vec::new(),
         }
@@ -235,6 +242,11 @@ pub enum ConsumerError {
     Producer(#[source] super::ProduceError),
     #[error("a partition task of group {group} failed: {message}")]
     Worker { group: String, message: String },
+    #[error(
+        "the Kafka client of group {group} has not reached Kafka for {secs} s while another client \
+         does: giving up so that a new process starts"
+    )]
+    Stalled { group: String, secs: u64 },
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -533,6 +545,39 @@ impl PartitionContext {
     }
 }
 
+/// Resolves once `own()` (the consumer's client reaching Kafka) has failed for `limit` while
+/// `independent()` (another client) succeeded every time it was asked; an outage both see resets
+/// the clock (Kafka is down: wait it out, a new process would not help). Never when `limit` is 0.
+async fn stall_watch<O, FO, I, FI>(mut own: O, mut independent: I, limit: Duration, group: &str)
+where
+    O: FnMut() -> FO,
+    FO: std::future::Future<Output = bool>,
+    I: FnMut() -> FI,
+    FI: std::future::Future<Output = bool>,
+{
+    if limit.is_zero() {
+        return std::future::pending().await;
+    }
+    let every = (limit / 6).clamp(Duration::from_millis(100), Duration::from_secs(10));
+    let mut since: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::time::sleep(every).await;
+        if own().await || !independent().await {
+            since = None;
+            continue;
+        }
+        let first = *since.get_or_insert_with(tokio::time::Instant::now);
+        tracing::warn!(
+            %group,
+            for_secs = first.elapsed().as_secs(),
+            "the consumer's Kafka client fails where another client reaches Kafka"
+        );
+        if first.elapsed() >= limit {
+            return;
+        }
+    }
+}
+
 /// Aborts the partition tasks that are still registered when dropped.
 struct AbortOnDrop<'a>(&'a PartitionContext);
 
@@ -696,10 +741,39 @@ impl ConsumerRuntime {
         // The consumer's own queue only carries events (rebalances, errors) now, but it must be
         // polled for them; records come through the partition queues.
         let mut failure = None;
+        let mut stalled = false;
+        let watchdog = {
+            let (consumer, probe) = (self.consumer.clone(), self.dlq.clone());
+            stall_watch(
+                move || {
+                    let consumer = consumer.clone();
+                    async move {
+                        tokio::task::spawn_blocking(move || {
+                            consumer
+                                .fetch_metadata(None, Duration::from_secs(5))
+                                .is_ok()
+                        })
+                        .await
+                        .unwrap_or(false)
+                    }
+                },
+                move || {
+                    let probe = probe.clone();
+                    async move { probe.ping().await.is_ok() }
+                },
+                self.opts.stall_timeout,
+                &self.opts.group,
+            )
+        };
+        tokio::pin!(watchdog);
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
+                _ = &mut watchdog => {
+                    stalled = true;
+                    break;
+                }
                 Some(message) = failed.recv() => {
                     failure = Some(message);
                     break;
@@ -763,6 +837,10 @@ impl ConsumerRuntime {
             Some(message) => Err(ConsumerError::Worker {
                 group: self.opts.group.clone(),
                 message,
+            }),
+            None if stalled => Err(ConsumerError::Stalled {
+                group: self.opts.group.clone(),
+                secs: self.opts.stall_timeout.as_secs(),
             }),
             None => Ok(()),
         }
@@ -1126,5 +1204,67 @@ mod tests {
             "{b4:?}"
         );
         assert!(o.backoff(30) <= Duration::from_secs(6));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_fails_where_another_succeeds_is_given_up_on_and_an_outage_is_waited_out()
+    {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let limit = Duration::from_secs(60);
+        // Wedged: its own client fails, the other reaches Kafka: gives up after the limit.
+        let t = tokio::time::Instant::now();
+        stall_watch(|| async { false }, || async { true }, limit, "g").await;
+        let took = t.elapsed();
+        assert!(
+            took >= limit && took <= limit + Duration::from_secs(20),
+            "{took:?}"
+        );
+        // Kafka down for both: never gives up (within an hour).
+        let outage = stall_watch(|| async { false }, || async { false }, limit, "g");
+        assert!(
+            tokio::time::timeout(Duration::from_secs(3600), outage)
+                .await
+                .is_err()
+        );
+        // A healthy client: never.
+        let healthy = stall_watch(|| async { true }, || async { true }, limit, "g");
+        assert!(
+            tokio::time::timeout(Duration::from_secs(3600), healthy)
+                .await
+                .is_err()
+        );
+        // A success of its own resets the clock: failing 50 s, one success, failing again.
+        let flip = std::sync::Arc::new(AtomicBool::new(false));
+        let f = flip.clone();
+        let t = tokio::time::Instant::now();
+        let watch = stall_watch(
+            move || {
+                let ok = f.swap(false, Ordering::SeqCst);
+                async move { ok }
+            },
+            || async { true },
+            limit,
+            "g",
+        );
+        tokio::pin!(watch);
+        assert!(
+            tokio::time::timeout(Duration::from_secs(50), &mut watch)
+                .await
+                .is_err()
+        );
+        flip.store(true, Ordering::SeqCst);
+        watch.await;
+        assert!(
+            t.elapsed() >= Duration::from_secs(50) + limit,
+            "{:?}",
+            t.elapsed()
+        );
+        // Zero turns it off.
+        let off = stall_watch(|| async { false }, || async { true }, Duration::ZERO, "g");
+        assert!(
+            tokio::time::timeout(Duration::from_secs(3600), off)
+                .await
+                .is_err()
+        );
     }
 }
