@@ -233,6 +233,9 @@ http_in_pod() {
   k -n "$ns" exec client -- bash -c 'exec 3<>"/dev/tcp/$0/$1" && printf "%b" "$2" >&3 && cat <&3' "$host" "$port" "$req"
 }
 
+# first_id: the first `"id":N` of an answer on stdin.
+first_id() { sed -n 's/.*"id":\([0-9]*\).*/\1/p' | head -n 1; }
+
 # answers PATTERN METHOD URL: the answer to the request from the client pod matches PATTERN.
 answers() { grep -q -- "$1" <<<"$(http_in_pod "$RELEASE_NS" "$2" "$3" 2>&1)"; }
 # until_in_pod SECONDS PATTERN METHOD URL: repeats the request until its answer matches PATTERN
@@ -275,7 +278,7 @@ platform_checks() {
   admin=$(grep -- '-coupon-admin$' <<<"$svcs" | head -n 1)
   local out id
   out=$(http_in_pod "$ns" POST "http://$content/posts" '{"title":"Hello cluster","userId":1,"content":"Kafka in pods","categoryId":2}' 2>&1 || true)
-  id=$(sed -n 's/.*"id":\([0-9]*\).*/\1/p' <<<"$out" | head -n 1)
+  id=$(first_id <<<"$out")
   [ -n "$id" ] && ok "POST /posts through Service $content: post $id" || bad "POST /posts: $(tail -n 3 <<<"$out")"
   if [ -n "$id" ]; then
     until_in_pod 60 '"title":"Hello cluster"' GET "http://$content/posts/$id/detail" &&
@@ -311,15 +314,14 @@ platform_checks() {
         k -n "$ns" logs ds/"${ds%% *}" --tail=15 2>&1 | sed 's/^/    /'; }
   else bad "no log API Service or no post: '$logapi' '$id'"; fi
   # Coupons: an event on the admin Service (never the public one), a request, the coupon issued.
-  out=$(http_in_pod "$ns" POST "http://$admin:8081/admin/coupon-events" '{"name":"Cluster","limit":5,"startsAt":"2026-01-01T00:00:00Z","endsAt":"2030-01-01T00:00:00Z","couponValidSeconds":3600}' 2>&1 || true)
-  local ev; ev=$(sed -n 's/.*"id":\([0-9]*\).*/\1/p' <<<"$out" | head -n 1)
+  local ev; ev=$(new_event "$ns" "$admin" Cluster 5)
   if [ -n "$ev" ]; then
     ok "coupon event $ev created on Service $admin"
     out=$(http_in_pod "$ns" POST "http://$coupon/coupons" "{\"userId\":7,\"couponEventId\":$ev}" 2>&1 || true)
     grep -q '^HTTP/1.[01] 20[0-2]' <<<"$out" && ok "POST /coupons through Service $coupon: $(head -n 1 <<<"$out" | tr -d '\r')" || bad "POST /coupons: $(tail -n 1 <<<"$out")"
     until_in_pod 60 "\"couponEventId\":$ev" GET "http://$coupon/coupons?userId=7" &&
       ok "the coupon reached MySQL through Kafka (GET /coupons?userId=7)" || bad "no coupon of event $ev for user 7 after 60 s"
-  else bad "POST /admin/coupon-events: $(tail -n 1 <<<"$out")"; fi
+  else bad "POST /admin/coupon-events on Service $admin: no event id"; fi
   coupon_burst "$ns" "$coupon" "$admin"
   hand_edit_reverted "$ns" "$content"
   coupon_roll "$ns" "$coupon" "$admin"
@@ -341,11 +343,9 @@ platform_checks() {
   [ -z "$left" ] && ok "no Campus ClusterRoleBinding left" || bad "ClusterRoleBindings left: $(echo $left)"
 }
 
-# new_event NS ADMIN_SVC NAME LIMIT: a coupon event open now; prints its id.
+# new_event NS ADMIN_SVC NAME LIMIT: a coupon event open now; prints its id (nothing on failure).
 new_event() {
-  local out
-  out=$(http_in_pod "$1" POST "http://$2:8081/admin/coupon-events" "{\"name\":\"$3\",\"limit\":$4,\"startsAt\":\"2026-01-01T00:00:00Z\",\"endsAt\":\"2030-01-01T00:00:00Z\",\"couponValidSeconds\":3600}" 2>&1 || true)
-  sed -n 's/.*"id":\([0-9]*\).*/\1/p' <<<"$out" | head -n 1
+  http_in_pod "$1" POST "http://$2:8081/admin/coupon-events" "{\"name\":\"$3\",\"limit\":$4,\"startsAt\":\"2026-01-01T00:00:00Z\",\"endsAt\":\"2030-01-01T00:00:00Z\",\"couponValidSeconds\":3600}" 2>&1 | first_id || true
 }
 
 # burst_start NS POD COUPON_SVC ARGS...: `campus-coupon burst --url http://COUPON_SVC ARGS` in a pod
@@ -359,11 +359,9 @@ burst_start() {
 
 # burst_wait NS POD: waits (3 min) for the burst pod to end; prints its phase, then its JSON report.
 burst_wait() {
-  local ns=$1 pod=$2 phase end=$(($(date +%s) + 180))
-  until phase=$(k -n "$ns" get pod "$pod" -o jsonpath='{.status.phase}') && { [ "$phase" = Succeeded ] || [ "$phase" = Failed ]; }; do
-    [ "$(date +%s)" -lt "$end" ] || break; sleep 1
-  done
-  echo "$phase"
+  local ns=$1 pod=$2
+  (wait_for 180 "pod $pod ended" pod_ended "$ns" "$pod") || true
+  k -n "$ns" get pod "$pod" -o jsonpath='{.status.phase}{"\n"}' 2>/dev/null || echo unknown
   k -n "$ns" logs "$pod" 2>&1 | sed -n '/^{/,/^}/p'
   k -n "$ns" logs "$pod" 2>&1 | grep -v '^[ {}]' | tail -n 3 >&2 || true
   k -n "$ns" delete pod "$pod" --wait=false >/dev/null 2>&1 || true
@@ -410,7 +408,7 @@ coupon_burst() {
 coupon_roll() {
   local ns=$1 coupon=$2 admin=$3 ev phase report rate=${ROLL_RATE:-40} secs=${ROLL_SECONDS:-40}
   local n=$((rate * secs)) api=${coupon} worker
-  worker=$(k -n "$ns" get deploy -o name | grep -- '-coupon-issue$' | sed 's|^deployment.apps/||;s|^deployment/||')
+  worker=$(deploy_named "$ns" coupon-issue)
   ev=$(new_event "$ns" "$admin" Roll "$n")
   [ -n "$ev" ] || { bad "roll: no coupon event created"; return 0; }
   local before; before=$(k -n "$ns" get pod -l "app.kubernetes.io/component in (coupon-api,coupon-issue)" -o name | sort)
@@ -486,7 +484,7 @@ coupon_pods_deleted() {
 # hand_edit_reverted NS DEPLOYMENT: `kubectl` changes a child Deployment's replicas and image by
 # hand; the operator puts both back.
 hand_edit_reverted() {
-  local ns=$1 d=$2 want img
+  local ns=$1 d=$2 want
   want=$(k -n "$ns" get deploy "$d" -o jsonpath='{.spec.replicas} {.spec.template.spec.containers[0].image}')
   k -n "$ns" patch deploy "$d" --type json -p '[{"op":"replace","path":"/spec/replicas","value":3},
     {"op":"replace","path":"/spec/template/spec/containers/0/image","value":"localhost/hand-edited:1"}]' >/dev/null
@@ -508,11 +506,9 @@ kafka_restart() {
   pid=$(cat "$CD/kafka.pid" 2>/dev/null) || { bad "no Kafka pid"; return 0; }
   t=$(now)
   kill -TERM "$pid" 2>/dev/null || true
-  local end=$(($(date +%s) + 60))
-  while kill -0 "$pid" 2>/dev/null && [ "$(date +%s)" -lt "$end" ]; do sleep 0.5; done
-  kill -0 "$pid" 2>/dev/null && { bad "Kafka did not stop in 60 s"; return 0; }
+  (wait_for 60 "Kafka stopped" stopped kafka) || { bad "Kafka did not stop in 60 s"; return 0; }
   out=$(http_in_pod "$ns" POST "http://$content/posts" '{"title":"While Kafka was down","userId":1,"content":"outbox waits","categoryId":2}' 2>&1 || true)
-  id=$(sed -n 's/.*"id":\([0-9]*\).*/\1/p' <<<"$out" | head -n 1)
+  id=$(first_id <<<"$out")
   [ -n "$id" ] && ok "Kafka stopped: POST /posts answered $(head -n 1 <<<"$out" | tr -d '\r' | cut -d' ' -f2) (post $id waits in the outbox)" ||
     bad "Kafka stopped: POST /posts: $(head -n 1 <<<"$out") $(tail -n 1 <<<"$out" | head -c 200)"
   sleep 5
@@ -540,7 +536,7 @@ template_env_is() {
 # every coupon is in MySQL.
 coupon_autoscale() {
   local ns=$1 coupon=$2 admin=$3 n=${AUTOSCALE_REQUESTS:-1000} ev phase report cid
-  local d; d=$(k -n "$ns" get deploy -o name | grep -- '-coupon-issue$' | sed 's|^deployment[^/]*/||')
+  local d; d=$(deploy_named "$ns" coupon-issue)
   [ -n "$d" ] || { bad "autoscale: no coupon-issue Deployment"; return 0; }
   k -n "$ns" patch campusplatform campus --type merge \
     -p '{"spec":{"coupon":{"groups":{"issue":{"autoscaling":{"minReplicas":1,"maxReplicas":3,"lagPerReplica":100}}}}}}' >/dev/null
@@ -565,9 +561,14 @@ coupon_autoscale() {
   stored "$ns" "$admin" "$ev" "$n" && ok "autoscale event $ev: all $n coupons in MySQL, no drift" ||
     bad "autoscale event $ev: $(reconcile_line "$ns" "$admin" "$ev")"
 }
+# deploy_named NS SUFFIX: the Deployment of NS whose name ends in -SUFFIX.
+deploy_named() { k -n "$1" get deploy -o name | sed -n "s|^deployment[^/]*/\(.*-$2\)\$|\1|p" | head -n 1; }
 deploy_replicas_is() { [ "$(k -n "$1" get deploy "$2" -o jsonpath='{.spec.replicas}')" = "$3" ]; }
 deploy_ready_is() { [ "$(k -n "$1" get deploy "$2" -o jsonpath='{.status.readyReplicas}')" = "$3" ]; }
 
+stopped() { ! alive "$1"; }
+
+pod_ended() { [[ $(k -n "$1" get pod "$2" -o jsonpath='{.status.phase}' 2>/dev/null) =~ ^(Succeeded|Failed)$ ]]; }
 pod_running() { [ "$(k -n "$1" get pod "$2" -o jsonpath='{.status.phase}' 2>/dev/null)" = Running ]; }
 
 # RSS per pod from the kubelet's stats (/stats/summary through the API server).

@@ -66,16 +66,9 @@ pub fn all(
     config_maps: &[ConfigMap],
 ) -> Vec<Deployment> {
     let spec = &cr.spec;
-    let mut out = Vec::new();
-    for (service, enabled) in [
-        (Service::Content, spec.content.enabled),
-        (Service::Coupon, spec.coupon.enabled),
-        (Service::Log, spec.log.enabled),
-    ] {
-        if enabled {
-            out.push(api(cr, service, inputs, config_maps));
-        }
-    }
+    let mut out: Vec<Deployment> = super::enabled_apis(cr)
+        .map(|service| api(cr, service, inputs, config_maps))
+        .collect();
     for w in &plan.workers {
         out.push(worker(cr, w, inputs, config_maps));
     }
@@ -498,7 +491,7 @@ fn logstash(cr: &CampusPlatform, maps: &[ConfigMap]) -> Deployment {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::fixtures::{MINIMAL, platform, with_secret_urls};
+    use crate::build::fixtures::{MINIMAL, platform, pod_labels, with_secret_urls};
     use crate::build::{Desired, config_map};
     use kube::ResourceExt;
 
@@ -656,17 +649,7 @@ mod tests {
                 .match_labels
                 .as_ref()
                 .unwrap();
-            let pod = d
-                .spec
-                .as_ref()
-                .unwrap()
-                .template
-                .metadata
-                .as_ref()
-                .unwrap()
-                .labels
-                .as_ref()
-                .unwrap();
+            let pod = pod_labels(d);
             assert!(
                 sel.iter().all(|(k, v)| pod.get(k) == Some(v)),
                 "{}",

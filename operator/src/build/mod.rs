@@ -55,6 +55,20 @@ impl BuildInputs {
     }
 }
 
+/// The services whose API the spec enables: content, coupon, log, in that order. Each has a
+/// Deployment, a Service and a PodDisruptionBudget.
+pub fn enabled_apis(cr: &CampusPlatform) -> impl Iterator<Item = crate::plan::Service> {
+    use crate::plan::Service;
+    let s = &cr.spec;
+    [
+        (Service::Content, s.content.enabled),
+        (Service::Coupon, s.coupon.enabled),
+        (Service::Log, s.log.enabled),
+    ]
+    .into_iter()
+    .filter_map(|(service, enabled)| enabled.then_some(service))
+}
+
 /// Every object the platform should have.
 #[derive(Debug, Clone, Default)]
 pub struct Desired {
@@ -211,7 +225,18 @@ pub fn config_hash<'a>(maps: impl IntoIterator<Item = &'a ConfigMap>) -> String 
 
 #[cfg(test)]
 pub(crate) mod fixtures {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::api::apps::v1::Deployment;
+
     use crate::crd::CampusPlatform;
+
+    /// The labels of a Deployment's pod template.
+    pub fn pod_labels(d: &Deployment) -> &BTreeMap<String, String> {
+        let template = &d.spec.as_ref().expect("a spec").template;
+        let meta = template.metadata.as_ref().expect("template metadata");
+        meta.labels.as_ref().expect("pod labels")
+    }
 
     /// A platform as the API server would hand it over (with a uid), from YAML.
     pub fn platform(yaml: &str) -> CampusPlatform {

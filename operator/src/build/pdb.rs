@@ -7,44 +7,36 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::deployment::api_name;
-use super::{meta, pod_selector};
+use super::{enabled_apis, meta, pod_selector};
 use crate::crd::CampusPlatform;
-use crate::plan::Service;
 
 /// The budgets of the enabled APIs, named as their Deployments.
 pub fn all(cr: &CampusPlatform) -> Vec<PodDisruptionBudget> {
-    let s = &cr.spec;
-    [
-        (Service::Content, s.content.enabled),
-        (Service::Coupon, s.coupon.enabled),
-        (Service::Log, s.log.enabled),
-    ]
-    .into_iter()
-    .filter(|(_, enabled)| *enabled)
-    .map(|(service, _)| {
-        let component = format!("{}-api", service.as_str());
-        PodDisruptionBudget {
-            metadata: meta(cr, api_name(cr, service), &component),
-            spec: Some(PodDisruptionBudgetSpec {
-                max_unavailable: Some(IntOrString::Int(1)),
-                selector: Some(LabelSelector {
-                    match_labels: Some(pod_selector(cr, &component)),
-                    ..LabelSelector::default()
+    enabled_apis(cr)
+        .map(|service| {
+            let component = format!("{}-api", service.as_str());
+            PodDisruptionBudget {
+                metadata: meta(cr, api_name(cr, service), &component),
+                spec: Some(PodDisruptionBudgetSpec {
+                    max_unavailable: Some(IntOrString::Int(1)),
+                    selector: Some(LabelSelector {
+                        match_labels: Some(pod_selector(cr, &component)),
+                        ..LabelSelector::default()
+                    }),
+                    // A pod that is not Ready (crash-looping, stuck) may always be evicted.
+                    unhealthy_pod_eviction_policy: Some("AlwaysAllow".to_owned()),
+                    ..PodDisruptionBudgetSpec::default()
                 }),
-                // A pod that is not Ready (crash-looping, stuck) may always be evicted.
-                unhealthy_pod_eviction_policy: Some("AlwaysAllow".to_owned()),
-                ..PodDisruptionBudgetSpec::default()
-            }),
-            ..PodDisruptionBudget::default()
-        }
-    })
-    .collect()
+                ..PodDisruptionBudget::default()
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::fixtures::{MINIMAL, platform};
+    use crate::build::fixtures::{MINIMAL, platform, pod_labels};
     use crate::build::{BuildInputs, Desired};
     use kube::ResourceExt;
 
@@ -62,19 +54,6 @@ mod tests {
             let spec = pdb.spec.as_ref().unwrap();
             assert_eq!(spec.max_unavailable, Some(IntOrString::Int(1)));
             assert_eq!(spec.min_available, None);
-            let dep = d
-                .deployments
-                .iter()
-                .find(|x| x.name_any() == pdb.name_any())
-                .unwrap();
-            let pods = dep
-                .spec
-                .as_ref()
-                .unwrap()
-                .template
-                .metadata
-                .as_ref()
-                .unwrap();
             let want = spec
                 .selector
                 .as_ref()
@@ -82,31 +61,20 @@ mod tests {
                 .match_labels
                 .as_ref()
                 .unwrap();
-            let labels = pods.labels.as_ref().unwrap();
-            assert!(
-                want.iter().all(|(k, v)| labels.get(k) == Some(v)),
-                "{} selects {want:?}, pods have {labels:?}",
-                pdb.name_any()
-            );
-            // No other Deployment's pods match.
-            for other in d
-                .deployments
-                .iter()
-                .filter(|x| x.name_any() != pdb.name_any())
-            {
-                let l = other
-                    .spec
-                    .as_ref()
-                    .unwrap()
-                    .template
-                    .metadata
-                    .as_ref()
-                    .unwrap();
-                let l = l.labels.as_ref().unwrap();
-                assert!(
-                    !want.iter().all(|(k, v)| l.get(k) == Some(v)),
-                    "{}",
-                    other.name_any()
+            let selects = |dep: &k8s_openapi::api::apps::v1::Deployment| {
+                let labels = pod_labels(dep);
+                want.iter().all(|(k, v)| labels.get(k) == Some(v))
+            };
+            // Its API's pods, and no other Deployment's.
+            assert_eq!(d.deployments.iter().filter(|x| selects(x)).count(), 1);
+            for dep in &d.deployments {
+                assert_eq!(
+                    selects(dep),
+                    dep.name_any() == pdb.name_any(),
+                    "{} selects {want:?}; {} has {:?}",
+                    pdb.name_any(),
+                    dep.name_any(),
+                    pod_labels(dep)
                 );
             }
         }

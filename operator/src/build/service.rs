@@ -6,25 +6,18 @@ use k8s_openapi::api::core::v1::{Service as KubeService, ServicePort, ServiceSpe
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::deployment::{API_PORT, api_name};
-use super::{meta, pod_selector};
+use super::{enabled_apis, meta, pod_selector};
 use crate::crd::CampusPlatform;
 use crate::plan::Service;
 
 /// A Service for each enabled API, port 80 → the API's `http` port.
 pub fn all(cr: &CampusPlatform) -> Vec<KubeService> {
-    let s = &cr.spec;
-    [
-        (Service::Content, s.content.enabled),
-        (Service::Coupon, s.coupon.enabled),
-        (Service::Log, s.log.enabled),
-    ]
-    .into_iter()
-    .filter(|(_, enabled)| *enabled)
-    .flat_map(|(service, _)| {
-        let admin = (service == Service::Coupon).then(|| coupon_admin(cr));
-        std::iter::once(api(cr, service)).chain(admin)
-    })
-    .collect()
+    enabled_apis(cr)
+        .flat_map(|service| {
+            let admin = (service == Service::Coupon).then(|| coupon_admin(cr));
+            std::iter::once(api(cr, service)).chain(admin)
+        })
+        .collect()
 }
 
 /// Name of the coupon API's admin Service.

@@ -512,7 +512,6 @@ pub async fn serve_draining(
 ) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "listening");
     let draining = CancellationToken::new();
-    let stop = CancellationToken::new();
     let router = {
         let draining = draining.clone();
         router.layer(middleware::from_fn(move |req: Request, next: Next| {
@@ -532,29 +531,24 @@ pub async fn serve_draining(
             }
         }))
     };
-    let timer = {
-        let (draining, stop) = (draining.clone(), stop.clone());
-        tokio::spawn(async move {
-            shutdown.cancelled().await;
-            if !drain.is_zero() {
-                tracing::info!(
-                    drain_ms = drain.as_millis() as u64,
-                    "draining: /readyz answers 503, connections close after their response"
-                );
-                draining.cancel();
-                tokio::time::sleep(drain).await;
-            }
-            stop.cancel();
-        })
+    // Graceful shutdown begins when this future ends: after `shutdown` and the drain.
+    let drained = async move {
+        shutdown.cancelled().await;
+        if !drain.is_zero() {
+            tracing::info!(
+                drain_ms = drain.as_millis() as u64,
+                "draining: /readyz answers 503, connections close after their response"
+            );
+            draining.cancel();
+            tokio::time::sleep(drain).await;
+        }
     };
-    let served = axum::serve(
+    axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(stop.clone().cancelled_owned())
-    .await;
-    timer.abort();
-    served?;
+    .with_graceful_shutdown(drained)
+    .await?;
     Ok(())
 }
 

@@ -743,19 +743,12 @@ impl ConsumerRuntime {
         let mut failure = None;
         let mut stalled = false;
         let watchdog = {
-            let (consumer, probe) = (self.consumer.clone(), self.dlq.clone());
+            // (Its own client: the readiness check; the other: the dead-letter producer's.)
+            let (own, probe) = (self.ping_fn(), self.dlq.clone());
             stall_watch(
                 move || {
-                    let consumer = consumer.clone();
-                    async move {
-                        tokio::task::spawn_blocking(move || {
-                            consumer
-                                .fetch_metadata(None, Duration::from_secs(5))
-                                .is_ok()
-                        })
-                        .await
-                        .unwrap_or(false)
-                    }
+                    let ping = own();
+                    async move { ping.await.is_ok() }
                 },
                 move || {
                     let probe = probe.clone();
