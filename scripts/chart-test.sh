@@ -66,6 +66,18 @@ static_checks() {
     elif grep -qF "$want" "$OUT/schema.log"; then ok "values.schema.json rejects --set $set"
     else cat "$OUT/schema.log" >&2; bad "--set $set failed without the schema's message"; fi
   done
+
+  # platform.extraSpec.coupon.env adds to the coupon service's env: its own database stays (a
+  # replaced list would move coupon onto the content database without a word).
+  local env
+  env=$("$HELM" template campus "$CHART" --set platform.enabled=true --set platform.external.kafkaBrokers=k:9092 \
+    --set platform.external.elasticsearchUrl=http://es:9200 --set platform.external.credentialsSecret=creds \
+    --set-json 'platform.extraSpec.coupon.env=[{"name":"EXTRA","value":"1"}]' 2>&1 |
+    "$VENV/bin/python" -c 'import sys, yaml
+p = next(d for d in yaml.safe_load_all(sys.stdin) if d and d["kind"] == "CampusPlatform")
+print(" ".join(e["name"] + "=" + e.get("value", e.get("valueFrom", {}).get("secretKeyRef", {}).get("key", "")) for e in p["spec"]["coupon"]["env"]))' 2>&1)
+  [ "$env" = "MYSQL_URL=mysql-url-coupon EXTRA=1" ] && ok "platform.extraSpec.coupon.env keeps the coupon database: $env" ||
+    bad "platform.extraSpec.coupon.env: coupon env '$env'"
 }
 
 dev_files_checks() {

@@ -9,7 +9,7 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapEnvSource, ConfigMapVolumeSource, Container, ContainerPort, EnvFromSource,
     EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SecretKeySelector, Volume, VolumeMount,
+    ResourceRequirements, SecretKeySelector, TopologySpreadConstraint, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -245,6 +245,7 @@ fn deployment(
                 spec: Some(PodSpec {
                     containers: vec![container],
                     volumes,
+                    topology_spread_constraints: Some(spread_over_nodes(cr, component)),
                     termination_grace_period_seconds: Some(30),
                     // Neither the Campus processes nor Logstash talk to the API server.
                     automount_service_account_token: Some(false),
@@ -256,6 +257,27 @@ fn deployment(
         }),
         ..Deployment::default()
     }
+}
+
+/// The replicas spread over the nodes, so that losing or draining one node takes at most about
+/// 1/n of an API's pods. A preference (`ScheduleAnyway`), not a rule: a full or tainted node never
+/// leaves a pod Pending. Counted within one ReplicaSet (`matchLabelKeys: pod-template-hash`), so a
+/// roll spreads its new pods instead of balancing them against the old ones on their way out; nodes
+/// the pod may not go to (cordoned for a drain, a control plane) are left out of the count
+/// (`nodeTaintsPolicy: Honor`).
+fn spread_over_nodes(cr: &CampusPlatform, component: &str) -> Vec<TopologySpreadConstraint> {
+    vec![TopologySpreadConstraint {
+        max_skew: 1,
+        topology_key: "kubernetes.io/hostname".to_owned(),
+        when_unsatisfiable: "ScheduleAnyway".to_owned(),
+        label_selector: Some(LabelSelector {
+            match_labels: Some(pod_selector(cr, component)),
+            ..LabelSelector::default()
+        }),
+        match_label_keys: Some(vec!["pod-template-hash".to_owned()]),
+        node_taints_policy: Some("Honor".to_owned()),
+        ..TopologySpreadConstraint::default()
+    }]
 }
 
 fn find<'a>(maps: &'a [ConfigMap], name: &str) -> Option<&'a ConfigMap> {
@@ -607,6 +629,26 @@ mod tests {
                 "{}",
                 d.name_any()
             );
+            // Its pods, and only its pods, spread over the nodes, as a preference.
+            let spec = d.spec.as_ref().unwrap();
+            let pod = spec.template.spec.as_ref().unwrap();
+            let [spread] = pod.topology_spread_constraints.as_deref().unwrap() else {
+                panic!("{}: one spread constraint", d.name_any())
+            };
+            assert_eq!(spread.topology_key, "kubernetes.io/hostname");
+            assert_eq!(spread.when_unsatisfiable, "ScheduleAnyway");
+            assert_eq!(spread.max_skew, 1);
+            assert_eq!(
+                spread.label_selector.as_ref(),
+                Some(&spec.selector),
+                "{}",
+                d.name_any()
+            );
+            assert_eq!(
+                spread.match_label_keys.as_deref(),
+                Some(&["pod-template-hash".to_owned()][..])
+            );
+            assert_eq!(spread.node_taints_policy.as_deref(), Some("Honor"));
         }
         let mysql = env_of(api, "MYSQL_URL").unwrap();
         let secret = mysql

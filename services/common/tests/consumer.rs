@@ -380,6 +380,129 @@ async fn a_stuck_partition_does_not_stall_the_others() {
     assert_eq!(gate.handled(1), expected, "partition 1 in order, each once");
 }
 
+/// Holds the first attempt of the records `n < holds` for `hold` (a record in hand while a
+/// rebalance comes); records every n handled.
+#[derive(Default)]
+struct HoldFirst {
+    hold: Duration,
+    holds: u32,
+    held: Mutex<std::collections::HashSet<u32>>,
+    holding: std::sync::atomic::AtomicUsize,
+    seen: Mutex<Vec<u32>>,
+}
+
+#[async_trait]
+impl Handler for HoldFirst {
+    async fn handle(&self, record: &Record) -> Result<(), HandleError> {
+        let msg: Msg = record.json()?;
+        if msg.n < self.holds && self.held.lock().unwrap().insert(msg.n) {
+            use std::sync::atomic::Ordering::SeqCst;
+            self.holding.fetch_add(1, SeqCst);
+            tokio::time::sleep(self.hold).await;
+            self.holding.fetch_sub(1, SeqCst);
+        }
+        self.seen.lock().unwrap().push(msg.n);
+        Ok(())
+    }
+}
+
+/// A partition given back to the same member while the task of its earlier assignment still
+/// finishes a record goes on flowing: the new task gets every record produced afterwards. (The old
+/// task's queue, dropped after the new one was split off, used to switch off the partition's
+/// wake-up for good: seen on the cluster as coupons left unstored after a roll.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_assigned_again_while_its_old_task_finishes_keeps_flowing() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let topic = testing::fresh_topic("again", 2).await;
+    let group = testing::unique("g");
+    let producer: FutureProducer = testing::kafka().client_config().create().unwrap();
+    let send = |n: u32, partition: i32| {
+        let payload = serde_json::to_vec(&Msg { n, fail_times: 0 }).unwrap();
+        let (producer, topic) = (producer.clone(), topic.clone());
+        async move {
+            producer
+                .send(
+                    FutureRecord::<(), _>::to(&topic)
+                        .partition(partition)
+                        .payload(&payload),
+                    Duration::from_secs(10),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    // One record on each partition, both held by the first member when the second joins.
+    send(0, 0).await;
+    send(1, 1).await;
+    let hold = Duration::from_secs(4);
+    let a = Arc::new(HoldFirst {
+        hold,
+        holds: 2,
+        ..HoldFirst::default()
+    });
+    let b = Arc::new(HoldFirst::default());
+    let first = {
+        let rt = ConsumerRuntime::new(
+            &testing::kafka(),
+            options(&group, &topic),
+            ConsumerMetrics::default(),
+        )
+        .unwrap();
+        let token = CancellationToken::new();
+        (token.clone(), tokio::spawn(rt.run(a.clone(), token)))
+    };
+    wait_until("both records in hand", Duration::from_secs(30), || {
+        a.holding.load(std::sync::atomic::Ordering::SeqCst) == 2
+    })
+    .await;
+    // The second member joins: the first gives both partitions up and gets one back while its
+    // tasks still hold their records.
+    let second = {
+        let rt = ConsumerRuntime::new(
+            &testing::kafka(),
+            options(&group, &topic),
+            ConsumerMetrics::default(),
+        )
+        .unwrap();
+        let token = CancellationToken::new();
+        (token.clone(), tokio::spawn(rt.run(b.clone(), token)))
+    };
+    wait_until(
+        "the second member's first record",
+        Duration::from_secs(30),
+        || !b.seen.lock().unwrap().is_empty(),
+    )
+    .await;
+    // The old tasks are done; then a stream on both partitions.
+    tokio::time::sleep(hold + Duration::from_secs(1)).await;
+    const N: u32 = 100;
+    for n in 2..N {
+        send(n, (n % 2) as i32).await;
+    }
+    let distinct = || {
+        let mut all: Vec<u32> = a.seen.lock().unwrap().clone();
+        all.extend(b.seen.lock().unwrap().iter());
+        all.sort_unstable();
+        all.dedup();
+        all
+    };
+    let end = tokio::time::Instant::now() + Duration::from_secs(30);
+    while distinct().len() < N as usize && tokio::time::Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let missing: Vec<u32> = (0..N).filter(|n| !distinct().contains(n)).collect();
+    assert!(
+        missing.is_empty(),
+        "records never handled after the partition came back: {missing:?} (first member {:?}, second {:?})",
+        a.seen.lock().unwrap(),
+        b.seen.lock().unwrap()
+    );
+    for (token, task) in [first, second] {
+        token.cancel();
+        task.await.unwrap().unwrap();
+    }
+}
+
 /// A group scaled 1 → 3 → 1 under a steady stream, under Kafka's real group coordinator: every
 /// record is handled, and the records handled twice are no more than the records in hand at the
 /// rebalances (one per partition per rebalance: offsets are stored after each record and

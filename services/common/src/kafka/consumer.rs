@@ -389,7 +389,8 @@ type Inner = StreamConsumer<PartitionContext>;
 type PartitionQueue = StreamPartitionQueue<PartitionContext>;
 type PartitionKey = (String, i32);
 /// Starts the task of a newly assigned partition; `run` installs it before subscribing.
-type Spawn = Box<dyn Fn(PartitionQueue, Option<JoinHandle<()>>) -> Lane + Send + Sync>;
+type Spawn =
+    Box<dyn Fn(PartitionKey, PartitionQueue, Option<JoinHandle<()>>) -> Lane + Send + Sync>;
 
 /// One assigned (or just revoked) partition's task.
 struct Lane {
@@ -517,7 +518,7 @@ impl PartitionContext {
             });
             match consumer.split_partition_queue(&key.0, key.1) {
                 Some(queue) => {
-                    lanes.insert(key, spawn(queue, previous));
+                    lanes.insert(key.clone(), spawn(key, queue, previous));
                 }
                 None => tracing::error!(
                     group = %self.group, topic = %key.0, partition = key.1,
@@ -704,7 +705,7 @@ impl ConsumerRuntime {
             );
             let runtime = tokio::runtime::Handle::current();
             let stop_workers = stop_workers.clone();
-            Box::new(move |queue, previous| {
+            Box::new(move |key, queue, previous| {
                 let stop = stop_workers.child_token();
                 let worker = PartitionWorker {
                     consumer: consumer.clone(),
@@ -716,7 +717,7 @@ impl ConsumerRuntime {
                 };
                 let failures = failures.clone();
                 let task = runtime.spawn(async move {
-                    let run = std::panic::AssertUnwindSafe(worker.run(queue, previous));
+                    let run = std::panic::AssertUnwindSafe(worker.run(key, queue, previous));
                     if let Err(panic) = run.catch_unwind().await {
                         let _ = failures.send(panic_message(panic));
                     }
@@ -884,11 +885,37 @@ enum Finished {
 }
 
 impl<H: Handler> PartitionWorker<H> {
-    async fn run(self, queue: PartitionQueue, previous: Option<JoinHandle<()>>) {
+    async fn run(
+        self,
+        (topic, partition): PartitionKey,
+        queue: PartitionQueue,
+        previous: Option<JoinHandle<()>>,
+    ) {
+        let mut queue = queue;
         // The task of an earlier assignment finishes its record in hand first: one partition,
         // one handler at a time.
         if let Some(previous) = previous {
             let _ = previous.await;
+            if self.shutdown.is_cancelled() {
+                return;
+            }
+            // Its queue, dropped as it ended, switched off the wake-up of librdkafka's one queue
+            // of the partition, which this task's queue had just switched on (rdkafka's
+            // PartitionQueue::drop disables the callback of the shared native queue): this task
+            // would never wake for a new record. So the partition is split off again, now that
+            // no older handle is left. (Seen on the cluster: a coupon partition stalled for good
+            // after two quick rebalances during a roll.)
+            drop(queue);
+            match self
+                .consumer
+                .upgrade()
+                .and_then(|c| c.split_partition_queue(&topic, partition))
+            {
+                Some(q) => queue = q,
+                // (Caught like a handler's panic: the consumer ends with an error and the worker
+                // starts afresh, rather than leave the partition unread.)
+                None => panic!("could not give {topic}/{partition} its own queue again"),
+            }
         }
         let batch_size = self.handler.batch_size().max(1);
         let mut batch = Vec::with_capacity(batch_size);
