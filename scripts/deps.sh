@@ -12,6 +12,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 for f in "$ROOT"/scripts/install/*.sh; do . "$f"; done
 KUBE_VALIDATE_VERSION=1.37.0
 KAFKA_PYTHON_VERSION=2.2.15   # the local mode (scripts/local.sh) creates its topics with it
+PYMONGO_VERSION=4.20.1        # `scripts/local.sh reset` drops the local mode's MongoDB database
 # helm, built from the Go module proxy (see install_helm below).
 HELM_VERSION=3.22.0
 
@@ -60,6 +61,7 @@ want() { "$VENV/bin/pip" show "$1" 2>/dev/null | grep -x "Version: $2" >/dev/nul
 pkgs=()
 want kubernetes-validate "$KUBE_VALIDATE_VERSION" || pkgs+=("kubernetes-validate==$KUBE_VALIDATE_VERSION")
 want kafka-python "$KAFKA_PYTHON_VERSION" || pkgs+=("kafka-python==$KAFKA_PYTHON_VERSION")
+want pymongo "$PYMONGO_VERSION" || pkgs+=("pymongo==$PYMONGO_VERSION")
 if [ ${#pkgs[@]} -gt 0 ]; then
   echo "deps: pip install ${pkgs[*]}"
   "$VENV/bin/pip" install -q --disable-pip-version-check "${pkgs[@]}"

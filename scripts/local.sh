@@ -7,6 +7,9 @@
 #   scripts/local.sh status   which processes run and answer /readyz
 #   scripts/local.sh smoke    one real request to each API (after `up`)
 #   scripts/local.sh readme   every curl example of README.md, each must answer 2xx (after `up`)
+#   scripts/local.sh reset    forget the local mode's data (after `down`): its MySQL databases, Kafka
+#                             topics and groups, Redis keys, MongoDB database, indices; the next `up`
+#                             starts from empty (the README's examples use the first ids)
 #   scripts/local.sh logs [NAME]   follow target/local/NAME.log (all when no NAME)
 # A real Filebeat (scripts/install/filebeat.sh) tails the APIs' output files and ships their access
 # lines to the topic local.access-log, which `campus-log worker index` indexes: /logs/search and
@@ -331,6 +334,61 @@ readme() {
   [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
 }
 
+reset() {
+  local n
+  for n in filebeat $(each | cut -d'|' -f1); do
+    running "$n" && { echo "local: $n runs: \`scripts/local.sh down\` first" >&2; return 1; }
+  done
+  local started=""
+  if ! bash scripts/servers.sh status >/dev/null 2>&1; then
+    started=$({ bash scripts/servers.sh status 2>/dev/null || true; } | awk -F: '/stopped/ {print $1}')
+    bash scripts/servers.sh start >/dev/null
+  fi
+  local db
+  for db in "campus_${PREFIX}_content" "campus_${PREFIX}_coupon"; do
+    mariadb --protocol=tcp -h127.0.0.1 -P"${MYSQL_BASE##*:}" -uroot -e "DROP DATABASE IF EXISTS \`$db\`"
+  done
+  echo "local: MySQL databases campus_${PREFIX}_content, campus_${PREFIX}_coupon dropped"
+  # Redis: the keys of the local mode's prefix (SCAN, never KEYS).
+  local keys; keys=$(mktemp)
+  redis-cli -u "$REDIS_URL" --scan --pattern "$REDIS_KEY_PREFIX*" >"$keys"
+  xargs -r -d '\n' -n 500 redis-cli -u "$REDIS_URL" del <"$keys" >/dev/null
+  echo "local: $(wc -l <"$keys") Redis keys $REDIS_KEY_PREFIX* deleted"
+  rm -f "$keys"
+  "$VENV/bin/python" - "$KAFKA_BROKERS" "$PREFIX" "$MONGO_URL" "$MONGO_DATABASE" <<'PY'
+import sys, time
+from kafka.admin import KafkaAdminClient
+import pymongo
+brokers, prefix, mongo_url, mongo_db = sys.argv[1:]
+admin = KafkaAdminClient(bootstrap_servers=brokers, client_id="campus-local-reset")
+topics = [t for t in admin.list_topics() if t.startswith(prefix + ".")]
+groups = [g for g, _ in admin.list_consumer_groups() if g.startswith(prefix + ".")]
+if groups:
+    admin.delete_consumer_groups(groups)
+if topics:
+    admin.delete_topics(topics)
+    # (deletion is asynchronous: `up` creates them again at once)
+    for _ in range(100):
+        if not set(topics) & set(admin.list_topics()):
+            break
+        time.sleep(0.1)
+print(f"local: {len(topics)} Kafka topics and {len(groups)} consumer groups {prefix}.* deleted")
+pymongo.MongoClient(mongo_url).drop_database(mongo_db)
+print(f"local: MongoDB database {mongo_db} dropped")
+PY
+  # Indices, their aliases and the templates of the local mode's names.
+  local es=$ELASTICSEARCH_URL
+  curl -fsS -o /dev/null -XDELETE "$es/$PREFIX-*?expand_wildcards=all&ignore_unavailable=true"
+  local t
+  for t in $(curl -fsS "$es/_index_template/$PREFIX-*" 2>/dev/null | jq -r '.index_templates[]?.name'); do
+    curl -fsS -o /dev/null -XDELETE "$es/_index_template/$t"
+  done
+  echo "local: indices and index templates $PREFIX-* deleted"
+  rm -rf "$D/filebeat"
+  # shellcheck disable=SC2086
+  [ -z "$started" ] || bash scripts/servers.sh stop $started >/dev/null
+}
+
 logs() {
   if [ -n "${1:-}" ]; then tail -F "$D/$1.log"; else tail -F "$D"/*.log; fi
 }
@@ -341,6 +399,7 @@ case ${1:-} in
   status) status ;;
   smoke) smoke ;;
   readme) readme ;;
+  reset) reset ;;
   logs) logs "${2:-}" ;;
-  *) echo "usage: $0 up|down|status|smoke|readme|logs [NAME]" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|smoke|readme|reset|logs [NAME]" >&2; exit 2 ;;
 esac

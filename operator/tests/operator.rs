@@ -953,7 +953,13 @@ async fn topic_config_changes_are_applied_to_existing_topics() {
     wait_topics_ready(&client, &ns.name, &name, "TopicsReady is True").await;
     let original = format!("{p}.post.original");
     let coupon = format!("{p}.coupon.request");
-    let before = topic_config(&original).await;
+    // (A broker may answer DescribeConfigs for a topic it learns of from the controller a moment
+    // after the creation returned: nothing yet.)
+    let before = eventually("the new topic's config readable", WAIT, || async {
+        let c = topic_config(&original).await;
+        c.values.contains_key("retention.ms").then_some(c)
+    })
+    .await;
     assert_eq!(before.values["retention.ms"], "604800000", "{before:?}");
     assert!(before.overrides.is_empty(), "{before:?}");
     // Someone sets an override by hand that the spec does not name.

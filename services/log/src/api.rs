@@ -105,6 +105,11 @@ fn upstream(e: EsError) -> ApiError {
     tracing::error!(error = %e, "Elasticsearch query failed");
     match e {
         EsError::Unreachable { .. } => ApiError::unavailable("the log store is unreachable"),
+        // Overloaded (429) or failing on its side (5xx, e.g. a new index's shards not started
+        // yet): the same query succeeds shortly, so 503 with Retry-After, not a refusal.
+        e if e.is_transient() => {
+            ApiError::unavailable("the log store is busy or recovering; try again shortly")
+        }
         _ => ApiError::new(
             StatusCode::BAD_GATEWAY,
             "upstream",
@@ -123,7 +128,7 @@ fn upstream(e: EsError) -> ApiError {
         (status = 200, description = "A page of entries, newest first", body = SearchResponse),
         (status = 400, description = "Bad parameter", body = ErrorResponse),
         (status = 502, description = "Elasticsearch refused the query", body = ErrorResponse),
-        (status = 503, description = "Elasticsearch unreachable", body = ErrorResponse)
+        (status = 503, description = "Elasticsearch unreachable, overloaded (429) or failing (5xx); with Retry-After", body = ErrorResponse)
     )
 )]
 async fn search(
@@ -150,7 +155,7 @@ async fn search(
         (status = 200, description = "Statistics of the window", body = StatsResponse),
         (status = 400, description = "Bad parameter", body = ErrorResponse),
         (status = 502, description = "Elasticsearch refused the query", body = ErrorResponse),
-        (status = 503, description = "Elasticsearch unreachable", body = ErrorResponse)
+        (status = 503, description = "Elasticsearch unreachable, overloaded (429) or failing (5xx); with Retry-After", body = ErrorResponse)
     )
 )]
 async fn stats(
@@ -169,6 +174,7 @@ async fn stats(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::response::IntoResponse;
 
     #[test]
     fn the_openapi_document_names_both_endpoints() {
@@ -185,5 +191,41 @@ mod tests {
             assert!(params.contains(&name), "{name} missing: {params:?}");
         }
         assert!(doc["components"]["schemas"]["StatsResponse"].is_object());
+    }
+
+    #[test]
+    fn a_busy_or_failing_store_is_503_with_retry_after_and_a_refused_query_502() {
+        let status = |status| EsError::Status {
+            status,
+            what: "search".into(),
+            reason: "r".into(),
+        };
+        for (e, want) in [
+            (
+                EsError::Unreachable {
+                    url: "u".into(),
+                    message: "m".into(),
+                },
+                503,
+            ),
+            (status(429), 503),
+            (status(503), 503),
+            (status(500), 503),
+            (status(400), 502),
+            (
+                EsError::Decode {
+                    what: "search".into(),
+                    message: "m".into(),
+                },
+                502,
+            ),
+        ] {
+            let res = upstream(e).into_response();
+            assert_eq!(res.status().as_u16(), want);
+            assert_eq!(
+                res.headers().contains_key(axum::http::header::RETRY_AFTER),
+                want == 503
+            );
+        }
     }
 }
