@@ -7,7 +7,10 @@
 #   scripts/cluster.sh platform helm install of helm/campus (helm/cluster-values.yaml) on the running
 #                               cluster, the images of scripts/images.sh imported; waits for Ready
 #   scripts/cluster.sh env      print `export KUBECONFIG=…` (the cluster's admin) and kubectl on PATH
-#   scripts/cluster.sh node CMD run CMD inside the node (its network, mount and UTS namespaces)
+#   scripts/cluster.sh node [-n I] CMD  run CMD inside node I (1: the first; its network, mount
+#                               and UTS namespaces)
+#   scripts/cluster.sh add-node another node joins the running cluster (CAMPUS_CLUSTER_NODES=N up:
+#                               N nodes from the start)
 #
 # The node: one process (the "holder", `unshare --net --mount --uts`) owns a network namespace, a mount
 # namespace (a slave of the host's: nothing mounted inside shows on the host) and the hostname
@@ -21,6 +24,11 @@
 # answers on https://$NODE_IP:6443; pods get $POD_CIDR on the bridge cni0 inside the node, Services
 # $SVC_CIDR; kube-proxy's iptables rules and the CNI's live in the node's namespace. The host gets no
 # route, no rule, no forwarding: only the veth (gone with the namespace).
+# Further nodes (add-node): node I (2..$MAX_NODES) is campus-node-I, its own holder and namespaces
+# ($CD/node-I: the same layout), its own containerd, kubelet (cgroupRoot /campus-node/node-I) and
+# kube-proxy; a veth links it to the first node (10.213.<I-1>.1 there, 10.213.<I-1>.2 in node I),
+# its pods get 10.214.<I-1>.0/24. The first node routes: between the nodes' pod ranges (no NAT, the
+# Kubernetes network model) and, masqueraded, to the host. The host sees none of it.
 # Kernel settings the kubelet writes are global (kernel.panic, kernel.panic_on_oops, vm.overcommit_memory,
 # vm.panic_on_oom, kernel.keys.*): `up` records every sysctl, `down` writes back those that changed.
 # Images: never pulled (no registry). scripts/oci-image.py writes OCI archives from directories, imported
@@ -47,6 +55,10 @@ SVC_CIDR=10.215.0.0/24
 API_SVC_IP=10.215.0.1
 DNS_IP=10.215.0.10
 API=https://$NODE_IP:6443
+MAX_NODES=4
+# The node the node-specific functions act on (use_node I): its directory, name, address, pod range,
+# kubelet cgroup root and certificate; the first node's by default.
+ND=$CD NODE_CGROOT=campus-node KUBELET_CERT=kubelet
 COREDNS_VERSION=1.15.0
 # CAMPUS_CLUSTER_DNS=0: no CoreDNS (a quicker cluster without names).
 WITH_DNS=${CAMPUS_CLUSTER_DNS:-1}
@@ -63,10 +75,26 @@ die() { echo "cluster: $*" >&2; exit 1; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 k() { "$KUBECTL" --kubeconfig "$CD/kubeconfig" "$@"; }
-holder() { cat "$CD/holder.pid" 2>/dev/null; }
+holder() { cat "$ND/holder.pid" 2>/dev/null; }
 holder_alive() { local p; p=$(holder) && [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
 # node_exec CMD...: CMD in the node's network, mount and UTS namespaces.
 node_exec() { nsenter -t "$(holder)" -n -m -u -- "$@"; }
+# use_node I: the node-specific functions (holder, node_exec, spawn, start_holder, write_configs, ...)
+# act on node I from now on.
+use_node() {
+  local i=$1
+  if [ "$i" = 1 ]; then
+    ND=$CD NODE=campus-node NODE_IP=10.213.0.2 POD_CIDR=10.214.0.0/24 NODE_CGROOT=$CGROOT KUBELET_CERT=kubelet
+  else
+    ND=$CD/node-$i NODE=campus-node-$i NODE_IP=10.213.$((i - 1)).2 POD_CIDR=10.214.$((i - 1)).0/24
+    NODE_CGROOT=$CGROOT/node-$i KUBELET_CERT=kubelet-$i
+  fi
+}
+# node_indexes: the nodes of the cluster (1, then those add-node started).
+node_indexes() {
+  echo 1
+  local d; for d in "$CD"/node-[0-9]*; do [ -d "$d" ] && echo "${d##*/node-}"; done | sort -n
+}
 # spawn NAME CMD...: a daemon in the node (own session, the cgroups /campus-node/daemons), log
 # $CD/NAME.log, PID in $CD/NAME.pid.
 spawn() {
@@ -275,25 +303,37 @@ make_pki() {
   cert kubelet "$NODE" "" "IP:$NODE_IP,DNS:$NODE"
   kube_sa_keys "$p"
   # Token users: name, uid, groups (the API server's bootstrap RBAC binds the system:kube-* users).
+  # The API server reads them once: the kubelets of nodes that may join later have theirs already.
   : >"$p/tokens.csv"
-  local u file user group token
+  local u file user group token users=() i
+  for ((i = 2; i <= MAX_NODES; i++)); do users+=("node-$i|system:node:campus-node-$i|system:nodes"); done
   for u in "admin|admin|system:masters" "node|system:node:$NODE|system:nodes" "proxy|system:kube-proxy|" \
-    "scheduler|system:kube-scheduler|" "controller-manager|system:kube-controller-manager|"; do
+    "scheduler|system:kube-scheduler|" "controller-manager|system:kube-controller-manager|" "${users[@]}"; do
     IFS='|' read -r file user group <<<"$u"
     token=$(kube_token "$p/$file.token")
     echo "$token,$user,$user${group:+,\"$group\"}" >>"$p/tokens.csv"
-    # In the node the API server is 127.0.0.1:6443; the host's admin uses $API.
-    kube_kubeconfig "$CD/$file.kubeconfig" campus-cluster https://127.0.0.1:6443 "$token" "$p/ca.crt"
+    # In the node the API server is 127.0.0.1:6443; the host's admin uses $API (and so do the other
+    # nodes: node_kubeconfigs).
+    [[ $file = node-* ]] || kube_kubeconfig "$CD/$file.kubeconfig" campus-cluster https://127.0.0.1:6443 "$token" "$p/ca.crt"
   done
   kube_kubeconfig "$CD/kubeconfig" campus-cluster "$API" "$(cat "$p/admin.token")" "$p/ca.crt"
 }
 
+# node_pki I: node I's kubelet serving certificate and the kubeconfigs of its kubelet and kube-proxy
+# (the API server at $API, reached through the first node).
+node_pki() {
+  local i=$1 p=$CD/pki
+  cert "kubelet-$i" "$NODE" "" "IP:$NODE_IP,DNS:$NODE"
+  kube_kubeconfig "$ND/node.kubeconfig" campus-cluster "$API" "$(cat "$p/node-$i.token")" "$p/ca.crt"
+  kube_kubeconfig "$ND/proxy.kubeconfig" campus-cluster "$API" "$(cat "$p/proxy.token")" "$p/ca.crt"
+}
+
 # ---------------------------------------------------------------- the node's namespaces
 
-# The holder's first steps inside its new namespaces (argument: $CD).
+# The holder's first steps inside its new namespaces (arguments: the node's directory, its name).
 HOLDER_INIT='set -e
 cd=$1
-hostname campus-node
+hostname "$2"
 cg=$(awk '"'"'$3 == "cgroup" || $3 == "cgroup2" { print $2, $3, $4 }'"'"' /proc/self/mounts)
 mount -t sysfs -o nosuid,nodev,noexec sysfs /sys
 mount -t tmpfs -o mode=755 cgroup /sys/fs/cgroup
@@ -307,53 +347,70 @@ case "$cd/" in /tmp/*) ;; *) mount -t tmpfs -o mode=1777 tmpfs /tmp ;; esac
 mount --bind "$cd/node/var-lib" /var/lib
 mount --bind "$cd/node/var-log" /var/log
 ip link set lo up
-exec -a campus-node-holder sleep infinity'
+exec -a "$2-holder" sleep infinity'
 
-# make_cgroups: /campus-node/daemons in every v1 hierarchy (cpuset: the parent's cpus and mems).
+# make_cgroups: /campus-node/daemons and the node's kubelet root in every v1 hierarchy (cpuset: the
+# parent's cpus and mems).
 make_cgroups() {
-  local h
+  local h d
   for h in $(cg_hierarchies); do
-    mkdir -p "$h/$CGROOT/daemons"
-    if [ -f "$h/cpuset.cpus" ]; then
-      cat "$h/cpuset.cpus" >"$h/$CGROOT/cpuset.cpus"; cat "$h/cpuset.mems" >"$h/$CGROOT/cpuset.mems"
-      cat "$h/cpuset.cpus" >"$h/$CGROOT/daemons/cpuset.cpus"; cat "$h/cpuset.mems" >"$h/$CGROOT/daemons/cpuset.mems"
-    fi
+    for d in "$CGROOT" "$CGROOT/daemons" "$NODE_CGROOT"; do
+      mkdir -p "$h/$d"
+      if [ -f "$h/cpuset.cpus" ]; then cat "$h/cpuset.cpus" >"$h/$d/cpuset.cpus"; cat "$h/cpuset.mems" >"$h/$d/cpuset.mems"; fi
+    done
   done
 }
 
 own_netns() { local ns; ns=$(readlink "/proc/$1/ns/net") && [ "$ns" != "$(readlink /proc/self/ns/net)" ]; }
 
+# start_holder I: node I's namespaces and its link (node 1: to the host; others: to node 1).
 start_holder() {
-  mkdir -p "$CD/node/var-lib" "$CD/node/var-log"
+  local i=$1
+  mkdir -p "$ND/node/var-lib" "$ND/node/var-log"
   make_cgroups
   # The subshell joins the cgroups, then becomes the holder (exec: same PID).
-  setsid bash -c 'for f in $2; do echo $$ >"$f"; done; exec unshare --net --mount --uts --propagation slave -- bash -c "$0" holder "$1"' \
-    "$HOLDER_INIT" "$CD" "$(daemon_cgroups)" >"$CD/holder.log" 2>&1 </dev/null &
-  echo $! >"$CD/holder.pid"
+  setsid bash -c 'for f in $3; do echo $$ >"$f"; done; exec unshare --net --mount --uts --propagation slave -- bash -c "$0" holder "$1" "$2"' \
+    "$HOLDER_INIT" "$ND" "$NODE" "$(daemon_cgroups)" >"$ND/holder.log" 2>&1 </dev/null &
+  echo $! >"$ND/holder.pid"
   disown $!
   local pid=$!
   wait_for 10 "the node's namespaces" own_netns "$pid"
   wait_for 10 "the node's mounts" node_exec mountpoint -q /var/log
-  readlink "/proc/$pid/ns/net" >"$CD/netns"
-  # The veth pair: host end here, node end moved into the node and named eth0.
-  ip link add "$HOST_IF" type veth peer name eth0 netns "$pid"
-  ip addr add "$HOST_IP/30" dev "$HOST_IF"
-  ip link set "$HOST_IF" up
-  node_exec ip addr add "$NODE_IP/30" dev eth0
-  node_exec ip link set eth0 up
-  node_exec ip route add default via "$HOST_IP"
+  readlink "/proc/$pid/ns/net" >"$ND/netns"
+  if [ "$i" = 1 ]; then
+    # The veth pair: host end here, node end moved into the node and named eth0.
+    ip link add "$HOST_IF" type veth peer name eth0 netns "$pid"
+    ip addr add "$HOST_IP/30" dev "$HOST_IF"
+    ip link set "$HOST_IF" up
+    node_exec ip addr add "$NODE_IP/30" dev eth0
+    node_exec ip link set eth0 up
+    node_exec ip route add default via "$HOST_IP"
+    # Pods' traffic to the host leaves with the node's address (the host has no route to the pods),
+    # that of the other nodes' pods too.
+    node_exec iptables -t nat -A POSTROUTING -o eth0 -j MASQUERADE
+  else
+    # A veth made inside node 1 (the host's namespace never holds either end): eth-nI there, eth0 here.
+    local link=eth-n$i net=10.213.$((i - 1)) pods=$POD_CIDR ip=$NODE_IP
+    (use_node 1; node_exec ip link add "$link" type veth peer name eth0 netns "$pid"
+      node_exec ip addr add "$net.1/30" dev "$link"
+      node_exec ip link set "$link" up
+      node_exec ip route add "$pods" via "$ip" dev "$link")
+    node_exec ip addr add "$NODE_IP/30" dev eth0
+    node_exec ip link set eth0 up
+    node_exec ip route add default via "$net.1"
+  fi
   # Per-namespace settings of the node: routing between pods and out of the node, iptables on bridged
   # pod-to-pod traffic (Service replies), IPv6 off.
   node_exec sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1 \
     net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-  echo "# no upstream: CoreDNS answers the cluster's names only" >"$CD/node/resolv.conf"
+  echo "# no upstream: CoreDNS answers the cluster's names only" >"$ND/node/resolv.conf"
 }
 
 # ---------------------------------------------------------------- configuration files
 
 write_configs() {
-  mkdir -p "$CD/node/cni"
-  cat >"$CD/containerd.toml" <<EOF
+  mkdir -p "$ND/node/cni"
+  cat >"$ND/containerd.toml" <<EOF
 version = 2
 root = "/var/lib/containerd"
 state = "/run/containerd"
@@ -371,7 +428,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
-    conf_dir = "$CD/node/cni"
+    conf_dir = "$ND/node/cni"
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -380,34 +437,36 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
 EOF
-  cat >"$CD/node/cni/10-campus.conflist" <<EOF
+  # (No ipMasq: pods reach pods on other nodes with their own addresses; start_holder masquerades
+  # what leaves for the host.)
+  cat >"$ND/node/cni/10-campus.conflist" <<EOF
 {
   "cniVersion": "1.0.0",
   "name": "campus",
   "plugins": [
-    {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": true, "hairpinMode": true,
+    {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
      "ipam": {"type": "host-local", "ranges": [[{"subnet": "$POD_CIDR"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
     {"type": "portmap", "capabilities": {"portMappings": true}}
   ]
 }
 EOF
-  cat >"$CD/kubelet.yaml" <<EOF
+  cat >"$ND/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 failCgroupV1: false
 cgroupDriver: cgroupfs
-cgroupRoot: /$CGROOT
+cgroupRoot: /$NODE_CGROOT
 containerRuntimeEndpoint: unix:///run/containerd/containerd.sock
 authentication:
   anonymous: {enabled: false}
   webhook: {enabled: true}
   x509: {clientCAFile: $CD/pki/ca.crt}
 authorization: {mode: Webhook}
-tlsCertFile: $CD/pki/kubelet.crt
-tlsPrivateKeyFile: $CD/pki/kubelet.key
+tlsCertFile: $CD/pki/$KUBELET_CERT.crt
+tlsPrivateKeyFile: $CD/pki/$KUBELET_CERT.key
 clusterDomain: cluster.local
 clusterDNS: [$DNS_IP]
-resolvConf: $CD/node/resolv.conf
+resolvConf: $ND/node/resolv.conf
 failSwapOn: false
 # A machine shared with others: no eviction for its disk, no image garbage collection (the images
 # cannot be pulled again).
@@ -417,10 +476,10 @@ imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 serializeImagePulls: false
 EOF
-  cat >"$CD/kube-proxy.yaml" <<EOF
+  cat >"$ND/kube-proxy.yaml" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
-clientConnection: {kubeconfig: $CD/proxy.kubeconfig}
+clientConnection: {kubeconfig: $ND/proxy.kubeconfig}
 hostnameOverride: $NODE
 mode: iptables
 clusterCIDR: $CLUSTER_CIDR
@@ -433,13 +492,14 @@ EOF
 # ---------------------------------------------------------------- up / down
 
 up() {
+  local i
   if holder_alive; then log "already up (KUBECONFIG=$CD/kubeconfig)"; return 0; fi
   [ -e "$CD" ] && die "$CD exists but the cluster is not running: run \`$0 down\` first"
   build_all
   local t0; t0=$(now)
   mkdir -p "$CD"
   sysctl_dump >"$CD/host-sysctl.before"
-  start_holder
+  start_holder 1
   make_pki
   write_configs
   kube_etcd_args /var/lib/etcd 127.0.0.1 2379
@@ -462,18 +522,14 @@ up() {
     --bind-address=127.0.0.1 --secure-port=0 --cluster-name=campus-cluster
   spawn scheduler "$BIN/kube-scheduler" --kubeconfig="$CD/scheduler.kubeconfig" --leader-elect=false \
     --bind-address=127.0.0.1 --secure-port=0
-  spawn containerd /usr/bin/containerd --config "$CD/containerd.toml"
-  wait_for 30 containerd node_exec ctr --address /run/containerd/containerd.sock version
-  import_images
-  spawn kubelet "$BIN/kubelet" --config="$CD/kubelet.yaml" --kubeconfig="$CD/node.kubeconfig" \
-    --hostname-override="$NODE" --node-ip="$NODE_IP" --v=1
-  spawn kube-proxy "$BIN/kube-proxy" --config="$CD/kube-proxy.yaml" --v=1
+  node_daemons ""
   wait_for 120 "node $NODE Ready" node_ready
   local ready; ready=$(since "$t0")
   # The kubelet has set its kernel tunables (once, at start); the host gets its own back at once
   # (kernel.panic=10 and panic_on_oops=1 would reboot a shared machine on any oops).
   restore_sysctls
   log "node $NODE Ready in $ready s from cold start"
+  for ((i = 2; i <= ${CAMPUS_CLUSTER_NODES:-1}; i++)); do add_node; done
   if [ "$WITH_DNS" != 0 ]; then
     deploy_coredns
     wait_for 120 "CoreDNS Available" k -n kube-system wait --for=condition=Available deployment/coredns --timeout=5s
@@ -486,7 +542,38 @@ up() {
   log "KUBECONFIG=$CD/kubeconfig (API $API)"
 }
 
-node_ready() { [ "$(k get node "$NODE" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True ]; }
+# node_daemons PREFIX: the node's containerd (the images imported), kubelet and kube-proxy; their
+# logs and PIDs $CD/PREFIX<daemon>.{log,pid}.
+node_daemons() {
+  local pre=$1
+  spawn "${pre}containerd" /usr/bin/containerd --config "$ND/containerd.toml"
+  wait_for 30 containerd node_exec ctr --address /run/containerd/containerd.sock version
+  import_images
+  [ -f "$CD/campus-images" ] && import_campus_images
+  spawn "${pre}kubelet" "$BIN/kubelet" --config="$ND/kubelet.yaml" --kubeconfig="$ND/node.kubeconfig" \
+    --hostname-override="$NODE" --node-ip="$NODE_IP" --v=1
+  spawn "${pre}kube-proxy" "$BIN/kube-proxy" --config="$ND/kube-proxy.yaml" --v=1
+}
+
+# add_node: the next node (2..$MAX_NODES) joins the running cluster; waits for it to be Ready.
+add_node() {
+  holder_alive || die "the cluster is down: \`$0 up\` first"
+  local i=2 t0; t0=$(now)
+  while [ -e "$CD/node-$i" ]; do i=$((i + 1)); done
+  [ "$i" -le "$MAX_NODES" ] || die "$MAX_NODES nodes already"
+  use_node "$i"
+  mkdir -p "$ND"
+  start_holder "$i"
+  node_pki "$i"
+  write_configs
+  node_daemons "node-$i/"
+  wait_for 120 "node $NODE Ready" node_ready
+  restore_sysctls
+  log "node $NODE Ready in $(since "$t0") s (joined; pods $POD_CIDR)"
+  use_node 1
+}
+
+node_ready() { [ "$(k get node "${1:-$NODE}" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True ]; }
 
 import_images() {
   local f
@@ -682,6 +769,7 @@ import_campus_images() {
     node_exec ctr --address /run/containerd/containerd.sock -n k8s.io images import "$tar" >/dev/null
     rm -f "$tar"
   done
+  touch "$CD/campus-images" # (nodes that join later import them too)
 }
 
 # platform: `helm install` of helm/campus with helm/cluster-values.yaml, against the host's servers;
@@ -689,8 +777,8 @@ import_campus_images() {
 platform() {
   holder_alive || die "the cluster is down: \`$0 up\` first"
   [ -x "$HELM" ] || bash "$ROOT/scripts/deps.sh"
-  local t0; t0=$(now)
-  import_campus_images
+  local t0 i; t0=$(now)
+  for i in $(node_indexes); do (use_node "$i"; import_campus_images); done
   log "Campus images imported ($(since "$t0") s)"
   local db sql=""
   for db in $CLUSTER_DBS; do sql+="CREATE DATABASE IF NOT EXISTS \`$db\`; "; done
@@ -703,11 +791,16 @@ platform() {
     --from-literal=mongo-url="mongodb://mongodb.$h:27017" \
     --from-literal=redis-url="redis://redis.$h:6379" | k apply -f - >/dev/null
   local t1; t1=$(now)
-  KUBECONFIG=$CD/kubeconfig "$HELM" upgrade --install "$RELEASE" "$ROOT/helm/campus" -n "$RELEASE_NS" \
-    -f "$ROOT/helm/cluster-values.yaml" --set "platform.extraSpec.logging.filebeat.image=$FILEBEAT_IMAGE" \
-    --wait --timeout 5m
+  helm_campus
   wait_for 600 "CampusPlatform Ready" platform_ready
   log "helm install to CampusPlatform Ready: $(since "$t1") s"
+}
+
+# helm_campus [ARGS...]: `helm upgrade --install` of the chart with the cluster's values (and ARGS).
+helm_campus() {
+  KUBECONFIG=$CD/kubeconfig "$HELM" upgrade --install "$RELEASE" "$ROOT/helm/campus" -n "$RELEASE_NS" \
+    -f "$ROOT/helm/cluster-values.yaml" --set "platform.extraSpec.logging.filebeat.image=$FILEBEAT_IMAGE" \
+    --wait --timeout 5m "$@"
 }
 
 platform_ready() {
@@ -732,19 +825,31 @@ cluster_pids() {
     for h in $(cg_hierarchies); do
       [ -d "$h/$CGROOT" ] && find "$h/$CGROOT" -name cgroup.procs -exec cat {} + 2>/dev/null
     done
-    if [ -f "$CD/netns" ]; then
+    local nets; nets=$(cat "$CD/netns" "$CD"/node-*/netns 2>/dev/null | tr '\n' ' ')
+    if [ -n "$nets" ]; then
       # (one find for all processes: a readlink per process takes seconds on a loaded machine)
       find /proc -mindepth 3 -maxdepth 3 -path '/proc/[0-9]*/ns/net' -printf '%h %l\n' 2>/dev/null |
-        awk -v ns="$(cat "$CD/netns")" '$2 == ns { split($1, a, "/"); print a[3] }'
+        awk -v nets=" $nets" 'index(nets, " " $2 " ") { split($1, a, "/"); print a[3] }'
     fi
   } | sort -un | grep -vx "$$" || true
+}
+
+# all_daemons: the first node's daemons, then those of every node that joined (node-I/<daemon>).
+all_daemons() {
+  echo "${DAEMONS[@]}"
+  local i d
+  for i in $(node_indexes); do
+    [ "$i" = 1 ] && continue
+    echo "node-$i/holder"
+    for d in containerd kubelet kube-proxy; do echo "node-$i/$d"; done
+  done
 }
 
 down() {
   local t0; t0=$(now)
   # The daemons by PID (each leads its process group), all at once, given 10 s to exit.
   local pids=() names=() d i
-  for d in "${DAEMONS[@]}"; do alive "$d" && { pids+=("$(cat "$CD/$d.pid")"); names+=("$d"); }; done
+  for d in $(all_daemons); do alive "$d" && { pids+=("$(cat "$CD/$d.pid")"); names+=("$d"); }; done
   for d in "${pids[@]}"; do kill -TERM -- "-$d" 2>/dev/null || kill -TERM "$d" 2>/dev/null || true; done
   for _ in $(seq 1 100); do
     local any=0
@@ -782,7 +887,7 @@ down() {
 status() {
   holder_alive || { log "down"; return 0; }
   local d
-  for d in holder "${DAEMONS[@]}"; do
+  for d in holder $(all_daemons); do
     if alive "$d"; then log "$d running (pid $(cat "$CD/$d.pid"))"; else log "$d NOT running"; fi
   done
   k get nodes -o wide || true
@@ -796,8 +901,9 @@ case ${1:-} in
   status) status ;;
   e2e) . "$ROOT/scripts/cluster-e2e.sh"; e2e ;;
   platform) platform ;;
-  node) shift; node_exec "$@" ;;
+  node) shift; if [ "${1:-}" = -n ]; then use_node "$2"; shift 2; fi; node_exec "$@" ;;
+  add-node) add_node ;;
   fn) shift; . "$ROOT/scripts/cluster-e2e.sh"; "$@" ;; # (debugging: one function of this file or of the e2e)
   env) echo "export KUBECONFIG=$CD/kubeconfig"; echo "export PATH=$BIN:\$PATH" ;;
-  *) echo "usage: $0 build|up|down|status|e2e|platform|env|node CMD..." >&2; exit 2 ;;
+  *) echo "usage: $0 build|up|down|status|e2e|platform|add-node|env|node [-n I] CMD..." >&2; exit 2 ;;
 esac
