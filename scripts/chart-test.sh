@@ -74,7 +74,10 @@ static_checks() {
     --set platform.external.elasticsearchUrl=http://es:9200 --set platform.external.credentialsSecret=creds \
     --set-json 'platform.extraSpec.coupon.env=[{"name":"EXTRA","value":"1"}]' 2>&1 |
     "$VENV/bin/python" -c 'import sys, yaml
-p = next(d for d in yaml.safe_load_all(sys.stdin) if d and d["kind"] == "CampusPlatform")
+# (the platform the operator applies: in its ConfigMap)
+docs = list(yaml.safe_load_all(sys.stdin))
+cm = next(d for d in docs if d and d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-operator-platform"))
+p = yaml.safe_load(cm["data"]["platform.yaml"])
 print(" ".join(e["name"] + "=" + e.get("value", e.get("valueFrom", {}).get("secretKeyRef", {}).get("key", "")) for e in p["spec"]["coupon"]["env"]))' 2>&1)
   [ "$env" = "MYSQL_URL=mysql-url-coupon EXTRA=1" ] && ok "platform.extraSpec.coupon.env keeps the coupon database: $env" ||
     bad "platform.extraSpec.coupon.env: coupon env '$env'"
@@ -200,15 +203,24 @@ PY
   else cat "$OUT"/upgrade-*.log >&2; bad "helm upgrade from a chart with an older CRD"; fi
 }
 
-# The sample platform: created by the install (hook), adopted by the release on upgrade, and every
-# field the chart sets is one the CRD keeps (the API server prunes unknown fields silently).
+# platform_manifest RELEASE NS FILE: the sample platform the operator applies (its ConfigMap).
+platform_manifest() {
+  "${KUBECTL[@]}" -n "$2" get configmap "$1-campus-operator-platform" -o jsonpath='{.data.platform\.yaml}' >"$3"
+}
+
+# The sample platform: the operator's ConfigMap carries it (the operator server-side applies it once
+# leading; no operator pod runs on this API server, so the check applies it the same way: kubectl
+# apply --server-side, field manager campus-chart); every field the chart sets is one the CRD keeps
+# (the API server prunes unknown fields silently); a `helm upgrade` with a changed value changes the
+# manifest and rolls the operator (its checksum/platform annotation), which applies it again.
 platform_checks() {
-  local release=$1 ns=$2 name
+  local release=$1 ns=$2 name file=$OUT/platform.yaml
   name=$("$VENV/bin/python" -c 'import sys,yaml; print(yaml.safe_load(open(sys.argv[1]))["platform"]["name"])' "$CHART/values.yaml")
-  if "$HELM" get manifest "$release" -n "$ns" | grep -q '^kind: CampusPlatform'; then
-    ok "the sample CampusPlatform belongs to the release after an upgrade"
-  else bad "the sample CampusPlatform is not part of the release after an upgrade"; fi
-  "$HELM" get manifest "$release" -n "$ns" >"$OUT/release.yaml"
+  if platform_manifest "$release" "$ns" "$file" && grep -q '^kind: CampusPlatform' "$file" &&
+     "${KUBECTL[@]}" apply --server-side --field-manager campus-chart --force-conflicts -f "$file" >"$OUT/platform-apply.log" 2>&1; then
+    ok "the sample CampusPlatform is in the operator's ConfigMap and the API server accepts it (server-side apply)"
+  else cat "$OUT/platform-apply.log" >&2; bad "the sample CampusPlatform of the operator's ConfigMap was not accepted"; return; fi
+  cp "$file" "$OUT/release.yaml"
   "${KUBECTL[@]}" -n "$ns" get campusplatform "$name" -o json >"$OUT/platform.json" 2>"$OUT/platform.err" || {
     cat "$OUT/platform.err" >&2; bad "no CampusPlatform $name on the server"; return; }
   local diff
@@ -229,6 +241,16 @@ PY
 )
   if [ -z "$diff" ]; then ok "every field of the sample CampusPlatform is kept by the CRD (none pruned)"
   else bad "the API server dropped or changed these fields of the sample platform: $diff"; fi
+  local sum0 sum1 replicas
+  sum0=$("${KUBECTL[@]}" -n "$ns" get deploy "$release-campus-operator" -o jsonpath='{.spec.template.metadata.annotations.checksum/platform}')
+  if "$HELM" upgrade "$release" "$CHART" -n "$ns" -f helm/dev-values.yaml --set platform.extraSpec.content.replicas=3 >"$OUT/upgrade-platform.log" 2>&1 &&
+     platform_manifest "$release" "$ns" "$file"; then
+    sum1=$("${KUBECTL[@]}" -n "$ns" get deploy "$release-campus-operator" -o jsonpath='{.spec.template.metadata.annotations.checksum/platform}')
+    replicas=$("$VENV/bin/python" -c 'import sys,yaml; print(yaml.safe_load(open(sys.argv[1]))["spec"]["content"]["replicas"])' "$file")
+    if [ "$replicas" = 3 ] && [ -n "$sum0" ] && [ "$sum0" != "$sum1" ]; then
+      ok "helm upgrade with a changed value: the operator's platform manifest has it (content.replicas 3) and the operator rolls"
+    else bad "helm upgrade: manifest content.replicas '$replicas', checksum/platform '$sum0' -> '$sum1'"; fi
+  else cat "$OUT/upgrade-platform.log" >&2; bad "helm upgrade with platform.extraSpec.content.replicas=3"; fi
 }
 
 # The local mode: one command brings every API and worker up; a real request to each API succeeds.
@@ -331,9 +353,11 @@ PY
   if [ "$verdicts" = "$want_verdicts" ]; then
     ok "kubectl auth can-i as the operator (watchNamespace): its namespace's children, its Lease and Filebeat's role only; not cluster-admin, kube-system, other namespaces, Secrets"
   else bad "kubectl auth can-i as the operator: got '$verdicts', want '$want_verdicts'"; fi
+  # The sample platform of the chart, applied by the operator itself (as in its pod: --apply-platform).
+  platform_manifest "$release" "$ns" "$OUT/reconcile-platform.yaml" || { bad "no platform ConfigMap in $ns"; return; }
   KUBECONFIG=$OUT/operator-kubeconfig RUST_LOG=info setsid "$op" --namespace "$ns" \
     --lease-namespace "$ns" --lease-name "$role" --filebeat-cluster-role "$role-filebeat" \
-    --ops-addr 127.0.0.1:0 >"$OUT/operator.log" 2>&1 &
+    --apply-platform "$OUT/reconcile-platform.yaml" --ops-addr 127.0.0.1:0 >"$OUT/operator.log" 2>&1 &
   local pid=$!
   local want="$platform-content-api $platform-content-inspection $platform-content-cache $platform-content-inbox $platform-content-index $platform-coupon-api $platform-coupon-issue $platform-log-api $platform-log-index"
   local have="" missing=""

@@ -313,7 +313,7 @@ make_pki() {
     token=$(kube_token "$p/$file.token")
     echo "$token,$user,$user${group:+,\"$group\"}" >>"$p/tokens.csv"
     # In the node the API server is 127.0.0.1:6443; the host's admin uses $API (and so do the other
-    # nodes: node_kubeconfigs).
+    # nodes: node_pki).
     [[ $file = node-* ]] || kube_kubeconfig "$CD/$file.kubeconfig" campus-cluster https://127.0.0.1:6443 "$token" "$p/ca.crt"
   done
   kube_kubeconfig "$CD/kubeconfig" campus-cluster "$API" "$(cat "$p/admin.token")" "$p/ca.crt"

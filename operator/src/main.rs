@@ -16,6 +16,7 @@ use clap::Parser;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::{Api, Client};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// The Campus operator.
 #[derive(Debug, Parser)]
@@ -59,6 +60,11 @@ struct Cli {
     /// Platforms reconciled at the same time.
     #[arg(long, env = "CONCURRENCY", default_value_t = 8)]
     concurrency: u16,
+    /// A CampusPlatform manifest (YAML) to server-side apply once leading, as the field manager
+    /// `campus-chart`: the chart's sample platform, so that every `helm install` and `helm upgrade`
+    /// reaches it (the chart rolls the operator when it changes).
+    #[arg(long, env = "APPLY_PLATFORM")]
+    apply_platform: Option<std::path::PathBuf>,
     /// The ClusterRole (installed with the operator) that platforms' Filebeat accounts are bound to.
     #[arg(long, env = "FILEBEAT_CLUSTER_ROLE", default_value = campus_operator::build::DEFAULT_FILEBEAT_CLUSTER_ROLE)]
     filebeat_cluster_role: String,
@@ -149,6 +155,54 @@ async fn uninstall(namespace: String, names: Vec<String>, timeout: Duration) -> 
     }
 }
 
+/// Server-side applies the CampusPlatform of `file` (field manager `campus-chart`, forced: the
+/// chart owns what it sets; fields set by others stay), retrying until it is accepted or `shutdown`.
+/// A manifest the API server rejects (schema, CEL) is logged with the reason at every try.
+async fn apply_platform(client: Client, file: std::path::PathBuf, shutdown: CancellationToken) {
+    use campus_operator::crd::CampusPlatform;
+    use kube::api::{Patch, PatchParams};
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let result: anyhow::Result<String> = async {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("failed to read {}", file.display()))?;
+            let manifest: serde_json::Value = serde_yaml::from_str(&text)
+                .with_context(|| format!("{} is not YAML", file.display()))?;
+            let meta = &manifest["metadata"];
+            let (Some(name), Some(ns)) = (meta["name"].as_str(), meta["namespace"].as_str()) else {
+                anyhow::bail!(
+                    "{}: metadata.name and metadata.namespace are required",
+                    file.display()
+                );
+            };
+            let api: Api<CampusPlatform> = Api::namespaced(client.clone(), ns);
+            api.patch(
+                name,
+                &PatchParams::apply("campus-chart").force(),
+                &Patch::Apply(&manifest),
+            )
+            .await
+            .with_context(|| format!("failed to apply CampusPlatform {ns}/{name}"))?;
+            Ok(format!("{ns}/{name}"))
+        }
+        .await;
+        match result {
+            Ok(platform) => {
+                tracing::info!(%platform, file = %file.display(), "CampusPlatform applied");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), retry_secs = backoff.as_secs(), "the CampusPlatform to apply was not accepted");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let shutdown = campus_common::shutdown::on_signal();
     campus_operator::install_tls_provider();
@@ -209,6 +263,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     metrics.leader.set(1);
     tracing::info!(%identity, namespace = ?cli.namespace, "leading; reconciling platforms");
+    if let Some(file) = cli.apply_platform.clone() {
+        tokio::spawn(apply_platform(client.clone(), file, shutdown.clone()));
+    }
     let lost = {
         let mut leading = leading.clone();
         async move {
