@@ -648,8 +648,8 @@ all_searchable() {
 platform_deploys() { k -n "$1" get deploy -l campus.dev/platform=campus -o name; }
 # images_are NS TAG: every platform Deployment's image has the tag TAG.
 images_are() {
-  ! k -n "$1" get deploy -l campus.dev/platform=campus -o jsonpath='{range .items[*]}{.spec.template.spec.containers[0].image}{"\n"}{end}' |
-    grep -v ":$2\$" | grep -q .
+  local images; images=$(k -n "$1" get deploy -l campus.dev/platform=campus -o jsonpath='{range .items[*]}{.spec.template.spec.containers[0].image}{"\n"}{end}')
+  [ -n "$images" ] && [ "$(grep -vc ":$2\$" <<<"$images")" = 0 ]
 }
 # nodes_of NS COMPONENT: the nodes the pods of COMPONENT run on, sorted, comma-separated.
 nodes_of() { k -n "$1" get pod -l "app.kubernetes.io/component=$2" -o jsonpath='{range .items[*]}{.spec.nodeName}{"\n"}{end}' | sort -u | paste -sd, -; }
@@ -710,5 +710,6 @@ second_node_checks() {
   steady_wait "$ns" "$admin" "$content" drain "during the drain of $n2"
   k uncordon "$n2" >/dev/null || true
 }
-node2_service_rules() { (use_node 2; node_exec iptables-save) | grep -q '^-A KUBE-SVC-'; }
+# (grep -c, not -q: -q stops reading, and iptables-save's SIGPIPE fails the pipeline under pipefail)
+node2_service_rules() { [ "$( (use_node 2; node_exec iptables-save) | grep -c '^-A KUBE-SVC-' || true)" -gt 0 ]; }
 filebeat_on() { local name frac; read -r name frac <<<"$(filebeat_ds "$1")"; [ "$frac" = "$2/$2" ]; }
