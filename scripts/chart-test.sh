@@ -42,9 +42,11 @@ static_checks() {
   if bash scripts/sync-chart-files.sh --check >"$OUT/sync.log" 2>&1; then ok "chart copies of crds/, operator/rbac/, services/log/kibana/ are current"
   else cat "$OUT/sync.log" >&2; bad "chart copies are stale (run scripts/sync-chart-files.sh)"; fi
 
-  for vals in "" "helm/dev-values.yaml"; do
-    local name=${vals:+everything-enabled}; name=${name:-default}
-    local args=(); [ -n "$vals" ] && args=(-f "$vals")
+  local vals f
+  for vals in "" "helm/dev-values.yaml" "helm/dev-values.yaml helm/cluster-values.yaml helm/cluster-dev-values.yaml"; do
+    local name=default args=()
+    case $vals in *cluster-dev*) name=cluster-dev-infrastructure ;; ?*) name=everything-enabled ;; esac
+    for f in $vals; do args+=(-f "$f"); done
     if "$HELM" lint --strict "$CHART" "${args[@]}" >"$OUT/lint-$name.log" 2>&1; then ok "helm lint --strict ($name values)"
     else cat "$OUT/lint-$name.log" >&2; bad "helm lint ($name values)"; fi
     if "$HELM" template campus "$CHART" --namespace campus "${args[@]}" >"$OUT/$name.yaml" 2>"$OUT/template-$name.log"; then
@@ -54,12 +56,30 @@ static_checks() {
     else cat "$OUT/template-$name.log" >&2; bad "helm template ($name values)"; fi
   done
 
+  # The cluster's dev infrastructure (FerretDB, OpenSearch): no users in the MongoDB URL, OpenSearch's
+  # settings and data path, no Kibana (it needs Elasticsearch).
+  local infra
+  infra=$("$VENV/bin/python" -c 'import base64, sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+sec = next(d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"].endswith("-infra-credentials"))
+sts = {d["metadata"]["name"]: d for d in docs if d["kind"] == "StatefulSet"}
+es = sts["campus-elasticsearch"]["spec"]["template"]["spec"]["containers"][0]
+mongo = sts["campus-mongodb"]["spec"]["template"]["spec"]["containers"][0]
+print(base64.b64decode(sec["data"]["mongo-url"]).decode(),
+      ",".join(e["name"] for e in es["env"] if e["name"].startswith(("OPENSEARCH", "xpack"))),
+      es["volumeMounts"][0]["mountPath"],
+      next(e["value"] for e in mongo["env"] if e["name"] == "FERRETDB_HANDLER"),
+      "kibana" if any("kibana" in d["metadata"]["name"] for d in docs) else "no-kibana")' "$OUT/cluster-dev-infrastructure.yaml" 2>&1)
+  [ "$infra" = "mongodb://campus-mongodb.campus.svc:27017/ OPENSEARCH_JAVA_OPTS /usr/share/opensearch/data sqlite no-kibana" ] &&
+    ok "the cluster's dev infrastructure renders FerretDB and OpenSearch: $infra" || bad "cluster dev infrastructure: '$infra'"
+
   # The schema rejects values of the wrong type (and unknown keys) before anything renders.
   local case
   for case in "operator.replicas=two|at '/operator/replicas': got string, want integer" \
               "infrastructure.enabled=yes|at '/infrastructure/enabled': got string, want boolean" \
               "expose.nodePorts.contentApi=8081|at '/expose/nodePorts/contentApi': minimum: got 8,081, want 30,000" \
-              "operator.imagee.tag=x|at '/operator': additional properties 'imagee' not allowed"; do
+              "operator.imagee.tag=x|at '/operator': additional properties 'imagee' not allowed" \
+              "infrastructure.mongodb.distribution=mongo|at '/infrastructure/mongodb/distribution': value must be one of 'mongodb', 'ferretdb'"; do
     local set=${case%%|*} want=${case#*|}
     if "$HELM" template campus "$CHART" --set "$set" >/dev/null 2>"$OUT/schema.log"; then
       bad "values.schema.json accepted --set $set"

@@ -254,6 +254,7 @@ platform_checks() {
   pdbs=$(k -n "$ns" get pdb -o jsonpath='{range .items[*]}{.metadata.name}={.status.disruptionsAllowed} {end}')
   [ "$(wc -w <<<"$pdbs")" = 3 ] && ! grep -q '=0' <<<"$pdbs" &&
     ok "a PodDisruptionBudget per API, each allowing a disruption: $pdbs" || bad "PodDisruptionBudgets: '$pdbs'"
+  [ "$INFRA" = pods ] && infra_checks "$ns"
   local op holder
   op=$(k -n "$ns" get pod -l app.kubernetes.io/component=operator -o jsonpath='{.items[0].metadata.name}')
   holder=$(k -n "$ns" get lease -o jsonpath='{.items[*].spec.holderIdentity}')
@@ -335,11 +336,16 @@ platform_checks() {
   # (The garbage collector deletes the platform's last children just after the platform: a minute.)
   local left end=$(($(date +%s) + 60))
   while left=$(k -n "$ns" get campusplatform,deploy,sts,ds,svc,cm,secret,job,pdb,sa,role,rolebinding -o name 2>/dev/null |
-    grep -v -e kube-root-ca -e campus-host-credentials -e serviceaccount/default || true); [ -n "$left" ]; do
+    grep -v -e kube-root-ca -e campus-host-credentials -e serviceaccount/default -e "secret/$RELEASE-infra-credentials" || true); [ -n "$left" ]; do
     [ "$(date +%s)" -lt "$end" ] || break; sleep 2
   done
-  [ -z "$left" ] && ok "helm uninstall leaves no Campus object in $ns (the pre-delete hook deleted the platform)" ||
+  [ -z "$left" ] && ok "helm uninstall leaves no Campus object in $ns (the pre-delete hook deleted the platform$([ "$INFRA" = pods ] && echo "; the dev infrastructure's credentials are kept on purpose: helm.sh/resource-policy keep"))" ||
     bad "left after uninstall: $(echo $left)"
+  if [ "$INFRA" = pods ]; then
+    (wait_for 120 "the dev infrastructure's pods gone" none_left "$ns" pod) &&
+      ok "no pod left in $ns (the dev infrastructure's too)" || bad "pods left in $ns: $(k -n "$ns" get pod -o name | tr '\n' ' ')"
+    k -n "$ns" delete secret "$RELEASE-infra-credentials" --ignore-not-found >/dev/null
+  fi
   left=$(k get clusterrolebinding -o name | grep -i campus || true)
   [ -z "$left" ] && ok "no Campus ClusterRoleBinding left" || bad "ClusterRoleBindings left: $(echo $left)"
 }
@@ -502,23 +508,60 @@ deploy_is() { [ "$(k -n "$1" get deploy "$2" -o jsonpath='{.spec.replicas} {.spe
 filebeat_ds() { k -n "$1" get ds -o jsonpath='{range .items[*]}{.metadata.name} {.status.numberReady}/{.status.desiredNumberScheduled}{"\n"}{end}' | grep -- '-filebeat ' || true; }
 filebeat_ready() { local name frac; read -r name frac <<<"$(filebeat_ds "$1")"; [ -n "$frac" ] && [ "${frac%/*}" = "${frac#*/}" ] && [ "${frac%/*}" -gt 0 ]; }
 
+# infra_checks NS: the dev infrastructure's pods (images of the real servers built here) are Ready, and
+# each answers as the server it is.
+infra_checks() {
+  local ns=$1 c pods notready="" images=""
+  for c in kafka mysql redis mongodb elasticsearch; do
+    pods=$(k -n "$ns" get pod -l "app.kubernetes.io/component=$c" -o jsonpath='{range .items[*]}{.metadata.name} {.status.containerStatuses[0].ready} {.spec.containers[0].image}{"\n"}{end}')
+    grep -q ' true ' <<<"$pods" || notready+=" $c(${pods:-no pod})"
+    images+=" $c=$(awk '{ print $3 }' <<<"$pods" | head -n 1)"
+  done
+  [ -z "$notready" ] && ok "the dev infrastructure in pods, every one Ready:$images" || bad "dev infrastructure not Ready:$notready"
+  local out
+  out=$(k -n "$ns" exec "$RELEASE-mysql-0" -- sh -c 'mariadb --protocol=tcp -h127.0.0.1 -uroot -p"$MARIADB_ROOT_PASSWORD" -N -e "SELECT VERSION(); SHOW DATABASES"' 2>&1 | tr '\n' ' ')
+  grep -q MariaDB <<<"$out" && grep -q campus_coupon <<<"$out" && ok "MariaDB in its pod: $out" || bad "MariaDB in its pod: $out"
+  out=$(http_in_pod "$ns" GET "http://$RELEASE-elasticsearch:9200/" 2>&1 | tr -d ' \n' | grep -o '"distribution":"[a-z]*","number":"[0-9.]*"' || true)
+  [ -n "$out" ] && ok "OpenSearch through its Service: $out" || bad "OpenSearch through its Service: $(http_in_pod "$ns" GET "http://$RELEASE-elasticsearch:9200/" 2>&1 | tail -n 3 | head -c 300)"
+}
+
+# kafka_stop NS / kafka_start: the platform's Kafka stopped and started again on its data — with
+# INFRA=pods the broker of the pod (SIGTERM to its PID 1: the container ends, the kubelet starts it
+# again on the pod's volume), otherwise the cluster's Kafka node on the host's veth.
+kafka_stop() {
+  if [ "$INFRA" = pods ]; then
+    KAFKA_RESTARTS=$(kafka_restarts "$1")
+    k -n "$1" exec "$RELEASE-kafka-0" -- sh -c 'kill -TERM 1' && (wait_for 60 "Kafka stopped" kafka_restarted "$1")
+  else
+    local pid; pid=$(cat "$CD/kafka.pid" 2>/dev/null) || return 1
+    kill -TERM "$pid" 2>/dev/null || true
+    (wait_for 60 "Kafka stopped" stopped kafka)
+  fi
+}
+kafka_start() { [ "$INFRA" = pods ] || start_kafka; }
+kafka_restarts() { k -n "$1" get pod "$RELEASE-kafka-0" -o jsonpath='{.status.containerStatuses[0].restartCount}'; }
+# (the broker's container has ended: its restart count went up, or it is not running)
+kafka_restarted() {
+  [ "$(kafka_restarts "$1")" != "$KAFKA_RESTARTS" ] ||
+    [ -z "$(k -n "$1" get pod "$RELEASE-kafka-0" -o jsonpath='{.status.containerStatuses[0].state.running}')" ]
+}
+
 # kafka_restart NS CONTENT_SVC: Kafka stopped; a post created meanwhile is answered 201 (it waits in
 # the outbox), Kafka started again on its data, the post reaches search.
 kafka_restart() {
-  local ns=$1 content=$2 pid out id t
-  pid=$(cat "$CD/kafka.pid" 2>/dev/null) || { bad "no Kafka pid"; return 0; }
+  local ns=$1 content=$2 out id t
   t=$(now)
-  kill -TERM "$pid" 2>/dev/null || true
-  (wait_for 60 "Kafka stopped" stopped kafka) || { bad "Kafka did not stop in 60 s"; return 0; }
+  kafka_stop "$ns" || { bad "Kafka did not stop in 60 s"; return 0; }
   out=$(http_in_pod "$ns" POST "http://$content/posts" '{"title":"While Kafka was down","userId":1,"content":"outbox waits","categoryId":2}' 2>&1 || true)
   id=$(first_id <<<"$out")
   [ -n "$id" ] && ok "Kafka stopped: POST /posts answered $(head -n 1 <<<"$out" | tr -d '\r' | cut -d' ' -f2) (post $id waits in the outbox)" ||
     bad "Kafka stopped: POST /posts: $(head -n 1 <<<"$out") $(tail -n 1 <<<"$out" | head -c 200)"
-  sleep 5
-  start_kafka
+  [ "$INFRA" = pods ] || sleep 5
+  kafka_start
   if [ -n "$id" ]; then
     until_in_pod 240 "\"id\":$id," GET "http://$content/list/search?keyword=outbox" &&
-      ok "Kafka back: post $id reached search ($(since "$t") s after the stop)" || bad "post $id not in search 240 s after Kafka came back"
+      ok "Kafka back: post $id reached search ($(since "$t") s after the stop$([ "$INFRA" = pods ] && echo ", the broker's container restarted: restart count $(kafka_restarts "$ns")"))" ||
+      bad "post $id not in search 240 s after Kafka came back"
   fi
   # (The APIs whose readiness asks Kafka are back before the next checks use them.)
   k -n "$ns" wait --for=condition=Available deploy --all --timeout=180s >/dev/null ||
@@ -542,7 +585,7 @@ coupon_autoscale() {
   local d; d=$(deploy_named "$ns" coupon-issue)
   [ -n "$d" ] || { bad "autoscale: no coupon-issue Deployment"; return 0; }
   k -n "$ns" patch campusplatform campus --type merge \
-    -p '{"spec":{"coupon":{"groups":{"issue":{"autoscaling":{"minReplicas":1,"maxReplicas":3,"lagPerReplica":100}}}}}}' >/dev/null
+    -p '{"spec":{"coupon":{"groups":{"issue":{"autoscaling":{"minReplicas":1,"maxReplicas":3,"lagPerReplica":100,"scaleDownStabilizationSeconds":10}}}}}}' >/dev/null
   (wait_for 60 "one ready worker" deploy_ready_is "$ns" "$d" 1) || true
   cid=$(k -n "$ns" get pod -l app.kubernetes.io/component=coupon-issue -o jsonpath='{.items[0].status.containerStatuses[0].containerID}')
   cid=${cid#containerd://}

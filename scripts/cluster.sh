@@ -4,8 +4,12 @@
 #   scripts/cluster.sh down     stop it: every process, mount, link, iptables rule, cgroup and sysctl goes
 #   scripts/cluster.sh status   what runs, the node, the pods
 #   scripts/cluster.sh e2e      host snapshot, up, checks, down, host snapshot again, compared
-#   scripts/cluster.sh platform helm install of helm/campus (helm/cluster-values.yaml) on the running
-#                               cluster, the images of scripts/images.sh imported; waits for Ready
+#   scripts/cluster.sh platform [--infra host|pods]  helm install of helm/campus on the running cluster,
+#                               the images of scripts/images.sh imported; waits for Ready. host (the
+#                               default, CAMPUS_CLUSTER_INFRA): the host's servers (scripts/servers.sh);
+#                               pods: helm/dev-values.yaml's dev infrastructure in pods (images of the
+#                               real servers, scripts/infra-images.sh; `up` with CAMPUS_CLUSTER_INFRA=pods)
+#   scripts/cluster.sh infra-images  build those images (cached)
 #   scripts/cluster.sh env      print `export KUBECONFIG=…` (the cluster's admin) and kubectl on PATH
 #   scripts/cluster.sh node [-n I] CMD  run CMD inside node I (1: the first; its network, mount
 #                               and UTS namespaces)
@@ -62,8 +66,12 @@ ND=$CD NODE_CGROOT=campus-node KUBELET_CERT=kubelet
 COREDNS_VERSION=1.15.0
 # CAMPUS_CLUSTER_DNS=0: no CoreDNS (a quicker cluster without names).
 WITH_DNS=${CAMPUS_CLUSTER_DNS:-1}
-# CAMPUS_CLUSTER_HOST=0: the host's servers are not bridged into the cluster (see bridge_host_servers).
-WITH_HOST=${CAMPUS_CLUSTER_HOST:-1}
+# CAMPUS_CLUSTER_INFRA: where the platform's servers are — host (the default: the host's servers of
+# scripts/servers.sh as Services of the namespace campus-host, bridge_host_servers) or pods (the
+# chart's dev infrastructure, from images of the real servers built here, scripts/infra-images.sh).
+INFRA=${CAMPUS_CLUSTER_INFRA:-host}
+# CAMPUS_CLUSTER_HOST=1|0: the host's servers bridged into the cluster or not (default: with INFRA=host).
+WITH_HOST=${CAMPUS_CLUSTER_HOST:-$([ "$INFRA" = host ] && echo 1 || echo 0)}
 IMAGES=$CAMPUS_CACHE/cluster-images
 CGROOT=campus-node
 KUBECTL=$BIN/kubectl
@@ -214,8 +222,8 @@ image_busybox() {
 # host's apt uses), for images that need a distribution (a JRE for Kafka, ...).
 image_debian() {
   local suite; suite=$(. /etc/os-release && echo "$VERSION_CODENAME")
-  local tar=$IMAGES/debian-$suite-minbase.tar
-  [ -f "$tar" ] && return 0
+  local tar=$IMAGES/debian-$suite-minbase.tar rootfs=$IMAGES/debian-$suite-minbase.rootfs.tar
+  [ -f "$tar" ] && [ -f "$rootfs" ] && return 0
   need_apt debootstrap
   local mirror
   mirror=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n 1)
@@ -226,6 +234,8 @@ image_debian() {
     { tail -n 20 "$IMAGES/debootstrap.log" >&2; rm -rf "$r"; exit 1; }
   rm -rf "$r/root/var/cache/apt/archives/"*.deb "$r/root/var/lib/apt/lists/"* "$r/root/dev/"* "$r/root/proc/"* "$r/root/sys/"*
   python3 "$ROOT/scripts/oci-image.py" "$tar" "localhost/campus/debian:$suite-minbase" "$r/root" --cmd '["/bin/bash"]'
+  # (and the root itself, the base of the infrastructure images: scripts/infra-images.sh)
+  tar -C "$r/root" -cf "$rootfs.tmp" . && mv "$rootfs.tmp" "$rootfs"
   rm -rf "$r"
   log "Debian $suite minbase image in $(since "$t0") s ($(du -m "$tar" | cut -f1) MB)"
 }
@@ -262,6 +272,8 @@ image_filebeat() {
 PAUSE_IMAGE=localhost/campus/pause:k8s-v$KUBE_VERSION
 FILEBEAT_IMAGE=localhost/campus/filebeat:$FILEBEAT_VERSION
 COREDNS_IMAGE=localhost/campus/coredns:v$COREDNS_VERSION
+
+. "$ROOT/scripts/infra-images.sh" # infra_images, infra_image_name: the dev infrastructure's images
 
 build_all() {
   need_tools
@@ -550,6 +562,7 @@ node_daemons() {
   wait_for 30 containerd node_exec ctr --address /run/containerd/containerd.sock version
   import_images
   [ -f "$CD/campus-images" ] && import_campus_images
+  [ -f "$CD/infra-images" ] && import_infra_images
   spawn "${pre}kubelet" "$BIN/kubelet" --config="$ND/kubelet.yaml" --kubeconfig="$ND/node.kubeconfig" \
     --hostname-override="$NODE" --node-ip="$NODE_IP" --v=1
   spawn "${pre}kube-proxy" "$BIN/kube-proxy" --config="$ND/kube-proxy.yaml" --v=1
@@ -772,14 +785,38 @@ import_campus_images() {
   touch "$CD/campus-images" # (nodes that join later import them too)
 }
 
-# platform: `helm install` of helm/campus with helm/cluster-values.yaml, against the host's servers;
-# waits for the CampusPlatform to be Ready.
+# import_infra_images: the dev infrastructure's images (scripts/infra-images.sh), into the node's
+# containerd.
+import_infra_images() {
+  local f
+  for f in "$INFRA_IMAGES"/*.tar; do
+    node_exec ctr --address /run/containerd/containerd.sock -n k8s.io images import "$f" >/dev/null
+  done
+  touch "$CD/infra-images"
+}
+
+# platform: `helm install` of helm/campus with helm/cluster-values.yaml; waits for the CampusPlatform
+# to be Ready. INFRA=host: against the host's servers (the cluster up with INFRA=host); INFRA=pods
+# (`platform --infra pods`): the chart's dev infrastructure in pods (see helm_campus).
 platform() {
   holder_alive || die "the cluster is down: \`$0 up\` first"
   [ -x "$HELM" ] || bash "$ROOT/scripts/deps.sh"
   local t0 i; t0=$(now)
-  for i in $(node_indexes); do (use_node "$i"; import_campus_images); done
+  [ "$INFRA" = pods ] && infra_images
+  for i in $(node_indexes); do
+    (use_node "$i"; import_campus_images; if [ "$INFRA" = pods ]; then import_infra_images; fi)
+  done
   log "Campus images imported ($(since "$t0") s)"
+  if [ "$INFRA" = pods ]; then
+    local t1; t1=$(now)
+    k create namespace "$RELEASE_NS" --dry-run=client -o yaml | k apply -f - >/dev/null
+    helm_campus
+    wait_for 600 "CampusPlatform Ready" platform_ready
+    log "helm install (dev infrastructure in pods) to CampusPlatform Ready: $(since "$t1") s"
+    return 0
+  fi
+  k -n "$HOST_NS" get service mysql >/dev/null 2>&1 ||
+    die "no host servers in the cluster (namespace $HOST_NS): \`up\` with CAMPUS_CLUSTER_INFRA=host (the default)"
   local db sql=""
   for db in $CLUSTER_DBS; do sql+="CREATE DATABASE IF NOT EXISTS \`$db\`; "; done
   mariadb --protocol=tcp -h127.0.0.1 -P3306 -uroot -e "$sql"
@@ -797,9 +834,20 @@ platform() {
 }
 
 # helm_campus [ARGS...]: `helm upgrade --install` of the chart with the cluster's values (and ARGS).
+# INFRA=pods: helm/dev-values.yaml first (what a user installs), then the cluster's values, then
+# helm/cluster-dev-values.yaml with the images of the real servers built here.
 helm_campus() {
+  local values=(-f "$ROOT/helm/cluster-values.yaml")
+  if [ "$INFRA" = pods ]; then
+    values=(-f "$ROOT/helm/dev-values.yaml" "${values[@]}" -f "$ROOT/helm/cluster-dev-values.yaml")
+    local c img
+    for c in kafka:kafka mysql:mariadb redis:redis mongodb:ferretdb elasticsearch:opensearch; do
+      img=$(infra_image_name "${c#*:}")
+      values+=(--set "infrastructure.${c%%:*}.image=$img")
+    done
+  fi
   KUBECONFIG=$CD/kubeconfig "$HELM" upgrade --install "$RELEASE" "$ROOT/helm/campus" -n "$RELEASE_NS" \
-    -f "$ROOT/helm/cluster-values.yaml" --set "platform.extraSpec.logging.filebeat.image=$FILEBEAT_IMAGE" \
+    "${values[@]}" --set "platform.extraSpec.logging.filebeat.image=$FILEBEAT_IMAGE" \
     --wait --timeout 5m "$@"
 }
 
@@ -900,7 +948,8 @@ case ${1:-} in
   down) down ;;
   status) status ;;
   e2e) . "$ROOT/scripts/cluster-e2e.sh"; e2e ;;
-  platform) platform ;;
+  platform) if [ "${2:-}" = --infra ]; then INFRA=${3:?--infra host|pods}; fi; platform ;;
+  infra-images) need_tools; mkdir -p "$IMAGES"; infra_images ;;
   node) shift; if [ "${1:-}" = -n ]; then use_node "$2"; shift 2; fi; node_exec "$@" ;;
   add-node) add_node ;;
   fn) shift; . "$ROOT/scripts/cluster-e2e.sh"; "$@" ;; # (debugging: one function of this file or of the e2e)

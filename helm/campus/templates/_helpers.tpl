@@ -120,3 +120,9 @@ app.kubernetes.io/instance: {{ $.Values.platform.name }}
 app.kubernetes.io/component: {{ index . 1 }}-api
 campus.dev/platform: {{ $.Values.platform.name }}
 {{- end }}
+
+{{/* "true" when the dev infrastructure runs Kibana: asked for, and an Elasticsearch (not OpenSearch) to read. */}}
+{{- define "campus.infra.kibana" -}}
+{{- $i := .Values.infrastructure }}
+{{- if and $i.enabled $i.kibana.enabled (eq $i.elasticsearch.distribution "elasticsearch") }}true{{ end }}
+{{- end }}
