@@ -815,7 +815,7 @@ async fn lag_scaling_moves_replicas_up_and_down() {
     let (client, ns, op, mut cr) = minimal_platform("op-lag").await;
     let name = ns.name.clone();
     let p = format!("{}.{name}", ns.name); // the default Kafka prefix
-    cr["spec"]["content"]["groups"] = json!({"inspection": {"autoscaling": {"minReplicas": 1, "maxReplicas": 4, "lagPerReplica": 10}}});
+    cr["spec"]["content"]["groups"] = json!({"inspection": {"autoscaling": {"minReplicas": 1, "maxReplicas": 4, "lagPerReplica": 10, "scaleDownStabilizationSeconds": 3}}});
     apply_platform(&client, &ns.name, &cr).await.unwrap();
     let dep = format!("{name}-content-inspection");
     let topic = format!("{p}.post.original");
@@ -848,9 +848,9 @@ async fn lag_scaling_moves_replicas_up_and_down() {
             .expect("produce");
     }
     eventually(
-        "the worker scales up to 4 (lag 35, 10 per replica)",
+        "the worker scales up to 3 (lag 35, 10 per replica: 4, capped by the topic's 3 partitions)",
         WAIT,
-        || async { (replicas(deployment(&client, &ns.name, &dep).await) == Some(4)).then_some(()) },
+        || async { (replicas(deployment(&client, &ns.name, &dep).await) == Some(3)).then_some(()) },
     )
     .await;
     let w = eventually("status shows the lag", WAIT, || async {
@@ -882,6 +882,20 @@ async fn lag_scaling_moves_replicas_up_and_down() {
         (replicas(deployment(&client, &ns.name, &dep).await) == Some(1)).then_some(())
     })
     .await;
+    let last = eventually("status shows the last scaling decision", WAIT, || async {
+        let st = platform(&client, &ns.name, &name).await?.status?;
+        st.workloads
+            .into_iter()
+            .find(|w| w.name == dep)?
+            .last_scale
+            .filter(|d| d.to == 1)
+    })
+    .await;
+    assert!(last.from > 1 && last.lag == 0, "{last:?}");
+    assert!(
+        last.reason.starts_with("lag 0 at 10 per replica wants 0"),
+        "{last:?}"
+    );
     eventually("status shows no lag", WAIT, || async {
         let st = platform(&client, &ns.name, &name).await?.status?;
         st.workloads

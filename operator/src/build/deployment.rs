@@ -21,7 +21,7 @@ use super::{
     BuildInputs, CONFIG_HASH_ANNOTATION, child_name, component_labels, config_hash, meta,
     pod_selector, security,
 };
-use crate::crd::{CampusPlatform, ProcessorKind, SecretKeyRef, UrlSource};
+use crate::crd::{AutoscalingMode, CampusPlatform, ProcessorKind, SecretKeyRef, UrlSource};
 use crate::plan::{Plan, Service, Worker};
 
 /// Port of the APIs (`HTTP_ADDR`), which also serve `/healthz`, `/readyz`, `/metrics`.
@@ -47,14 +47,21 @@ pub fn logstash_name(cr: &CampusPlatform) -> String {
 }
 
 /// The replicas a worker's Deployment gets: lag-based scaling's choice, else the minimum of its
-/// bounds, else the spec's replicas.
-pub fn worker_replicas(cr: &CampusPlatform, worker: &Worker, inputs: &BuildInputs) -> i32 {
-    if let Some(r) = inputs.scaled_replicas.get(&worker_name(cr, worker)) {
-        return *r;
-    }
+/// bounds, else the spec's replicas; none under an external autoscaler (the field is left to it).
+pub fn worker_replicas(cr: &CampusPlatform, worker: &Worker, inputs: &BuildInputs) -> Option<i32> {
     match &worker.spec.autoscaling {
-        Some(a) => a.min_replicas,
-        None => worker.spec.replicas,
+        Some(a) if a.mode == AutoscalingMode::External => None,
+        _ if inputs
+            .scaled_replicas
+            .contains_key(&worker_name(cr, worker)) =>
+        {
+            inputs
+                .scaled_replicas
+                .get(&worker_name(cr, worker))
+                .copied()
+        }
+        Some(a) => Some(a.min_replicas),
+        None => Some(worker.spec.replicas),
     }
 }
 
@@ -212,7 +219,7 @@ fn deployment(
     cr: &CampusPlatform,
     name: String,
     component: &str,
-    replicas: i32,
+    replicas: Option<i32>,
     hash: String,
     container: Container,
     volumes: Option<Vec<Volume>>,
@@ -222,7 +229,7 @@ fn deployment(
     Deployment {
         metadata: meta(cr, name, component),
         spec: Some(DeploymentSpec {
-            replicas: Some(replicas),
+            replicas,
             selector: LabelSelector {
                 match_labels: Some(pod_selector(cr, component)),
                 ..LabelSelector::default()
@@ -381,7 +388,7 @@ fn api(
         cr,
         api_name(cr, service),
         &format!("{}-api", service.as_str()),
-        replicas,
+        Some(replicas),
         hash,
         container,
         None,
@@ -503,7 +510,7 @@ fn logstash(cr: &CampusPlatform, maps: &[ConfigMap]) -> Deployment {
         cr,
         logstash_name(cr),
         "logstash",
-        ls.replicas,
+        Some(ls.replicas),
         hash,
         container,
         Some(volumes),
@@ -698,6 +705,35 @@ mod tests {
                 d.name_any()
             );
         }
+    }
+
+    #[test]
+    fn an_external_autoscaler_owns_the_replicas() {
+        let yaml = format!(
+            "{MINIMAL}{}",
+            r#"
+  content:
+    groups:
+      inspection: {autoscaling: {mode: External, maxReplicas: 3}}
+  coupon: {enabled: false}
+  log: {enabled: false}
+  logging: {processor: Native, filebeat: {enabled: false}}
+"#
+        );
+        let mut inputs = BuildInputs::new("0.1.0");
+        // (whatever the lag reading said: External never sets replicas)
+        inputs
+            .scaled_replicas
+            .insert("blue-content-inspection".to_owned(), 2);
+        let ds = deployments(&yaml, &inputs);
+        let replicas = |name: &str| {
+            ds.iter()
+                .find(|d| d.name_any() == name)
+                .and_then(|d| d.spec.as_ref().unwrap().replicas)
+        };
+        assert_eq!(replicas("blue-content-inspection"), None);
+        assert_eq!(replicas("blue-content-cache"), Some(1));
+        assert_eq!(replicas("blue-content-api"), Some(1));
     }
 
     #[test]

@@ -109,6 +109,8 @@ pub struct Context {
     pub metrics: Metrics,
     pub recorder: Recorder,
     pub topics: Topics,
+    /// Scale-down stabilisation of lag-based scaling: recommendations per Deployment.
+    pub scaling: Mutex<crate::lag::Stabilizer>,
     failures: Mutex<HashMap<(String, String), u32>>,
 }
 
@@ -127,6 +129,7 @@ impl Context {
             metrics,
             recorder,
             topics: Topics::new(),
+            scaling: Mutex::new(Default::default()),
             failures: Mutex::new(HashMap::new()),
         })
     }

@@ -16,7 +16,9 @@ use super::status::{self, Cond, TopicsSeen};
 use super::{Context, Error, FINALIZER, apply, validate};
 use crate::build::deployment::worker_name;
 use crate::build::{BuildInputs, Desired};
-use crate::crd::{CampusPlatform, DeletionPolicy, ProcessorKind, WorkloadStatus};
+use crate::crd::{
+    AutoscalingMode, CampusPlatform, DeletionPolicy, ProcessorKind, ScaleDecision, WorkloadStatus,
+};
 use crate::lag;
 use crate::plan::Plan;
 use crate::topics::{ProblemKind, kafka_args};
@@ -89,7 +91,7 @@ async fn apply(cr: Arc<CampusPlatform>, ctx: Arc<Context>) -> Result<Action, Err
     let plan = Plan::of(&cr);
     let mut inputs = BuildInputs::new(settings.image_tag.clone());
     inputs.filebeat_cluster_role = settings.filebeat_cluster_role.clone();
-    let lags = scale(&cr, &ctx, &plan, &mut inputs).await;
+    let scaling = scale(&cr, &ctx, &plan, &mut inputs).await;
     let desired = Desired::build(&cr, &plan, &inputs);
     let applied = apply::apply_and_prune(&ctx.client, &cr, &desired).await?;
     if !applied.pruned.is_empty() {
@@ -190,7 +192,14 @@ async fn apply(cr: Arc<CampusPlatform>, ctx: Arc<Context>) -> Result<Action, Err
         .chain(applied.daemon_sets.iter().map(status::daemon_set_status))
         .collect();
     for w in &mut workloads {
-        w.lag = lags.get(&w.name).copied();
+        w.lag = scaling.lags.get(&w.name).copied();
+        // The last decision stays in status until the next one.
+        w.last_scale = scaling.decisions.get(&w.name).cloned().or_else(|| {
+            previous_workloads(&cr)
+                .into_iter()
+                .find(|p| p.name == w.name)
+                .and_then(|p| p.last_scale)
+        });
     }
     let logging = logging_workloads(&cr, &plan);
     let full_names: Vec<String> = plan.topics.iter().map(|t| t.full.clone()).collect();
@@ -242,21 +251,57 @@ async fn apply(cr: Arc<CampusPlatform>, ctx: Arc<Context>) -> Result<Action, Err
     }))
 }
 
-/// Reads the lag of every autoscaled group and picks its replicas; returns lag by Deployment.
-/// A group whose lag cannot be read keeps the replicas it has.
+/// What lag-based scaling read and decided, by Deployment name.
+#[derive(Default)]
+struct Scaling {
+    lags: BTreeMap<String, i64>,
+    decisions: BTreeMap<String, ScaleDecision>,
+}
+
+/// The partitions of a worker's topics: as planned, or as status last saw them when more.
+fn partitions_of(cr: &CampusPlatform, plan: &Plan, topics: &[String]) -> i32 {
+    topics
+        .iter()
+        .map(|name| {
+            let planned = plan
+                .topics
+                .iter()
+                .find(|t| &t.full == name)
+                .map_or(0, |t| t.partitions);
+            let seen = previous_topic(cr, name).map_or(0, |t| t.partitions);
+            planned.max(seen)
+        })
+        .sum()
+}
+
+/// Reads the lag of every autoscaled group and picks its replicas (`Lag` mode: within the
+/// bounds and the partitions, scale-downs stabilised); `External` mode only reads the lag. A
+/// group whose lag cannot be read keeps the replicas it has.
 async fn scale(
     cr: &CampusPlatform,
     ctx: &Context,
     plan: &Plan,
     inputs: &mut BuildInputs,
-) -> BTreeMap<String, i64> {
-    let mut lags = BTreeMap::new();
+) -> Scaling {
+    let mut out = Scaling::default();
     let kafka = kafka_args(&cr.spec.kafka);
+    let ns = cr.namespace().unwrap_or_default();
     for w in &plan.workers {
         let Some(bounds) = &w.spec.autoscaling else {
             continue;
         };
         let name = worker_name(cr, w);
+        if bounds.mode == AutoscalingMode::External {
+            match lag::group_lag(&kafka, &w.group, &w.topics).await {
+                Ok(l) => {
+                    out.lags.insert(name, l);
+                }
+                Err(e) => {
+                    tracing::warn!(group = %w.group, error = %status::chain(&e), "failed to read lag")
+                }
+            }
+            continue;
+        }
         // The replicas the Deployment has now (status may lag behind).
         let deployments: Api<Deployment> =
             Api::namespaced(ctx.client.clone(), &cr.namespace().unwrap_or_default());
@@ -269,8 +314,25 @@ async fn scale(
         };
         match lag::group_lag(&kafka, &w.group, &w.topics).await {
             Ok(l) => {
-                let want = lag::desired_replicas(l, bounds);
-                lags.insert(name.clone(), l);
+                let rec = lag::recommend(l, bounds, partitions_of(cr, plan, &w.topics));
+                let window =
+                    Duration::from_secs(bounds.scale_down_stabilization_seconds.max(0) as u64);
+                let current = previous.unwrap_or(rec.replicas);
+                let want = ctx.scaling.lock().expect("scaling state").decide(
+                    &format!("{ns}/{name}"),
+                    Instant::now(),
+                    window,
+                    current,
+                    rec.replicas,
+                );
+                let mut reason = rec.reason;
+                if want != rec.replicas {
+                    reason.push_str(&format!(
+                        "; held at {want} by the {}s scale-down stabilisation",
+                        window.as_secs()
+                    ));
+                }
+                out.lags.insert(name.clone(), l);
                 if let Some(p) = previous
                     && p != want
                 {
@@ -280,9 +342,22 @@ async fn scale(
                         false,
                         "Scaled",
                         "Scale",
-                        format!("{name}: {p} → {want} replicas (group {} lag {l})", w.group),
+                        format!(
+                            "{name}: {p} → {want} replicas (group {}: {reason})",
+                            w.group
+                        ),
                     )
                     .await;
+                    out.decisions.insert(
+                        name.clone(),
+                        ScaleDecision {
+                            time: k8s_openapi::jiff::Timestamp::now().to_string(),
+                            from: p,
+                            to: want,
+                            lag: l,
+                            reason,
+                        },
+                    );
                 }
                 inputs.scaled_replicas.insert(name, want);
             }
@@ -295,7 +370,7 @@ async fn scale(
             }
         }
     }
-    lags
+    out
 }
 
 /// Applies the deletion policy to the topics, then lets the platform go. Children go with it

@@ -64,6 +64,7 @@ pub fn deployment_status(d: &Deployment) -> WorkloadStatus {
             .as_ref()
             .and_then(|a| a.get("campus.dev/consumer-group").cloned()),
         lag: None,
+        last_scale: None,
     }
 }
 
@@ -84,6 +85,7 @@ pub fn daemon_set_status(d: &DaemonSet) -> WorkloadStatus {
         ready,
         group: None,
         lag: None,
+        last_scale: None,
     }
 }
 
@@ -309,6 +311,7 @@ mod tests {
             ready,
             group: None,
             lag: None,
+            last_scale: None,
         }
     }
 

@@ -20,10 +20,10 @@ pub use backing::{
 };
 pub use logging::{FilebeatSpec, LoggingSpec, LogstashSpec, PipelineSpec, ProcessorKind};
 pub use services::{
-    AutoscalingSpec, ContentGroups, ContentSpec, CouponGroups, CouponSpec, GroupSpec,
-    LogServiceSpec,
+    AutoscalingMode, AutoscalingSpec, ContentGroups, ContentSpec, CouponGroups, CouponSpec,
+    GroupSpec, LogServiceSpec,
 };
-pub use status::{CampusPlatformStatus, TopicStatus, WorkloadStatus};
+pub use status::{CampusPlatformStatus, ScaleDecision, TopicStatus, WorkloadStatus};
 pub use topics::{DeletionPolicy, TopicOverride, TopicsSpec};
 
 /// The annotation that pauses reconciliation of a platform (`"true"`): the operator leaves its

@@ -175,8 +175,10 @@ impl Default for GroupSpec {
     }
 }
 
-/// Bounds of lag-based scaling: replicas = ceil(lag / lagPerReplica), within
-/// [minReplicas, maxReplicas].
+/// Lag-based scaling: replicas = ceil(lag / lagPerReplica), within [minReplicas, maxReplicas]
+/// and never more than the partitions of the group's topics (a consumer beyond them would sit
+/// idle, and every change of replicas costs the group a rebalance). Scaling up is immediate;
+/// scaling down waits until no higher count was wanted for `scaleDownStabilizationSeconds`.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [{
@@ -184,17 +186,39 @@ impl Default for GroupSpec {
     "message": "minReplicas must not exceed maxReplicas",
 }]))]
 pub struct AutoscalingSpec {
+    /// `Lag`: the operator sets the replicas from the group's lag. `External`: something else
+    /// does (a HorizontalPodAutoscaler, KEDA) — the operator leaves the Deployment's replicas
+    /// alone and only reports the lag in status.
+    #[serde(default)]
+    pub mode: AutoscalingMode,
     /// Fewest replicas, also with no lag.
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 0, max = 100))]
     pub min_replicas: i32,
-    /// Most replicas (more than the topic's partitions gives idle consumers).
+    /// Most replicas (the topic's partitions bound them too).
+    #[serde(default = "default_max_replicas")]
     #[schemars(range(min = 1, max = 100))]
     pub max_replicas: i32,
     /// Records of lag one replica is expected to work off.
     #[serde(default = "default_lag_per_replica")]
     #[schemars(range(min = 1))]
     pub lag_per_replica: i64,
+    /// Scale down only to the highest count wanted within this many seconds (the
+    /// HorizontalPodAutoscaler's scale-down stabilisation; 0: at once). After an operator
+    /// start, no scale-down before one window has passed.
+    #[serde(default = "default_stabilization_seconds")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub scale_down_stabilization_seconds: i32,
+}
+
+/// Who sets a worker's replicas under `autoscaling`.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum AutoscalingMode {
+    /// The operator, from the group's lag.
+    #[default]
+    Lag,
+    /// Another autoscaler; the operator reports the lag only.
+    External,
 }
 
 fn default_true() -> bool {
@@ -205,4 +229,10 @@ fn default_replicas() -> i32 {
 }
 fn default_lag_per_replica() -> i64 {
     1000
+}
+fn default_max_replicas() -> i32 {
+    10
+}
+fn default_stabilization_seconds() -> i32 {
+    300
 }

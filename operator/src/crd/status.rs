@@ -76,6 +76,26 @@ pub struct WorkloadStatus {
     /// Total lag of the group (records), when lag-based scaling reads it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag: Option<i64>,
+    /// The last change of replicas lag-based scaling made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale: Option<ScaleDecision>,
+}
+
+/// One change of a worker's replicas by lag-based scaling.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScaleDecision {
+    /// When (RFC 3339).
+    pub time: String,
+    /// Replicas before.
+    pub from: i32,
+    /// Replicas after.
+    pub to: i32,
+    /// The group's lag it was decided on.
+    pub lag: i64,
+    /// How the count came about: the lag per replica, the bound or the partitions that capped
+    /// it, the stabilisation window that held a scale-down back.
+    pub reason: String,
 }
 
 fn is_zero(n: &i32) -> bool {
