@@ -49,19 +49,14 @@ pub fn logstash_name(cr: &CampusPlatform) -> String {
 /// The replicas a worker's Deployment gets: lag-based scaling's choice, else the minimum of its
 /// bounds, else the spec's replicas; none under an external autoscaler (the field is left to it).
 pub fn worker_replicas(cr: &CampusPlatform, worker: &Worker, inputs: &BuildInputs) -> Option<i32> {
+    let scaled = inputs
+        .scaled_replicas
+        .get(&worker_name(cr, worker))
+        .copied();
     match &worker.spec.autoscaling {
         Some(a) if a.mode == AutoscalingMode::External => None,
-        _ if inputs
-            .scaled_replicas
-            .contains_key(&worker_name(cr, worker)) =>
-        {
-            inputs
-                .scaled_replicas
-                .get(&worker_name(cr, worker))
-                .copied()
-        }
-        Some(a) => Some(a.min_replicas),
-        None => Some(worker.spec.replicas),
+        Some(a) => Some(scaled.unwrap_or(a.min_replicas)),
+        None => Some(scaled.unwrap_or(worker.spec.replicas)),
     }
 }
 
