@@ -447,11 +447,26 @@ PY
   "${KUBECTL[@]}" delete namespace "$ns" --wait=false >/dev/null 2>&1 || true
 }
 
+# helm/campus/README.md is what helm-docs (the version scripts/deps.sh pins) makes of README.md.gotmpl
+# and values.yaml's `# --` comments: helm-docs runs into a copy of the chart and the copies are diffed.
+chart_docs_checks() {
+  local hd=$CAMPUS_CACHE/bin/helm-docs want tmp=$OUT/helm-docs
+  want=$(sed -n 's/^HELM_DOCS_VERSION=//p' scripts/deps.sh)
+  if [ "$("$hd" --version 2>/dev/null)" != "helm-docs version $want" ]; then
+    bad "no helm-docs $want in $CAMPUS_CACHE/bin (scripts/deps.sh installs it)"; return
+  fi
+  rm -rf "$tmp"; mkdir -p "$tmp"; cp -r "$CHART" "$tmp/"
+  if ! "$hd" -c "$tmp" >"$tmp.log" 2>&1; then cat "$tmp.log" >&2; bad "helm-docs failed on a copy of the chart"; return; fi
+  if diff -u "$CHART/README.md" "$tmp/$(basename "$CHART")/README.md" >"$tmp.diff" 2>&1; then
+    ok "helm/campus/README.md is current (helm-docs $want from README.md.gotmpl and values.yaml)"
+  else head -n 40 "$tmp.diff" >&2; bad "helm/campus/README.md is stale: run $hd -c helm"; fi
+}
+
 case ${1:-all} in
-  static) static_checks; dev_files_checks ;;
+  static) static_checks; dev_files_checks; chart_docs_checks ;;
   install) install_checks ;;
   local) local_checks ;;
-  all) static_checks; dev_files_checks; install_checks; local_checks ;;
+  all) static_checks; dev_files_checks; chart_docs_checks; install_checks; local_checks ;;
   *) echo "usage: $0 [static|install|local|all]" >&2; exit 2 ;;
 esac
 echo "chart-test: $passed passed, $failed failed"

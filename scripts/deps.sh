@@ -15,6 +15,8 @@ KAFKA_PYTHON_VERSION=2.2.15   # the local mode (scripts/local.sh) creates its to
 PYMONGO_VERSION=4.20.1        # `scripts/local.sh reset` drops the local mode's MongoDB database
 # helm, built from the Go module proxy (see install_helm below).
 HELM_VERSION=3.22.0
+# helm-docs: helm/campus/README.md from values.yaml's comments (chart-test checks it is current).
+HELM_DOCS_VERSION=1.14.2
 
 apt_pkgs=(mariadb-server redis-server cmake jq curl openjdk-17-jre-headless maven)
 case ${1:-} in kube | cluster) apt_pkgs+=(openssl) ;; esac
@@ -95,4 +97,15 @@ install_helm() {
   [ "$("$bin" version --template '{{.Version}}')" = "v$HELM_VERSION" ]
 }
 install_helm
+install_helm_docs() {
+  local bin=$CAMPUS_CACHE/bin/helm-docs m=github.com/norwoodj/helm-docs
+  [ "$("$bin" --version 2>/dev/null)" = "helm-docs version $HELM_DOCS_VERSION" ] && return 0
+  need_go "$m@v$HELM_DOCS_VERSION"
+  echo "deps: helm-docs v$HELM_DOCS_VERSION (go install $m/cmd/helm-docs from the Go module proxy)"
+  go_build_env
+  GOBIN=$CAMPUS_CACHE/bin nice "$GO" install -trimpath -ldflags "-s -w -X main.version=$HELM_DOCS_VERSION" \
+    "$m/cmd/helm-docs@v$HELM_DOCS_VERSION" >"$CAMPUS_CACHE/helm-docs-build.log" 2>&1 ||
+    { tail -n 30 "$CAMPUS_CACHE/helm-docs-build.log" >&2; exit 1; }
+}
+install_helm_docs
 echo "deps: ready (venv $VENV, tools $CAMPUS_CACHE/bin)"
