@@ -462,11 +462,55 @@ chart_docs_checks() {
   else head -n 40 "$tmp.diff" >&2; bad "helm/campus/README.md is stale: run $hd -c helm"; fi
 }
 
+# Every pod of the chart (everything enabled) runs as non-root with RuntimeDefault seccomp, and every
+# container drops all capabilities, cannot escalate, and has memory requests and limits, all from
+# values; the Campus pods name no UID (the image's or the platform's applies), and with
+# helm/openshift-values.yaml no pod names a UID, GID or fsGroup (OpenShift assigns them).
+pod_security_checks() {
+  local name vals report
+  for name in default openshift; do
+    vals=(-f helm/dev-values.yaml)
+    [ $name = openshift ] && vals+=(-f helm/openshift-values.yaml)
+    if ! "$HELM" template campus "$CHART" --namespace campus "${vals[@]}" >"$OUT/pods-$name.yaml" 2>"$OUT/pods-$name.log"; then
+      cat "$OUT/pods-$name.log" >&2; bad "helm template ($name security values)"; continue
+    fi
+    validate "$OUT/pods-$name.yaml" || { bad "kubernetes-validate --strict ($name security values)"; continue; }
+    report=$("$VENV/bin/python" - "$OUT/pods-$name.yaml" "$name" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+name, problems, pods = sys.argv[2], [], []
+ids = ("runAsUser", "runAsGroup", "fsGroup")
+for d in docs:
+    spec = d.get("spec", {})
+    spec = spec.get("jobTemplate", {}).get("spec", spec)
+    pod = spec.get("template", {}).get("spec") if d["kind"] != "Pod" else spec
+    if not pod: continue
+    what = f"{d['kind']}/{d['metadata']['name']}"
+    pods.append(what)
+    psc = pod.get("securityContext") or {}
+    if psc.get("runAsNonRoot") is not True: problems.append(f"{what}: pod runAsNonRoot not true")
+    if (psc.get("seccompProfile") or {}).get("type") != "RuntimeDefault": problems.append(f"{what}: no RuntimeDefault seccomp")
+    campus = d["metadata"].get("labels", {}).get("app.kubernetes.io/component") in ("operator", "uninstall", "test")
+    named = [k for k in ids if k in psc] + [f"{c['name']}.{k}" for c in pod["containers"] for k in ids if k in (c.get("securityContext") or {})]
+    if named and (name == "openshift" or campus): problems.append(f"{what}: names {named}")
+    for c in pod.get("initContainers", []) + pod["containers"]:
+        csc, res = c.get("securityContext") or {}, c.get("resources") or {}
+        if csc.get("allowPrivilegeEscalation") is not False: problems.append(f"{what} {c['name']}: allowPrivilegeEscalation not false")
+        if "ALL" not in (csc.get("capabilities") or {}).get("drop", []): problems.append(f"{what} {c['name']}: capabilities not dropped")
+        if not (res.get("requests", {}).get("memory") and res.get("limits", {}).get("memory")): problems.append(f"{what} {c['name']}: no memory request and limit")
+print(f"{len(pods)} pod templates; " + ("; ".join(problems) if problems else "ok"))
+PY
+)
+    case $report in *"; ok") ok "pod security ($name values, everything enabled): ${report%; ok}: non-root, RuntimeDefault, no capabilities, no escalation, memory bounds$([ $name = openshift ] && echo ', no UID/GID/fsGroup')" ;;
+      *) bad "pod security ($name values): $report" ;; esac
+  done
+}
+
 case ${1:-all} in
-  static) static_checks; dev_files_checks; chart_docs_checks ;;
+  static) static_checks; dev_files_checks; chart_docs_checks; pod_security_checks ;;
   install) install_checks ;;
   local) local_checks ;;
-  all) static_checks; dev_files_checks; chart_docs_checks; install_checks; local_checks ;;
+  all) static_checks; dev_files_checks; chart_docs_checks; pod_security_checks; install_checks; local_checks ;;
   *) echo "usage: $0 [static|install|local|all]" >&2; exit 2 ;;
 esac
 echo "chart-test: $passed passed, $failed failed"

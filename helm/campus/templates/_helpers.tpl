@@ -72,15 +72,6 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- printf "%s-infra-credentials" (include "campus.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* Pod security context of the Campus processes: non-root, no privilege escalation. */}}
-{{- define "campus.containerSecurityContext" -}}
-allowPrivilegeEscalation: false
-readOnlyRootFilesystem: true
-runAsNonRoot: true
-capabilities:
-  drop: ["ALL"]
-{{- end }}
-
 {{/* Volumes of an infrastructure StatefulSet: emptyDir when persistence is off. */}}
 {{- define "campus.infra.dataVolume" -}}
 {{- $ := index . 0 -}}
