@@ -506,11 +506,36 @@ PY
   done
 }
 
+# The Campus images: the chart's registry before each repository, the appVersion as tag; the values
+# files that name their own registry (the cluster's localhost/ images) keep their references;
+# global.imageRegistry wins over image.registry.
+image_checks() {
+  local app case args want have
+  app=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' "$CHART/Chart.yaml")
+  local platform=(--set platform.enabled=true --set platform.external.kafkaBrokers=k:9092
+    --set platform.external.elasticsearchUrl=http://es:9200 --set platform.external.credentialsSecret=c)
+  for case in "default||ghcr.io/campus-dev/campus-%s:$app" \
+              "cluster-values|-f helm/cluster-values.yaml|localhost/campus-%s:dev" \
+              "global.imageRegistry|--set global.imageRegistry=registry.example.com/x/|registry.example.com/x/campus-%s:$app" \
+              "image.registry empty|--set image.registry=|campus-%s:$app"; do
+    IFS='|' read -r name args want <<<"$case"
+    # shellcheck disable=SC2086
+    have=$("$HELM" template campus "$CHART" "${platform[@]}" $args 2>&1 | "$VENV/bin/python" -c 'import sys, yaml
+docs = [d for d in yaml.safe_load_all(sys.stdin) if d]
+op = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-operator"))
+cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-operator-platform"))
+spec = yaml.safe_load(cm["data"]["platform.yaml"])["spec"]
+print(" ".join([op["spec"]["template"]["spec"]["containers"][0]["image"]] + [spec[s]["image"] for s in ("content", "coupon", "log")]))' 2>&1)
+    local expect; expect=$(for i in operator content coupon log; do printf "$want " "$i"; done); expect=${expect% }
+    [ "$have" = "$expect" ] && ok "images ($name): $have" || bad "images ($name): '$have', want '$expect'"
+  done
+}
+
 case ${1:-all} in
-  static) static_checks; dev_files_checks; chart_docs_checks; pod_security_checks ;;
+  static) static_checks; dev_files_checks; chart_docs_checks; pod_security_checks; image_checks ;;
   install) install_checks ;;
   local) local_checks ;;
-  all) static_checks; dev_files_checks; chart_docs_checks; pod_security_checks; install_checks; local_checks ;;
+  all) static_checks; dev_files_checks; chart_docs_checks; pod_security_checks; image_checks; install_checks; local_checks ;;
   *) echo "usage: $0 [static|install|local|all]" >&2; exit 2 ;;
 esac
 echo "chart-test: $passed passed, $failed failed"

@@ -57,10 +57,16 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end }}
 {{- end }}
 
-{{/* An image reference from {repository, tag}, the tag defaulting to the appVersion. */}}
+{{/*
+A Campus image reference from {repository, tag}: the registry (`global.imageRegistry`, else
+`image.registry`; none when both are empty) before the repository, the tag defaulting to the appVersion.
+*/}}
 {{- define "campus.image" -}}
 {{- $ := index . 0 }}{{ $img := index . 1 -}}
-{{- printf "%s:%s" $img.repository (default $.Chart.AppVersion $img.tag) }}
+{{- $registry := (($.Values.global | default dict).imageRegistry | default ($.Values.image | default dict).registry) | default "" | trimSuffix "/" }}
+{{- $repo := $img.repository }}
+{{- if $registry }}{{ $repo = printf "%s/%s" $registry $repo }}{{ end }}
+{{- printf "%s:%s" $repo (default $.Chart.AppVersion $img.tag) }}
 {{- end }}
 
 {{/* Name of one infrastructure component: include "campus.infra.name" (list $ "kafka") */}}
