@@ -531,11 +531,55 @@ print(" ".join([op["spec"]["template"]["spec"]["containers"][0]["image"]] + [spe
   done
 }
 
+# GitOps without `lookup` (helm template, as Argo CD renders): with the four passwords given, the
+# credentials Secret renders the same every time and its URLs carry them; with
+# infrastructure.auth.existingSecret the chart renders no credentials Secret and every pod and the
+# sample platform read that Secret.
+auth_checks() {
+  local pw=(--set infrastructure.auth.mysqlRootPassword=r00t --set infrastructure.auth.mysqlPassword=campuspw
+    --set infrastructure.auth.mongoRootPassword=m0ngo --set infrastructure.auth.redisPassword=red1s)
+  "$HELM" template campus "$CHART" -n campus -f helm/dev-values.yaml "${pw[@]}" >"$OUT/auth-1.yaml" 2>&1 &&
+    "$HELM" template campus "$CHART" -n campus -f helm/dev-values.yaml "${pw[@]}" >"$OUT/auth-2.yaml" 2>&1 &&
+    "$HELM" template campus "$CHART" -n campus -f helm/dev-values.yaml --set infrastructure.auth.existingSecret=my-credentials >"$OUT/auth-existing.yaml" 2>&1 ||
+    { cat "$OUT"/auth-*.yaml >&2; bad "helm template with infrastructure.auth values"; return; }
+  local report
+  report=$("$VENV/bin/python" - "$OUT/auth-1.yaml" "$OUT/auth-2.yaml" "$OUT/auth-existing.yaml" <<'PY'
+import base64, sys, yaml
+load = lambda p: [d for d in yaml.safe_load_all(open(p)) if d]
+sec = lambda docs: [d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"].endswith("-infra-credentials")]
+a, b, ex = load(sys.argv[1]), load(sys.argv[2]), load(sys.argv[3])
+out = []
+sa, sb = sec(a), sec(b)
+data = {k: base64.b64decode(v).decode() for k, v in sa[0]["data"].items()} if sa else {}
+good = sa and sa == sb and data.get("mysql-root-password") == "r00t" and "campus:campuspw@" in data.get("mysql-url-coupon", "") \
+    and "root:m0ngo@" in data.get("mongo-url", "") and ":red1s@" in data.get("redis-url", "")
+out.append(("ok   " if good else "FAIL ") + "given passwords: the credentials Secret renders the same twice, its URLs carry them")
+refs = set()
+def walk(n):
+    if isinstance(n, dict):
+        for k in ("secretKeyRef", "urlSecretRef"):
+            if isinstance(n.get(k), dict): refs.add(n[k].get("name"))
+        for v in n.values(): walk(v)
+    elif isinstance(n, list):
+        for v in n: walk(v)
+for d in ex:
+    if d["kind"] != "CustomResourceDefinition": walk(d)
+    if d["kind"] == "ConfigMap" and "platform.yaml" in d.get("data", {}): walk(yaml.safe_load(d["data"]["platform.yaml"]))
+good = not sec(ex) and refs == {"my-credentials"}
+out.append(("ok   " if good else "FAIL ") + f"existingSecret: no credentials Secret rendered, every reference names it ({sorted(refs)})")
+print("\n".join(out))
+PY
+)
+  while IFS= read -r line; do
+    case $line in "ok   "*) ok "infrastructure.auth, ${line#ok   }" ;; *) bad "infrastructure.auth, ${line#FAIL }" ;; esac
+  done <<<"$report"
+}
+
 case ${1:-all} in
-  static) static_checks; dev_files_checks; chart_docs_checks; pod_security_checks; image_checks ;;
+  static) static_checks; dev_files_checks; chart_docs_checks; pod_security_checks; image_checks; auth_checks ;;
   install) install_checks ;;
   local) local_checks ;;
-  all) static_checks; dev_files_checks; chart_docs_checks; pod_security_checks; image_checks; install_checks; local_checks ;;
+  all) static_checks; dev_files_checks; chart_docs_checks; pod_security_checks; image_checks; auth_checks; install_checks; local_checks ;;
   *) echo "usage: $0 [static|install|local|all]" >&2; exit 2 ;;
 esac
 echo "chart-test: $passed passed, $failed failed"

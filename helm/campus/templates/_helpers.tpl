@@ -74,8 +74,9 @@ A Campus image reference from {repository, tag}: the registry (`global.imageRegi
 {{- printf "%s-%s" (include "campus.fullname" (index . 0)) (index . 1) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/* The dev infrastructure's credentials: `infrastructure.auth.existingSecret`, else the chart's Secret. */}}
 {{- define "campus.infra.secretName" -}}
-{{- printf "%s-infra-credentials" (include "campus.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- .Values.infrastructure.auth.existingSecret | default (printf "%s-infra-credentials" (include "campus.fullname" .) | trunc 63 | trimSuffix "-") }}
 {{- end }}
 
 {{/* Volumes of an infrastructure StatefulSet: emptyDir when persistence is off. */}}
