@@ -469,7 +469,7 @@ chart_docs_checks() {
 pod_security_checks() {
   local name vals report
   for name in default openshift; do
-    vals=(-f helm/dev-values.yaml)
+    vals=(-f helm/dev-values.yaml --set infrastructure.kafkaUi.enabled=true)
     [ $name = openshift ] && vals+=(-f helm/openshift-values.yaml)
     if ! "$HELM" template campus "$CHART" --namespace campus "${vals[@]}" >"$OUT/pods-$name.yaml" 2>"$OUT/pods-$name.log"; then
       cat "$OUT/pods-$name.log" >&2; bad "helm template ($name security values)"; continue
@@ -575,11 +575,39 @@ PY
   done <<<"$report"
 }
 
+# Kafka UI (optional dev infrastructure; its upstream image cannot be pulled here, so it is rendered
+# and validated, never run): a pinned image, its Service on 8989 to the container's http port, and
+# the bootstrap servers are the dev Kafka's Service and port.
+kafka_ui_checks() {
+  local file=$OUT/kafka-ui.yaml report
+  if ! "$HELM" template campus "$CHART" --namespace campus -f helm/dev-values.yaml --set infrastructure.kafkaUi.enabled=true >"$file" 2>"$file.log"; then
+    cat "$file.log" >&2; bad "helm template with infrastructure.kafkaUi.enabled"; return
+  fi
+  validate "$file" || { bad "kubernetes-validate --strict with infrastructure.kafkaUi.enabled ($file)"; return; }
+  report=$("$VENV/bin/python" - "$file" <<'PY'
+import sys, yaml
+docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(open(sys.argv[1])) if d}
+svc, dep, kafka = docs[("Service", "campus-kafka-ui")], docs[("Deployment", "campus-kafka-ui")], docs[("Service", "campus-kafka")]
+c = dep["spec"]["template"]["spec"]["containers"][0]
+env = {e["name"]: e.get("value") for e in c["env"]}
+port = svc["spec"]["ports"][0]
+host, _, kport = env["KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS"].partition(":")
+problems = []
+if ":" not in c["image"] or c["image"].endswith(":latest"): problems.append(f"image {c['image']} not pinned")
+if port["port"] != 8989 or port["targetPort"] not in ("http", 8080) or {"name": "http", "containerPort": 8080} not in c["ports"]: problems.append(f"Service port {port}")
+if host != "campus-kafka.campus.svc" or int(kport) not in [p["port"] for p in kafka["spec"]["ports"]]: problems.append(f"bootstrap {host}:{kport}")
+if not all(svc["spec"]["selector"].get(k) == v for k, v in dep["spec"]["template"]["metadata"]["labels"].items() if k in svc["spec"]["selector"]): problems.append("selector")
+print("; ".join(problems) or f"ok {c['image']}, service/campus-kafka-ui:8989 -> http (8080), bootstrap {host}:{kport}")
+PY
+)
+  case $report in "ok "*) ok "Kafka UI renders valid (Kubernetes $K8S_VERSION, --strict): ${report#ok }" ;; *) bad "Kafka UI: $report" ;; esac
+}
+
 case ${1:-all} in
-  static) static_checks; dev_files_checks; chart_docs_checks; pod_security_checks; image_checks; auth_checks ;;
+  static) static_checks; dev_files_checks; chart_docs_checks; pod_security_checks; image_checks; auth_checks; kafka_ui_checks ;;
   install) install_checks ;;
   local) local_checks ;;
-  all) static_checks; dev_files_checks; chart_docs_checks; pod_security_checks; image_checks; auth_checks; install_checks; local_checks ;;
+  all) static_checks; dev_files_checks; chart_docs_checks; pod_security_checks; image_checks; auth_checks; kafka_ui_checks; install_checks; local_checks ;;
   *) echo "usage: $0 [static|install|local|all]" >&2; exit 2 ;;
 esac
 echo "chart-test: $passed passed, $failed failed"
