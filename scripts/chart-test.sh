@@ -490,7 +490,7 @@ for d in docs:
     psc = pod.get("securityContext") or {}
     if psc.get("runAsNonRoot") is not True: problems.append(f"{what}: pod runAsNonRoot not true")
     if (psc.get("seccompProfile") or {}).get("type") != "RuntimeDefault": problems.append(f"{what}: no RuntimeDefault seccomp")
-    campus = d["metadata"].get("labels", {}).get("app.kubernetes.io/component") in ("operator", "uninstall", "test")
+    campus = d["metadata"].get("labels", {}).get("app.kubernetes.io/component") in ("operator", "uninstall")
     named = [k for k in ids if k in psc] + [f"{c['name']}.{k}" for c in pod["containers"] for k in ids if k in (c.get("securityContext") or {})]
     if named and (name == "openshift" or campus): problems.append(f"{what}: names {named}")
     for c in pod.get("initContainers", []) + pod["containers"]:
@@ -603,11 +603,65 @@ PY
   case $report in "ok "*) ok "Kafka UI renders valid (Kubernetes $K8S_VERSION, --strict): ${report#ok }" ;; *) bad "Kafka UI: $report" ;; esac
 }
 
+# The `helm test` pod: a test hook that calls /readyz of each enabled API of the sample platform through
+# the Service the operator names `<platform>-<service>-api` (port 80), never of a disabled one.
+helm_test_checks() {
+  local name args want have
+  for name in all-apis coupon-disabled; do
+    args=(-f helm/dev-values.yaml); want="content coupon log"
+    [ $name = coupon-disabled ] && { args+=(--set platform.extraSpec.coupon.enabled=false); want="content log"; }
+    have=$("$HELM" template campus "$CHART" -n campus "${args[@]}" --show-only templates/tests/readyz.yaml 2>&1 |
+      "$VENV/bin/python" -c 'import sys, yaml
+d = yaml.safe_load(sys.stdin)
+c = d["spec"]["containers"][0]
+env = {e["name"]: e["value"] for e in c["env"]}
+ok = d["kind"] == "Pod" and d["metadata"]["annotations"].get("helm.sh/hook") == "test" and d["spec"]["restartPolicy"] == "Never"
+print(("" if ok else "NOT-A-TEST-HOOK ") + env["URLS"])' 2>&1)
+    local expect=""; for a in $want; do expect+="http://campus-$a-api.campus.svc:80/readyz "; done; expect=${expect% }
+    [ "$have" = "$expect" ] && ok "helm test pod ($name): calls $(wc -w <<<"$have") APIs' /readyz through their Services (test hook)" ||
+      bad "helm test pod ($name): '$have', want '$expect'"
+  done
+}
+
+# (install) The test pod's URLs name Services the operator really creates for the platform, on their
+# port, selecting the API's pods: checked against what reconcile_checks' operator made ($OUT/reconciled.json).
+helm_test_service_checks() {
+  [ "$OUT/reconciled.json" -nt "$OUT/install.log" ] || { bad "helm test pod vs the operator's Services: no $OUT/reconciled.json from this run (reconcile_checks did not run)"; return; }
+  local ns report
+  ns=$("$VENV/bin/python" -c 'import json,sys; print(next(o["metadata"]["namespace"] for o in json.load(open(sys.argv[1]))["items"]))' "$OUT/reconciled.json")
+  "$HELM" template reconcile "$CHART" -n "$ns" --set platform.enabled=true --set platform.name=reconcile \
+    --set platform.logProcessor=Native --set platform.external.kafkaBrokers=k:9092 \
+    --set platform.external.elasticsearchUrl=http://es:9200 --set platform.external.credentialsSecret=c \
+    --show-only templates/tests/readyz.yaml >"$OUT/test-pod.yaml" 2>&1 || { cat "$OUT/test-pod.yaml" >&2; bad "helm template of the test pod"; return; }
+  report=$("$VENV/bin/python" - "$OUT/test-pod.yaml" "$OUT/reconciled.json" <<'PY'
+import json, sys, yaml
+from urllib.parse import urlparse
+pod = yaml.safe_load(open(sys.argv[1]))
+items = json.load(open(sys.argv[2]))["items"]
+by = {(o["kind"], o["metadata"]["name"]): o for o in items}
+urls = next(e["value"] for e in pod["spec"]["containers"][0]["env"] if e["name"] == "URLS").split()
+out = []
+for u in urls:
+    p = urlparse(u)
+    name, ns = p.hostname.split(".")[:2]
+    svc, dep = by.get(("Service", name)), by.get(("Deployment", name))
+    ports = [x["port"] for x in svc["spec"]["ports"]] if svc else []
+    sel_ok = bool(svc and dep) and all(dep["spec"]["template"]["metadata"]["labels"].get(k) == v for k, v in svc["spec"]["selector"].items())
+    good = svc is not None and ns == svc["metadata"]["namespace"] and p.port in ports and sel_ok and p.path == "/readyz"
+    out.append(("ok   " if good else "FAIL ") + f"{u} -> service/{name} port {p.port} (has {ports}), selects deployment/{name}'s pods: {sel_ok}")
+print("\n".join(out))
+PY
+)
+  while IFS= read -r line; do
+    case $line in "ok   "*) ok "helm test pod: ${line#ok   }" ;; *) bad "helm test pod: ${line#FAIL }" ;; esac
+  done <<<"$report"
+}
+
 case ${1:-all} in
-  static) static_checks; dev_files_checks; chart_docs_checks; pod_security_checks; image_checks; auth_checks; kafka_ui_checks ;;
-  install) install_checks ;;
+  static) static_checks; dev_files_checks; chart_docs_checks; pod_security_checks; image_checks; auth_checks; kafka_ui_checks; helm_test_checks ;;
+  install) install_checks; helm_test_service_checks ;;
   local) local_checks ;;
-  all) static_checks; dev_files_checks; chart_docs_checks; pod_security_checks; image_checks; auth_checks; kafka_ui_checks; install_checks; local_checks ;;
+  all) static_checks; dev_files_checks; chart_docs_checks; pod_security_checks; image_checks; auth_checks; kafka_ui_checks; helm_test_checks; install_checks; helm_test_service_checks; local_checks ;;
   *) echo "usage: $0 [static|install|local|all]" >&2; exit 2 ;;
 esac
 echo "chart-test: $passed passed, $failed failed"
