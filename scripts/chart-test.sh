@@ -657,11 +657,38 @@ PY
   done <<<"$report"
 }
 
+# .github/workflows/release.yaml (it cannot run here): valid YAML, triggered by v* tags, builds every
+# target of docker/Containerfile that scripts/images.sh packs, and the values.yaml line it rewrites
+# (the default image.registry) is there exactly once, with the chart's image.registry default.
+release_workflow_checks() {
+  local wf=.github/workflows/release.yaml report
+  report=$("$VENV/bin/python" - "$wf" "$CHART/values.yaml" <<'PY' 2>&1
+import re, sys, yaml
+wf = yaml.safe_load(open(sys.argv[1]))
+values_text = open(sys.argv[2]).read()
+on = wf.get("on", wf.get(True))
+steps = [s for j in wf["jobs"].values() for s in j["steps"]]
+targets = sorted(s["with"]["target"] for s in steps if s.get("uses", "").startswith("docker/build-push-action"))
+images = sorted(open("scripts/images.sh").read().split('IMAGES="', 1)[1].split('"', 1)[0].split())
+stages = sorted(set(re.findall(r"^FROM runtime AS (\w+)", open("docker/Containerfile").read(), re.M)))
+line = "  registry: ghcr.io/campus-dev"
+problems = []
+if on != {"push": {"tags": ["v*"]}}: problems.append(f"trigger {on}")
+if not (targets == images == stages): problems.append(f"targets {targets}, images.sh {images}, Containerfile {stages}")
+if values_text.split("\n").count(line) != 1 or yaml.safe_load(values_text)["image"]["registry"] != "ghcr.io/campus-dev": problems.append("values.yaml's image.registry line")
+if not any("helm push" in s.get("run", "") and "oci://" in s.get("run", "") for s in steps): problems.append("no helm push to oci://")
+print("; ".join(problems) or "ok " + " ".join(targets))
+PY
+)
+  case $report in "ok "*) ok "release workflow: valid YAML, v* tags, builds and pushes ${report#ok }, packages and pushes the chart (OCI)" ;;
+    *) bad "release workflow: $report" ;; esac
+}
+
 case ${1:-all} in
-  static) static_checks; dev_files_checks; chart_docs_checks; pod_security_checks; image_checks; auth_checks; kafka_ui_checks; helm_test_checks ;;
+  static) static_checks; dev_files_checks; chart_docs_checks; pod_security_checks; image_checks; auth_checks; kafka_ui_checks; helm_test_checks; release_workflow_checks ;;
   install) install_checks; helm_test_service_checks ;;
   local) local_checks ;;
-  all) static_checks; dev_files_checks; chart_docs_checks; pod_security_checks; image_checks; auth_checks; kafka_ui_checks; helm_test_checks; install_checks; helm_test_service_checks; local_checks ;;
+  all) static_checks; dev_files_checks; chart_docs_checks; pod_security_checks; image_checks; auth_checks; kafka_ui_checks; helm_test_checks; release_workflow_checks; install_checks; helm_test_service_checks; local_checks ;;
   *) echo "usage: $0 [static|install|local|all]" >&2; exit 2 ;;
 esac
 echo "chart-test: $passed passed, $failed failed"
