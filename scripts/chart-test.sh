@@ -6,8 +6,13 @@
 #   scripts/chart-test.sh static     copies current, helm lint, helm template + kubernetes-validate
 #                                    --strict (1.37), wrong-typed values rejected, skaffold/kind/
 #                                    Containerfile/chart/local-mode cross-check (scripts/check-dev-files.py)
+#                                    + the chart README current (helm-docs), every pod's securityContext and
+#                                    resources (default and helm/openshift-values.yaml), image refs,
+#                                    infrastructure.auth without lookup, Kafka UI, the helm test pod,
+#                                    .github/workflows/release.yaml
 #   scripts/chart-test.sh install    helm install/upgrade into the API server; the operator reconciles
 #                                    the sample platform
+#                                    (+ the helm test pod's URLs against the Services the operator made)
 #   scripts/chart-test.sh local      scripts/local.sh up, smoke (a request to each API), the alerts' and
 #                                    dashboard's metrics against every process's /metrics
 #                                    (scripts/check-metrics.py; an operator runs against the API server), down
