@@ -689,11 +689,32 @@ PY
     *) bad "release workflow: $report" ;; esac
 }
 
+# (install) Every pod template of the chart (everything enabled, Kafka UI, the uninstall hook, the test
+# pod) passes the API server's Pod Security admission at `restricted` (server-side dry run into a
+# namespace that enforces it: a violating Pod is refused, a violating workload warned about).
+psa_checks() {
+  if [ -z "${KUBECONFIG:-}" ] || ! "${KUBECTL[@]}" get --raw /readyz >/dev/null 2>&1; then bad "pod security admission: no API server"; return; fi
+  local ns=campus-chart-psa file=$OUT/psa.yaml
+  "${KUBECTL[@]}" delete namespace "$ns" --wait=true --timeout=60s >/dev/null 2>&1 || true
+  "${KUBECTL[@]}" create namespace "$ns" >/dev/null &&
+    "${KUBECTL[@]}" label namespace "$ns" pod-security.kubernetes.io/enforce=restricted pod-security.kubernetes.io/warn=restricted >/dev/null ||
+    { bad "pod security admission: cannot create namespace $ns"; return; }
+  if ! "$HELM" template psa "$CHART" -n "$ns" -f helm/dev-values.yaml --set infrastructure.kafkaUi.enabled=true \
+      --set crds.install=false >"$file" 2>"$file.log"; then cat "$file.log" >&2; bad "helm template for the pod security admission check"; return; fi
+  local rc=0 pods
+  "${KUBECTL[@]}" -n "$ns" apply --dry-run=server -f "$file" >"$file.out" 2>&1 || rc=$?
+  pods=$(grep -cE '^kind: (Deployment|StatefulSet|Job|Pod)$' "$file")
+  if [ $rc = 0 ] && ! grep -qi 'PodSecurity' "$file.out"; then
+    ok "pod security admission (restricted) accepts every pod of the chart ($pods workloads and pods, everything enabled, server-side dry run)"
+  else grep -i 'PodSecurity\|error' "$file.out" | head -n 5 >&2; bad "pod security admission (restricted) refuses or warns (see $file.out)"; fi
+  "${KUBECTL[@]}" delete namespace "$ns" --wait=false >/dev/null 2>&1 || true
+}
+
 case ${1:-all} in
   static) static_checks; dev_files_checks; chart_docs_checks; pod_security_checks; image_checks; auth_checks; kafka_ui_checks; helm_test_checks; release_workflow_checks ;;
-  install) install_checks; helm_test_service_checks ;;
+  install) install_checks; helm_test_service_checks; psa_checks ;;
   local) local_checks ;;
-  all) static_checks; dev_files_checks; chart_docs_checks; pod_security_checks; image_checks; auth_checks; kafka_ui_checks; helm_test_checks; release_workflow_checks; install_checks; helm_test_service_checks; local_checks ;;
+  all) static_checks; dev_files_checks; chart_docs_checks; pod_security_checks; image_checks; auth_checks; kafka_ui_checks; helm_test_checks; release_workflow_checks; install_checks; helm_test_service_checks; psa_checks; local_checks ;;
   *) echo "usage: $0 [static|install|local|all]" >&2; exit 2 ;;
 esac
 echo "chart-test: $passed passed, $failed failed"
