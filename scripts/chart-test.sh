@@ -117,6 +117,68 @@ dev_files_checks() {
   fi
 }
 
+# skaffold_checks: the real skaffold (scripts/install/skaffold.sh) reads skaffold.yaml and renders
+# the chart as `skaffold run` deploys it, for each profile (no image is built: --digest-source=tag,
+# --offline). The rendered objects are valid for Kubernetes, the Campus images are skaffold's
+# artifacts with its tag, port-forwards name rendered Services and ports, and kind-config.yaml maps
+# exactly the kind profile's NodePorts to the port-forward profile's local ports. (`skaffold
+# diagnose` without --yaml-only asks the registry for the Containerfile's base images: not here.)
+skaffold_checks() {
+  . scripts/install/skaffold.sh
+  local sk=$SKAFFOLD_BIN tag=ci-$$ p args
+  [ -x "$sk" ] || { bad "skaffold is not installed ($sk): run scripts/deps.sh"; return 0; }
+  export SKAFFOLD_UPDATE_CHECK=false
+  for p in default kind port-forward; do
+    args=(); [ $p = default ] || args=(-p "$p")
+    if PATH=$CAMPUS_CACHE/bin:$PATH "$sk" diagnose --yaml-only "${args[@]}" >"$OUT/skaffold-$p.config.yaml" 2>"$OUT/skaffold-$p.log" &&
+      PATH=$CAMPUS_CACHE/bin:$PATH "$sk" render --offline=true --digest-source=tag -t "$tag" "${args[@]}" \
+        >"$OUT/skaffold-$p.yaml" 2>>"$OUT/skaffold-$p.log"; then
+      if validate "$OUT/skaffold-$p.yaml"; then
+        ok "skaffold $($sk version) diagnose + render ($p profile): $(grep -c ' passed for resource ' "$OUT/skaffold-$p.yaml.validate") objects valid for Kubernetes $K8S_VERSION (--strict)"
+      else bad "skaffold render ($p profile): not valid, rendered in $OUT/skaffold-$p.yaml"; fi
+    else tail -n 5 "$OUT/skaffold-$p.log" >&2; bad "skaffold diagnose/render ($p profile)"; fi
+  done
+  local out
+  if out=$("$VENV/bin/python" - "$OUT" "$tag" <<'PY' 2>&1); then ok "skaffold's rendered chart and kind-config.yaml agree: $out"; else bad "skaffold's rendered chart and kind-config.yaml: $out"; fi
+import sys, yaml
+out, tag = sys.argv[1], sys.argv[2]
+load = lambda f: [d for d in yaml.safe_load_all(open(f"{out}/{f}")) if d]
+problems, checked = [], 0
+def check(cond, what):
+    global checked
+    checked += 1
+    if not cond: problems.append(what)
+ours = {f"campus-{t}:{tag}" for t in ("operator", "content", "coupon", "log")}
+rendered = {p: load(f"skaffold-{p}.yaml") for p in ("default", "kind", "port-forward")}
+for p, objs in rendered.items():
+    cfg = load(f"skaffold-{p}.config.yaml")[0]
+    check(sorted(a["image"] for a in cfg["build"]["artifacts"]) == sorted(i.split(":")[0] for i in ours),
+          f"{p}: skaffold builds the four Campus images")
+    # The operator's image, and the service images of the platform it applies (its ConfigMap).
+    text = "\n".join(yaml.safe_dump(o) for o in objs)
+    for image in ours:
+        check(image in text, f"{p}: {image} is deployed")
+    services = {(o["metadata"]["name"], o["metadata"].get("namespace")): o for o in objs if o["kind"] == "Service"}
+    for pf in cfg.get("portForward", []):
+        svc = services.get((pf["resourceName"], pf.get("namespace", "default")))
+        check(svc is not None and pf["port"] in [q["port"] for q in svc["spec"]["ports"]],
+              f"{p}: port-forward service/{pf['resourceName']}:{pf['port']} is a rendered Service port")
+kind = yaml.safe_load(open("kind-config.yaml"))
+mappings = {m["containerPort"]: m for n in kind.get("nodes", []) for m in n.get("extraPortMappings", [])}
+nodeports = {q["nodePort"]: o["metadata"]["name"] for o in rendered["kind"] if o["kind"] == "Service"
+             and o["spec"].get("type") == "NodePort" for q in o["spec"]["ports"]}
+check(sorted(nodeports) == sorted(mappings), f"kind-config.yaml maps exactly the kind profile's NodePorts {sorted(nodeports)} (maps {sorted(mappings)})")
+forwards = {pf["resourceName"]: pf.get("localPort") for pf in load("skaffold-port-forward.config.yaml")[0].get("portForward", [])}
+for port, svc in nodeports.items():
+    m = mappings.get(port, {})
+    check(m.get("listenAddress") == "127.0.0.1", f"kind maps NodePort {port} on 127.0.0.1 only")
+    check(m.get("hostPort") == forwards.get(svc), f"service/{svc} is localhost:{m.get('hostPort')} on kind and {forwards.get(svc)} with port-forward")
+if problems:
+    print("; ".join(problems)); sys.exit(1)
+print(f"{checked} checks")
+PY
+}
+
 KUBECTL=(kubectl)
 # adopt_crds: a CRD applied outside Helm (e.g. by the operator's own tests) is adopted by the release,
 # as a user would before moving to the chart.
@@ -711,10 +773,10 @@ psa_checks() {
 }
 
 case ${1:-all} in
-  static) static_checks; dev_files_checks; chart_docs_checks; pod_security_checks; image_checks; auth_checks; kafka_ui_checks; helm_test_checks; release_workflow_checks ;;
+  static) static_checks; dev_files_checks; skaffold_checks; chart_docs_checks; pod_security_checks; image_checks; auth_checks; kafka_ui_checks; helm_test_checks; release_workflow_checks ;;
   install) install_checks; helm_test_service_checks; psa_checks ;;
   local) local_checks ;;
-  all) static_checks; dev_files_checks; chart_docs_checks; pod_security_checks; image_checks; auth_checks; kafka_ui_checks; helm_test_checks; release_workflow_checks; install_checks; helm_test_service_checks; psa_checks; local_checks ;;
+  all) static_checks; dev_files_checks; skaffold_checks; chart_docs_checks; pod_security_checks; image_checks; auth_checks; kafka_ui_checks; helm_test_checks; release_workflow_checks; install_checks; helm_test_service_checks; psa_checks; local_checks ;;
   *) echo "usage: $0 [static|install|local|all]" >&2; exit 2 ;;
 esac
 echo "chart-test: $passed passed, $failed failed"

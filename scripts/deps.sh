@@ -73,6 +73,7 @@ install_kafka
 install_ferretdb
 install_opensearch
 install_filebeat
+install_skaffold
 
 # helm: `go install` of helm.sh/helm/v3/cmd/helm (its go.mod has no replace directives), with the
 # ldflags of helm's Makefile so `helm version` and .Capabilities.KubeVersion are the real ones.

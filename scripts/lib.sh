@@ -48,3 +48,33 @@ go_env() {
   command -v go >/dev/null || export PATH=/usr/local/go/bin:$PATH
   command -v go >/dev/null || { echo "deps: Go is not installed (need Go >= 1.24 on PATH or in /usr/local/go)" >&2; return 1; }
 }
+
+# go_build_module MODULE VERSION PACKAGE OUT LOG [LDFLAGS]: builds PACKAGE of MODULE@vVERSION from
+# the Go module proxy into OUT. Not `go install …@version`: a module whose go.mod has replace (or
+# exclude) directives is refused by it, and those directives only count in the main module — so a
+# throwaway main module requires MODULE and copies them. LDFLAGS may name the module's version
+# fields; @HASH@ and @TIME@ in it become the tag's commit and time from the proxy. Pure Go, trimmed.
+go_build_module() {
+  local mod=$1 version=$2 pkg=$3 out=$4 log=$5 ldflags=${6:-} info gomod work
+  go_env || return 1
+  info=$(cd "$CAMPUS_CACHE" && go list -m -json "$mod@v$version") || true
+  field() { sed -n "s/^[[:space:]]*\"$1\": \"\(.*\)\",\{0,1\}\$/\1/p" <<<"$info" | head -n 1; }
+  gomod=$(field GoMod)
+  [ -f "$gomod" ] || { echo "deps: cannot download $mod@v$version from the Go module proxy" >&2; return 1; }
+  ldflags=${ldflags//@HASH@/$(field Hash)}; ldflags=${ldflags//@TIME@/$(field Time)}
+  work=$(mktemp -d "$CAMPUS_CACHE/go-build.XXXXXX")
+  {
+    echo "module campus.dev/go-build"
+    grep -E '^go ' "$gomod"
+    echo "require $mod v$version"
+    # `replace (…)` blocks and single `replace`/`exclude` lines, comments dropped.
+    awk '/^(replace|exclude) \(/ {blk = $1; next} blk && /^\)/ {blk = ""; next}
+         blk {sub(/\/\/.*/, ""); print blk " " $0; next}
+         /^(replace|exclude) / {sub(/\/\/.*/, ""); print}' "$gomod"
+  } >"$work/go.mod"
+  mkdir -p "$(dirname "$out")"
+  (cd "$work" && CGO_ENABLED=0 nice go build -trimpath -buildvcs=false -ldflags "-s -w $ldflags" \
+    -o "$out.tmp" "$pkg") >"$log" 2>&1 || { tail -n 30 "$log" >&2; rm -rf "$work"; return 1; }
+  rm -rf "$work"
+  mv "$out.tmp" "$out"
+}
