@@ -5,8 +5,8 @@ mod common;
 use std::time::Duration;
 
 use campus_common::envelope::EventType;
-use campus_common::testing;
 use campus_content::events::PostEvent;
+use campus_testkit as testing;
 use common::Platform;
 use serde_json::{Value, json};
 
@@ -204,7 +204,7 @@ async fn writes_reach_post_original_through_the_outbox_with_versions() {
 }
 
 async fn eventually_sent(p: &Platform) {
-    common::eventually(
+    testing::eventually(
         "outbox rows marked sent",
         Duration::from_secs(10),
         || async {

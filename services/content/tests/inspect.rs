@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use campus_common::envelope::EventType;
 use campus_common::kafka::{Producer, Record, dlq_topic};
-use campus_common::testing;
 use campus_content::events::{self, PostEvent, PostView};
-use common::{FakeOpenAi, Platform, Reply, default_reply, eventually};
+use campus_testkit::{self as testing, eventually};
+use common::{FakeOpenAi, Platform, Reply, default_reply};
 use serde_json::json;
 
 fn post(id: u64, version: i64, title: &str) -> PostView {

@@ -9,11 +9,11 @@ use std::time::Duration;
 use campus_common::config::SecretString;
 use campus_common::envelope::EventType;
 use campus_common::kafka::{Producer, dlq_topic};
-use campus_common::testing;
 use campus_content::config::EsArgs;
 use campus_content::events::{self, PostView};
 use campus_content::index::SearchIndex;
-use common::{Platform, eventually};
+use campus_testkit::{self as testing, eventually};
+use common::Platform;
 use serde_json::json;
 
 fn post(id: u64, version: i64, title: &str) -> PostView {

@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use campus_common::config::SecretString;
 use campus_common::kafka::Handler;
-use campus_common::testing;
 use campus_content::cache::{CacheHandler, PostCache};
 use campus_content::config::EsArgs;
 use campus_content::inbox::{InboxHandler, InboxStore};
 use campus_content::index::{IndexHandler, SearchIndex};
-use common::{FakeOpenAi, Platform, eventually};
+use campus_testkit::{self as testing, eventually};
+use common::{FakeOpenAi, Platform};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use campus_common::config::KafkaArgs;
-use campus_common::testing;
+use campus_testkit as testing;
 use chrono::Utc;
 use redis::AsyncCommands;
 use serde_json::json;

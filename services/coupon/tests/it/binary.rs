@@ -81,7 +81,7 @@ async fn reconcile_prints_the_report_and_fails_on_drift() {
     worker.stop().await;
     let db_url = format!(
         "{}/{}",
-        campus_common::testing::mysql_url(),
+        campus_testkit::mysql_url(),
         sqlx::query_scalar::<_, String>("SELECT DATABASE()")
             .fetch_one(&env.pool)
             .await
@@ -91,7 +91,7 @@ async fn reconcile_prints_the_report_and_fails_on_drift() {
         let mut c = campus_coupon();
         c.arg("reconcile")
             .env("MYSQL_URL", &db_url)
-            .env("REDIS_URL", campus_common::testing::redis_url())
+            .env("REDIS_URL", campus_testkit::redis_url())
             .env("REDIS_KEY_PREFIX", &env.prefix);
         if fail {
             c.arg("--fail-on-drift");

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use campus_common::envelope::{Envelope, EventType};
 use campus_common::kafka::{Producer, dlq_topic};
-use campus_common::testing::{self, PrivateMysql, PrivateRedis};
 use campus_coupon::db;
 use campus_coupon::model::IssueRequested;
+use campus_testkit::{self as testing, PrivateMysql, PrivateRedis};
 use uuid::Uuid;
 
 use crate::burst::{LIMIT, REQUESTS, USERS, assert_exact, fire, tally};

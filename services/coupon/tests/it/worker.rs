@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use campus_common::envelope::{Envelope, EventType};
 use campus_common::kafka::{Producer, dlq_topic};
-use campus_common::testing;
 use campus_coupon::model::IssueRequested;
+use campus_testkit as testing;
 use uuid::Uuid;
 
 use crate::support::Env;
