@@ -8,8 +8,8 @@
 //!   (BENCH_RATE posts/s, default 20; BENCH_SECONDS, default 15; BENCH_CONNECTIONS, default 64;
 //!   BENCH_TIMELINES=file.csv writes each post's timestamps per hop)
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use campus_testkit::eventually;
-use common::{FakeOpenAi, Platform};
 use serde_json::json;
+use support::{FakeOpenAi, Platform};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -260,7 +260,7 @@ async fn poll_inbox(
                     .get(&format!("/list/inbox/{follower}?size=100&page={page}"))
                     .await;
                 assert_eq!(s, 200, "{v}");
-                let ids = common::ids(&v);
+                let ids = support::ids(&v);
                 listed.extend(ids.iter().copied());
                 if ids.len() < 100 || ids.iter().min().is_some_and(|m| *m < oldest_waiting) {
                     break;

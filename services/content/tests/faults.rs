@@ -3,7 +3,7 @@
 //! shared servers. The tests take turns (`HEAVY`): a private OpenSearch node beside a cluster of
 //! three brokers is more than two cores keep responsive, and the shared servers starve with them.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
@@ -16,10 +16,10 @@ use campus_content::events::{self, PostEvent, PostView};
 use campus_content::index::SearchIndex;
 use campus_testkit as testing;
 use campus_testkit::{PrivateKafka, PrivateSearch, eventually};
-use common::Platform;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use serde_json::json;
+use support::Platform;
 
 /// Held for the whole of each test here: one private server set at a time.
 static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

@@ -2,7 +2,7 @@
 //! disk sets) and a lost alias are waited out by the index worker; a Redis key of the wrong type
 //! is dead-lettered by the cache worker instead of being retried forever.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
@@ -13,8 +13,8 @@ use campus_content::config::EsArgs;
 use campus_content::events::{self, PostView};
 use campus_content::index::SearchIndex;
 use campus_testkit::{self as testing, eventually};
-use common::Platform;
 use serde_json::json;
+use support::Platform;
 
 fn post(id: u64, version: i64, title: &str) -> PostView {
     PostView {

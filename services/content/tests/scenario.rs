@@ -1,6 +1,6 @@
 //! The whole platform end to end: API, inspector (fake OpenAI), cache, inbox and index workers.
 
-mod common;
+mod support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -12,8 +12,8 @@ use campus_content::config::EsArgs;
 use campus_content::inbox::{InboxHandler, InboxStore};
 use campus_content::index::{IndexHandler, SearchIndex};
 use campus_testkit::{self as testing, eventually};
-use common::{FakeOpenAi, Platform};
 use serde_json::{Value, json};
+use support::{FakeOpenAi, Platform};
 use tokio_util::sync::CancellationToken;
 
 const USERS: usize = 10;

@@ -1,13 +1,13 @@
 //! The log API against the real local servers: search, and stats with the `percentiles`
 //! aggregation, on the shared OpenSearch node.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
 use campus_common::http::AccessLog;
 use campus_testkit::{self as testing, eventually, percentile};
-use common::*;
+use support::*;
 
 fn mix_for_search() -> Vec<AccessLog> {
     let mut lines = Vec::new();

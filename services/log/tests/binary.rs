@@ -1,7 +1,7 @@
 //! The real `campus-log` binary: start-up failures are one clear line; the indexer's logs carry
 //! request ids; SIGTERM stops it cleanly.
 
-mod common;
+mod support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use campus_testkit as testing;
-use common::*;
+use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_campus-log");
 

@@ -5,7 +5,7 @@
 //! `campus-log worker index` writes them into the shared OpenSearch → the log API finds each
 //! request by its id. Skipped without `$CAMPUS_TEST_FILEBEAT`, failed on CI.
 
-mod common;
+mod support;
 
 use std::path::Path;
 use std::process::Command;
@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use campus_common::kafka::admin::TopicSpec;
 use campus_testkit::{self as testing, Filebeat, ServerProcess, eventually};
-use common::*;
 use serde_json::{Value, json};
+use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_campus-log");
 

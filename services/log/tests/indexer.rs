@@ -1,12 +1,12 @@
 //! The native indexer against the real local Kafka and Elasticsearch (scripts/servers.sh).
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
 use campus_common::kafka::dlq_headers;
 use campus_testkit::{self as testing, PrivateSearch, eventually};
-use common::*;
+use support::*;
 
 /// Access lines over two days, ordinary log lines, a non-JSON line and a line the mapping refuses:
 /// every access line lands in the daily index of its own time, the others are skipped or

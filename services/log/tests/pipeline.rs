@@ -19,7 +19,7 @@
 //! services is fed (their own JSON log lines too, as Filebeat ships them unless told otherwise),
 //! plus one line that is not JSON.
 
-mod common;
+mod support;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -31,8 +31,8 @@ use std::time::Duration;
 use campus_common::http::AccessLog;
 use campus_common::logschema::{self, KubernetesMeta, filebeat_event};
 use campus_testkit::{self as testing, eventually};
-use common::*;
 use serde_json::{Value, json};
+use support::*;
 
 /// A service binary running as a child process, its stdout collected line by line.
 struct Service {

@@ -1,7 +1,10 @@
-//! Shared test wiring: an API on port 0 with a fresh database, Redis prefix and topic; issue
-//! workers as tasks; a private Kafka that can be stopped and started.
+//! Shared test wiring for the integration tests against the real local servers
+//! (scripts/servers.sh): an API on port 0 with a fresh database, Redis prefix and topic; issue
+//! workers as tasks; a private Kafka that can be stopped and started; the bursts ([`burst`]).
 
 #![allow(dead_code)]
+
+pub mod burst;
 
 use std::collections::HashMap;
 
@@ -24,7 +27,7 @@ use sqlx::MySqlPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use campus_testkit::eventually;
+use campus_testkit::eventually;
 
 /// An API on a real listener with its own database, Redis prefix and topic.
 pub struct Env {
@@ -333,9 +336,6 @@ pub fn burst_plan(users: i64, tries: usize) -> Vec<i64> {
     plan.shuffle(&mut rand::rng());
     plan
 }
-
-/// A free TCP port on 127.0.0.1.
-pub use campus_testkit::free_port;
 
 /// A private Apache Kafka broker on free ports, for tests that stop the broker midway; see
 /// [`testing::PrivateKafka`].
