@@ -12,20 +12,16 @@
 #                                    dashboard's metrics against every process's /metrics
 #                                    (scripts/check-metrics.py; an operator runs against the API server), down
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$(dirname "$0")/lib.sh" # ROOT, CAMPUS_CACHE, VENV, ok/bad, stop_group, ...
 cd "$ROOT"
-CAMPUS_CACHE=${CAMPUS_CACHE:-$HOME/.cache/campus}
 HELM=$CAMPUS_CACHE/bin/helm
-VENV=$CAMPUS_CACHE/venv
 K8S_VERSION=1.37.0
 # kubectl: the one scripts/kube.sh builds with the API server (same version), first on PATH.
 eval "$(bash scripts/kube.sh env | grep '^export PATH=')"
 CHART=helm/campus
 OUT=$ROOT/target/chart-test
 mkdir -p "$OUT"
-passed=0; failed=0
-ok() { echo "chart-test: ok   $*"; passed=$((passed + 1)); }
-bad() { echo "chart-test: FAIL $*" >&2; failed=$((failed + 1)); }
+checks_begin chart-test
 
 # validate FILE: every standard object passes kubernetes-validate --strict; only campus.dev kinds
 # may lack a schema (custom resources are checked by the API server in `install`).
@@ -316,9 +312,7 @@ metrics_checks() {
   if "$VENV/bin/python" scripts/check-metrics.py "$rendered" "${urls[@]}" >"$OUT/check-metrics.log" 2>&1; then
     ok "the PrometheusRule and the Grafana dashboard use only metrics and labels the running processes export ($(tail -n 1 "$OUT/check-metrics.log" | sed 's/check-metrics: //'), ${#urls[@]} processes)"
   else grep -E 'FAIL|passed' "$OUT/check-metrics.log" >&2; bad "the alerts or the dashboard use metrics the code does not export (scripts/check-metrics.py)"; fi
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL -- "-$pid" 2>/dev/null || true
+  stop_group "$pid"
   wait "$pid" 2>/dev/null || true
 }
 
@@ -437,10 +431,9 @@ PY
   "${KUBECTL[@]}" -n "$ns" get campus >"$OUT/kubectl-get-campus.txt" 2>&1 || true
   "$HELM" uninstall "$release" -n "$ns" --no-hooks >/dev/null 2>&1 || true
   for _ in $(seq 1 100); do "${KUBECTL[@]}" -n "$ns" get campusplatform $platform >/dev/null 2>&1 || break; sleep 0.2; done
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -KILL -- "-$pid" 2>/dev/null || true
+  term_group "$pid"
+  if ! wait_gone "$pid" 10; then
+    kill_group "$pid"
     bad "the operator did not stop within 10 s of SIGTERM"
   else ok "the operator stopped on SIGTERM"; fi
   wait "$pid" 2>/dev/null || true
@@ -454,5 +447,4 @@ case ${1:-all} in
   all) static_checks; dev_files_checks; install_checks; local_checks ;;
   *) echo "usage: $0 [static|install|local|all]" >&2; exit 2 ;;
 esac
-echo "chart-test: $passed passed, $failed failed"
-[ "$failed" = 0 ]
+checks_end
