@@ -4,8 +4,9 @@
 # scripts/kube.sh to be up).
 #   scripts/chart-test.sh            all checks below
 #   scripts/chart-test.sh static     copies current, helm lint, helm template + kubernetes-validate
-#                                    --strict (1.37), wrong-typed values rejected, skaffold/kind/
-#                                    Containerfile/chart/local-mode cross-check (scripts/check-dev-files.py)
+#                                    --strict (1.37), wrong-typed values rejected (the skaffold/kind/
+#                                    Containerfile/chart/local-mode cross-check is a cargo test:
+#                                    services/contract/tests/dev_files.rs)
 #   scripts/chart-test.sh install    helm install/upgrade into the API server; the operator reconciles
 #                                    the sample platform
 #   scripts/chart-test.sh local      scripts/local.sh up, smoke (a request to each API), the alerts' and
@@ -97,15 +98,6 @@ p = yaml.safe_load(cm["data"]["platform.yaml"])
 print(" ".join(e["name"] + "=" + e.get("value", e.get("valueFrom", {}).get("secretKeyRef", {}).get("key", "")) for e in p["spec"]["coupon"]["env"]))' 2>&1)
   [ "$env" = "MYSQL_URL=mysql-url-coupon EXTRA=1" ] && ok "platform.extraSpec.coupon.env keeps the coupon database: $env" ||
     bad "platform.extraSpec.coupon.env: coupon env '$env'"
-}
-
-dev_files_checks() {
-  # skaffold.yaml, kind-config.yaml, the Containerfiles, the chart, the local mode and the code agree.
-  if "$VENV/bin/python" scripts/check-dev-files.py >"$OUT/dev-files.log" 2>&1; then
-    ok "skaffold.yaml, kind-config.yaml, Containerfiles, chart, local mode and code agree ($(tail -n 1 "$OUT/dev-files.log" | sed 's/check-dev-files: //'))"
-  else
-    grep -E 'FAIL|passed' "$OUT/dev-files.log" >&2; bad "skaffold/kind/Containerfile cross-check (scripts/check-dev-files.py)"
-  fi
 }
 
 KUBECTL=(kubectl)
@@ -441,10 +433,10 @@ PY
 }
 
 case ${1:-all} in
-  static) static_checks; dev_files_checks ;;
+  static) static_checks ;;
   install) install_checks ;;
   local) local_checks ;;
-  all) static_checks; dev_files_checks; install_checks; local_checks ;;
+  all) static_checks; install_checks; local_checks ;;
   *) echo "usage: $0 [static|install|local|all]" >&2; exit 2 ;;
 esac
 checks_end
