@@ -4,9 +4,11 @@
 # scripts/kube.sh to be up).
 #   scripts/chart-test.sh            all checks below
 #   scripts/chart-test.sh static     copies current, helm lint, helm template + kubernetes-validate
-#                                    --strict (1.37), wrong-typed values rejected, skaffold/kind/
-#                                    Containerfile/chart/local-mode cross-check (scripts/check-dev-files.py)
-#                                    + the chart README current (helm-docs), every pod's securityContext and
+#                                    --strict (1.37), wrong-typed values rejected, the real skaffold's
+#                                    diagnose + render of skaffold.yaml for every profile against the chart
+#                                    and kind-config.yaml (the Containerfile/chart/local-mode/contract
+#                                    cross-check is a cargo test: services/contract/tests/dev_files.rs),
+#                                    the chart README current (helm-docs), every pod's securityContext and
 #                                    resources (default and helm/openshift-values.yaml), image refs,
 #                                    infrastructure.auth without lookup, Kafka UI, the helm test pod,
 #                                    .github/workflows/release.yaml
@@ -17,20 +19,16 @@
 #                                    dashboard's metrics against every process's /metrics
 #                                    (scripts/check-metrics.py; an operator runs against the API server), down
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$(dirname "$0")/lib.sh" # ROOT, CAMPUS_CACHE, VENV, ok/bad, stop_group, ...
 cd "$ROOT"
-CAMPUS_CACHE=${CAMPUS_CACHE:-$HOME/.cache/campus}
 HELM=$CAMPUS_CACHE/bin/helm
-VENV=$CAMPUS_CACHE/venv
 K8S_VERSION=1.37.0
 # kubectl: the one scripts/kube.sh builds with the API server (same version), first on PATH.
 eval "$(bash scripts/kube.sh env | grep '^export PATH=')"
 CHART=helm/campus
 OUT=$ROOT/target/chart-test
 mkdir -p "$OUT"
-passed=0; failed=0
-ok() { echo "chart-test: ok   $*"; passed=$((passed + 1)); }
-bad() { echo "chart-test: FAIL $*" >&2; failed=$((failed + 1)); }
+checks_begin chart-test
 
 # validate FILE: every standard object passes kubernetes-validate --strict; only campus.dev kinds
 # may lack a schema (custom resources are checked by the API server in `install`).
@@ -108,15 +106,6 @@ print(" ".join(e["name"] + "=" + e.get("value", e.get("valueFrom", {}).get("secr
     bad "platform.extraSpec.coupon.env: coupon env '$env'"
 }
 
-dev_files_checks() {
-  # skaffold.yaml, kind-config.yaml, the Containerfiles, the chart, the local mode and the code agree.
-  if "$VENV/bin/python" scripts/check-dev-files.py >"$OUT/dev-files.log" 2>&1; then
-    ok "skaffold.yaml, kind-config.yaml, Containerfiles, chart, local mode and code agree ($(tail -n 1 "$OUT/dev-files.log" | sed 's/check-dev-files: //'))"
-  else
-    grep -E 'FAIL|passed' "$OUT/dev-files.log" >&2; bad "skaffold/kind/Containerfile cross-check (scripts/check-dev-files.py)"
-  fi
-}
-
 # skaffold_checks: the real skaffold (scripts/install/skaffold.sh) reads skaffold.yaml and renders
 # the chart as `skaffold run` deploys it, for each profile (no image is built: --digest-source=tag,
 # --offline). The rendered objects are valid for Kubernetes, the Campus images are skaffold's
@@ -138,8 +127,8 @@ skaffold_checks() {
       else bad "skaffold render ($p profile): not valid, rendered in $OUT/skaffold-$p.yaml"; fi
     else tail -n 5 "$OUT/skaffold-$p.log" >&2; bad "skaffold diagnose/render ($p profile)"; fi
   done
-  local out
-  if out=$("$VENV/bin/python" - "$OUT" "$tag" <<'PY' 2>&1); then ok "skaffold's rendered chart and kind-config.yaml agree: $out"; else bad "skaffold's rendered chart and kind-config.yaml: $out"; fi
+  local out py
+  py=$(cat <<'PY'
 import sys, yaml
 out, tag = sys.argv[1], sys.argv[2]
 load = lambda f: [d for d in yaml.safe_load_all(open(f"{out}/{f}")) if d]
@@ -177,6 +166,9 @@ if problems:
     print("; ".join(problems)); sys.exit(1)
 print(f"{checked} checks")
 PY
+  )
+  if out=$("$VENV/bin/python" -c "$py" "$OUT" "$tag" 2>&1); then ok "skaffold's rendered chart and kind-config.yaml agree: $out"
+  else bad "skaffold's rendered chart and kind-config.yaml: $out"; fi
 }
 
 KUBECTL=(kubectl)
@@ -383,9 +375,7 @@ metrics_checks() {
   if "$VENV/bin/python" scripts/check-metrics.py "$rendered" "${urls[@]}" >"$OUT/check-metrics.log" 2>&1; then
     ok "the PrometheusRule and the Grafana dashboard use only metrics and labels the running processes export ($(tail -n 1 "$OUT/check-metrics.log" | sed 's/check-metrics: //'), ${#urls[@]} processes)"
   else grep -E 'FAIL|passed' "$OUT/check-metrics.log" >&2; bad "the alerts or the dashboard use metrics the code does not export (scripts/check-metrics.py)"; fi
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL -- "-$pid" 2>/dev/null || true
+  stop_group "$pid"
   wait "$pid" 2>/dev/null || true
 }
 
@@ -504,10 +494,9 @@ PY
   "${KUBECTL[@]}" -n "$ns" get campus >"$OUT/kubectl-get-campus.txt" 2>&1 || true
   "$HELM" uninstall "$release" -n "$ns" --no-hooks >/dev/null 2>&1 || true
   for _ in $(seq 1 100); do "${KUBECTL[@]}" -n "$ns" get campusplatform $platform >/dev/null 2>&1 || break; sleep 0.2; done
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -KILL -- "-$pid" 2>/dev/null || true
+  term_group "$pid"
+  if ! wait_gone "$pid" 10; then
+    kill_group "$pid"
     bad "the operator did not stop within 10 s of SIGTERM"
   else ok "the operator stopped on SIGTERM"; fi
   wait "$pid" 2>/dev/null || true
@@ -773,11 +762,10 @@ psa_checks() {
 }
 
 case ${1:-all} in
-  static) static_checks; dev_files_checks; skaffold_checks; chart_docs_checks; pod_security_checks; image_checks; auth_checks; kafka_ui_checks; helm_test_checks; release_workflow_checks ;;
+  static) static_checks; skaffold_checks; chart_docs_checks; pod_security_checks; image_checks; auth_checks; kafka_ui_checks; helm_test_checks; release_workflow_checks ;;
   install) install_checks; helm_test_service_checks; psa_checks ;;
   local) local_checks ;;
-  all) static_checks; dev_files_checks; skaffold_checks; chart_docs_checks; pod_security_checks; image_checks; auth_checks; kafka_ui_checks; helm_test_checks; release_workflow_checks; install_checks; helm_test_service_checks; psa_checks; local_checks ;;
+  all) static_checks; skaffold_checks; chart_docs_checks; pod_security_checks; image_checks; auth_checks; kafka_ui_checks; helm_test_checks; release_workflow_checks; install_checks; helm_test_service_checks; psa_checks; local_checks ;;
   *) echo "usage: $0 [static|install|local|all]" >&2; exit 2 ;;
 esac
-echo "chart-test: $passed passed, $failed failed"
-[ "$failed" = 0 ]
+checks_end

@@ -3,10 +3,8 @@
 # CAMPUS_CLUSTER_PLATFORM=1: also the chart (`platform`, the images of scripts/images.sh build), a post
 # through the content Service, `helm uninstall`.
 
-PASSED=0
-FAILED=0
-ok() { PASSED=$((PASSED + 1)); echo "cluster e2e: ok   $*"; }
-bad() { FAILED=$((FAILED + 1)); echo "cluster e2e: FAIL $*"; }
+# ok, bad: scripts/lib.sh's (sourced by scripts/cluster.sh), failures on stdout like the rest.
+checks_begin "cluster e2e" 1
 check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
 
 # host_snapshot DIR: what the cluster could leave behind on the host.
@@ -104,8 +102,7 @@ e2e() {
   if [ -z "$extra" ]; then ok "no network namespace left"; else bad "network namespaces left: $extra"; fi
   [ $started_servers = 1 ] && bash "$ROOT/scripts/servers.sh" stop >/dev/null
   echo "cluster e2e: total $(since "$t0") s"
-  echo "cluster e2e: $PASSED passed, $FAILED failed"
-  [ "$FAILED" = 0 ]
+  checks_end
 }
 
 e2e_checks() {

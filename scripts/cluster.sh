@@ -147,7 +147,7 @@ need_tools() {
 build_coredns() {
   local out=$CAMPUS_CACHE/coredns-v$COREDNS_VERSION/coredns
   [ -x "$out" ] && return 0
-  go_env; export CGO_ENABLED=0
+  go_env static
   local work; work=$(mktemp -d)
   cat >"$work/main.go" <<'GO'
 // CoreDNS with the plugins of the kubeadm / kind Corefile.
@@ -898,7 +898,7 @@ down() {
   # The daemons by PID (each leads its process group), all at once, given 10 s to exit.
   local pids=() names=() d i
   for d in $(all_daemons); do alive "$d" && { pids+=("$(cat "$CD/$d.pid")"); names+=("$d"); }; done
-  for d in "${pids[@]}"; do kill -TERM -- "-$d" 2>/dev/null || kill -TERM "$d" 2>/dev/null || true; done
+  for d in "${pids[@]}"; do term_group "$d"; done
   for _ in $(seq 1 100); do
     local any=0
     for d in "${pids[@]}"; do kill -0 "$d" 2>/dev/null && any=1; done

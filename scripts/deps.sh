@@ -31,10 +31,9 @@ need_apt "${apt_pkgs[@]}"
 # golang-go is far too old; these machines have Go in /usr/local/go. The go line of the go.mod of each
 # module built is the minimum.
 GO=$(command -v go || echo /usr/local/go/bin/go)
-go_build_env() {
-  export PATH=$(dirname "$GO"):$PATH GOMODCACHE=$CAMPUS_CACHE/go/mod GOCACHE=$CAMPUS_CACHE/go/build \
-    GOPATH=$CAMPUS_CACHE/go GOSUMDB=off GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=
-}
+# go_build_env: lib.sh's static go_env for `go install MODULE@VERSION` and `go mod download`, with
+# no GOFLAGS.
+go_build_env() { go_env static && export GOFLAGS=; }
 # need_go MODULE@VERSION: fail unless $GO is at least the Go version that module's go.mod requires.
 need_go() {
   if ! [ -x "$GO" ]; then

@@ -14,7 +14,7 @@
 #                              servers (scripts/servers.sh) until /readyz answers
 # Images: localhost/campus-{operator,content,coupon,log}:$TAG (TAG default "dev").
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$(dirname "$0")/lib.sh" # ROOT, listening
 cd "$ROOT"
 TAG=${TAG:-dev}
 TARGET=$(rustc -vV | sed -n 's/^host: //p')
@@ -91,8 +91,6 @@ sizes() {
       awk '{printf "images: %-22s %6.1f MB\n", $1, $2 / 1e6}'
   done
 }
-
-listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 smoke() {
   setup_podman

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs one Apache Kafka node in KRaft mode (combined broker + controller) in the foreground, from
 # the jars scripts/deps.sh installs. Used by scripts/servers.sh and by the tests' private brokers
-# (campus_common::testing::PrivateKafka), so there is one way to configure a test broker.
+# (campus_testkit::PrivateKafka), so there is one way to configure a test broker.
 #   scripts/kafka-node.sh --dir DIR --port PORT --controller-port PORT
 #       [--node-id N] [--voters 1@127.0.0.1:P1,2@127.0.0.1:P2,...] [--cluster-id ID]
 #       [--replication N] [--set key=value]...

@@ -10,10 +10,10 @@
 #   scripts/kube.sh stop         stop by PID
 #   scripts/kube.sh env          print `export KUBECONFIG=…` and put the cached kubectl first on PATH
 # No kubelet runs: Pods never start, controllers (ReplicaSets, GC, service accounts) do.
-# Sourced (scripts/cluster.sh), it only defines its variables and functions (build, kube_*).
+# Sourced (scripts/cluster.sh), it only defines its variables and functions (build, kube_*, and
+# those of scripts/lib.sh).
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-CAMPUS_CACHE=${CAMPUS_CACHE:-$HOME/.cache/campus}
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # ROOT, CAMPUS_CACHE, go_env, listening, stop_group, ...
 KUBE_VERSION=1.37.2
 # The etcd that build/dependencies.yaml of k8s.io/kubernetes v1.37 names (3.7.0), latest patch.
 ETCD_VERSION=3.7.3
@@ -24,15 +24,6 @@ ETCD_PORT=${CAMPUS_ETCD_PORT:-2379}
 KUBECONFIG_FILE=$D/kubeconfig
 CONTROL_PLANE=(kube-apiserver kube-controller-manager kubectl)
 NODE=(kubelet kube-scheduler kube-proxy)
-
-# The Go environment of every build: caches under $CAMPUS_CACHE, no checksum database (not reachable
-# here; the module proxy is), no toolchain download, static binaries.
-go_env() {
-  local go; go=$(command -v go || echo /usr/local/go/bin/go)
-  [ -x "$go" ] || { echo "kube: no Go toolchain (run scripts/deps.sh kube)" >&2; exit 1; }
-  export PATH=$(dirname "$go"):$PATH GOMODCACHE=$CAMPUS_CACHE/go/mod GOCACHE=$CAMPUS_CACHE/go/build \
-    GOPATH=$CAMPUS_CACHE/go GOSUMDB=off GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
-}
 
 have() { local b; for b in "$@"; do [ -x "$BIN/$b" ] || return 1; done; }
 
@@ -92,7 +83,7 @@ build() {
     echo "kube: cached binaries in $BIN"; return 0
   fi
   bash "$ROOT/scripts/deps.sh" kube
-  go_env
+  go_env static || exit 1
   WORK=$(mktemp -d); trap 'rm -rf "$WORK"' EXIT
   local missing=() b
   for b in "${want[@]}"; do have "$b" || missing+=("$b"); done
@@ -102,8 +93,7 @@ build() {
   echo "kube: built $BIN"
 }
 
-listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-running() { [ -f "$D/$1.pid" ] && kill -0 "$(cat "$D/$1.pid")" 2>/dev/null; }
+running() { running_pidfile "$D/$1.pid"; }
 
 # kube_sa_keys DIR: the service-account signing key pair DIR/sa.key, DIR/sa.pub (kept across restarts).
 kube_sa_keys() {
@@ -162,7 +152,7 @@ kube_apiserver_args() {
 kube_wait_ready() {
   for _ in $(seq 1 300); do
     if "$BIN/kubectl" --kubeconfig "$1" get --raw /readyz >/dev/null 2>&1; then return 0; fi
-    [ -f "$2" ] && kill -0 "$(cat "$2")" 2>/dev/null || { tail -n 30 "$3" >&2; exit 1; }
+    running_pidfile "$2" || { tail -n 30 "$3" >&2; exit 1; }
     sleep 0.1
   done
   "$BIN/kubectl" --kubeconfig "$1" get --raw /readyz >/dev/null
@@ -199,10 +189,7 @@ start() {
 stop() {
   for n in controller-manager apiserver etcd; do
     if running "$n"; then
-      local pid; pid=$(cat "$D/$n.pid")
-      kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-      for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -KILL -- "-$pid" 2>/dev/null || true
+      stop_group "$(cat "$D/$n.pid")" 10
       echo "kube: $n stopped"
     fi
     rm -f "$D/$n.pid"

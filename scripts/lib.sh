@@ -1,8 +1,13 @@
-# Helpers shared by the scripts (sourced, not run). Callers set `set -euo pipefail` themselves.
-#   CAMPUS_CACHE   where installs and builds are cached, outside the clone (default ~/.cache/campus)
+# shellcheck shell=bash
+# Helpers shared by the scripts (sourced, not run: `. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"`).
+# Callers set `set -euo pipefail` themselves. Sourcing it twice is harmless.
 #   ROOT           the repository root
-ROOT=${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+#   CAMPUS_CACHE   where installs and builds are cached, outside the clone (default ~/.cache/campus)
+#   VENV           the Python virtualenv of scripts/deps.sh
+# shellcheck disable=SC2034 # (ROOT and VENV are the callers')
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CAMPUS_CACHE=${CAMPUS_CACHE:-$HOME/.cache/campus}
+# shellcheck disable=SC2034
 VENV=$CAMPUS_CACHE/venv
 
 # listening PORT: true when something accepts TCP connections on 127.0.0.1:PORT.
@@ -17,17 +22,39 @@ kafka_cluster_id() {
   echo "$id"
 }
 
-# running PIDFILE: true when the PID in PIDFILE is alive.
+# running_pidfile PIDFILE: true when the PID in PIDFILE is alive.
 running_pidfile() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
-# stop_group PID [SECONDS]: SIGTERM to the process group PID (each server runs under setsid), wait
-# up to SECONDS (default 10) for the leader to exit, then SIGKILL the group.
+# Process groups: each server and service runs under setsid, so its PID is its group's.
+# term_group PID: SIGTERM to the process group PID (to PID alone when it leads no group).
+term_group() { kill -TERM -- "-$1" 2>/dev/null || kill -TERM "$1" 2>/dev/null || true; }
+# kill_group PID: SIGKILL to the process group PID.
+kill_group() { kill -KILL -- "-$1" 2>/dev/null || true; }
+# wait_gone PID [SECONDS]: wait up to SECONDS (default 10) for PID to exit; false if it still runs.
+wait_gone() {
+  local _
+  for _ in $(seq 1 $((${2:-10} * 10))); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+  ! kill -0 "$1" 2>/dev/null
+}
+# stop_group PID [SECONDS]: SIGTERM to the group, up to SECONDS (default 10) for the leader to exit,
+# then SIGKILL the group (and up to 5 s for the leader to go). To stop several at once: term_group
+# each, then wait_gone and kill_group each.
 stop_group() {
-  local pid=$1 wait=${2:-10}
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 $((wait * 10))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL -- "-$pid" 2>/dev/null || true
-  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  term_group "$1"
+  wait_gone "$1" "${2:-10}" || true
+  kill_group "$1"
+  wait_gone "$1" 5 || true
+}
+
+# Checks that count: checks_begin NAME [FD] starts a tally; `ok WHAT` and `bad WHAT` print
+# "NAME: ok   WHAT" / "NAME: FAIL WHAT" (failures on FD, default 2: stderr) and count;
+# checks_end prints "NAME: N passed, M failed" and is false when a check failed.
+checks_begin() { CHECKS=$1 CHECKS_FAIL_FD=${2:-2} PASSED=0 FAILED=0; }
+ok() { PASSED=$((PASSED + 1)); echo "$CHECKS: ok   $*"; }
+bad() { FAILED=$((FAILED + 1)); echo "$CHECKS: FAIL $*" >&"$CHECKS_FAIL_FD"; }
+checks_end() {
+  echo "$CHECKS: $PASSED passed, $FAILED failed"
+  [ "$FAILED" = 0 ]
 }
 
 # need_apt PKG...: apt-get install the packages that are not installed yet (one apt run).
@@ -40,13 +67,17 @@ need_apt() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# go_env: the Go settings every Go build of the scripts uses (module and build caches in
-# $CAMPUS_CACHE; no checksum database: only the module proxy is reachable here).
+# go_env [static]: the Go settings every Go build of the scripts uses (module and build caches in
+# $CAMPUS_CACHE; no checksum database: only the module proxy is reachable here; no toolchain
+# download), the toolchain's directory first on PATH. `static`: CGO_ENABLED=0, static binaries (the
+# Kubernetes, etcd and CoreDNS builds). False, saying so, without a Go toolchain.
 go_env() {
-  export GOPATH=$CAMPUS_CACHE/go GOMODCACHE=$CAMPUS_CACHE/go/mod GOCACHE=$CAMPUS_CACHE/go/build
-  export GOSUMDB=off GOFLAGS=-mod=mod GOTOOLCHAIN=local
-  command -v go >/dev/null || export PATH=/usr/local/go/bin:$PATH
-  command -v go >/dev/null || { echo "deps: Go is not installed (need Go >= 1.24 on PATH or in /usr/local/go)" >&2; return 1; }
+  local go; go=$(command -v go || echo /usr/local/go/bin/go)
+  [ -x "$go" ] || { echo "go: no Go toolchain on PATH or in /usr/local/go (scripts/deps.sh kube says which Go is needed)" >&2; return 1; }
+  PATH=$(dirname "$go"):$PATH
+  export PATH GOPATH=$CAMPUS_CACHE/go GOMODCACHE=$CAMPUS_CACHE/go/mod GOCACHE=$CAMPUS_CACHE/go/build \
+    GOSUMDB=off GOFLAGS=-mod=mod GOTOOLCHAIN=local
+  if [ "${1:-}" = static ]; then export CGO_ENABLED=0; fi
 }
 
 # go_build_module MODULE VERSION PACKAGE OUT LOG [LDFLAGS]: builds PACKAGE of MODULE@vVERSION from

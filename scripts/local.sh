@@ -19,10 +19,8 @@
 # databases `campus_local_*`, indices `local-*`) so the local mode never touches the tests' data.
 # No OpenAI key is needed: without OPENAI_API_KEY the inspector applies its offline policy.
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$(dirname "$0")/lib.sh" # ROOT, CAMPUS_CACHE, VENV, listening, running_pidfile, term_group, ...
 cd "$ROOT"
-CAMPUS_CACHE=${CAMPUS_CACHE:-$HOME/.cache/campus}
-VENV=$CAMPUS_CACHE/venv
 D=$ROOT/target/local
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug
 READY_TIMEOUT=${CAMPUS_LOCAL_READY_TIMEOUT:-120}
@@ -72,8 +70,7 @@ mysql_url_of() { # each service has its own database (each runs its own migratio
   esac
 }
 
-listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-running() { [ -f "$D/$1.pid" ] && kill -0 "$(cat "$D/$1.pid")" 2>/dev/null; }
+running() { running_pidfile "$D/$1.pid"; }
 each() { echo "$PROCESSES" | grep -v '^$'; }
 binaries() { each | cut -d'|' -f2 | sort -u; }
 
@@ -211,17 +208,15 @@ up() {
 
 down() {
   local n
+  # All at once: SIGTERM to every group first, then up to 10 s for each, then SIGKILL.
   for n in filebeat $(each | cut -d'|' -f1); do
-    if running "$n"; then
-      local pid; pid=$(cat "$D/$n.pid")
-      kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    fi
+    if running "$n"; then term_group "$(cat "$D/$n.pid")"; fi
   done
   for n in filebeat $(each | cut -d'|' -f1); do
     if [ -f "$D/$n.pid" ]; then
       local pid; pid=$(cat "$D/$n.pid")
-      for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -KILL -- "-$pid" 2>/dev/null || true
+      wait_gone "$pid" 10 || true
+      kill_group "$pid"
       rm -f "$D/$n.pid"
       echo "local: $n stopped"
     fi

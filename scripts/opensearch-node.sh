@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs one OpenSearch node (single-node discovery, plain HTTP on 127.0.0.1) in the foreground, from
 # the jars scripts/deps.sh installs. Used by scripts/servers.sh and by the tests' private nodes
-# (campus_common::testing::PrivateSearch), so there is one way to configure a test node.
+# (campus_testkit::PrivateSearch), so there is one way to configure a test node.
 #   scripts/opensearch-node.sh --dir DIR --http-port PORT --transport-port PORT[-PORT] [--set key=value]...
 # DIR holds config/ (written at every start), data/, logs/ and tmp/; the data survives a restart.
 # Heap: $OPENSEARCH_HEAP (default 512m). As root it runs as the system user $OPENSEARCH_USER (OpenSearch

@@ -13,8 +13,8 @@ mod support;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use campus_common::testing::free_port;
 use campus_operator::crd::CampusPlatform;
+use campus_testkit::{eventually, free_port};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, DeleteParams, ListParams};
 use kube::{Client, ResourceExt};
@@ -66,7 +66,7 @@ impl OperatorProcess {
     }
 
     fn memory_kib(&self) -> (u64, u64) {
-        campus_common::testing::memory_kib(self.0.id())
+        campus_testkit::memory_kib(self.0.id())
     }
 }
 
@@ -78,11 +78,7 @@ impl Drop for OperatorProcess {
 }
 
 fn platform_json(name: &str) -> serde_json::Value {
-    let mut cr = sample(
-        "minimal.yaml",
-        name,
-        &campus_common::testing::kafka_brokers(),
-    );
+    let mut cr = sample("minimal.yaml", name, &campus_testkit::kafka_brokers());
     cr["spec"]["topics"] = json!({"deletionPolicy": "Delete"});
     cr
 }
@@ -132,7 +128,7 @@ async fn main() {
     println!("load average at start: {}", load.trim());
     let client = client().await;
     install_crd(&client).await;
-    let admin = campus_common::kafka::admin::Admin::new(&campus_common::testing::kafka()).unwrap();
+    let admin = campus_common::kafka::admin::Admin::new(&campus_testkit::kafka()).unwrap();
     let topics_now = || async {
         admin
             .describe()

@@ -7,7 +7,8 @@ mod support;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use campus_common::testing::free_port;
+use campus_testkit::process::Signal;
+use campus_testkit::{eventually, free_port};
 use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_campus-operator");
@@ -98,11 +99,7 @@ async fn the_binary_serves_health_readiness_and_reconcile_metrics() {
     apply_platform(
         &client,
         &ns.name,
-        &sample(
-            "minimal.yaml",
-            &name,
-            &campus_common::testing::kafka_brokers(),
-        ),
+        &sample("minimal.yaml", &name, &campus_testkit::kafka_brokers()),
     )
     .await
     .unwrap();
@@ -146,9 +143,8 @@ async fn the_binary_serves_health_readiness_and_reconcile_metrics() {
     );
 
     // SIGTERM: a clean exit (releasing the Lease is not losing it).
-    let pid = op.0.id().to_string();
-    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    assert!(killed.success());
+    let killed = campus_testkit::signal(op.0.id(), Signal::SIGTERM);
+    assert!(killed.is_ok(), "{killed:?}");
     let status = eventually("the operator exits", Duration::from_secs(20), || {
         let s = op.0.try_wait().unwrap();
         async move { s }

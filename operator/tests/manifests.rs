@@ -6,6 +6,7 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
+use campus_testkit::eventually;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -132,11 +133,7 @@ async fn the_operator_works_with_its_rbac_alone() {
     settings.filebeat_cluster_role = filebeat_role.clone();
     let op = Operator::start(&operator_client, settings);
     let name = ns.name.clone();
-    let mut cr = sample(
-        "minimal.yaml",
-        &name,
-        &campus_common::testing::kafka_brokers(),
-    );
+    let mut cr = sample("minimal.yaml", &name, &campus_testkit::kafka_brokers());
     cr["spec"]["topics"] = json!({"deletionPolicy": "Delete"});
     cr["spec"]["logging"]["filebeat"] = json!({"enabled": true});
     apply_platform(&admin, &ns.name, &cr).await.unwrap();

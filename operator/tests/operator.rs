@@ -8,8 +8,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use campus_common::kafka::admin::Admin;
-use campus_common::testing::{PrivateKafka, free_port};
 use campus_operator::build::CONFIG_HASH_ANNOTATION;
+use campus_testkit::{PrivateKafka, eventually, free_port};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -42,7 +42,7 @@ async fn minimal_platform(prefix: &str) -> (Client, TestNamespace, Operator, ser
 }
 
 fn brokers() -> String {
-    campus_common::testing::kafka_brokers()
+    campus_testkit::kafka_brokers()
 }
 
 async fn names<K>(client: &Client, ns: &str) -> Vec<String>
@@ -833,10 +833,7 @@ async fn lag_scaling_moves_replicas_up_and_down() {
     })
     .await;
 
-    let producer: FutureProducer = campus_common::testing::kafka()
-        .client_config()
-        .create()
-        .unwrap();
+    let producer: FutureProducer = campus_testkit::kafka().client_config().create().unwrap();
     for i in 0..35 {
         let key = format!("post-{i}");
         producer
@@ -863,7 +860,7 @@ async fn lag_scaling_moves_replicas_up_and_down() {
     assert_eq!(w.group.as_deref(), Some(group.as_str()));
 
     // The group works off the lag: commit every partition at its end.
-    let mut cfg = campus_common::testing::kafka().client_config();
+    let mut cfg = campus_testkit::kafka().client_config();
     cfg.set("group.id", &group)
         .set("enable.auto.commit", "false");
     let consumer: BaseConsumer = cfg.create().unwrap();
@@ -924,7 +921,7 @@ async fn lag_scaling_moves_replicas_up_and_down() {
 
 /// The config of one topic as Kafka reports it.
 async fn topic_config(topic: &str) -> campus_common::kafka::admin::TopicConfig {
-    let admin = Admin::new(&campus_common::testing::kafka()).unwrap();
+    let admin = Admin::new(&campus_testkit::kafka()).unwrap();
     admin
         .topic_configs(&[topic])
         .await
@@ -977,7 +974,7 @@ async fn topic_config_changes_are_applied_to_existing_topics() {
     assert_eq!(before.values["retention.ms"], "604800000", "{before:?}");
     assert!(before.overrides.is_empty(), "{before:?}");
     // Someone sets an override by hand that the spec does not name.
-    let admin = Admin::new(&campus_common::testing::kafka()).unwrap();
+    let admin = Admin::new(&campus_testkit::kafka()).unwrap();
     let by_hand = [(
         original.clone(),
         [("segment.ms".to_owned(), "3600000".to_owned())].into(),
@@ -1139,7 +1136,7 @@ async fn a_replication_factor_change_is_refused_and_reverting_clears_it() {
         );
         assert_eq!(now.spec, d.spec, "{}", d.name_any());
     }
-    let admin = Admin::new(&campus_common::testing::kafka()).unwrap();
+    let admin = Admin::new(&campus_testkit::kafka()).unwrap();
     let have = admin.describe().await.unwrap();
     assert_eq!(have[&original].replication, 1);
     assert_eq!(have[&original].partitions, 3);

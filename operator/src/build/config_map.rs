@@ -340,7 +340,7 @@ mod tests {
     /// inputs. Skipped without `$CAMPUS_TEST_FILEBEAT`, failed on CI.
     #[test]
     fn every_rendered_filebeat_yml_is_taken_by_the_real_filebeat() {
-        let Some(real) = campus_common::testing::Filebeat::find() else {
+        let Some(real) = campus_testkit::Filebeat::find() else {
             return;
         };
         let variant = |extra: &str| format!("{MINIMAL}{extra}");

@@ -5,7 +5,6 @@
 
 pub mod old_kafka;
 
-use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,23 +82,7 @@ pub async fn install_crd(client: &Client) {
     .await;
 }
 
-/// Polls `f` until it yields `Some`, or panics after `timeout` naming what was awaited.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting until {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use campus_testkit::eventually;
 
 /// A fresh namespace, deleted when dropped.
 pub struct TestNamespace {
@@ -108,7 +91,7 @@ pub struct TestNamespace {
 
 impl TestNamespace {
     pub async fn new(client: &Client, prefix: &str) -> Self {
-        let name = campus_common::testing::unique(prefix)
+        let name = campus_testkit::unique(prefix)
             .replace('_', "-")
             .to_lowercase();
         let api: Api<Namespace> = Api::all(client.clone());

@@ -17,7 +17,7 @@ use campus_common::kafka::{
     ConsumerOptions, ConsumerRuntime, HandleError, Handler, Producer, Record,
 };
 use campus_common::outbox::{self, Relay, RelayMetrics, RelayOptions};
-use campus_common::testing;
+use campus_testkit as testing;
 use rdkafka::producer::FutureRecord;
 use sqlx::Executor;
 use sqlx::mysql::MySqlPool;
@@ -262,7 +262,7 @@ async fn bench_latency(n: usize) {
     // Warm up: the group has joined once the first record comes through.
     producer.send(&topic, b"w", b"{}", &[]).await.unwrap();
     rx.recv().await.unwrap();
-    let mut lat = Vec::with_capacity(n);
+    let mut lat = testing::Latencies::new();
     for i in 0..n {
         let sent = Instant::now();
         producer
@@ -270,18 +270,16 @@ async fn bench_latency(n: usize) {
             .await
             .unwrap();
         let seen = rx.recv().await.unwrap();
-        lat.push(seen.duration_since(sent).as_secs_f64() * 1000.0);
+        lat.record(seen.duration_since(sent));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     token.cancel();
     task.await.unwrap().unwrap();
-    lat.sort_by(f64::total_cmp);
-    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
     println!(
         "produce -> handler latency ({n} records, one at a time): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        pct(0.50),
-        pct(0.99),
-        lat[lat.len() - 1]
+        lat.ms(0.50),
+        lat.ms(0.99),
+        lat.max_ms()
     );
 }
 

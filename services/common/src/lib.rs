@@ -15,7 +15,6 @@
 //! - [`logschema`]: the access-log schema, Filebeat config, Logstash pipeline and index template.
 //! - [`retry`]: start-up steps that wait out a dependency's outage.
 //! - [`run`]: `main` glue that turns start-up errors into one clear line and a non-zero exit.
-//! - `testing` (feature `testing`): per-test isolation on the real local servers.
 
 pub mod config;
 pub mod envelope;
@@ -30,7 +29,5 @@ pub mod retry;
 pub mod run;
 pub mod shutdown;
 pub mod telemetry;
-#[cfg(feature = "testing")]
-pub mod testing;
 
 pub use envelope::{Envelope, EventType};

@@ -534,10 +534,9 @@ mod tests {
     /// files' one, with and without the access-line filter and the monitoring endpoint) passes the
     /// real Filebeat's `filebeat test config` and starts its inputs. Skipped without `$CAMPUS_TEST_FILEBEAT`, failed on
     /// CI. (The operator's test covers every platform spec.)
-    #[cfg(feature = "testing")]
     #[test]
     fn every_filebeat_yml_shape_is_taken_by_the_real_filebeat() {
-        let Some(filebeat) = crate::testing::Filebeat::find() else {
+        let Some(filebeat) = campus_testkit::Filebeat::find() else {
             return;
         };
         let ns = ["campus".to_owned(), "shop".to_owned()];

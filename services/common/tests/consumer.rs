@@ -9,7 +9,7 @@ use campus_common::kafka::{
     ConsumerOptions, ConsumerRuntime, HandleError, Handler, Producer, Record,
     consumer::ConsumerMetrics, dlq_headers, dlq_topic,
 };
-use campus_common::testing;
+use campus_testkit::{self as testing, wait_until};
 use tokio_util::sync::CancellationToken;
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -109,17 +109,6 @@ fn start(
     let token = CancellationToken::new();
     let task = tokio::spawn(runtime.run(handler, token.clone()));
     (token, task)
-}
-
-async fn wait_until(what: &str, deadline: Duration, mut f: impl FnMut() -> bool) {
-    let end = tokio::time::Instant::now() + deadline;
-    while !f() {
-        assert!(
-            tokio::time::Instant::now() < end,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn header<'a>(r: &'a Record, name: &str) -> &'a str {

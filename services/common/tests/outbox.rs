@@ -6,7 +6,7 @@ use std::time::Duration;
 use campus_common::envelope::{Envelope, EventType};
 use campus_common::kafka::Producer;
 use campus_common::outbox::{self, OutboxMessage, Relay, RelayMetrics, RelayOptions};
-use campus_common::testing;
+use campus_testkit as testing;
 use sqlx::mysql::MySqlPool;
 use sqlx::{Acquire, Executor};
 use tokio_util::sync::CancellationToken;

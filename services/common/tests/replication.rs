@@ -13,7 +13,7 @@ use campus_common::kafka::{
     ConsumerOptions, ConsumerRuntime, HandleError, Handler, Producer, Record,
     consumer::ConsumerMetrics,
 };
-use campus_common::testing::{self, PrivateKafka};
+use campus_testkit::{self as testing, PrivateKafka};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Default)]

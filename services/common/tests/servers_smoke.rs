@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use campus_common::kafka::Producer;
 use campus_common::kafka::admin::{Admin, TopicSpec};
-use campus_common::testing;
+use campus_testkit as testing;
 use futures::TryStreamExt;
 use mongodb::bson::{Document, doc};
 use redis::AsyncCommands;

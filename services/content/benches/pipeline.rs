@@ -8,8 +8,8 @@
 //!   (BENCH_RATE posts/s, default 20; BENCH_SECONDS, default 15; BENCH_CONNECTIONS, default 64;
 //!   BENCH_TIMELINES=file.csv writes each post's timestamps per hop)
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
@@ -17,8 +17,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{FakeOpenAi, Platform, eventually};
+use campus_testkit::eventually;
 use serde_json::json;
+use support::{FakeOpenAi, Platform};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -29,8 +30,7 @@ fn env_or(name: &str, default: u64) -> u64 {
 }
 
 fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
+    format!("127.0.0.1:{}", campus_testkit::free_port())
 }
 
 struct Proc {
@@ -64,19 +64,14 @@ impl Proc {
     }
 
     fn rss_kib(&self) -> u64 {
-        campus_common::testing::memory_kib(self.child.id()).0
+        campus_testkit::memory_kib(self.child.id()).0
     }
 }
 
 impl Proc {
     /// SIGTERM and wait (again: a no-op).
     fn stop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &self.child.id().to_string()])
-                .status();
-            let _ = self.child.wait();
-        }
+        campus_testkit::stop_child(&mut self.child);
     }
 }
 
@@ -86,21 +81,15 @@ impl Drop for Proc {
     }
 }
 
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
-}
-
-fn report(name: &str, mut v: Vec<f64>) {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+fn report(name: &str, v: Vec<f64>) {
+    let mut l = campus_testkit::Latencies::new();
+    v.iter().for_each(|ms| l.record_ms(*ms));
     println!(
         "  {name:<8} n={:<4} p50={:>7.1} ms  p99={:>7.1} ms  max={:>7.1} ms",
-        v.len(),
-        percentile(&v, 0.5),
-        percentile(&v, 0.99),
-        v.last().copied().unwrap_or(f64::NAN)
+        l.len(),
+        l.ms(0.5),
+        l.ms(0.99),
+        l.max_ms()
     );
 }
 
@@ -271,7 +260,7 @@ async fn poll_inbox(
                     .get(&format!("/list/inbox/{follower}?size=100&page={page}"))
                     .await;
                 assert_eq!(s, 200, "{v}");
-                let ids = common::ids(&v);
+                let ids = support::ids(&v);
                 listed.extend(ids.iter().copied());
                 if ids.len() < 100 || ids.iter().min().is_some_and(|m| *m < oldest_waiting) {
                     break;
@@ -380,7 +369,7 @@ async fn run() {
         "create-to-visible at {rate} posts/s for {seconds} s ({total} posts), polling every 20 ms:"
     );
     let p = Arc::new(p);
-    let redis = redis::Client::open(campus_common::testing::redis_url())
+    let redis = redis::Client::open(campus_testkit::redis_url())
         .unwrap()
         .get_multiplexed_async_connection()
         .await
@@ -464,20 +453,10 @@ async fn run() {
     };
     let want = total as usize;
     let original = stamps(
-        campus_common::testing::read_topic(
-            &p.topic("post.original"),
-            want,
-            Duration::from_secs(20),
-        )
-        .await,
+        campus_testkit::read_topic(&p.topic("post.original"), want, Duration::from_secs(20)).await,
     );
     let inspected = stamps(
-        campus_common::testing::read_topic(
-            &p.topic("post.inspected"),
-            want,
-            Duration::from_secs(20),
-        )
-        .await,
+        campus_testkit::read_topic(&p.topic("post.inspected"), want, Duration::from_secs(20)).await,
     );
     let timelines: Vec<Timeline> = book
         .lock()

@@ -1,14 +1,14 @@
 //! The API on its own: validation, error shape, outbox events with versions, OpenAPI, the binary.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
 use campus_common::envelope::EventType;
-use campus_common::testing;
 use campus_content::events::PostEvent;
-use common::Platform;
+use campus_testkit as testing;
 use serde_json::{Value, json};
+use support::Platform;
 
 async fn count(p: &Platform, sql: &str) -> i64 {
     sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
@@ -204,7 +204,7 @@ async fn writes_reach_post_original_through_the_outbox_with_versions() {
 }
 
 async fn eventually_sent(p: &Platform) {
-    common::eventually(
+    testing::eventually(
         "outbox rows marked sent",
         Duration::from_secs(10),
         || async {
@@ -271,9 +271,9 @@ async fn serves_openapi_swagger_ops_and_metadata() {
         .await;
     assert_eq!(s, 201, "following twice is idempotent");
     let (_, f) = p.get("/users/1/followers").await;
-    assert!(common::ids(&f).contains(&u));
+    assert!(support::ids(&f).contains(&u));
     let (_, f) = p.get(&format!("/users/{u}/followees")).await;
-    assert_eq!(common::ids(&f), [1]);
+    assert_eq!(support::ids(&f), [1]);
     let (s, _) = p.delete(&format!("/follows/{u}/1")).await;
     assert_eq!(s, 204);
     let (s, _) = p.delete(&format!("/follows/{u}/1")).await;

@@ -3,7 +3,7 @@
 //! shared servers. The tests take turns (`HEAVY`): a private OpenSearch node beside a cluster of
 //! three brokers is more than two cores keep responsive, and the shared servers starve with them.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
@@ -11,15 +11,15 @@ use campus_common::config::{KafkaArgs, SecretString};
 use campus_common::envelope::EventType;
 use campus_common::kafka::admin::{Admin, TopicSpec};
 use campus_common::kafka::{Producer, dlq_topic};
-use campus_common::testing;
-use campus_common::testing::{PrivateKafka, PrivateSearch};
 use campus_content::config::EsArgs;
 use campus_content::events::{self, PostEvent, PostView};
 use campus_content::index::SearchIndex;
-use common::{Platform, eventually};
+use campus_testkit as testing;
+use campus_testkit::{PrivateKafka, PrivateSearch, eventually};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use serde_json::json;
+use support::Platform;
 
 /// Held for the whole of each test here: one private server set at a time.
 static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

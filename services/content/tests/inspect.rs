@@ -2,7 +2,7 @@
 //! timeouts, 429/5xx/401 waited out, dead-lettering of what cannot be parsed, the verdict applied
 //! to the detail endpoint, and the offline policy.
 
-mod common;
+mod support;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use campus_common::envelope::EventType;
 use campus_common::kafka::{Producer, Record, dlq_topic};
-use campus_common::testing;
 use campus_content::events::{self, PostEvent, PostView};
-use common::{FakeOpenAi, Platform, Reply, default_reply, eventually};
+use campus_testkit::{self as testing, eventually};
 use serde_json::json;
+use support::{FakeOpenAi, Platform, Reply, default_reply};
 
 fn post(id: u64, version: i64, title: &str) -> PostView {
     PostView {

@@ -3,12 +3,12 @@
 //! with `Retry-After`), store outages (503 with `Retry-After`, not 500), and a readiness that only
 //! MySQL decides.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::Platform;
 use serde_json::{Value, json};
+use support::Platform;
 
 fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or_default()

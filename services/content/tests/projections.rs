@@ -2,19 +2,19 @@
 //! disk sets) and a lost alias are waited out by the index worker; a Redis key of the wrong type
 //! is dead-lettered by the cache worker instead of being retried forever.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
 use campus_common::config::SecretString;
 use campus_common::envelope::EventType;
 use campus_common::kafka::{Producer, dlq_topic};
-use campus_common::testing;
 use campus_content::config::EsArgs;
 use campus_content::events::{self, PostView};
 use campus_content::index::SearchIndex;
-use common::{Platform, eventually};
+use campus_testkit::{self as testing, eventually};
 use serde_json::json;
+use support::Platform;
 
 fn post(id: u64, version: i64, title: &str) -> PostView {
     PostView {

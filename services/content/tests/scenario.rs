@@ -1,19 +1,19 @@
 //! The whole platform end to end: API, inspector (fake OpenAI), cache, inbox and index workers.
 
-mod common;
+mod support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use campus_common::config::SecretString;
 use campus_common::kafka::Handler;
-use campus_common::testing;
 use campus_content::cache::{CacheHandler, PostCache};
 use campus_content::config::EsArgs;
 use campus_content::inbox::{InboxHandler, InboxStore};
 use campus_content::index::{IndexHandler, SearchIndex};
-use common::{FakeOpenAi, Platform, eventually};
+use campus_testkit::{self as testing, eventually};
 use serde_json::{Value, json};
+use support::{FakeOpenAi, Platform};
 use tokio_util::sync::CancellationToken;
 
 const USERS: usize = 10;

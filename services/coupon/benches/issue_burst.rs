@@ -16,9 +16,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use campus_common::testing;
 use campus_coupon::config::RedisArgs;
 use campus_coupon::store::{CouponStore, Decision, EventWindow};
+use campus_testkit::{self as testing, Latencies};
 use chrono::Utc;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -29,14 +29,6 @@ fn knob(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The users of a burst: `requests` tries over `users` users, shuffled (fixed seed per run size).
@@ -51,10 +43,7 @@ struct Proc(Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
+        testing::stop_child(&mut self.0);
     }
 }
 
@@ -127,11 +116,6 @@ impl Conn {
         self.stream.read_exact(&mut self.body).await.expect("body");
         status
     }
-}
-
-fn percentile(sorted: &[u32], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i] as f64 / 1000.0
 }
 
 async fn raw_script_rate(
@@ -210,7 +194,7 @@ async fn http_burst(
     event: i64,
     users: &[i64],
     concurrency: usize,
-) -> (f64, Vec<u32>, Vec<(i64, u16)>) {
+) -> (f64, Latencies, Vec<(i64, u16)>) {
     let users = Arc::new(users.to_vec());
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut conns = Vec::with_capacity(concurrency);
@@ -230,20 +214,19 @@ async fn http_burst(
                 let body = format!(r#"{{"userId":{user},"couponEventId":{event}}}"#);
                 let t = Instant::now();
                 let status = conn.post("/coupons", &body).await;
-                lat.push(t.elapsed().as_micros() as u32);
+                lat.push(t.elapsed());
                 answers.push((user, status));
             }
             (lat, answers)
         });
     }
-    let mut lat = Vec::with_capacity(users.len());
+    let mut lat = Latencies::new();
     let mut answers = Vec::with_capacity(users.len());
     for (l, a) in tasks.join_all().await {
         lat.extend(l);
         answers.extend(a);
     }
     let rate = users.len() as f64 / started.elapsed().as_secs_f64();
-    lat.sort_unstable();
     (rate, lat, answers)
 }
 
@@ -274,7 +257,7 @@ async fn run() {
     let (mysql_url, pool) = testing::fresh_mysql().await;
     let (prefix, mut redis) = testing::fresh_redis().await;
     let kafka_prefix = testing::unique("bench");
-    let http_port = free_port();
+    let http_port = testing::free_port();
     let addr = format!("127.0.0.1:{http_port}");
     let env = vec![
         ("MYSQL_URL", mysql_url.clone()),
@@ -283,7 +266,7 @@ async fn run() {
         ("KAFKA_BROKERS", testing::kafka_brokers()),
         ("KAFKA_PREFIX", kafka_prefix.clone()),
         ("HTTP_ADDR", addr.clone()),
-        ("OPS_ADDR", format!("127.0.0.1:{}", free_port())),
+        ("OPS_ADDR", format!("127.0.0.1:{}", testing::free_port())),
         ("COUPON_KEY_RETENTION_SECS", "600".into()),
         ("RUST_LOG", "warn".into()),
     ];
@@ -364,10 +347,10 @@ async fn run() {
     );
     println!(
         "(b) POST /coupons (API + Kafka ack):          {api_rate:>9.0} req/s  p50 {:.2} ms  p99 {:.2} ms  p999 {:.2} ms  max {:.2} ms",
-        percentile(&lat, 0.50),
-        percentile(&lat, 0.99),
-        percentile(&lat, 0.999),
-        percentile(&lat, 1.0)
+        lat.ms(0.50),
+        lat.ms(0.99),
+        lat.ms(0.999),
+        lat.max_ms()
     );
     if let Some(r) = reference {
         println!(

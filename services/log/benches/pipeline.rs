@@ -37,10 +37,10 @@ use campus_common::http::AccessLog;
 use campus_common::kafka::Record;
 use campus_common::kafka::admin::{Admin, TopicSpec};
 use campus_common::logschema::{self, KubernetesMeta, filebeat_event};
-use campus_common::testing::{self, PrivateKafka, PrivateSearch, memory_kib};
 use campus_log::document::{self, Decoded, Document};
 use campus_log::es::Es;
 use campus_log::query::StatsParams;
+use campus_testkit::{self as testing, PrivateKafka, PrivateSearch, memory_kib};
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use rdkafka::producer::{BaseRecord, Producer as _, ThreadedProducer};
 
@@ -355,10 +355,7 @@ impl Indexer {
 
     /// SIGTERM (it commits and exits), then the sampled peak RSS in MiB.
     fn stop(mut self) -> f64 {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
+        testing::stop_child(&mut self.child);
         self.sampler.join().unwrap() as f64 / 1024.0
     }
 }

@@ -1,11 +1,13 @@
 //! The log API against the real local servers: search, and stats with the `percentiles`
 //! aggregation, on the shared OpenSearch node.
 
-mod common;
+mod support;
+
+use std::time::Duration;
 
 use campus_common::http::AccessLog;
-use campus_common::testing;
-use common::*;
+use campus_testkit::{self as testing, eventually, percentile};
+use support::*;
 
 fn mix_for_search() -> Vec<AccessLog> {
     let mut lines = Vec::new();
@@ -228,7 +230,7 @@ async fn stats_count_classes_rates_and_percentiles() {
     for (row, values) in [(&latency[0], &detail), (&latency[1], &coupons)] {
         for (key, p) in [("p50", 50.0), ("p95", 95.0), ("p99", 99.0)] {
             let got = row[key].as_f64().unwrap();
-            let want = exact_percentile(values, p);
+            let want = percentile::interpolated(values, p);
             assert!(
                 (got - want).abs() <= 1.0,
                 "{} {key}: got {got}, want {want}",
@@ -269,11 +271,7 @@ async fn no_indices_yet_means_no_hits() {
 
 #[tokio::test]
 async fn an_unreachable_store_is_503_and_not_ready() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = testing::free_port();
     let (base, token) = start_api(&format!("http://127.0.0.1:{port}"), "access-log").await;
     let (status, v) = get_json(&format!("{base}/logs/stats")).await;
     assert_eq!(status, 503);
@@ -340,7 +338,7 @@ async fn on_the_logstash_path_the_api_installs_the_template_and_alias_at_start()
     let http = reqwest::Client::new();
     let template = campus_contract::access_log::template_name(&prefix).to_owned();
     let alias = campus_contract::access_log::alias(&prefix).to_owned();
-    let templates = eventually(30, "the index template", || async {
+    let templates = eventually("the index template", Duration::from_secs(30), || async {
         let res = http
             .get(format!("{es_url}/_index_template/{template}"))
             .send()
@@ -357,7 +355,7 @@ async fn on_the_logstash_path_the_api_installs_the_template_and_alias_at_start()
         serde_json::json!([format!("{prefix}-*")]),
         "{templates}"
     );
-    let aliases = eventually(30, "the alias", || async {
+    let aliases = eventually("the alias", Duration::from_secs(30), || async {
         let res = http
             .get(format!("{es_url}/_alias/{alias}"))
             .send()

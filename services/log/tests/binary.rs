@@ -1,22 +1,21 @@
 //! The real `campus-log` binary: start-up failures are one clear line; the indexer's logs carry
 //! request ids; SIGTERM stops it cleanly.
 
-mod common;
+mod support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use campus_common::testing;
-use common::*;
+use campus_testkit as testing;
+use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_campus-log");
 
 /// A port nobody listens on.
 fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+    testing::free_port()
 }
 
 fn run(args: &[&str], env: &[(&str, String)]) -> (i32, String) {
@@ -156,11 +155,8 @@ async fn worker_logs_carry_request_ids_and_sigterm_stops_it() {
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].header("x-request-id"), Some(&b"req-4711"[..]));
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let status = testing::signal(child.id(), testing::process::Signal::SIGTERM);
+    assert!(status.is_ok(), "{status:?}");
     let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
         .await
         .unwrap();

@@ -5,32 +5,18 @@
 //! `campus-log worker index` writes them into the shared OpenSearch → the log API finds each
 //! request by its id. Skipped without `$CAMPUS_TEST_FILEBEAT`, failed on CI.
 
-mod common;
+mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use campus_common::kafka::admin::TopicSpec;
-use campus_common::testing::{self, Filebeat, ServerProcess};
-use common::*;
+use campus_testkit::{self as testing, Filebeat, ServerProcess, eventually};
 use serde_json::{Value, json};
+use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_campus-log");
-
-/// Another workspace crate's binary, built here when a single-crate test run has not built it.
-fn sibling_binary(package: &str) -> PathBuf {
-    let path = PathBuf::from(BIN).with_file_name(package);
-    if !path.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", package, "--bin", package])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .unwrap();
-        assert!(status.success(), "cargo build -p {package} failed");
-    }
-    path
-}
 
 /// An API process on a free port, its stdout and stderr appended to `log`.
 async fn start_api(bin: &Path, env: Vec<(&str, String)>, log: &Path) -> (ServerProcess, String) {
@@ -77,7 +63,7 @@ async fn a_real_filebeat_ships_the_apis_access_logs_through_kafka_into_the_log_a
     let (coupon_log, log_log) = (dir.join("coupon-api.log"), dir.join("log-api.log"));
     let (mysql, _) = testing::fresh_mysql().await;
     let (mut coupon, k) = start_api(
-        &sibling_binary("campus-coupon"),
+        &testing::sibling_binary(BIN, "campus-coupon"),
         vec![
             ("KAFKA_BROKERS", testing::kafka_brokers()),
             ("KAFKA_PREFIX", kafka_prefix.clone()),
@@ -176,13 +162,17 @@ async fn a_real_filebeat_ships_the_apis_access_logs_through_kafka_into_the_log_a
     // searches would be access lines too, with the ids in their query strings).
     let store = es(&es_url);
     for (rid, ..) in &sent {
-        eventually(120, &format!("request {rid} indexed"), || async {
-            store.refresh(&index_prefix).await.ok()?;
-            let body = json!({"size": 0, "track_total_hits": true,
+        eventually(
+            &format!("request {rid} indexed"),
+            Duration::from_secs(120),
+            || async {
+                store.refresh(&index_prefix).await.ok()?;
+                let body = json!({"size": 0, "track_total_hits": true,
                 "query": {"term": {"request_id": rid}}});
-            let found = store.search(&index_prefix, &body).await.ok()?;
-            (found["hits"]["total"]["value"] == 1).then_some(())
-        })
+                let found = store.search(&index_prefix, &body).await.ok()?;
+                (found["hits"]["total"]["value"] == 1).then_some(())
+            },
+        )
         .await;
     }
     // The log API finds each request by its id, exactly once, as the client saw it.

@@ -1,12 +1,12 @@
 //! The native indexer against the real local Kafka and Elasticsearch (scripts/servers.sh).
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
 use campus_common::kafka::dlq_headers;
-use campus_common::testing::{self, PrivateSearch};
-use common::*;
+use campus_testkit::{self as testing, PrivateSearch, eventually};
+use support::*;
 
 /// Access lines over two days, ordinary log lines, a non-JSON line and a line the mapping refuses:
 /// every access line lands in the daily index of its own time, the others are skipped or
@@ -65,7 +65,7 @@ async fn indexes_daily_dead_letters_bad_lines_and_replays_without_duplicates() {
 
     let group = testing::unique("log-index");
     let worker = start_worker(&es_url, &topic, &group, &prefix).await;
-    eventually(60, "30 indexed documents", || async {
+    eventually("30 indexed documents", Duration::from_secs(60), || async {
         (count(&es, &prefix).await == 30).then_some(())
     })
     .await;
@@ -117,13 +117,17 @@ async fn indexes_daily_dead_letters_bad_lines_and_replays_without_duplicates() {
     // Replay from offset 0 (a new group starts at the earliest offset): same ids, same counts.
     let replay_group = testing::unique("log-index-replay");
     let replay = start_worker(&es_url, &topic, &replay_group, &prefix).await;
-    eventually(60, "the replay to see all 30 access lines", || async {
-        (replay
-            .metric("campus_log_index_documents_total{outcome=\"duplicate\"}")
-            .await
-            == 30.0)
-            .then_some(())
-    })
+    eventually(
+        "the replay to see all 30 access lines",
+        Duration::from_secs(60),
+        || async {
+            (replay
+                .metric("campus_log_index_documents_total{outcome=\"duplicate\"}")
+                .await
+                == 30.0)
+                .then_some(())
+        },
+    )
     .await;
     assert_eq!(
         replay
@@ -204,7 +208,7 @@ async fn an_elasticsearch_outage_stalls_the_indexer_without_dead_lettering() {
             .collect()
     };
     produce(&topic, &lines(0)).await;
-    eventually(60, "the first 10 lines", || async {
+    eventually("the first 10 lines", Duration::from_secs(60), || async {
         (count(&es, &prefix).await == 10).then_some(())
     })
     .await;
@@ -212,7 +216,7 @@ async fn an_elasticsearch_outage_stalls_the_indexer_without_dead_lettering() {
     server.stop().await;
     produce(&topic, &lines(10)).await;
     // The worker is retrying against nothing now.
-    eventually(60, "a failed bulk attempt", || async {
+    eventually("a failed bulk attempt", Duration::from_secs(60), || async {
         (worker
             .metric("campus_log_index_bulk_duration_seconds_count")
             .await
@@ -224,9 +228,11 @@ async fn an_elasticsearch_outage_stalls_the_indexer_without_dead_lettering() {
     server.resume().await;
     // The node comes back with its data: the 10 lines from before and the 10 that waited, each
     // once.
-    eventually(60, "the 10 waiting lines after the outage", || async {
-        (count(&es, &prefix).await == 20).then_some(())
-    })
+    eventually(
+        "the 10 waiting lines after the outage",
+        Duration::from_secs(60),
+        || async { (count(&es, &prefix).await == 20).then_some(()) },
+    )
     .await;
     assert_eq!(
         worker
@@ -235,7 +241,7 @@ async fn an_elasticsearch_outage_stalls_the_indexer_without_dead_lettering() {
         0.0
     );
     // All 20 records finished (the runtime counts a batch just after its bulk answered).
-    eventually(30, "20 records finished", || async {
+    eventually("20 records finished", Duration::from_secs(30), || async {
         (worker.metric("campus_consumer_records_total{").await == 20.0).then_some(())
     })
     .await;

@@ -19,7 +19,7 @@
 //! services is fed (their own JSON log lines too, as Filebeat ships them unless told otherwise),
 //! plus one line that is not JSON.
 
-mod common;
+mod support;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -30,9 +30,9 @@ use std::time::Duration;
 
 use campus_common::http::AccessLog;
 use campus_common::logschema::{self, KubernetesMeta, filebeat_event};
-use campus_common::testing;
-use common::*;
+use campus_testkit::{self as testing, eventually};
 use serde_json::{Value, json};
+use support::*;
 
 /// A service binary running as a child process, its stdout collected line by line.
 struct Service {
@@ -66,15 +66,20 @@ impl Service {
             }
         });
         // `serve` logs `{"addr": "127.0.0.1:PORT", "message": "listening"}` once bound.
-        let addr = eventually(120, &format!("{name} to listen"), || {
-            let lines = lines.clone();
-            async move {
-                lines.lock().unwrap().iter().find_map(|l| {
-                    let v: Value = serde_json::from_str(l).ok()?;
-                    (v["message"] == "listening").then(|| v["addr"].as_str().map(str::to_owned))?
-                })
-            }
-        })
+        let addr = eventually(
+            &format!("{name} to listen"),
+            Duration::from_secs(120),
+            || {
+                let lines = lines.clone();
+                async move {
+                    lines.lock().unwrap().iter().find_map(|l| {
+                        let v: Value = serde_json::from_str(l).ok()?;
+                        (v["message"] == "listening")
+                            .then(|| v["addr"].as_str().map(str::to_owned))?
+                    })
+                }
+            },
+        )
         .await;
         let admin = lines.lock().unwrap().iter().find_map(|l| {
             let v: Value = serde_json::from_str(l).ok()?;
@@ -105,27 +110,8 @@ impl Service {
 
 impl Drop for Service {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
+        testing::stop_child(&mut self.child);
     }
-}
-
-/// Another workspace crate's binary. A workspace test run (scripts/test.sh) has built it; when
-/// it is missing (`cargo test -p campus-log` alone) it is built here.
-fn sibling_binary(package: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_BIN_EXE_campus-log")).with_file_name(package);
-    if !path.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", package, "--bin", package])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .unwrap();
-        assert!(status.success(), "cargo build -p {package} failed");
-    }
-    assert!(path.exists(), "{} missing", path.display());
-    path
 }
 
 /// Sends requests and records the status each one got, by route (the client's view of the mix).
@@ -182,8 +168,8 @@ async fn real_requests_flow_through_kafka_and_the_indexer_into_the_log_api() {
         env
     };
     let (content_bin, coupon_bin) = (
-        sibling_binary("campus-content"),
-        sibling_binary("campus-coupon"),
+        testing::sibling_binary(env!("CARGO_BIN_EXE_campus-log"), "campus-content"),
+        testing::sibling_binary(env!("CARGO_BIN_EXE_campus-log"), "campus-coupon"),
     );
 
     // The three APIs, as their Deployments run them.
@@ -224,12 +210,16 @@ async fn real_requests_flow_through_kafka_and_the_indexer_into_the_log_api() {
     .await;
     // The API creates today's index in the background; a search that comes while the index's
     // shard is still starting fails (all shards failed), so the mix starts once it is there.
-    eventually(60, "the log API's template and index", || async {
-        log.lines()
-            .iter()
-            .any(|l| l.contains("access-log index template and alias installed"))
-            .then_some(())
-    })
+    eventually(
+        "the log API's template and index",
+        Duration::from_secs(60),
+        || async {
+            log.lines()
+                .iter()
+                .any(|l| l.contains("access-log index template and alias installed"))
+                .then_some(())
+        },
+    )
     .await;
 
     // A known request mix.
@@ -320,14 +310,18 @@ async fn real_requests_flow_through_kafka_and_the_indexer_into_the_log_api() {
     // Every request became exactly one access line, with exactly the fields the pipeline maps.
     let want = mix.statuses.len();
     let services = [&content, &coupon, &log];
-    eventually(30, "one access line per request", || async {
-        (services
-            .iter()
-            .map(|s| s.access_lines().len())
-            .sum::<usize>()
-            == want)
-            .then_some(())
-    })
+    eventually(
+        "one access line per request",
+        Duration::from_secs(30),
+        || async {
+            (services
+                .iter()
+                .map(|s| s.access_lines().len())
+                .sum::<usize>()
+                == want)
+                .then_some(())
+        },
+    )
     .await;
     let mapped: Vec<&str> = logschema::FIELDS.iter().map(|(n, _)| *n).collect();
     let mut access = Vec::new();
@@ -379,9 +373,11 @@ async fn real_requests_flow_through_kafka_and_the_indexer_into_the_log_api() {
 
     let group = testing::unique("log-index");
     let worker = start_worker(&es_url, &topic, &group, &prefix).await;
-    eventually(60, "every access line indexed", || async {
-        (count(&es, &prefix).await == want as u64).then_some(())
-    })
+    eventually(
+        "every access line indexed",
+        Duration::from_secs(60),
+        || async { (count(&es, &prefix).await == want as u64).then_some(()) },
+    )
     .await;
     let dlq = campus_common::kafka::dlq_topic(&topic, &group);
     let dead = testing::read_topic(&dlq, 1, Duration::from_secs(30)).await;
@@ -434,7 +430,7 @@ async fn real_requests_flow_through_kafka_and_the_indexer_into_the_log_api() {
         assert_eq!(row["count"], durations.len() as u64, "{route}");
         for (key, p) in [("p50", 50.0), ("p95", 95.0), ("p99", 99.0)] {
             let got = row[key].as_f64().unwrap();
-            let (lo, hi) = percentile_bounds(durations, p);
+            let (lo, hi) = testing::percentile::rank_bounds(durations, p);
             // `duration_ms` is mapped as `float`: values come back rounded to f32.
             let (lo, hi) = (lo - lo.abs() * 1e-6, hi + hi.abs() * 1e-6);
             assert!(
@@ -481,27 +477,21 @@ async fn real_requests_flow_through_kafka_and_the_indexer_into_the_log_api() {
         &prefix,
     )
     .await;
-    eventually(60, "the replay to reach every access line", || async {
-        (replay
-            .metric("campus_log_index_documents_total{outcome=\"duplicate\"}")
-            .await
-            == want as f64)
-            .then_some(())
-    })
+    eventually(
+        "the replay to reach every access line",
+        Duration::from_secs(60),
+        || async {
+            (replay
+                .metric("campus_log_index_documents_total{outcome=\"duplicate\"}")
+                .await
+                == want as f64)
+                .then_some(())
+        },
+    )
     .await;
     assert_eq!(count(&es, &prefix).await, want as u64);
     let (_, again) = get_json(&format!("{l}/logs/stats?{window}")).await;
     assert_eq!(again["total"], want as u64);
     replay.stop().await;
     cleanup(&es, &prefix).await;
-}
-
-/// The values at the ranks around the p-th percentile: any sensible estimate lies between them.
-fn percentile_bounds(values: &[f64], p: f64) -> (f64, f64) {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    let rank = p / 100.0 * (v.len() - 1) as f64;
-    let lo = (rank.floor() as usize).saturating_sub(1);
-    let hi = (rank.ceil() as usize + 1).min(v.len() - 1);
-    (v[lo], v[hi])
 }

@@ -1,34 +1,52 @@
-//! Isolation helpers for tests against the real local servers started by `scripts/servers.sh`.
-//! Each helper hands out a fresh database, topic, index, Mongo database or Redis key prefix, so
-//! tests run in parallel without seeing each other's data.
+//! What the workspace's tests and benchmarks share (a dev-dependency of every crate that has
+//! tests against real servers):
 //!
-//! Addresses come from `CAMPUS_TEST_*` variables (`scripts/servers.sh env` prints them); the
-//! defaults are the script's default ports on 127.0.0.1.
+//! - Isolation on the real local servers started by `scripts/servers.sh`: each helper hands out
+//!   a fresh database, topic, index, Mongo database or Redis key prefix, so tests run in parallel
+//!   without seeing each other's data. Addresses come from `CAMPUS_TEST_*` variables
+//!   (`scripts/servers.sh env` prints them); the defaults are the script's default ports on
+//!   127.0.0.1.
+//! - Private servers a test may stop, kill and restart ([`PrivateKafka`], [`PrivateMysql`],
+//!   [`PrivateRedis`], [`PrivateSearch`]) and the real Filebeat ([`Filebeat`]).
+//! - [`process`]: server processes in their own process group, signals (no shelling out to
+//!   `kill`), free ports, another workspace binary, memory of a process.
+//! - [`poll`]: [`eventually`] and [`wait_until`], the one polling loop.
+//! - [`percentile`]: latency summaries (HDR histogram) for benchmarks, exact percentiles for tests
+//!   that check a server's.
 
 use std::time::Duration;
 
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
 use sqlx::{Connection, Executor, MySqlConnection};
 
-use crate::config::KafkaArgs;
+use campus_common::config::KafkaArgs;
 
 mod filebeat;
 mod kafka;
+pub mod percentile;
+pub mod poll;
 mod private_mysql;
 mod private_redis;
-mod process;
+pub mod process;
 mod search;
 
-use crate::kafka::admin::{Admin, TopicSpec};
+use campus_common::kafka::admin::{Admin, TopicSpec};
 pub use filebeat::{FILEBEAT_ENV, Filebeat};
 pub use kafka::PrivateKafka;
+pub use percentile::Latencies;
+pub use poll::{eventually, wait_until};
 pub use private_mysql::PrivateMysql;
 pub use private_redis::PrivateRedis;
 pub use process::{
-    ServerProcess, cache_dir, free_port, free_port_pair, listening, scripts_dir, signal_group,
-    wait_ports,
+    ServerProcess, cache_dir, free_port, free_port_pair, listening, memory_kib, scripts_dir,
+    sibling_binary, signal, signal_group, stop_child, wait_ports,
 };
 pub use search::PrivateSearch;
+
+/// True on CI (`CI=true`), where a missing tool fails the test instead of skipping it.
+pub fn on_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
 
 fn var(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
@@ -138,7 +156,11 @@ pub async fn fresh_redis() -> (String, redis::aio::MultiplexedConnection) {
 
 /// Reads every record currently in `topic` (all partitions) with a throwaway group, until `want`
 /// records arrived or `timeout` passed.
-pub async fn read_topic(topic: &str, want: usize, timeout: Duration) -> Vec<crate::kafka::Record> {
+pub async fn read_topic(
+    topic: &str,
+    want: usize,
+    timeout: Duration,
+) -> Vec<campus_common::kafka::Record> {
     use rdkafka::consumer::{Consumer, StreamConsumer};
     use rdkafka::message::{Headers, Message};
     let mut cfg = kafka().client_config();
@@ -171,7 +193,7 @@ pub async fn read_topic(topic: &str, want: usize, timeout: Duration) -> Vec<crat
             Ok(Err(e)) => panic!("consume {topic}: {e}"),
             Err(_) => break,
         };
-        out.push(crate::kafka::Record {
+        out.push(campus_common::kafka::Record {
             topic: m.topic().to_owned(),
             partition: m.partition(),
             offset: m.offset(),
@@ -189,18 +211,4 @@ pub async fn read_topic(topic: &str, want: usize, timeout: Duration) -> Vec<crat
         });
     }
     out
-}
-
-/// (VmRSS, VmHWM) of a process in KiB, from /proc; zeros once it is gone. For benchmarks.
-pub fn memory_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }

@@ -1,14 +1,16 @@
 //! Behaviour of the API with the worker, one endpoint at a time.
 
+mod support;
+
 use std::time::Duration;
 
 use campus_common::config::KafkaArgs;
-use campus_common::testing;
+use campus_testkit::{self as testing, free_port};
 use chrono::Utc;
 use redis::AsyncCommands;
 use serde_json::json;
 
-use crate::support::{Env, free_port};
+use support::Env;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issues_once_per_user_then_lists_and_uses() {
@@ -340,7 +342,7 @@ async fn serves_openapi_swagger_and_ops_endpoints() {
 async fn rate_limits_answer_429_with_retry_after() {
     use campus_coupon::config::RateLimitArgs;
     let topic = testing::fresh_topic("coupon-request", 1).await;
-    let servers = crate::support::Servers {
+    let servers = support::Servers {
         rate_limits: RateLimitArgs {
             per_user: 1,
             per_user_burst: 2,

@@ -1,7 +1,10 @@
-//! Shared test wiring: an API on port 0 with a fresh database, Redis prefix and topic; issue
-//! workers as tasks; a private Kafka that can be stopped and started.
+//! Shared test wiring for the integration tests against the real local servers
+//! (scripts/servers.sh): an API on port 0 with a fresh database, Redis prefix and topic; issue
+//! workers as tasks; a private Kafka that can be stopped and started; the bursts ([`burst`]).
 
 #![allow(dead_code)]
+
+pub mod burst;
 
 use std::collections::HashMap;
 
@@ -11,12 +14,12 @@ use campus_common::config::KafkaArgs;
 use campus_common::kafka::Producer;
 use campus_common::kafka::admin::{Admin, TopicSpec};
 use campus_common::kafka::consumer::ConsumerMetrics;
-use campus_common::testing;
 use campus_coupon::config::{RateLimitArgs, RedisArgs};
 use campus_coupon::inflight::InFlight;
 use campus_coupon::metrics::WorkerMetrics;
 use campus_coupon::store::CouponStore;
 use campus_coupon::{AppState, admin_app, app, cli, db, worker};
+use campus_testkit as testing;
 use chrono::{DateTime, Utc};
 use redis::AsyncCommands;
 use serde_json::{Value, json};
@@ -24,23 +27,7 @@ use sqlx::MySqlPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// Polls `f` until it returns `Some`, or panics after `deadline`.
-pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let end = tokio::time::Instant::now() + deadline;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        if tokio::time::Instant::now() > end {
-            panic!("timed out after {deadline:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use campus_testkit::eventually;
 
 /// An API on a real listener with its own database, Redis prefix and topic.
 pub struct Env {
@@ -349,9 +336,6 @@ pub fn burst_plan(users: i64, tries: usize) -> Vec<i64> {
     plan.shuffle(&mut rand::rng());
     plan
 }
-
-/// A free TCP port on 127.0.0.1.
-pub use campus_common::testing::free_port;
 
 /// A private Apache Kafka broker on free ports, for tests that stop the broker midway; see
 /// [`testing::PrivateKafka`].

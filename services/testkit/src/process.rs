@@ -1,13 +1,15 @@
-//! Server processes that tests and benchmarks start for themselves: each runs in its own process
-//! group with its output in a log file, is stopped by its PID (the group), and is killed when
-//! dropped, so a failed test leaves nothing running.
+//! Processes that tests and benchmarks start for themselves. A [`ServerProcess`] runs in its own
+//! process group with its output in a log file, is stopped by its PID (the group), and is killed
+//! when dropped, so a failed test leaves nothing running. Signals go through [`signal`] and
+//! [`signal_group`] (nix), never a `kill` child process.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, killpg};
+pub use nix::sys::signal::Signal;
+use nix::sys::signal::{kill, killpg};
 use nix::unistd::Pid;
 
 /// `$CAMPUS_CACHE`, else `~/.cache/campus`: where scripts/deps.sh installs servers.
@@ -45,6 +47,51 @@ pub fn listening(port: u16) -> bool {
 /// Sends `signal` to the process group `pid` leads; a group that is gone is not an error.
 pub fn signal_group(pid: u32, signal: Signal) {
     let _ = killpg(Pid::from_raw(pid as i32), signal);
+}
+
+/// Sends `signal` to the one process `pid` (a child started without a group of its own).
+pub fn signal(pid: u32, signal: Signal) -> nix::Result<()> {
+    kill(Pid::from_raw(pid as i32), signal)
+}
+
+/// SIGTERM to `child` and waits for it to exit; a child that already exited is only reaped.
+/// For `Drop`s and the end of benchmarks: its exit status, if it could be read.
+pub fn stop_child(child: &mut Child) -> Option<ExitStatus> {
+    if let Ok(None) = child.try_wait() {
+        let _ = signal(child.id(), Signal::SIGTERM);
+    }
+    child.wait().ok()
+}
+
+/// Another workspace package's binary of the same name, beside `own` (a test's
+/// `env!("CARGO_BIN_EXE_…")`). A workspace test run has built it; when it is missing (`cargo test
+/// -p <one crate>`) it is built here.
+pub fn sibling_binary(own: &str, package: &str) -> PathBuf {
+    let path = PathBuf::from(own).with_file_name(package);
+    if !path.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", package, "--bin", package])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap_or_else(|e| panic!("cargo build -p {package}: {e}"));
+        assert!(status.success(), "cargo build -p {package} failed");
+    }
+    assert!(path.exists(), "{} missing", path.display());
+    path
+}
+
+/// (VmRSS, VmHWM) of a process in KiB, from /proc; zeros once it is gone. For benchmarks.
+pub fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
 /// Waits until every port in `ports` is open (`open`) or closed, up to `timeout`.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::process::ServerProcess;
-use super::unique;
+use super::{on_ci, unique};
 
 /// The variable naming the Filebeat binary.
 pub const FILEBEAT_ENV: &str = "CAMPUS_TEST_FILEBEAT";
@@ -15,11 +15,6 @@ pub const FILEBEAT_ENV: &str = "CAMPUS_TEST_FILEBEAT";
 #[derive(Debug, Clone)]
 pub struct Filebeat {
     bin: PathBuf,
-}
-
-/// True on CI (`CI=true`), where a missing tool fails the test instead of skipping it.
-fn on_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
 impl Filebeat {

@@ -1,5 +1,7 @@
 //! The real binary: start-up failures are one clear `error:` line on stderr and a non-zero exit.
 
+mod support;
+
 use std::process::Command;
 
 fn campus_coupon() -> Command {
@@ -73,7 +75,7 @@ fn an_unreachable_mysql_is_one_line_and_a_failed_exit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconcile_prints_the_report_and_fails_on_drift() {
-    let env = crate::support::Env::start().await;
+    let env = support::Env::start().await;
     let worker = env.start_worker();
     let event = env.create_event(5).await;
     assert_eq!(env.issue(1, event).await.0, 201);
@@ -81,7 +83,7 @@ async fn reconcile_prints_the_report_and_fails_on_drift() {
     worker.stop().await;
     let db_url = format!(
         "{}/{}",
-        campus_common::testing::mysql_url(),
+        campus_testkit::mysql_url(),
         sqlx::query_scalar::<_, String>("SELECT DATABASE()")
             .fetch_one(&env.pool)
             .await
@@ -91,7 +93,7 @@ async fn reconcile_prints_the_report_and_fails_on_drift() {
         let mut c = campus_coupon();
         c.arg("reconcile")
             .env("MYSQL_URL", &db_url)
-            .env("REDIS_URL", campus_common::testing::redis_url())
+            .env("REDIS_URL", campus_testkit::redis_url())
             .env("REDIS_KEY_PREFIX", &env.prefix);
         if fail {
             c.arg("--fail-on-drift");

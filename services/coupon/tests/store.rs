@@ -1,11 +1,13 @@
 //! The Redis scripts on their own: TTLs tied to the event's end, the give-back/claim protocol.
 
+mod support;
+
 use campus_coupon::store::{Claim, Decision, EventWindow, GiveBack};
 use chrono::Utc;
 use redis::AsyncCommands;
 use uuid::Uuid;
 
-use crate::support::Env;
+use support::Env;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_expire_at_the_events_end_plus_retention() {

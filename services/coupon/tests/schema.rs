@@ -1,7 +1,7 @@
 //! The coupon and content schemas in one MySQL database, as a `CampusPlatform` with a single
 //! MySQL URL gives them: each service's migrations must leave the other's alone, in either order.
 
-use campus_common::testing;
+use campus_testkit as testing;
 use sqlx::migrate::Migrator;
 
 /// The content service's real migrations, recorded in sqlx's default table.

@@ -1,15 +1,17 @@
 //! The issue worker on its own records: poison goes to the dead-letter topic, given-back requests
 //! are not stored, redelivery stores nothing twice.
 
+mod support;
+
 use std::time::Duration;
 
 use campus_common::envelope::{Envelope, EventType};
 use campus_common::kafka::{Producer, dlq_topic};
-use campus_common::testing;
 use campus_coupon::model::IssueRequested;
+use campus_testkit as testing;
 use uuid::Uuid;
 
-use crate::support::Env;
+use support::Env;
 
 async fn send(env: &Env, producer: &Producer, event: i64, user: i64, id: Uuid) {
     let mut e = Envelope::new(

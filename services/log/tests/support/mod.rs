@@ -2,16 +2,15 @@
 //! in-process indexer, polling.
 #![allow(dead_code)]
 
-use std::future::Future;
 use std::time::Duration;
 
 use campus_common::config::SecretString;
 use campus_common::http::AccessLog;
 use campus_common::kafka::Producer;
 use campus_common::logschema::{KubernetesMeta, filebeat_event};
-use campus_common::testing;
 use campus_log::es::Es;
 use campus_log::indexer::{IndexSettings, Worker};
+use campus_testkit as testing;
 use chrono::{DateTime, Utc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -130,24 +129,6 @@ pub async fn start_worker(es_url: &str, topic: &str, group: &str, prefix: &str) 
     RunningWorker { token, ops, task }
 }
 
-/// Polls `check` every 100 ms until it returns `Some`, or panics after `secs` seconds with `what`.
-pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!("timed out after {secs} s waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Document count of `target` after a refresh.
 pub async fn count(es: &Es, target: &str) -> u64 {
     es.refresh(target).await.unwrap();
@@ -194,14 +175,4 @@ pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
     let res = reqwest::get(url).await.unwrap();
     let status = res.status().as_u16();
     (status, res.json().await.unwrap())
-}
-
-/// The percentile by linear interpolation between closest ranks (what Elasticsearch's t-digest
-/// approximates on small sets).
-pub fn exact_percentile(values: &[f64], p: f64) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    let rank = p / 100.0 * (v.len() - 1) as f64;
-    let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
-    v[lo] + (v[hi] - v[lo]) * (rank - lo as f64)
 }

@@ -2,7 +2,6 @@
 //! index) on the real local servers, the API and workers in-process, and a fake OpenAI server.
 #![allow(dead_code)]
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,9 +11,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use campus_common::kafka::admin::TopicSpec;
-use campus_common::testing;
 use campus_content::api::Api;
 use campus_content::cli::{Cli, Command};
+use campus_testkit as testing;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -331,23 +330,7 @@ impl ParseVec for Cli {
     }
 }
 
-/// Polls `check` until it returns `Some`, or panics after `deadline`.
-pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let end = tokio::time::Instant::now() + deadline;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        if tokio::time::Instant::now() > end {
-            panic!("timed out waiting for: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use campus_testkit::eventually;
 
 /// What the fake model does with one request.
 #[derive(Clone, Debug)]

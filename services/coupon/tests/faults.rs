@@ -3,19 +3,21 @@
 //! Redis keys are gone. Every 201 ends as a coupon row, the dead-letter topic stays empty (a store
 //! outage is waited out), and MySQL never holds more than the limit.
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
 use campus_common::envelope::{Envelope, EventType};
 use campus_common::kafka::{Producer, dlq_topic};
-use campus_common::testing::{self, PrivateMysql, PrivateRedis};
 use campus_coupon::db;
 use campus_coupon::model::IssueRequested;
+use campus_testkit::{self as testing, PrivateMysql, PrivateRedis, eventually};
 use uuid::Uuid;
 
-use crate::burst::{LIMIT, REQUESTS, USERS, assert_exact, fire, tally};
-use crate::support::{Env, Servers, burst_plan, eventually};
+use support::burst::{LIMIT, REQUESTS, USERS, assert_exact, fire, tally};
+use support::{Env, Servers, burst_plan};
 
 /// Every record the worker group dead-lettered (waits `wait` for the first).
 async fn dead_letters(env: &Env, wait: Duration) -> Vec<campus_common::kafka::Record> {
@@ -168,7 +170,7 @@ async fn a_replay_without_redis_keys_never_exceeds_the_limit() {
         send(&producer, &env.topic, event, user, Uuid::now_v7()).await;
     }
 
-    let replay = crate::support::Env::replay_group(&env);
+    let replay = support::Env::replay_group(&env);
     let worker = env.start_worker_in(&replay);
     let dlq = testing::read_topic(
         &dlq_topic(&env.topic, &replay),

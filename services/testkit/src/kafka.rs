@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::process::{ServerProcess, free_port_pair, scripts_dir, wait_ports};
 use super::unique;
-use crate::config::KafkaArgs;
+use campus_common::config::KafkaArgs;
 
 const STARTED: &str = "Kafka Server started";
 
