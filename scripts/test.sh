@@ -8,17 +8,21 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 bash scripts/deps.sh kube
 bash scripts/kube.sh build
-started_servers=0; started_kube=0
+started_servers=""; started_kube=0
 cleanup() {
   [ $started_kube = 1 ] && bash scripts/kube.sh stop >/dev/null || true
-  [ $started_servers = 1 ] && bash scripts/servers.sh stop >/dev/null || true
+  # shellcheck disable=SC2086
+  [ -n "$started_servers" ] && bash scripts/servers.sh stop $started_servers >/dev/null || true
 }
 trap cleanup EXIT
 if ! bash scripts/servers.sh status >/dev/null 2>&1; then
-  bash scripts/servers.sh start; started_servers=1
+  # The servers this run starts, known before it starts them: one that fails to start (a port taken)
+  # must not leave the others running.
+  started_servers=$({ bash scripts/servers.sh status 2>/dev/null || true; } | awk -F: '/stopped/ {print $1}' | tr '\n' ' ')
+  bash scripts/servers.sh start
 fi
 if ! [ -f target/kube/apiserver.pid ] || ! kill -0 "$(cat target/kube/apiserver.pid)" 2>/dev/null; then
-  bash scripts/kube.sh start; started_kube=1
+  started_kube=1; bash scripts/kube.sh start
 fi
 eval "$(bash scripts/servers.sh env)"
 eval "$(bash scripts/kube.sh env)"
