@@ -6,8 +6,10 @@
 #   scripts/chart-test.sh static     copies current, helm lint, helm template + kubernetes-validate
 #                                    --strict (1.37), wrong-typed values rejected, the real skaffold's
 #                                    diagnose + render of skaffold.yaml for every profile against the chart
-#                                    and kind-config.yaml (the Containerfile/chart/local-mode/contract
-#                                    cross-check is a cargo test: services/contract/tests/dev_files.rs),
+#                                    and kind-config.yaml (what skaffold cannot check -- artifacts vs
+#                                    Containerfile targets, values keys, Containerfile binaries and
+#                                    ports vs the contract, local-mode ports vs kind-config.yaml -- is a
+#                                    cargo test: services/contract/tests/dev_files.rs),
 #                                    the chart README current (helm-docs), every pod's securityContext and
 #                                    resources (default and helm/openshift-values.yaml), image refs,
 #                                    infrastructure.auth without lookup, Kafka UI, the helm test pod,

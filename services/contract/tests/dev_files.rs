@@ -4,12 +4,17 @@
 //! - `docker/Containerfile`: targets, binaries, ports, user (and `docker/Containerfile.scratch`,
 //!   its twin); `scripts/images.sh`: the binaries it packs; the workspace: the binaries that exist.
 //! - The ports: this crate's [`campus_contract::port`] against the images' `EXPOSE`, the
-//!   operator's default `OPS_ADDR` and the port its builders give the APIs.
-//! - `skaffold.yaml` (artifacts, the helm values it sets, port-forwards, every profile),
-//!   `helm/campus` rendered with skaffold's values (Services, NodePorts, image values),
-//!   `kind-config.yaml` (node ports mapped to localhost) and `scripts/local.sh` (the local mode's
-//!   API ports). The chart is rendered by `$CAMPUS_CACHE/bin/helm` (scripts/deps.sh installs it):
-//!   without it this test is skipped, except on CI (`CI=true`), where it fails.
+//!   operator's default `OPS_ADDR` and the port its builders give the APIs; `helm/campus`'s expose
+//!   Services and operator Deployment against both (rendered by `$CAMPUS_CACHE/bin/helm`, which
+//!   scripts/deps.sh installs: without it that test is skipped, except on CI (`CI=true`)).
+//! - `skaffold.yaml`: its artifacts are the Containerfile's targets, the values it sets exist in
+//!   `helm/campus/values.yaml`, its profiles' activation; `scripts/local.sh` serves the APIs on the
+//!   host ports `kind-config.yaml` maps the chart's API NodePorts to.
+//!
+//! What the real skaffold can check, scripts/chart-test.sh checks with it (`skaffold_checks`): the
+//! config and its profiles, the chart rendered as skaffold deploys it, the images it deploys,
+//! port-forwards against rendered Services, and kind-config.yaml against the kind profile's
+//! NodePorts and the port-forward profile's local ports.
 //!
 //! Each test runs all its checks and fails listing every check that did not hold.
 
@@ -315,24 +320,6 @@ fn images_expose_the_contract_ports() {
     c.finish();
 }
 
-/// `$CAMPUS_CACHE/bin/helm`; `None` (the test is skipped) when it is missing, except on CI.
-fn helm() -> Option<PathBuf> {
-    let helm = campus_testkit::cache_dir().join("bin/helm");
-    if helm.is_file() {
-        return Some(helm);
-    }
-    assert!(
-        !campus_testkit::on_ci(),
-        "CI=true but there is no {} (scripts/deps.sh installs it)",
-        helm.display()
-    );
-    eprintln!(
-        "SKIPPED: no {} to render the chart (scripts/deps.sh installs it)",
-        helm.display()
-    );
-    None
-}
-
 /// The value at a dotted helm values path (`images.content.repository`).
 fn get_path<'a>(values: &'a Value, dotted: &str) -> Option<&'a Value> {
     dotted
@@ -340,146 +327,13 @@ fn get_path<'a>(values: &'a Value, dotted: &str) -> Option<&'a Value> {
         .try_fold(values, |v, k| v.as_object().and_then(|o| o.get(k)))
 }
 
-/// RFC 6902 `add`, `replace` and `remove`: the operations skaffold's profile patches use here.
-fn json_patch(doc: &Value, patches: &Value) -> Result<Value, String> {
-    let mut doc = doc.clone();
-    for p in patches.as_array().into_iter().flatten() {
-        let path = p["path"].as_str().ok_or("a patch without a path")?;
-        let (parent, last) = path.rsplit_once('/').ok_or("a patch path without '/'")?;
-        let last = last.replace("~1", "/").replace("~0", "~");
-        let target = doc
-            .pointer_mut(parent)
-            .ok_or_else(|| format!("patch path {path} does not exist"))?;
-        let op = p["op"].as_str().unwrap_or_default();
-        match (op, target) {
-            ("add" | "replace", Value::Array(a)) => {
-                let value = p["value"].clone();
-                if op == "add" && last == "-" {
-                    a.push(value);
-                } else {
-                    let i: usize = last.parse().map_err(|_| format!("index in {path}"))?;
-                    match op {
-                        "add" if i <= a.len() => a.insert(i, value),
-                        "replace" if i < a.len() => a[i] = value,
-                        _ => return Err(format!("patch path {path} does not exist")),
-                    }
-                }
-            }
-            ("add" | "replace", Value::Object(o)) => {
-                if op == "replace" && !o.contains_key(&last) {
-                    return Err(format!("patch path {path} does not exist"));
-                }
-                o.insert(last, p["value"].clone());
-            }
-            ("remove", Value::Array(a)) => {
-                let i: usize = last.parse().map_err(|_| format!("index in {path}"))?;
-                if i >= a.len() {
-                    return Err(format!("patch path {path} does not exist"));
-                }
-                a.remove(i);
-            }
-            ("remove", Value::Object(o)) => {
-                o.remove(&last)
-                    .ok_or_else(|| format!("patch path {path} does not exist"))?;
-            }
-            _ => return Err(format!("patch {p} is not supported here")),
-        }
-    }
-    Ok(doc)
-}
-
-/// skaffold's profile overlay, the parts this setup uses: patches, then whole-field replacement.
-fn apply_profile(config: &Value, profile: &Value) -> Result<Value, String> {
-    let mut out = json_patch(config, &profile["patches"])?;
-    for key in ["build", "deploy", "portForward"] {
-        let Some(over) = profile.get(key) else {
-            continue;
-        };
-        if key == "portForward" {
-            out[key] = over.clone();
-        } else if let Some(fields) = over.as_object() {
-            for (sub, val) in fields {
-                out[key][sub] = val.clone();
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// `helm template` of a skaffold release with its values files and set values.
-fn render(
-    helm: &Path,
-    release: &Value,
-    overrides: &BTreeMap<String, String>,
-) -> Result<Vec<Value>, String> {
-    let mut cmd = Command::new(helm);
-    cmd.arg("template")
-        .arg(release["name"].as_str().unwrap_or_default())
-        .arg(root().join(release["chartPath"].as_str().unwrap_or_default()))
-        .arg("--namespace")
-        .arg(release["namespace"].as_str().unwrap_or("default"));
-    for f in release["valuesFiles"].as_array().into_iter().flatten() {
-        cmd.arg("-f")
-            .arg(root().join(f.as_str().unwrap_or_default()));
-    }
-    let mut set: Vec<(String, Value)> = release["setValues"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(k, _)| !overrides.contains_key(*k))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    set.extend(overrides.iter().map(|(k, v)| (k.clone(), json!(v))));
-    for (k, v) in set {
-        match v {
-            Value::String(s) if s != "true" && s != "false" => {
-                cmd.arg("--set-string").arg(format!("{k}={s}"))
-            }
-            Value::String(s) => cmd.arg("--set").arg(format!("{k}={s}")),
-            other => cmd.arg("--set").arg(format!("{k}={other}")),
-        };
-    }
-    let out = cmd
-        .output()
-        .map_err(|e| format!("{}: {e}", helm.display()))?;
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut objects = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(&text) {
-        let v = Value::deserialize(doc).map_err(|e| e.to_string())?;
-        if !v.is_null() {
-            objects.push(v);
-        }
-    }
-    Ok(objects)
-}
-
-fn kind_of(o: &Value) -> &str {
-    o["kind"].as_str().unwrap_or_default()
-}
-
-fn name_of(o: &Value) -> &str {
-    o["metadata"]["name"].as_str().unwrap_or_default()
-}
-
 #[test]
-fn skaffold_chart_kind_and_local_mode_agree() {
-    let Some(helm) = helm() else {
-        return;
-    };
+fn skaffold_builds_the_containerfile_targets_into_the_chart_values() {
     let mut c = Checks::default();
     let stages = containerfile_stages("docker/Containerfile");
-
-    // --- skaffold.yaml: one artifact per target, built from docker/Containerfile.
     let sk = yaml("skaffold.yaml");
-    let api_version = sk["apiVersion"].as_str().unwrap_or_default();
-    c.check(
-        api_version.starts_with("skaffold/v4beta") && sk["kind"] == "Config",
-        format!("skaffold.yaml is a skaffold/v4beta Config ({api_version})"),
-        "",
-    );
+
+    // --- One artifact per target, built from docker/Containerfile (skaffold render builds nothing).
     let arts: BTreeMap<String, Value> = sk["build"]["artifacts"]
         .as_array()
         .into_iter()
@@ -510,27 +364,11 @@ fn skaffold_chart_kind_and_local_mode_agree() {
         );
     }
 
-    // --- skaffold's helm release: the values it sets exist, and name each artifact's repo and tag.
-    let releases = sk["deploy"]["helm"]["releases"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let release = releases.first().cloned().unwrap_or(Value::Null);
-    let chart_path = release["chartPath"].as_str().unwrap_or_default().to_owned();
-    c.check(
-        releases.len() == 1 && root().join(&chart_path).join("Chart.yaml").is_file(),
-        format!("skaffold deploys the chart at {chart_path}"),
-        "",
-    );
+    // --- The values skaffold sets exist in values.yaml (helm ignores unknown keys), and name each
+    // artifact's repository and tag in one block.
+    let release = &sk["deploy"]["helm"]["releases"][0];
+    let chart_path = release["chartPath"].as_str().unwrap_or_default();
     let values = yaml(&format!("{chart_path}/values.yaml"));
-    for f in release["valuesFiles"].as_array().into_iter().flatten() {
-        let f = f.as_str().unwrap_or_default();
-        c.check(
-            root().join(f).is_file(),
-            format!("values file {f} exists"),
-            "",
-        );
-    }
     let templates: BTreeMap<String, String> = release["setValueTemplates"]
         .as_object()
         .into_iter()
@@ -585,12 +423,19 @@ fn skaffold_chart_kind_and_local_mode_agree() {
             );
         }
     }
-    for k in release["setValues"]
-        .as_object()
+    let set_values = release["setValues"].as_object().into_iter().flatten();
+    let patched = sk["profiles"]
+        .as_array()
         .into_iter()
         .flatten()
-        .map(|(k, _)| k)
-    {
+        .flat_map(|p| p["patches"].as_array().into_iter().flatten())
+        .filter_map(|p| {
+            p["path"]
+                .as_str()?
+                .strip_prefix("/deploy/helm/releases/0/setValues/")
+        });
+    let set_keys: BTreeSet<&str> = set_values.map(|(k, _)| k.as_str()).chain(patched).collect();
+    for k in set_keys {
         c.check(
             get_path(&values, k).is_some(),
             format!("values key {k} (set by skaffold) exists in values.yaml"),
@@ -598,223 +443,60 @@ fn skaffold_chart_kind_and_local_mode_agree() {
         );
     }
 
-    // --- Render the chart as skaffold deploys it, for the default, kind and port-forward profiles.
-    let profiles: BTreeMap<String, Value> = sk["profiles"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|p| (p["name"].as_str().unwrap_or_default().to_owned(), p.clone()))
-        .collect();
-    c.check(
-        profiles.contains_key("kind") && profiles.contains_key("port-forward"),
-        "skaffold has the profiles kind and port-forward",
-        "",
-    );
-    let activates_on = |profile: &str, context: &str| {
-        profiles.get(profile).is_some_and(|p| {
-            p["activation"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|a| a["kubeContext"] == context)
-        })
+    // --- Which profile a context gets, and that kind loads images instead of pushing them.
+    let profile = |name: &str| {
+        sk["profiles"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["name"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let activates_on = |p: &Value, context: &str| {
+        p["activation"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|a| a["kubeContext"] == context)
     };
     c.check(
-        activates_on("kind", "^kind-"),
+        activates_on(&profile("kind"), "^kind-"),
         "profile kind activates on kind-* contexts",
         "",
     );
     c.check(
-        profiles
-            .get("kind")
-            .is_some_and(|p| p["build"]["local"]["push"] == false),
+        profile("kind")["build"]["local"]["push"] == false,
         "profile kind loads images into the node (build.local.push: false)",
         "",
     );
     c.check(
-        activates_on("port-forward", "!^kind-"),
+        activates_on(&profile("port-forward"), "!^kind-"),
         "profile port-forward activates on every other context",
         "",
     );
-    let placeholder: BTreeMap<String, String> = templates
-        .keys()
-        .map(|k| (k.clone(), "skaffold-placeholder".to_owned()))
-        .collect();
-    let mut without_profiles = sk.clone();
-    if let Some(o) = without_profiles.as_object_mut() {
-        o.remove("profiles");
-    }
-    // Profile name → (skaffold config with the profile applied, the rendered objects).
-    let mut rendered: BTreeMap<&str, (Value, Vec<Value>)> = BTreeMap::new();
-    for name in ["default", "kind", "port-forward"] {
-        let cfg = if name == "default" {
-            Ok(sk.clone())
-        } else {
-            apply_profile(
-                &without_profiles,
-                profiles.get(name).unwrap_or(&Value::Null),
-            )
-        };
-        let result = cfg.and_then(|cfg| {
-            let objects = render(&helm, &cfg["deploy"]["helm"]["releases"][0], &placeholder)?;
-            Ok((cfg, objects))
-        });
-        match result {
-            Ok((cfg, objects)) => {
-                c.check(
-                    true,
-                    format!(
-                        "the chart renders with skaffold's values ({name} profile): {} objects",
-                        objects.len()
-                    ),
-                    "",
-                );
-                rendered.insert(name, (cfg, objects));
-            }
-            Err(e) => c.check(
-                false,
-                format!("the chart renders with skaffold's values ({name} profile)"),
-                e,
-            ),
-        }
-    }
-    if rendered.len() != 3 {
-        return c.finish();
-    }
+    c.finish();
+}
 
-    // Every image the chart deploys from this repo is one skaffold builds (the rest are upstream).
-    for (name, (_, objects)) in &rendered {
-        let mut images = BTreeSet::new();
-        for o in objects {
-            if !matches!(
-                kind_of(o),
-                "Deployment" | "StatefulSet" | "Job" | "DaemonSet"
-            ) {
-                continue;
-            }
-            let spec = &o["spec"]["template"]["spec"];
-            for ctr in ["containers", "initContainers"] {
-                for container in spec[ctr].as_array().into_iter().flatten() {
-                    images.insert(container["image"].as_str().unwrap_or_default().to_owned());
-                }
-            }
-        }
-        c.check(
-            images.iter().any(|i| i.starts_with("skaffold-placeholder")),
-            format!("{name}: the chart's own workloads take their image from skaffold's values"),
-            format!("images {images:?}"),
-        );
-    }
-
-    // Port-forwards point at Services the chart renders, on ports those Services have.
-    for (name, (cfg, objects)) in &rendered {
-        for pf in cfg["portForward"].as_array().into_iter().flatten() {
-            let svc_name = pf["resourceName"].as_str().unwrap_or_default();
-            let ns = pf["namespace"].as_str().unwrap_or("default");
-            let svc = objects.iter().find(|o| {
-                kind_of(o) == "Service"
-                    && name_of(o) == svc_name
-                    && o["metadata"]["namespace"].as_str() == Some(ns)
-            });
-            let ports: Vec<&Value> = svc
-                .map(|s| {
-                    s["spec"]["ports"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|p| &p["port"])
-                        .collect()
-                })
-                .unwrap_or_default();
-            c.check(
-                pf["resourceType"] == "service" && svc.is_some() && ports.contains(&&pf["port"]),
-                format!(
-                    "{name}: port-forward service/{svc_name}:{} -> localhost:{} exists in the chart",
-                    pf["port"], pf["localPort"]
-                ),
-                if svc.is_some() {
-                    format!("service ports {ports:?}")
-                } else {
-                    "no such Service".to_owned()
-                },
-            );
-        }
-    }
-
-    // --- kind-config.yaml maps exactly the chart's NodePorts, to the port-forward profile's ports.
+#[test]
+fn local_mode_serves_the_apis_on_kinds_host_ports() {
+    let mut c = Checks::default();
     let kind = yaml("kind-config.yaml");
     c.check(
         kind["apiVersion"] == "kind.x-k8s.io/v1alpha4" && kind["kind"] == "Cluster",
         "kind-config.yaml is a kind.x-k8s.io/v1alpha4 Cluster",
         "",
     );
-    let mappings: BTreeMap<u64, Value> = kind["nodes"]
+    // NodePort → host port (scripts/chart-test.sh checks, with the real skaffold, that these are
+    // exactly the chart's NodePorts, on the port-forward profile's local ports).
+    let host_port: BTreeMap<u64, u64> = kind["nodes"]
         .as_array()
         .into_iter()
         .flatten()
-        .flat_map(|n| {
-            n["extraPortMappings"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
-        .map(|m| (m["containerPort"].as_u64().unwrap_or_default(), m))
+        .flat_map(|n| n["extraPortMappings"].as_array().into_iter().flatten())
+        .filter_map(|m| Some((m["containerPort"].as_u64()?, m["hostPort"].as_u64()?)))
         .collect();
-    let mut nodeports: BTreeMap<u64, String> = BTreeMap::new();
-    for o in &rendered["kind"].1 {
-        if kind_of(o) != "Service" || o["spec"]["type"] != "NodePort" {
-            continue;
-        }
-        for p in o["spec"]["ports"].as_array().into_iter().flatten() {
-            let node_port = p["nodePort"].as_u64();
-            c.check(
-                node_port.is_some(),
-                format!("service/{} (NodePort) fixes its nodePorts", name_of(o)),
-                format!("{p}"),
-            );
-            nodeports.insert(node_port.unwrap_or_default(), name_of(o).to_owned());
-        }
-    }
-    c.check(
-        nodeports.keys().eq(mappings.keys()),
-        "kind-config.yaml maps exactly the chart's NodePorts (kind profile)",
-        format!(
-            "NodePorts {nodeports:?}, mapped {:?}",
-            mappings.keys().collect::<Vec<_>>()
-        ),
-    );
-    let forwards: BTreeMap<&str, &Value> = rendered["port-forward"].0["portForward"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|pf| {
-            (
-                pf["resourceName"].as_str().unwrap_or_default(),
-                &pf["localPort"],
-            )
-        })
-        .collect();
-    let mut host_of: BTreeMap<&str, &Value> = BTreeMap::new();
-    for (port, svc) in &nodeports {
-        let m = mappings.get(port).unwrap_or(&Value::Null);
-        host_of.insert(svc, &m["hostPort"]);
-        c.check(
-            m["listenAddress"] == "127.0.0.1",
-            format!("kind maps NodePort {port} on 127.0.0.1 only"),
-            "",
-        );
-        let forward = forwards.get(svc.as_str()).copied().unwrap_or(&Value::Null);
-        c.check(
-            m["hostPort"] == *forward,
-            format!(
-                "service/{svc} is localhost:{} on kind and with skaffold's port-forward",
-                m["hostPort"]
-            ),
-            format!("port-forward uses {forward}"),
-        );
-    }
-
-    // --- The local mode serves each API on the port kind and skaffold use.
+    let values = yaml("helm/campus/values.yaml");
     let local_sh = read("scripts/local.sh");
     let local_ports: BTreeMap<&str, u64> = local_sh
         .lines()
@@ -827,60 +509,136 @@ fn skaffold_chart_kind_and_local_mode_agree() {
         })
         .collect();
     for api in ["content", "coupon", "log"] {
-        let svc = host_of
-            .keys()
-            .find(|s| s.ends_with(&format!("-expose-{api}-api")));
-        let kind_port = svc.and_then(|s| host_of[s].as_u64());
+        let node_port = values["expose"]["nodePorts"][format!("{api}Api")].as_u64();
+        let kind_port = node_port.and_then(|p| host_port.get(&p).copied());
         c.check(
-            svc.is_some() && local_ports.get(api).copied() == kind_port,
+            kind_port.is_some() && local_ports.get(api).copied() == kind_port,
             format!(
                 "the {api} API is localhost:{:?} in the local mode and on kind",
                 local_ports.get(api)
             ),
-            format!("kind/skaffold: {kind_port:?}"),
+            format!("expose.nodePorts.{api}Api {node_port:?} is mapped to {kind_port:?}"),
         );
     }
+    c.finish();
+}
 
-    // --- The chart's ports agree with the contract and the images.
+/// `$CAMPUS_CACHE/bin/helm`; `None` (the test is skipped) when it is missing, except on CI.
+fn helm() -> Option<PathBuf> {
+    let helm = campus_testkit::cache_dir().join("bin/helm");
+    if helm.is_file() {
+        return Some(helm);
+    }
+    assert!(
+        !campus_testkit::on_ci(),
+        "CI=true but there is no {} (scripts/deps.sh installs it)",
+        helm.display()
+    );
+    eprintln!(
+        "SKIPPED: no {} to render the chart (scripts/deps.sh installs it)",
+        helm.display()
+    );
+    None
+}
+
+/// `helm template` of the chart, with the expose Services.
+fn render(helm: &Path) -> Result<Vec<Value>, String> {
+    let out = Command::new(helm)
+        .args(["template", "campus"])
+        .arg(root().join("helm/campus"))
+        .args(["--namespace", "campus", "--set", "expose.enabled=true"])
+        .output()
+        .map_err(|e| format!("{}: {e}", helm.display()))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut objects = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let v = Value::deserialize(doc).map_err(|e| e.to_string())?;
+        if !v.is_null() {
+            objects.push(v);
+        }
+    }
+    Ok(objects)
+}
+
+fn kind_of(o: &Value) -> &str {
+    o["kind"].as_str().unwrap_or_default()
+}
+
+fn name_of(o: &Value) -> &str {
+    o["metadata"]["name"].as_str().unwrap_or_default()
+}
+
+#[test]
+fn chart_ports_agree_with_the_contract_and_the_images() {
+    let Some(helm) = helm() else {
+        return;
+    };
+    let mut c = Checks::default();
+    let objects = match render(&helm) {
+        Ok(objects) => objects,
+        Err(e) => {
+            c.check(false, "the chart renders (expose.enabled=true)", e);
+            return c.finish();
+        }
+    };
+    let stages = containerfile_stages("docker/Containerfile");
     let operator_expose = stages
         .get("operator")
         .map(|s| s.expose.clone())
         .unwrap_or_default();
-    for o in &rendered["default"].1 {
-        if kind_of(o) == "Service" && name_of(o).contains("-expose-") {
-            c.check(
-                o["spec"]["ports"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .all(|p| p["targetPort"] == port::API),
-                format!(
-                    "service/{} targets the APIs' HTTP_ADDR port {}",
-                    name_of(o),
-                    port::API
-                ),
-                "",
-            );
-        }
-        if kind_of(o) == "Deployment" && name_of(o).ends_with("-operator") {
-            let ports: Vec<u64> = o["spec"]["template"]["spec"]["containers"]
+    let exposed: Vec<&Value> = objects
+        .iter()
+        .filter(|o| kind_of(o) == "Service" && name_of(o).contains("-expose-"))
+        .collect();
+    c.check(
+        exposed.len() == 3,
+        "the chart has an expose Service per API",
+        format!(
+            "{:?}",
+            exposed.iter().map(|o| name_of(o)).collect::<Vec<_>>()
+        ),
+    );
+    for o in exposed {
+        c.check(
+            o["spec"]["ports"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .flat_map(|ctr| ctr["ports"].as_array().cloned().unwrap_or_default())
-                .filter_map(|p| p["containerPort"].as_u64())
-                .collect();
-            c.check(
-                !ports.is_empty()
-                    && ports
-                        .iter()
-                        .all(|p| operator_expose.iter().any(|e| u64::from(*e) == *p)),
-                format!(
-                    "the operator's containerPorts {ports:?} are the ones its image exposes {operator_expose:?}"
-                ),
-                "",
-            );
-        }
+                .all(|p| p["targetPort"] == port::API),
+            format!(
+                "service/{} targets the APIs' HTTP_ADDR port {}",
+                name_of(o),
+                port::API
+            ),
+            "",
+        );
+    }
+    let operators: Vec<&Value> = objects
+        .iter()
+        .filter(|o| kind_of(o) == "Deployment" && name_of(o).ends_with("-operator"))
+        .collect();
+    c.check(operators.len() == 1, "the chart deploys the operator", "");
+    for o in operators {
+        let ports: Vec<u64> = o["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|ctr| ctr["ports"].as_array().cloned().unwrap_or_default())
+            .filter_map(|p| p["containerPort"].as_u64())
+            .collect();
+        c.check(
+            !ports.is_empty()
+                && ports
+                    .iter()
+                    .all(|p| operator_expose.iter().any(|e| u64::from(*e) == *p)),
+            format!(
+                "the operator's containerPorts {ports:?} are the ones its image exposes {operator_expose:?}"
+            ),
+            "",
+        );
     }
     c.finish();
 }
