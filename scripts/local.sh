@@ -11,6 +11,11 @@
 #                             topics and groups, Redis keys, MongoDB database, indices; the next `up`
 #                             starts from empty (the README's examples use the first ids)
 #   scripts/local.sh logs [NAME]   follow target/local/NAME.log (all when no NAME)
+#   scripts/local.sh cpu [SECONDS] [--max PCT]   idle CPU (a benchmark): the share of one core each
+#                             Campus process, Filebeat and each server used over SECONDS (default 60)
+#                             with no traffic, from the scheduler's run time of every thread
+#                             (/proc/PID/task/*/schedstat, exact, not sampled ticks); with --max, fails
+#                             when a Campus process or Filebeat used PCT % or more
 # A real Filebeat (scripts/install/filebeat.sh) tails the APIs' output files and ships their access
 # lines to the topic local.access-log, which `campus-log worker index` indexes: /logs/search and
 # /logs/stats show the local traffic. Its config comes from `campus-log filebeat-config` (the same
@@ -306,21 +311,68 @@ shipped() {
   return 1
 }
 
+# What each curl example of the README's "Try it" block must answer, beyond a 2xx: a jq condition
+# on its body (by a pattern of the command), and how long to repeat it while the answer is still on
+# its way (the read models, the issue worker and the log pipeline fill after the write).
+# pattern|seconds|jq condition
+README_EXPECT='
+XPOST localhost:8081/posts |0|.id >= 1 and .title == "Hello" and .userName == "alice" and .version == 1
+localhost:8081/posts/1/detail|30|.id == 1 and .title == "Hello" and .categoryName == "Tech"
+list/search?keyword=kafka|60|any(.[]; .id == 1 and .title == "Hello")
+localhost:8081/list/inbox/2|60|any(.[]; .id == 1 and .userId == 1)
+admin/coupon-events|0|.id == 1 and .limit == 100 and .name == "Launch"
+XPOST localhost:8082/coupons|0|.userId == 42 and .couponEventId == 1 and (.couponId | length) > 0
+coupons?userId=42|60|any(.coupons[]; .couponEventId == 1 and .usedAt == null)
+logs/search?path=/posts|90|any(.hits[]; .method == "POST" and .path == "/posts" and .status == 201 and .service == "campus-content")
+logs/stats|90|.total >= 1 and any(.status_classes[]; .class == "2xx" and .count >= 1) and any(.latency[]; .path == "/posts" and .p99 >= .p50)
+'
+
+# readme_examples: the curl commands of the README's "Try it" block, one a line (continuations joined).
+readme_examples() {
+  awk '/^## Try it/ {on = 1; next} on && /^```sh/ {block = 1; next} block && /^```/ {exit}
+       block { if (sub(/\\$/, "")) { acc = acc $0; next } print acc $0; acc = "" }' README.md | grep '^curl '
+}
+
+# readme_expectation COMMAND: "seconds|condition" of the first README_EXPECT line whose pattern is in
+# COMMAND (nothing when none is).
+readme_expectation() {
+  local pat s c
+  while IFS='|' read -r pat s c; do
+    [ -n "$pat" ] && [[ $1 == *"$pat"* ]] && { echo "$s|$c"; return 0; }
+  done <<<"$README_EXPECT"
+  return 0
+}
+
 # Every curl example of the README's "Try it" block, as a newcomer pastes them after `up`: each
-# must answer 2xx. Run on a fresh local mode (the examples use the first ids: post 1, event 1).
+# must answer 2xx with the body README_EXPECT says (repeated while it may still be on its way). Run
+# on a fresh local mode (the examples use the first ids: post 1, event 1; `reset` forgets old data).
 readme() {
-  local out passed=0 failed=0 cmd code
+  local out passed=0 failed=0 cmd code line secs cond deadline verdict
   out=$(mktemp)
   while IFS= read -r cmd; do
-    code=$(eval "$cmd -o '$out' -w '%{http_code}' --max-time 15" || true)
-    if [[ $code == 2?? ]]; then
-      passed=$((passed + 1)); echo "local: ok   $code $cmd" >&2
+    line=$(readme_expectation "$cmd")
+    secs=${line%%|*}; cond=${line#*|}
+    deadline=$((SECONDS + ${secs:-0}))
+    while :; do
+      code=$(eval "$cmd -o '$out' -w '%{http_code}' --max-time 15" || true)
+      verdict=ok
+      if [[ $code != 2?? ]]; then verdict="status $code"
+      elif [ -n "$line" ] && [ "$(jq "$cond" "$out" 2>/dev/null)" != true ]; then verdict="body is not: $cond"; fi
+      # A write is sent once; a read is repeated until its answer is there.
+      [ "$verdict" = ok ] || [ "${secs:-0}" = 0 ] || [ $SECONDS -ge $deadline ] || { sleep 1; continue; }
+      break
+    done
+    if [ "$verdict" = ok ]; then
+      passed=$((passed + 1)); echo "local: ok   $code $cmd${line:+  ($cond)}" >&2
     else
-      failed=$((failed + 1)); echo "local: FAIL $code $cmd: $(head -c 300 "$out")" >&2
+      failed=$((failed + 1)); echo "local: FAIL $cmd: $verdict: $(head -c 300 "$out")" >&2
     fi
-  done < <(awk '/^## Try it/ {on = 1; next} on && /^```sh/ {block = 1; next} block && /^```/ {exit}
-                block { if (sub(/\\$/, "")) { acc = acc $0; next } print acc $0; acc = "" }' README.md | grep '^curl ')
+  done < <(readme_examples)
   rm -f "$out"
+  # Every example has its expectation (a new example needs one here).
+  local unchecked
+  unchecked=$(readme_examples | while IFS= read -r cmd; do [ -n "$(readme_expectation "$cmd")" ] || echo "$cmd"; done)
+  if [ -n "$unchecked" ]; then failed=$((failed + 1)); echo "local: FAIL README examples without an expected answer in local.sh's README_EXPECT: $unchecked" >&2; fi
   # The log API shows the local traffic: a request of the examples' kind, found by its id.
   local id; id=local-readme-$(date +%s%N)
   curl -s -o /dev/null -H "x-request-id: $id" 'localhost:8082/coupons?userId=42'
@@ -384,6 +436,41 @@ PY
   [ -z "$started" ] || bash scripts/servers.sh stop $started >/dev/null
 }
 
+# cpu_ns PID: the run time in ns of every live thread of PID (and of its children, for servers
+# started through a launcher script).
+cpu_ns() {
+  local p all=$1
+  all+=" $(pgrep -P "$1" | tr '\n' ' ')"
+  for p in $all; do cat /proc/"$p"/task/*/schedstat 2>/dev/null; done | awk '{s += $1} END {print s + 0}'
+}
+
+cpu() {
+  local secs=60 max="" n
+  while [ $# -gt 0 ]; do
+    case $1 in --max) max=$2; shift 2 ;; *) secs=$1; shift ;; esac
+  done
+  declare -A pid before
+  for n in filebeat $(each | cut -d'|' -f1); do
+    running "$n" || { echo "local: $n is not running: scripts/local.sh up first" >&2; return 1; }
+    pid[$n]=$(cat "$D/$n.pid")
+  done
+  for n in mysql redis kafka search mongo; do
+    [ -f "${CAMPUS_DATA:-$ROOT/target/servers}/$n.pid" ] && pid[server:$n]=$(head -n 1 "${CAMPUS_DATA:-$ROOT/target/servers}/$n.pid")
+  done
+  for n in "${!pid[@]}"; do before[$n]=$(cpu_ns "${pid[$n]}"); done
+  echo "local: idle CPU over $secs s (no traffic), share of one core:" >&2
+  sleep "$secs"
+  local rc=0 pct
+  for n in filebeat $(each | cut -d'|' -f1) $(printf '%s\n' "${!pid[@]}" | grep '^server:' | sort); do
+    pct=$(awk -v a="${before[$n]}" -v b="$(cpu_ns "${pid[$n]}")" -v s="$secs" 'BEGIN { printf "%.3f", 100 * (b - a) / 1e9 / s }')
+    printf '  %-18s %7s %%\n' "$n" "$pct"
+    if [ -n "$max" ] && [[ $n != server:* ]] && awk -v p="$pct" -v m="$max" 'BEGIN { exit !(p >= m) }'; then
+      echo "local: $n used $pct % of a core idle (limit $max %)" >&2; rc=1
+    fi
+  done
+  return $rc
+}
+
 logs() {
   if [ -n "${1:-}" ]; then tail -F "$D/$1.log"; else tail -F "$D"/*.log; fi
 }
@@ -396,5 +483,6 @@ case ${1:-} in
   readme) readme ;;
   reset) reset ;;
   logs) logs "${2:-}" ;;
-  *) echo "usage: $0 up|down|status|smoke|readme|reset|logs [NAME]" >&2; exit 2 ;;
+  cpu) shift; cpu "$@" ;;
+  *) echo "usage: $0 up|down|status|smoke|readme|reset|logs [NAME]|cpu [SECONDS] [--max PCT]" >&2; exit 2 ;;
 esac

@@ -18,7 +18,6 @@ use campus_common::kafka::{
 };
 use campus_common::outbox::{self, Relay, RelayMetrics, RelayOptions};
 use campus_testkit as testing;
-use rdkafka::producer::FutureRecord;
 use sqlx::Executor;
 use sqlx::mysql::MySqlPool;
 use tokio_util::sync::CancellationToken;
@@ -191,22 +190,18 @@ impl Handler for Upsert {
 async fn fill_topic(n: usize, partitions: i32) -> String {
     let topic = testing::fresh_topic("bench-consume", partitions).await;
     let producer = Producer::new(&testing::kafka()).unwrap();
-    let mut inflight = Vec::with_capacity(10_000);
-    for i in 0..n {
-        let key = format!("k{}", i % 1000);
-        let value = payload(i);
-        let fut = producer
-            .rdkafka()
-            .send_result(FutureRecord::to(&topic).key(&key).payload(&value));
-        inflight.push(fut.map_err(|(e, _)| e).unwrap());
-        if inflight.len() == 10_000 {
-            for f in inflight.drain(..) {
-                f.await.unwrap().map_err(|(e, _)| e).unwrap();
-            }
-        }
-    }
-    for f in inflight {
-        f.await.unwrap().map_err(|(e, _)| e).unwrap();
+    // Sends pipelined 10,000 at a time (each send enqueues when first polled).
+    let records: Vec<(String, Vec<u8>)> = (0..n)
+        .map(|i| (format!("k{}", i % 1000), payload(i)))
+        .collect();
+    for chunk in records.chunks(10_000) {
+        futures::future::try_join_all(
+            chunk
+                .iter()
+                .map(|(key, value)| producer.send(&topic, key.as_bytes(), value, &[])),
+        )
+        .await
+        .unwrap();
     }
     topic
 }

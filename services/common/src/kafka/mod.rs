@@ -6,7 +6,7 @@ pub mod dlq;
 pub mod producer;
 
 pub use consumer::{ConsumerOptions, ConsumerRuntime, HandleError, Handler, Record};
-pub use producer::{ProduceError, Producer};
+pub use producer::{Delivery, ProduceError, Producer};
 
 /// The dead-letter topic of `topic` for consumer group `group` (named by the contract).
 pub use campus_contract::dlq_topic;

@@ -2,11 +2,15 @@
 //! `acks=all`, so a success means the record is durable and per-partition order is kept through
 //! retries.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, future_producer::Delivery};
+use rdkafka::ClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext};
+use tokio::sync::oneshot;
 
 use crate::config::KafkaArgs;
 
@@ -23,10 +27,58 @@ pub enum ProduceError {
     },
 }
 
+/// Where the broker stored an acknowledged record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+type Ack = oneshot::Sender<Result<Delivery, KafkaError>>;
+
+/// Completes each record's future from librdkafka's delivery report.
+struct AckContext;
+
+impl ClientContext for AckContext {}
+
+impl ProducerContext for AckContext {
+    type DeliveryOpaque = Box<Ack>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, ack: Box<Ack>) {
+        let outcome = match result {
+            Ok(m) => Ok(Delivery {
+                partition: m.partition(),
+                offset: m.offset(),
+            }),
+            Err((e, _)) => Err(e.clone()),
+        };
+        // The sender may have given up waiting (its future dropped): nothing to tell.
+        let _ = ack.send(outcome);
+    }
+}
+
+/// How long one wait for delivery reports lasts on the polling thread. Long on purpose: a report
+/// ends the wait at once, and rdkafka 0.39 rounds the rest of a wait down to whole milliseconds,
+/// so each wait ends in a busy poll of up to 1 ms — with rdkafka's own polling thread (100 ms
+/// waits: FutureProducer/ThreadedProducer) that kept 0.7 % of a core busy per idle producer.
+const POLL_WAIT: Duration = Duration::from_secs(1);
+
+/// The producer and its polling thread, which stops within [`POLL_WAIT`] of the last handle's drop.
+struct Shared {
+    producer: Arc<BaseProducer<AckContext>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Cheap to clone; share one per process.
 #[derive(Clone)]
 pub struct Producer {
-    inner: FutureProducer,
+    shared: Arc<Shared>,
     timeout: Duration,
 }
 
@@ -45,14 +97,30 @@ impl Producer {
         for (k, v) in &args.properties {
             cfg.set(k, v);
         }
-        let inner: FutureProducer = cfg.create().map_err(ProduceError::Create)?;
+        let producer: Arc<BaseProducer<AckContext>> = Arc::new(
+            cfg.create_with_context(AckContext)
+                .map_err(ProduceError::Create)?,
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        {
+            let (producer, stop) = (producer.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("kafka-acks".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        producer.poll(POLL_WAIT);
+                    }
+                })
+                .map_err(|e| ProduceError::Create(KafkaError::ClientCreation(e.to_string())))?;
+        }
         Ok(Self {
-            inner,
+            shared: Arc::new(Shared { producer, stop }),
             timeout: args.produce_timeout,
         })
     }
 
-    /// Sends one record and waits for the broker's acknowledgement.
+    /// Sends one record and waits for the broker's acknowledgement. A full local queue is waited
+    /// out (100 ms steps) for up to the produce timeout, as rdkafka's FutureProducer does.
     pub async fn send(
         &self,
         topic: &str,
@@ -60,6 +128,10 @@ impl Producer {
         payload: &[u8],
         headers: &[(&str, &[u8])],
     ) -> Result<Delivery, ProduceError> {
+        let failed = |source| ProduceError::Delivery {
+            topic: topic.to_owned(),
+            source,
+        };
         let mut hs = OwnedHeaders::new_with_capacity(headers.len());
         for (k, v) in headers {
             hs = hs.insert(Header {
@@ -67,36 +139,41 @@ impl Producer {
                 value: Some(*v),
             });
         }
-        let record = FutureRecord::to(topic)
+        let (tx, rx) = oneshot::channel();
+        let mut record = BaseRecord::with_opaque_to(topic, Box::new(tx))
             .key(key)
             .payload(payload)
             .headers(hs);
-        self.inner
-            .send(record, self.timeout)
-            .await
-            .map_err(|(source, _)| ProduceError::Delivery {
-                topic: topic.to_owned(),
-                source,
-            })
+        let started = Instant::now();
+        loop {
+            match self.shared.producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                    if started.elapsed() < self.timeout =>
+                {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err((e, _)) => return Err(failed(e)),
+            }
+        }
+        match rx.await {
+            Ok(outcome) => outcome.map_err(failed),
+            // The report never came: the producer was destroyed with the record in flight.
+            Err(_) => Err(failed(KafkaError::Canceled)),
+        }
     }
 
     /// Flushes everything queued (used on shutdown).
     pub fn flush(&self, timeout: Duration) {
-        use rdkafka::producer::Producer as _;
-        if let Err(e) = self.inner.flush(timeout) {
+        if let Err(e) = self.shared.producer.flush(timeout) {
             tracing::warn!(error = %e, "producer flush did not complete");
         }
     }
 
-    /// The underlying rdkafka producer, for callers that pipeline many sends.
-    pub fn rdkafka(&self) -> &FutureProducer {
-        &self.inner
-    }
-
     /// A readiness check: the cluster answers a metadata request.
     pub async fn ping(&self) -> Result<(), String> {
-        use rdkafka::producer::Producer as _;
-        let client = self.inner.clone();
+        let client = self.shared.producer.clone();
         tokio::task::spawn_blocking(move || {
             client
                 .client()
