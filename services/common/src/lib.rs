@@ -14,6 +14,7 @@
 //! - [`envelope`]: the event envelope every topic carries.
 //! - [`logschema`]: the access-log schema, Filebeat config, Logstash pipeline and index template.
 //! - [`retry`]: start-up steps that wait out a dependency's outage.
+//! - `search` (feature `search`): the one Elasticsearch client builder (content and log).
 //! - [`run`]: `main` glue that turns start-up errors into one clear line and a non-zero exit.
 //! - `testing` (feature `testing`): per-test isolation on the real local servers.
 
@@ -28,6 +29,8 @@ pub mod ops;
 pub mod outbox;
 pub mod retry;
 pub mod run;
+#[cfg(feature = "search")]
+pub mod search;
 pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "testing")]

@@ -18,8 +18,8 @@ use async_trait::async_trait;
 use campus_common::envelope::EventType;
 use campus_common::kafka::{HandleError, Handler, Record};
 use elasticsearch::http::StatusCode;
+use elasticsearch::http::headers::{CONTENT_TYPE, HeaderValue};
 use elasticsearch::http::request::JsonBody;
-use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
 use elasticsearch::indices::{IndicesCreateParts, IndicesGetAliasParts};
 use elasticsearch::params::Refresh;
 use elasticsearch::{BulkParts, Elasticsearch, SearchParts};
@@ -47,7 +47,8 @@ pub enum IndexError {
         "failed to search: the index alias {0} does not exist yet (the index worker creates it)"
     )]
     Missing(String),
-    #[error("failed to parse the Elasticsearch URL: {0}")]
+    /// The client could not be built (a bad URL).
+    #[error("{0}")]
     Url(String),
     #[error("failed to read a search hit: {0}")]
     Decode(String),
@@ -77,7 +78,8 @@ pub fn mapping() -> Value {
     })
 }
 
-/// The search index; cheap to clone.
+/// The search index; cheap to clone. Its client is the platform's one
+/// ([`campus_common::search::client`]), as the log service's.
 #[derive(Clone)]
 pub struct SearchIndex {
     client: Elasticsearch,
@@ -87,28 +89,10 @@ pub struct SearchIndex {
 
 impl SearchIndex {
     pub fn new(args: &EsArgs) -> Result<Self, IndexError> {
-        use campus_common::config::ExposeSecret;
-        let mut url = elasticsearch::http::Url::parse(args.es_url.expose_secret())
-            .map_err(|e| IndexError::Url(e.to_string()))?;
-        let credentials = (!url.username().is_empty()).then(|| {
-            elasticsearch::auth::Credentials::Basic(
-                url.username().to_owned(),
-                url.password().unwrap_or_default().to_owned(),
-            )
-        });
-        let _ = url.set_username("");
-        let _ = url.set_password(None);
-        let mut builder = TransportBuilder::new(SingleNodeConnectionPool::new(url))
-            .timeout(args.es_timeout)
-            .disable_proxy();
-        if let Some(c) = credentials {
-            builder = builder.auth(c);
-        }
-        let transport = builder
-            .build()
+        let client = campus_common::search::client(&args.es_url, args.es_timeout)
             .map_err(|e| IndexError::Url(e.to_string()))?;
         Ok(Self {
-            client: Elasticsearch::new(transport),
+            client,
             alias: args.alias.as_str().into(),
             index: args.index.as_str().into(),
         })
@@ -211,6 +195,10 @@ impl SearchIndex {
         let res = self
             .client
             .bulk(BulkParts::None)
+            .header(
+                CONTENT_TYPE,
+                HeaderValue::from_static(campus_common::search::NDJSON),
+            )
             .refresh(Refresh::WaitFor)
             .filter_path(&["items.*.status", "items.*.error"])
             .body(body)

@@ -3,7 +3,8 @@
 //! pipeline live in [`campus_common::logschema`]; this crate consumes and queries what they define.
 //!
 //! - [`cli`]: the command line and its environment variables.
-//! - [`es`]: the small Elasticsearch client both sides use.
+//! - [`es`]: the Elasticsearch calls both sides make, on the platform's one client
+//!   ([`campus_common::search`]).
 //! - [`document`]: Filebeat event → index document.
 //! - [`indexer`]: the consumer handler writing bulk requests.
 //! - [`query`]: search and stats requests → Elasticsearch queries and back.
