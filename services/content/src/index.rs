@@ -26,7 +26,7 @@ use elasticsearch::{BulkParts, Elasticsearch, SearchParts};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::EsArgs;
+use crate::config::PostsIndexArgs;
 use crate::events::{self, Batch, PostEvent, PostView};
 
 #[derive(Debug, thiserror::Error)]
@@ -88,8 +88,8 @@ pub struct SearchIndex {
 }
 
 impl SearchIndex {
-    pub fn new(args: &EsArgs) -> Result<Self, IndexError> {
-        let client = campus_common::search::client(&args.es_url, args.es_timeout)
+    pub fn new(args: &PostsIndexArgs) -> Result<Self, IndexError> {
+        let client = campus_common::search::client(&args.es.es_url, args.timeout())
             .map_err(|e| IndexError::Url(e.to_string()))?;
         Ok(Self {
             client,

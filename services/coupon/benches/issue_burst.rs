@@ -16,8 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use campus_common::config::RedisArgs;
 use campus_common::testing;
-use campus_coupon::config::RedisArgs;
 use campus_coupon::store::{CouponStore, Decision, EventWindow};
 use chrono::Utc;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};

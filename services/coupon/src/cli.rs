@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use campus_common::config::{HttpArgs, KafkaArgs, MysqlArgs, OpsArgs};
+use campus_common::config::{HttpArgs, KafkaArgs, MysqlArgs, OpsArgs, RedisArgs};
 use campus_common::kafka::admin::{Admin, TopicSpec};
 use campus_common::kafka::consumer::ConsumerMetrics;
 use campus_common::kafka::{ConsumerOptions, ConsumerRuntime, Producer};
@@ -17,7 +17,7 @@ use sqlx::MySqlPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{AppState, admin_app, app};
-use crate::config::{RateLimitArgs, RedisArgs, RetentionArgs};
+use crate::config::{RateLimitArgs, RetentionArgs};
 use crate::inflight::InFlight;
 use crate::metrics::WorkerMetrics;
 use crate::store::CouponStore;

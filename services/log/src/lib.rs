@@ -2,7 +2,8 @@
 //! the log query API (`campus-log api`). The log schema, the Filebeat configuration and the Logstash
 //! pipeline live in [`campus_common::logschema`]; this crate consumes and queries what they define.
 //!
-//! - [`cli`]: the command line and its environment variables.
+//! - [`cli`]: the command line.
+//! - [`config`]: its log-specific settings and their environment variables.
 //! - [`es`]: the Elasticsearch calls both sides make, on the platform's one client
 //!   ([`campus_common::search`]).
 //! - [`document`]: Filebeat event → index document.
@@ -13,6 +14,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod config;
 pub mod document;
 pub mod es;
 pub mod indexer;
@@ -20,11 +22,12 @@ pub mod kibana;
 pub mod query;
 
 use anyhow::Context as _;
+use campus_common::config::EsArgs;
 use campus_common::{http, shutdown, telemetry};
 use campus_contract::access_log;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{ApiArgs, Cli, Command, EsArgs, WorkerCommand};
+use crate::cli::{ApiArgs, Cli, Command, WorkerCommand};
 use crate::es::Es;
 
 /// The service name in logs and access lines.
@@ -85,7 +88,7 @@ pub async fn run_api(
     if let Err(e) = es.ping().await {
         tracing::warn!(error = %e, "Elasticsearch does not answer yet; /readyz reports it");
     }
-    let prefix = &args.es.index_prefix;
+    let prefix = &args.access_log.index_prefix;
     tokio::spawn(install_index_template(
         es.clone(),
         prefix.clone(),
@@ -125,5 +128,6 @@ async fn install_index_template(es: Es, prefix: String, shutdown: CancellationTo
 }
 
 fn client(args: &EsArgs) -> anyhow::Result<Es> {
-    Es::new(&args.url, args.timeout).context("failed to create the Elasticsearch client")
+    Es::new(&args.es_url, args.timeout_or(config::ES_TIMEOUT))
+        .context("failed to create the Elasticsearch client")
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use axum::Router;
 use axum::http::StatusCode;
-use campus_common::config::{ExposeSecret, HttpArgs, KafkaArgs, MysqlArgs};
+use campus_common::config::{ExposeSecret, HttpArgs, KafkaArgs, MysqlArgs, RedisArgs};
 use campus_common::http::{ApiError, HttpMetrics, Limits};
 use campus_common::kafka::Producer;
 use campus_common::ops::{self, Readiness};
@@ -26,7 +26,7 @@ use utoipa::{OpenApi, ToSchema};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::cache::PostCache;
-use crate::config::{EsArgs, MongoArgs, RedisArgs};
+use crate::config::{CacheArgs, MongoArgs, PostsIndexArgs};
 use crate::inbox::InboxStore;
 use crate::index::SearchIndex;
 
@@ -43,9 +43,11 @@ pub struct ApiArgs {
     #[command(flatten)]
     pub redis: RedisArgs,
     #[command(flatten)]
+    pub cache: CacheArgs,
+    #[command(flatten)]
     pub mongo: MongoArgs,
     #[command(flatten)]
-    pub es: EsArgs,
+    pub search: PostsIndexArgs,
     #[command(flatten)]
     pub http: HttpArgs,
 }
@@ -194,15 +196,10 @@ impl Api {
             .run(&pool)
             .await
             .context("failed to run the database migrations")?;
-        let cache = PostCache::connect(
-            args.redis.redis_url.expose_secret(),
-            &args.redis.key_prefix,
-            std::time::Duration::from_secs(args.redis.ttl_seconds),
-        )
-        .await?;
+        let cache = PostCache::connect(&args.redis, args.cache.ttl()).await?;
         let inbox =
             InboxStore::connect(args.mongo.mongo_url.expose_secret(), &args.mongo.database).await?;
-        let search = SearchIndex::new(&args.es)?;
+        let search = SearchIndex::new(&args.search)?;
         let producer = Producer::new(&args.kafka)?;
         let mut registry = campus_common::metrics::registry("campus-content");
         let http_metrics = HttpMetrics::register(&mut registry);
