@@ -15,11 +15,11 @@ use async_trait::async_trait;
 use campus_common::config::{ExposeSecret, RedisArgs};
 use campus_common::envelope::EventType;
 use campus_common::kafka::{HandleError, Handler, Record};
+use campus_common::retry::{self, ride_out};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{self, PostView};
-use crate::worker::ride_out;
 
 /// Compare-and-set: writes only when the stored version is missing or older, or (a tombstone) the
 /// same.
@@ -194,6 +194,7 @@ impl Handler for CacheHandler {
         let written = ride_out(
             &self.shutdown,
             "redis",
+            retry::OUTAGE,
             |e: &CacheError| !e.is_permanent(),
             || async {
                 match event.event_type {

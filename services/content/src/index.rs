@@ -389,7 +389,6 @@ impl IndexHandler {
         let mut results: Vec<Option<Result<bool, IndexError>>> =
             events.iter().map(|_| None).collect();
         let mut todo: Vec<usize> = (0..events.len()).collect();
-        let mut delay = std::time::Duration::from_millis(100);
         let mut attempt = 0u32;
         while !todo.is_empty() {
             let batch: Vec<&PostEvent> = todo.iter().map(|&i| events[i]).collect();
@@ -441,9 +440,8 @@ impl IndexHandler {
             }
             tokio::select! {
                 _ = self.shutdown.cancelled() => {}
-                _ = tokio::time::sleep(delay) => {}
+                _ = tokio::time::sleep(campus_common::retry::OUTAGE.delay(attempt)) => {}
             }
-            delay = (delay * 2).min(std::time::Duration::from_secs(5));
         }
         if attempt > 0 {
             tracing::info!(

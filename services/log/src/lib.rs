@@ -23,7 +23,7 @@ pub mod query;
 
 use anyhow::Context as _;
 use campus_common::config::EsArgs;
-use campus_common::{http, shutdown, telemetry};
+use campus_common::{http, retry, shutdown, telemetry};
 use campus_contract::access_log;
 use tokio_util::sync::CancellationToken;
 
@@ -104,26 +104,22 @@ pub async fn run_api(
     .await
 }
 
-/// Runs [`indexer::prepare`] until it succeeds or `shutdown` fires, with backoff.
+/// Runs [`indexer::prepare`] until it succeeds or `shutdown` fires, with the indexer's backoff.
 async fn install_index_template(es: Es, prefix: String, shutdown: CancellationToken) {
-    let mut attempt = 0u32;
-    loop {
-        match indexer::prepare(&es, &prefix).await {
-            Ok(()) => {
-                tracing::info!(index_prefix = %prefix, "access-log index template and alias installed");
-                return;
-            }
-            Err(e) => {
-                attempt += 1;
-                if attempt == 1 || attempt.is_multiple_of(20) {
-                    tracing::warn!(error = %format!("{e:#}"), attempt, "failed to install the access-log index template; retrying");
-                }
-            }
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(indexer::backoff(attempt)) => {}
-        }
+    let installed = retry::ride_out(
+        &shutdown,
+        "elasticsearch",
+        indexer::BACKOFF,
+        |_| true,
+        || async {
+            indexer::prepare(&es, &prefix)
+                .await
+                .map_err(|e| format!("failed to install the access-log index template: {e:#}"))
+        },
+    )
+    .await;
+    if installed.is_ok() {
+        tracing::info!(index_prefix = %prefix, "access-log index template and alias installed");
     }
 }
 
