@@ -12,6 +12,7 @@
 //!   dead-letter topics, topic administration.
 //! - [`outbox`]: the MySQL transactional outbox and its relay.
 //! - [`envelope`]: the event envelope every topic carries.
+//! - [`error`]: an error and its causes on one line.
 //! - [`logschema`]: the access-log schema, Filebeat config, Logstash pipeline and index template.
 //! - [`retry`]: start-up steps that wait out a dependency's outage.
 //! - `search` (feature `search`): the one Elasticsearch client builder (content and log).
@@ -20,6 +21,7 @@
 
 pub mod config;
 pub mod envelope;
+pub mod error;
 pub mod http;
 pub mod kafka;
 pub mod logschema;

@@ -410,13 +410,7 @@ impl Relay {
             match result {
                 Ok(_) => sent.push(row.id),
                 Err(e) if is_unpublishable(&e) => {
-                    let mut message = e.to_string();
-                    let mut source = std::error::Error::source(&e);
-                    while let Some(s) = source {
-                        message.push_str(&format!(": {s}"));
-                        source = s.source();
-                    }
-                    parked.push((row.id, message));
+                    parked.push((row.id, crate::error::chain(&e)));
                 }
                 Err(e) => {
                     self.metrics.failures.inc();

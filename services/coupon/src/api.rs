@@ -216,7 +216,7 @@ fn invalid(errors: BTreeMap<String, String>) -> Result<(), ApiError> {
 
 /// Infrastructure trouble on the issue path: the client may retry.
 fn unavailable(e: impl std::error::Error) -> ApiError {
-    tracing::warn!(error = %crate::chain(&e), "dependency failed");
+    tracing::warn!(error = %campus_common::error::chain(&e), "dependency failed");
     ApiError::unavailable("coupon issuing is temporarily unavailable; retry shortly")
 }
 
@@ -428,7 +428,7 @@ async fn undecided(
         .give_back(req.coupon_event_id, req.user_id, request)
         .await
     {
-        tracing::warn!(coupon_id = %request, error = %crate::chain(&back), "could not give back after a lost decision");
+        tracing::warn!(coupon_id = %request, error = %campus_common::error::chain(&back), "could not give back after a lost decision");
     }
     unavailable(e)
 }
@@ -476,7 +476,7 @@ async fn write_request(
         .await
     {
         Ok(_) => return Ok(issued),
-        Err(e) => crate::chain(&e),
+        Err(e) => campus_common::error::chain(&e),
     };
     let back = s
         .store
@@ -504,7 +504,7 @@ async fn write_request(
             ))
         }
         Err(e) => {
-            tracing::error!(coupon_id = %request, %error, give_back_error = %crate::chain(&e), "Kafka write failed and the slot could not be given back");
+            tracing::error!(coupon_id = %request, %error, give_back_error = %campus_common::error::chain(&e), "Kafka write failed and the slot could not be given back");
             Err(ApiError::unavailable(
                 "the issue request could not be recorded; nothing was issued, retry shortly",
             ))
@@ -597,7 +597,7 @@ async fn create_event(
     let created = db::create_event(&s.pool, &e).await?;
     if let Err(err) = s.store.put_window(created.id, &window_of(&created)).await {
         // The first issue request reloads it from MySQL.
-        tracing::warn!(coupon_event_id = created.id, error = %crate::chain(&err), "event metadata not written to Redis; it will be reloaded on first use");
+        tracing::warn!(coupon_event_id = created.id, error = %campus_common::error::chain(&err), "event metadata not written to Redis; it will be reloaded on first use");
     }
     tracing::info!(
         coupon_event_id = created.id,

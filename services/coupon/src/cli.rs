@@ -292,7 +292,9 @@ async fn sweep_forever(
                 in_flight = r.in_flight,
                 "swept stale pending marks"
             ),
-            Err(e) => tracing::warn!(error = %crate::chain(&e), "sweep failed; trying again later"),
+            Err(e) => {
+                tracing::warn!(error = %campus_common::error::chain(&e), "sweep failed; trying again later")
+            }
         }
     }
 }
@@ -327,7 +329,7 @@ async fn report_drift_forever(
             }
             Err(e) => {
                 metrics.count(false);
-                tracing::warn!(error = %crate::chain(&e), "drift report failed; trying again later");
+                tracing::warn!(error = %campus_common::error::chain(&e), "drift report failed; trying again later");
             }
         }
     }

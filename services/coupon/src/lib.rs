@@ -22,15 +22,3 @@ pub mod store;
 pub mod worker;
 
 pub use api::{AppState, admin_app, app};
-
-/// An error with its causes, `outer: cause: cause`, for logs.
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cause = c.source();
-    }
-    s
-}

@@ -85,7 +85,7 @@ impl Es {
     ) -> Result<Value, EsError> {
         let unreachable = |e: &dyn std::error::Error| EsError::Unreachable {
             url: self.shown.clone(),
-            message: error_chain(e),
+            message: campus_common::error::chain(e),
         };
         let res = sent.map_err(|e| unreachable(&e))?;
         let status = res.status_code();
@@ -288,21 +288,6 @@ fn error_reason(status: StatusCode, body: &[u8]) -> String {
             }
         }
     }
-}
-
-/// `error: cause: cause` (the transport's Display hides the interesting part).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]
