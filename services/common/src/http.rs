@@ -144,17 +144,38 @@ pub fn is_database_outage(e: &sqlx::Error) -> bool {
         | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(d) => d
             .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
-            // Too many connections, server shutdown, lock wait timeout, deadlock, read-only
-            // (a replica during a failover), query interrupted.
-            .is_some_and(|m| {
-                matches!(
-                    m.number(),
-                    1040 | 1053 | 1205 | 1213 | 1290 | 1317 | 1836 | 1927
-                )
-            }),
+            .is_some_and(|m| MYSQL_OUTAGES.iter().any(|(n, _)| *n == m.number())),
         _ => false,
     }
 }
+
+/// MySQL/MariaDB errors that say the server cannot take the statement right now, not that the
+/// statement is wrong: tried again shortly, it may succeed. sqlx has no error kind for these (its
+/// kinds are constraint violations), hence the numbers.
+pub const MYSQL_OUTAGES: &[(u16, &str)] = &[
+    // Every connection slot is taken (`max_connections`).
+    (1040, "ER_CON_COUNT_ERROR: too many connections"),
+    // The server is shutting down (a restart, a failover).
+    (1053, "ER_SERVER_SHUTDOWN: server shutdown in progress"),
+    // Another transaction held the row lock longer than `innodb_lock_wait_timeout`.
+    (1205, "ER_LOCK_WAIT_TIMEOUT: lock wait timeout exceeded"),
+    // InnoDB chose this transaction as a deadlock victim and rolled it back.
+    (1213, "ER_LOCK_DEADLOCK: deadlock found"),
+    // `--read-only` (a replica, or a primary being demoted during a failover).
+    (
+        1290,
+        "ER_OPTION_PREVENTS_STATEMENT: the server runs with --read-only",
+    ),
+    // The statement was killed or interrupted (e.g. by a shutdown).
+    (
+        1317,
+        "ER_QUERY_INTERRUPTED: query execution was interrupted",
+    ),
+    // `read_only` set on this server (a replica before it is promoted).
+    (1836, "ER_READ_ONLY_MODE: running in read-only mode"),
+    // The connection was killed (MariaDB: a shutdown or KILL CONNECTION).
+    (1927, "ER_CONNECTION_KILLED: connection was killed"),
+];
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {

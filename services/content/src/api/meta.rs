@@ -10,10 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::{
-    AppState, ER_DUP_ENTRY, ER_NO_REFERENCED_ROW, ER_ROW_IS_REFERENCED, ErrorBody, conflict,
-    mysql_error_number,
-};
+use super::{AppState, ErrorBody, conflict, is_foreign_key_violation, is_unique_violation};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -139,8 +136,10 @@ async fn create(
         .bind(&name)
         .execute(&state.pool)
         .await
-        .map_err(|e| match mysql_error_number(&e) {
-            Some(ER_DUP_ENTRY) => conflict(format!("{} {name:?} already exists", t.noun())),
+        .map_err(|e| match e {
+            e if is_unique_violation(&e) => {
+                conflict(format!("{} {name:?} already exists", t.noun()))
+            }
             _ => e.into(),
         })?;
     Ok((
@@ -163,8 +162,10 @@ async fn update(
         .bind(id)
         .execute(&state.pool)
         .await
-        .map_err(|e| match mysql_error_number(&e) {
-            Some(ER_DUP_ENTRY) => conflict(format!("{} {name:?} already exists", t.noun())),
+        .map_err(|e| match e {
+            e if is_unique_violation(&e) => {
+                conflict(format!("{} {name:?} already exists", t.noun()))
+            }
             _ => e.into(),
         })?;
     Ok(Json(get_one(state, t, id).await?))
@@ -176,8 +177,10 @@ async fn remove(state: &AppState, t: Table, id: u64) -> Result<StatusCode, ApiEr
         .bind(id)
         .execute(&state.pool)
         .await
-        .map_err(|e| match mysql_error_number(&e) {
-            Some(ER_ROW_IS_REFERENCED) => conflict(format!("{} {id} still has posts", t.noun())),
+        .map_err(|e| match e {
+            e if is_foreign_key_violation(&e) => {
+                conflict(format!("{} {id} still has posts", t.noun()))
+            }
             _ => e.into(),
         })?;
     if done.rows_affected() == 0 {
@@ -296,8 +299,8 @@ pub async fn follow(
         .bind(followee)
         .execute(&s.pool)
         .await
-        .map_err(|e| match mysql_error_number(&e) {
-            Some(ER_NO_REFERENCED_ROW) => ApiError::validation("unknown user", json!({})),
+        .map_err(|e| match e {
+            e if is_foreign_key_violation(&e) => ApiError::validation("unknown user", json!({})),
             _ => e.into(),
         })?;
     Ok(StatusCode::CREATED)

@@ -165,16 +165,18 @@ impl Paging {
     }
 }
 
-/// MySQL error numbers the API maps to client errors.
-pub(crate) fn mysql_error_number(e: &sqlx::Error) -> Option<u16> {
+/// A unique key refused the write (a name taken): the API answers 409.
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     e.as_database_error()
-        .and_then(|d| d.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>())
-        .map(|m| m.number())
+        .is_some_and(|d| d.is_unique_violation())
 }
 
-pub(crate) const ER_DUP_ENTRY: u16 = 1062;
-pub(crate) const ER_ROW_IS_REFERENCED: u16 = 1451;
-pub(crate) const ER_NO_REFERENCED_ROW: u16 = 1452;
+/// A foreign key refused the write: an insert naming a row that does not exist (422), or a delete
+/// of a row others still reference (409); which one, the call site knows.
+pub(crate) fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.is_foreign_key_violation())
+}
 
 pub(crate) fn conflict(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::CONFLICT, "conflict", message)
