@@ -2,8 +2,9 @@
 //! from Elasticsearch, inboxes from MongoDB, and the users, categories and follows they refer to.
 //! Serves its OpenAPI document at `/api-docs/openapi.json` and Swagger UI at `/swagger-ui`.
 
+mod directory;
+mod follows;
 mod lists;
-mod meta;
 mod posts;
 
 use std::sync::Arc;
@@ -78,7 +79,8 @@ pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .merge(posts::routes())
         .merge(lists::routes())
-        .merge(meta::routes())
+        .merge(directory::routes())
+        .merge(follows::routes())
         .with_state(state)
         .merge(SwaggerUi::new("/swagger-ui").url("/api-docs/openapi.json", ApiDoc::openapi()))
         .merge(ops)
@@ -100,20 +102,20 @@ pub fn app(state: AppState) -> Router {
         posts::post_detail,
         lists::search,
         lists::inbox,
-        meta::list_users,
-        meta::create_user,
-        meta::get_user,
-        meta::update_user,
-        meta::delete_user,
-        meta::list_categories,
-        meta::create_category,
-        meta::get_category,
-        meta::update_category,
-        meta::delete_category,
-        meta::follow,
-        meta::unfollow,
-        meta::followers,
-        meta::followees,
+        directory::list_users,
+        directory::create_user,
+        directory::get_user,
+        directory::update_user,
+        directory::delete_user,
+        directory::list_categories,
+        directory::create_category,
+        directory::get_category,
+        directory::update_category,
+        directory::delete_category,
+        follows::follow,
+        follows::unfollow,
+        follows::followers,
+        follows::followees,
     ),
     components(schemas(ErrorBody, ErrorDetail, crate::events::PostView))
 )]
