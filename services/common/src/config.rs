@@ -182,6 +182,7 @@ pub struct OpsArgs {
 }
 
 /// Where an HTTP API listens.
+#[cfg(feature = "http-api")]
 #[derive(Debug, Clone, clap::Args)]
 pub struct HttpArgs {
     /// Address the API listens on; it also serves `/healthz`, `/readyz` and `/metrics`.
@@ -211,6 +212,7 @@ pub struct HttpArgs {
     pub shutdown_drain: Duration,
 }
 
+#[cfg(feature = "http-api")]
 impl HttpArgs {
     /// The request limits these arguments set.
     pub fn limits(&self) -> crate::http::Limits {

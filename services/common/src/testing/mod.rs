@@ -7,13 +7,16 @@
 
 use std::time::Duration;
 
+#[cfg(feature = "mysql")]
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
+#[cfg(feature = "mysql")]
 use sqlx::{Connection, Executor, MySqlConnection};
 
 use crate::config::KafkaArgs;
 
 mod filebeat;
 mod kafka;
+#[cfg(feature = "mysql")]
 mod private_mysql;
 mod private_redis;
 mod process;
@@ -22,6 +25,7 @@ mod search;
 use crate::kafka::admin::{Admin, TopicSpec};
 pub use filebeat::{FILEBEAT_ENV, Filebeat};
 pub use kafka::PrivateKafka;
+#[cfg(feature = "mysql")]
 pub use private_mysql::PrivateMysql;
 pub use private_redis::PrivateRedis;
 pub use process::{
@@ -66,6 +70,7 @@ pub fn kafka() -> KafkaArgs {
 }
 
 /// A fresh, empty MySQL database; returns its URL and a pool on it.
+#[cfg(feature = "mysql")]
 pub async fn fresh_mysql() -> (String, MySqlPool) {
     let name = unique("t");
     let mut admin = MySqlConnection::connect(&mysql_url())
