@@ -103,6 +103,76 @@ pub struct MysqlArgs {
     pub connect_timeout: Duration,
 }
 
+/// Where Elasticsearch is (content's posts index, log's access-log indices).
+#[derive(Debug, Clone, clap::Args)]
+pub struct EsArgs {
+    /// Elasticsearch URL, `http(s)://[user:password@]host:port` (credentials are sent as basic auth;
+    /// a secret: never logged).
+    #[arg(long = "elasticsearch-url", env = env::ELASTICSEARCH_URL, value_parser = parse_secret)]
+    pub es_url: SecretString,
+    /// Timeout of one Elasticsearch request, in milliseconds [default: 5000 in content, 30000 in
+    /// log].
+    #[arg(long = "elasticsearch-timeout-ms", env = ELASTICSEARCH_TIMEOUT_MS, value_parser = parse_millis)]
+    pub es_timeout: Option<Duration>,
+    /// The former name of `--elasticsearch-timeout-ms` (content's `ES_TIMEOUT_MS`), still read so
+    /// existing deployments keep their setting; the new name wins when both are given.
+    #[arg(long = "es-timeout-ms", env = ES_TIMEOUT_MS_ALIAS, hide = true, value_parser = parse_millis)]
+    pub es_timeout_alias: Option<Duration>,
+}
+
+/// The variable of [`EsArgs::es_timeout`].
+pub const ELASTICSEARCH_TIMEOUT_MS: &str = "ELASTICSEARCH_TIMEOUT_MS";
+/// Accepted instead of [`ELASTICSEARCH_TIMEOUT_MS`] (clap reads one variable per flag, hence the
+/// hidden second flag).
+pub const ES_TIMEOUT_MS_ALIAS: &str = "ES_TIMEOUT_MS";
+
+impl EsArgs {
+    /// Settings for code not started from a command line (tests, benchmarks).
+    pub fn new(url: impl Into<String>, timeout: Duration) -> Self {
+        Self {
+            es_url: SecretString::from(url.into()),
+            es_timeout: Some(timeout),
+            es_timeout_alias: None,
+        }
+    }
+
+    /// The request timeout given (by either name), else the service's `default`.
+    pub fn timeout_or(&self, default: Duration) -> Duration {
+        self.es_timeout.or(self.es_timeout_alias).unwrap_or(default)
+    }
+}
+
+/// Where Redis is and how this platform names its keys (content's cache, coupon's decisions).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RedisArgs {
+    /// Redis URL, `redis://[:password@]host:port[/db]` (a secret: never logged).
+    #[arg(long = "redis-url", env = env::REDIS_URL, value_parser = parse_secret)]
+    pub redis_url: SecretString,
+    /// Prefix of every Redis key this service reads and writes (one platform per prefix), e.g.
+    /// `blue:`.
+    #[arg(
+        long = "redis-key-prefix",
+        env = env::REDIS_KEY_PREFIX,
+        default_value = ""
+    )]
+    pub key_prefix: String,
+    /// Timeout of a Redis connection attempt and of each command, in milliseconds [default: 2000
+    /// in coupon; content keeps the Redis client's own (1 s to connect, 500 ms per command)].
+    #[arg(long = "redis-timeout-ms", env = "REDIS_TIMEOUT_MS", value_parser = parse_millis)]
+    pub redis_timeout: Option<Duration>,
+}
+
+impl RedisArgs {
+    /// Settings for code not started from a command line (tests, benchmarks).
+    pub fn new(url: &str, key_prefix: impl Into<String>) -> Self {
+        Self {
+            redis_url: SecretString::from(url.to_owned()),
+            key_prefix: key_prefix.into(),
+            redis_timeout: None,
+        }
+    }
+}
+
 /// Where the ops endpoints (`/healthz`, `/readyz`, `/metrics`) listen for processes without an API.
 #[derive(Debug, Clone, clap::Args)]
 pub struct OpsArgs {
@@ -112,6 +182,7 @@ pub struct OpsArgs {
 }
 
 /// Where an HTTP API listens.
+#[cfg(feature = "http-api")]
 #[derive(Debug, Clone, clap::Args)]
 pub struct HttpArgs {
     /// Address the API listens on; it also serves `/healthz`, `/readyz` and `/metrics`.
@@ -141,6 +212,7 @@ pub struct HttpArgs {
     pub shutdown_drain: Duration,
 }
 
+#[cfg(feature = "http-api")]
 impl HttpArgs {
     /// The request limits these arguments set.
     pub fn limits(&self) -> crate::http::Limits {
@@ -230,6 +302,39 @@ mod tests {
             ])
             .is_err()
         );
+    }
+
+    #[derive(Parser, Debug)]
+    struct EsCli {
+        #[command(flatten)]
+        es: EsArgs,
+    }
+
+    #[test]
+    fn the_elasticsearch_timeout_has_one_name_and_an_alias() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["x", "--elasticsearch-url", "http://es:9200"];
+            all.extend(args);
+            EsCli::try_parse_from(all).unwrap().es
+        };
+        let default = Duration::from_secs(7);
+        assert_eq!(parse(&[]).timeout_or(default), default);
+        let new = parse(&["--elasticsearch-timeout-ms", "1500"]);
+        assert_eq!(new.timeout_or(default), Duration::from_millis(1500));
+        let old = parse(&["--es-timeout-ms", "2500"]);
+        assert_eq!(old.timeout_or(default), Duration::from_millis(2500));
+        let both = parse(&[
+            "--es-timeout-ms",
+            "2500",
+            "--elasticsearch-timeout-ms",
+            "1500",
+        ]);
+        assert_eq!(both.timeout_or(default), Duration::from_millis(1500));
+        // The alias is read but not advertised.
+        use clap::CommandFactory;
+        let help = EsCli::command().render_help().to_string();
+        assert!(help.contains("ELASTICSEARCH_TIMEOUT_MS"), "{help}");
+        assert!(!help.contains("es-timeout-ms"), "{help}");
     }
 
     #[test]

@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::envelope::Envelope;
 use crate::kafka::Producer;
+use crate::retry::Backoff;
 
 /// The outbox table. Created by [`install`]; services may also create it in their migrations.
 pub const DDL: &str = r"
@@ -228,6 +229,9 @@ pub struct PendingRow {
     pub headers: Vec<(String, String)>,
 }
 
+/// The relay's pause after an interrupted leadership: 100 ms, doubling, at most 5 s.
+pub const RELAY_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+
 /// Publishes committed outbox rows. Wake it after a commit with [`Relay::notifier`] for low latency;
 /// otherwise it polls.
 pub struct Relay {
@@ -260,19 +264,21 @@ impl Relay {
     }
 
     /// Runs until `shutdown`: waits for the lock, then publishes. Database or broker outages are
-    /// retried with backoff; nothing here ends the process.
+    /// retried with [`RELAY_BACKOFF`] (from its first pause again after a leadership that ended
+    /// well); nothing here ends the process.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut backoff = Duration::from_millis(100);
+        let mut failures = 0u32;
         while !shutdown.is_cancelled() {
             match self.lead(&shutdown).await {
-                Ok(()) => backoff = Duration::from_millis(100),
+                Ok(()) => failures = 0,
                 Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), retry_in_ms = backoff.as_millis() as u64, "outbox relay interrupted");
+                    failures = failures.saturating_add(1);
+                    let delay = RELAY_BACKOFF.delay(failures);
+                    tracing::warn!(error = %format!("{e:#}"), retry_in_ms = delay.as_millis() as u64, "outbox relay interrupted");
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(delay) => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }
@@ -404,13 +410,7 @@ impl Relay {
             match result {
                 Ok(_) => sent.push(row.id),
                 Err(e) if is_unpublishable(&e) => {
-                    let mut message = e.to_string();
-                    let mut source = std::error::Error::source(&e);
-                    while let Some(s) = source {
-                        message.push_str(&format!(": {s}"));
-                        source = s.source();
-                    }
-                    parked.push((row.id, message));
+                    parked.push((row.id, crate::error::chain(&e)));
                 }
                 Err(e) => {
                     self.metrics.failures.inc();

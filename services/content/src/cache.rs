@@ -12,13 +12,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use campus_common::config::{ExposeSecret, RedisArgs};
 use campus_common::envelope::EventType;
 use campus_common::kafka::{HandleError, Handler, Record};
-use redis::aio::ConnectionManager;
+use campus_common::retry::{self, ride_out};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{self, PostView};
-use crate::worker::ride_out;
 
 /// Compare-and-set: writes only when the stored version is missing or older, or (a tombstone) the
 /// same.
@@ -77,18 +78,27 @@ pub struct PostCache {
 }
 
 impl PostCache {
-    pub async fn connect(url: &str, prefix: &str, ttl: Duration) -> Result<Self, CacheError> {
-        let client = redis::Client::open(url).map_err(|source| CacheError {
-            action: "parse the Redis URL",
-            source,
-        })?;
-        let conn = ConnectionManager::new(client)
+    /// Connects to `redis` (its timeout, when given, bounds connecting and each command; otherwise
+    /// the Redis client's own apply).
+    pub async fn connect(redis: &RedisArgs, ttl: Duration) -> Result<Self, CacheError> {
+        let client =
+            redis::Client::open(redis.redis_url.expose_secret()).map_err(|source| CacheError {
+                action: "parse the Redis URL",
+                source,
+            })?;
+        let mut config = ConnectionManagerConfig::new();
+        if let Some(t) = redis.redis_timeout {
+            config = config
+                .set_connection_timeout(Some(t))
+                .set_response_timeout(Some(t));
+        }
+        let conn = ConnectionManager::new_with_config(client, config)
             .await
             .map_err(|source| CacheError {
                 action: "connect",
                 source,
             })?;
-        Ok(Self::new(conn, prefix, ttl))
+        Ok(Self::new(conn, &redis.key_prefix, ttl))
     }
 
     pub fn new(conn: ConnectionManager, prefix: &str, ttl: Duration) -> Self {
@@ -184,6 +194,7 @@ impl Handler for CacheHandler {
         let written = ride_out(
             &self.shutdown,
             "redis",
+            retry::OUTAGE,
             |e: &CacheError| !e.is_permanent(),
             || async {
                 match event.event_type {

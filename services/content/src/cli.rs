@@ -1,9 +1,8 @@
 //! The command line: `campus-content api` and `campus-content worker inspect|cache|inbox|index`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use campus_common::config::{ExposeSecret, KafkaArgs, MysqlArgs, OpsArgs};
+use campus_common::config::{ExposeSecret, KafkaArgs, MysqlArgs, OpsArgs, RedisArgs};
 use campus_common::kafka::Producer;
 use campus_common::ops::Readiness;
 use clap::{Parser, Subcommand};
@@ -12,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{Api, ApiArgs};
 use crate::cache::{CacheHandler, PostCache};
-use crate::config::{ConsumerArgs, EsArgs, MongoArgs, OpenAiArgs, RedisArgs};
+use crate::config::{CacheArgs, ConsumerArgs, MongoArgs, OpenAiArgs, PostsIndexArgs};
 use crate::inbox::{InboxError, InboxHandler, InboxStore};
 use crate::index::{IndexError, IndexHandler, SearchIndex};
 use crate::inspect::{InspectHandler, InspectMetrics, Inspector};
@@ -124,6 +123,8 @@ pub enum WorkerCommand {
         #[command(flatten)]
         redis: RedisArgs,
         #[command(flatten)]
+        cache: CacheArgs,
+        #[command(flatten)]
         consumer: ConsumerArgs,
         #[command(flatten)]
         ops: OpsArgs,
@@ -146,7 +147,7 @@ pub enum WorkerCommand {
         #[command(flatten)]
         kafka: KafkaArgs,
         #[command(flatten)]
-        es: EsArgs,
+        search: PostsIndexArgs,
         #[command(flatten)]
         consumer: ConsumerArgs,
         #[command(flatten)]
@@ -246,14 +247,11 @@ impl WorkerCommand {
                     .run(handler, registry, readiness, Some(ops.ops_addr), shutdown)
                     .await
             }
-            WorkerCommand::Cache { redis, ops, .. } => {
+            WorkerCommand::Cache {
+                redis, cache, ops, ..
+            } => {
                 campus_common::telemetry::init("campus-content-cache");
-                let cache = PostCache::connect(
-                    redis.redis_url.expose_secret(),
-                    &redis.key_prefix,
-                    Duration::from_secs(redis.ttl_seconds),
-                )
-                .await?;
+                let cache = PostCache::connect(redis, cache.ttl()).await?;
                 let c = cache.clone();
                 let readiness = Readiness::new().check("redis", move || {
                     let c = c.clone();
@@ -307,9 +305,9 @@ impl WorkerCommand {
                     )
                     .await
             }
-            WorkerCommand::Index { es, ops, .. } => {
+            WorkerCommand::Index { search, ops, .. } => {
                 campus_common::telemetry::init("campus-content-index");
-                let index = SearchIndex::new(es)?;
+                let index = SearchIndex::new(search)?;
                 // (None: shutdown came first.)
                 let Some(()) = campus_common::retry::until_up(
                     "create the search index",

@@ -2,23 +2,14 @@
 
 use std::time::Duration;
 
+use campus_common::config::EsArgs;
 use campus_common::config::{ExposeSecret, SecretString, parse_millis, parse_secret};
 use campus_common::kafka::ConsumerOptions;
 use campus_contract::{content, env};
 
-/// Where Redis is and how the post cache is kept.
+/// How long the post cache keeps a post (Redis itself: [`RedisArgs`]).
 #[derive(Debug, Clone, clap::Args)]
-pub struct RedisArgs {
-    /// Redis URL, `redis://[:password@]host:port[/db]` (a secret: never logged).
-    #[arg(long = "redis-url", env = env::REDIS_URL, value_parser = parse_secret)]
-    pub redis_url: SecretString,
-    /// Prefix of every Redis key this service writes (`{prefix}post:{id}`).
-    #[arg(
-        long = "redis-key-prefix",
-        env = env::REDIS_KEY_PREFIX,
-        default_value = ""
-    )]
-    pub key_prefix: String,
+pub struct CacheArgs {
     /// How long a cached post lives, in seconds.
     #[arg(
         long = "cache-ttl-seconds",
@@ -26,6 +17,12 @@ pub struct RedisArgs {
         default_value_t = 3600
     )]
     pub ttl_seconds: u64,
+}
+
+impl CacheArgs {
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs(self.ttl_seconds)
+    }
 }
 
 /// Where MongoDB is.
@@ -45,10 +42,9 @@ pub struct MongoArgs {
 
 /// Where Elasticsearch is and which index the posts live in.
 #[derive(Debug, Clone, clap::Args)]
-pub struct EsArgs {
-    /// Elasticsearch URL (credentials in the URL are sent as basic auth and never logged).
-    #[arg(long = "elasticsearch-url", env = env::ELASTICSEARCH_URL, value_parser = parse_secret)]
-    pub es_url: SecretString,
+pub struct PostsIndexArgs {
+    #[command(flatten)]
+    pub es: EsArgs,
     /// The alias every read and write goes through.
     #[arg(
         long = "es-index-alias",
@@ -63,9 +59,25 @@ pub struct EsArgs {
         default_value = "posts-v1"
     )]
     pub index: String,
-    /// Timeout of one Elasticsearch request, in milliseconds.
-    #[arg(long = "es-timeout-ms", env = "ES_TIMEOUT_MS", default_value = "5000", value_parser = parse_millis)]
-    pub es_timeout: Duration,
+}
+
+/// Content's Elasticsearch request timeout when none is given (a search or one bulk write).
+pub const ES_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl PostsIndexArgs {
+    /// Settings for code not started from a command line (tests, benchmarks).
+    pub fn new(url: &str, alias: &str, index: &str, timeout: Duration) -> Self {
+        Self {
+            es: EsArgs::new(url, timeout),
+            alias: alias.to_owned(),
+            index: index.to_owned(),
+        }
+    }
+
+    /// The request timeout: given, or [`ES_TIMEOUT`].
+    pub fn timeout(&self) -> Duration {
+        self.es.timeout_or(ES_TIMEOUT)
+    }
 }
 
 /// The OpenAI-compatible chat API the inspector calls.

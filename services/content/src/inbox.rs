@@ -17,6 +17,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use campus_common::envelope::EventType;
 use campus_common::kafka::{HandleError, Handler, Record};
+use campus_common::retry::{self, ride_out};
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use mongodb::bson::{self, Bson, Document, doc};
@@ -27,7 +28,6 @@ use sqlx::MySqlPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{self, Batch, PostEvent, PostView};
-use crate::worker::ride_out;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InboxError {
@@ -477,20 +477,26 @@ impl InboxHandler {
             .collect();
         authors.sort_unstable();
         authors.dedup();
-        ride_out(&self.shutdown, "mongodb", InboxError::is_outage, || async {
-            let (current, followers) =
-                tokio::try_join!(self.store.claim(events), followers_of(&self.pool, &authors))?;
-            let fresh: Vec<&PostEvent> = events
-                .iter()
-                .zip(&current)
-                .filter(|(_, c)| **c)
-                .map(|(e, _)| *e)
-                .collect();
-            if !fresh.is_empty() {
-                self.store.project(&fresh, &followers).await?;
-            }
-            Ok(current)
-        })
+        ride_out(
+            &self.shutdown,
+            "mongodb",
+            retry::OUTAGE,
+            InboxError::is_outage,
+            || async {
+                let (current, followers) =
+                    tokio::try_join!(self.store.claim(events), followers_of(&self.pool, &authors))?;
+                let fresh: Vec<&PostEvent> = events
+                    .iter()
+                    .zip(&current)
+                    .filter(|(_, c)| **c)
+                    .map(|(e, _)| *e)
+                    .collect();
+                if !fresh.is_empty() {
+                    self.store.project(&fresh, &followers).await?;
+                }
+                Ok(current)
+            },
+        )
         .await
     }
 }

@@ -18,15 +18,15 @@ use async_trait::async_trait;
 use campus_common::envelope::EventType;
 use campus_common::kafka::{HandleError, Handler, Record};
 use elasticsearch::http::StatusCode;
+use elasticsearch::http::headers::{CONTENT_TYPE, HeaderValue};
 use elasticsearch::http::request::JsonBody;
-use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
 use elasticsearch::indices::{IndicesCreateParts, IndicesGetAliasParts};
 use elasticsearch::params::Refresh;
 use elasticsearch::{BulkParts, Elasticsearch, SearchParts};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::EsArgs;
+use crate::config::PostsIndexArgs;
 use crate::events::{self, Batch, PostEvent, PostView};
 
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +47,8 @@ pub enum IndexError {
         "failed to search: the index alias {0} does not exist yet (the index worker creates it)"
     )]
     Missing(String),
-    #[error("failed to parse the Elasticsearch URL: {0}")]
+    /// The client could not be built (a bad URL).
+    #[error("{0}")]
     Url(String),
     #[error("failed to read a search hit: {0}")]
     Decode(String),
@@ -77,7 +78,8 @@ pub fn mapping() -> Value {
     })
 }
 
-/// The search index; cheap to clone.
+/// The search index; cheap to clone. Its client is the platform's one
+/// ([`campus_common::search::client`]), as the log service's.
 #[derive(Clone)]
 pub struct SearchIndex {
     client: Elasticsearch,
@@ -86,29 +88,11 @@ pub struct SearchIndex {
 }
 
 impl SearchIndex {
-    pub fn new(args: &EsArgs) -> Result<Self, IndexError> {
-        use campus_common::config::ExposeSecret;
-        let mut url = elasticsearch::http::Url::parse(args.es_url.expose_secret())
-            .map_err(|e| IndexError::Url(e.to_string()))?;
-        let credentials = (!url.username().is_empty()).then(|| {
-            elasticsearch::auth::Credentials::Basic(
-                url.username().to_owned(),
-                url.password().unwrap_or_default().to_owned(),
-            )
-        });
-        let _ = url.set_username("");
-        let _ = url.set_password(None);
-        let mut builder = TransportBuilder::new(SingleNodeConnectionPool::new(url))
-            .timeout(args.es_timeout)
-            .disable_proxy();
-        if let Some(c) = credentials {
-            builder = builder.auth(c);
-        }
-        let transport = builder
-            .build()
+    pub fn new(args: &PostsIndexArgs) -> Result<Self, IndexError> {
+        let client = campus_common::search::client(&args.es.es_url, args.timeout())
             .map_err(|e| IndexError::Url(e.to_string()))?;
         Ok(Self {
-            client: Elasticsearch::new(transport),
+            client,
             alias: args.alias.as_str().into(),
             index: args.index.as_str().into(),
         })
@@ -211,6 +195,10 @@ impl SearchIndex {
         let res = self
             .client
             .bulk(BulkParts::None)
+            .header(
+                CONTENT_TYPE,
+                HeaderValue::from_static(campus_common::search::NDJSON),
+            )
             .refresh(Refresh::WaitFor)
             .filter_path(&["items.*.status", "items.*.error"])
             .body(body)
@@ -401,7 +389,6 @@ impl IndexHandler {
         let mut results: Vec<Option<Result<bool, IndexError>>> =
             events.iter().map(|_| None).collect();
         let mut todo: Vec<usize> = (0..events.len()).collect();
-        let mut delay = std::time::Duration::from_millis(100);
         let mut attempt = 0u32;
         while !todo.is_empty() {
             let batch: Vec<&PostEvent> = todo.iter().map(|&i| events[i]).collect();
@@ -453,9 +440,8 @@ impl IndexHandler {
             }
             tokio::select! {
                 _ = self.shutdown.cancelled() => {}
-                _ = tokio::time::sleep(delay) => {}
+                _ = tokio::time::sleep(campus_common::retry::OUTAGE.delay(attempt)) => {}
             }
-            delay = (delay * 2).min(std::time::Duration::from_secs(5));
         }
         if attempt > 0 {
             tracing::info!(

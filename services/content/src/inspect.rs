@@ -32,6 +32,7 @@ use async_trait::async_trait;
 use campus_common::envelope::{Envelope, EventType};
 use campus_common::http::REQUEST_ID;
 use campus_common::kafka::{HandleError, Handler, Producer, Record};
+use campus_common::retry::{self, ride_out};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -43,7 +44,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::OpenAiArgs;
 use crate::events::{self, PostView};
-use crate::worker::ride_out;
 
 /// Words that make a post BAD under the offline policy.
 pub const OFFLINE_BLOCKLIST: &[&str] = &[
@@ -368,9 +368,7 @@ impl InspectHandler {
     /// Asks the model, waiting out outages and refused keys/models until it answers, the answer is
     /// poison, or shutdown comes (then the record is left for the next owner).
     async fn verdict(&self, post: &PostView) -> Result<Verdict, HandleError> {
-        let result = ride_out(
-            &self.shutdown,
-            "openai",
+        let result = ride_out(&self.shutdown, "openai", retry::OUTAGE,
             |e: &InspectError| e.failure() != Failure::Poison,
             || async {
                 let r = self.inspector.inspect(post).await;
@@ -423,7 +421,7 @@ impl InspectHandler {
         let Some(pool) = &self.pool else {
             return Ok(());
         };
-        ride_out(&self.shutdown, "mysql", |_: &sqlx::Error| true, || async {
+        ride_out(&self.shutdown, "mysql", retry::OUTAGE, |_: &sqlx::Error| true, || async {
             sqlx::query(
                 "UPDATE posts SET rejected_version = ? WHERE id = ? AND (rejected_version IS NULL OR rejected_version < ?)",
             )

@@ -1,10 +1,8 @@
-//! Running a consumer group: the consumer runtime, its ops server and readiness checks, and a
-//! helper that rides out an outage of a projection's store instead of dead-lettering records.
+//! Running a consumer group: the consumer runtime, its ops server and readiness checks. (Riding
+//! out an outage of a projection's store is `campus_common::retry::ride_out`.)
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use campus_common::config::KafkaArgs;
 use campus_common::kafka::consumer::ConsumerMetrics;
@@ -64,49 +62,5 @@ impl Group<'_> {
             }
         }
         Ok(result?)
-    }
-}
-
-/// Retries `op` while its error is an outage of a dependency (`is_outage`), with backoff up to 5 s,
-/// until it succeeds or `shutdown` fires (then the last error is returned and the consumer runtime
-/// leaves the record for the next owner). Other errors are returned at once.
-pub async fn ride_out<T, E, F, Fut>(
-    shutdown: &CancellationToken,
-    what: &str,
-    is_outage: impl Fn(&E) -> bool,
-    mut op: F,
-) -> Result<T, E>
-where
-    E: std::fmt::Display,
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
-    let mut delay = Duration::from_millis(100);
-    let mut attempt = 0u32;
-    loop {
-        match op().await {
-            Ok(v) => {
-                if attempt > 0 {
-                    tracing::info!(
-                        dependency = what,
-                        attempts = attempt + 1,
-                        "dependency is back"
-                    );
-                }
-                return Ok(v);
-            }
-            Err(e) if is_outage(&e) && !shutdown.is_cancelled() => {
-                attempt += 1;
-                if attempt == 1 || attempt.is_multiple_of(20) {
-                    tracing::warn!(dependency = what, attempt, error = %e, "dependency unavailable; waiting");
-                }
-                tokio::select! {
-                    _ = shutdown.cancelled() => return Err(e),
-                    _ = tokio::time::sleep(delay) => {}
-                }
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-            Err(e) => return Err(e),
-        }
     }
 }

@@ -7,11 +7,11 @@ mod support;
 
 use std::time::Duration;
 
-use campus_common::config::{KafkaArgs, SecretString};
+use campus_common::config::KafkaArgs;
 use campus_common::envelope::EventType;
 use campus_common::kafka::admin::{Admin, TopicSpec};
 use campus_common::kafka::{Producer, dlq_topic};
-use campus_content::config::EsArgs;
+use campus_content::config::PostsIndexArgs;
 use campus_content::events::{self, PostEvent, PostView};
 use campus_content::index::SearchIndex;
 use campus_testkit as testing;
@@ -170,12 +170,12 @@ async fn with_elasticsearch_stopped_the_index_worker_waits_and_loses_nothing() {
                 .unwrap();
         }
     };
-    let index = SearchIndex::new(&EsArgs {
-        es_url: SecretString::from(es.url()),
-        alias: p.alias.clone(),
-        index: p.index.clone(),
-        es_timeout: Duration::from_secs(2),
-    })
+    let index = SearchIndex::new(&PostsIndexArgs::new(
+        &es.url(),
+        &p.alias,
+        &p.index,
+        Duration::from_secs(2),
+    ))
     .unwrap();
     let titles = |ids: &[u64]| ids.iter().map(|i| format!("kw{i}")).collect::<Vec<_>>();
     async fn found(index: &SearchIndex, kw: &str) -> Vec<(u64, i64)> {

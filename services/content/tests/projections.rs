@@ -6,10 +6,9 @@ mod support;
 
 use std::time::Duration;
 
-use campus_common::config::SecretString;
 use campus_common::envelope::EventType;
 use campus_common::kafka::{Producer, dlq_topic};
-use campus_content::config::EsArgs;
+use campus_content::config::PostsIndexArgs;
 use campus_content::events::{self, PostView};
 use campus_content::index::SearchIndex;
 use campus_testkit::{self as testing, eventually};
@@ -77,12 +76,12 @@ async fn found(index: &SearchIndex, kw: &str) -> Vec<(u64, i64)> {
 async fn the_index_worker_waits_out_a_write_block_and_recreates_a_lost_alias() {
     let p = Platform::new().await;
     p.start_worker("index", None);
-    let index = SearchIndex::new(&EsArgs {
-        es_url: SecretString::from(p.es_url.clone()),
-        alias: p.alias.clone(),
-        index: p.index.clone(),
-        es_timeout: Duration::from_secs(5),
-    })
+    let index = SearchIndex::new(&PostsIndexArgs::new(
+        &p.es_url,
+        &p.alias,
+        &p.index,
+        Duration::from_secs(5),
+    ))
     .unwrap();
     send(&p, EventType::Created, post(1, 1, "kwone")).await;
     eventually("indexed", Duration::from_secs(30), || async {

@@ -5,10 +5,10 @@ mod support;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use campus_common::config::SecretString;
+use campus_common::config::RedisArgs;
 use campus_common::kafka::Handler;
 use campus_content::cache::{CacheHandler, PostCache};
-use campus_content::config::EsArgs;
+use campus_content::config::PostsIndexArgs;
 use campus_content::inbox::{InboxHandler, InboxStore};
 use campus_content::index::{IndexHandler, SearchIndex};
 use campus_testkit::{self as testing, eventually};
@@ -253,8 +253,7 @@ async fn posts_flow_to_search_inbox_and_cache_and_replays_change_nothing() {
     let token = CancellationToken::new();
     let cache = CacheHandler::new(
         PostCache::connect(
-            &testing::redis_url(),
-            &p.redis_prefix,
+            &RedisArgs::new(&testing::redis_url(), &p.redis_prefix),
             Duration::from_secs(3600),
         )
         .await
@@ -269,12 +268,12 @@ async fn posts_flow_to_search_inbox_and_cache_and_replays_change_nothing() {
         token.clone(),
     );
     let index = IndexHandler::new(
-        SearchIndex::new(&EsArgs {
-            es_url: SecretString::from(p.es_url.clone()),
-            alias: p.alias.clone(),
-            index: p.index.clone(),
-            es_timeout: Duration::from_secs(5),
-        })
+        SearchIndex::new(&PostsIndexArgs::new(
+            &p.es_url,
+            &p.alias,
+            &p.index,
+            Duration::from_secs(5),
+        ))
         .unwrap(),
         token.clone(),
     );

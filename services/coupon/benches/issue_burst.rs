@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use campus_coupon::config::RedisArgs;
+use campus_common::config::RedisArgs;
 use campus_coupon::store::{CouponStore, Decision, EventWindow};
 use campus_testkit::{self as testing, Latencies};
 use chrono::Utc;

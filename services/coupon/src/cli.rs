@@ -1,11 +1,12 @@
-//! The command line: `campus-coupon api`, `campus-coupon worker issue`, `campus-coupon reconcile`.
+//! The command line: `campus-coupon api`, `campus-coupon worker issue`, `campus-coupon drift`
+//! (also `reconcile`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use campus_common::config::{HttpArgs, KafkaArgs, MysqlArgs, OpsArgs};
+use campus_common::config::{HttpArgs, KafkaArgs, MysqlArgs, OpsArgs, RedisArgs};
 use campus_common::kafka::admin::{Admin, TopicSpec};
 use campus_common::kafka::consumer::ConsumerMetrics;
 use campus_common::kafka::{ConsumerOptions, ConsumerRuntime, Producer};
@@ -17,11 +18,11 @@ use sqlx::MySqlPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{AppState, admin_app, app};
-use crate::config::{RateLimitArgs, RedisArgs, RetentionArgs};
+use crate::config::{RateLimitArgs, RetentionArgs};
 use crate::inflight::InFlight;
 use crate::metrics::WorkerMetrics;
 use crate::store::CouponStore;
-use crate::{db, reconcile, worker};
+use crate::{db, drift, worker};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -43,8 +44,10 @@ pub enum Command {
         #[command(subcommand)]
         worker: WorkerCmd,
     },
-    /// Print the drift report (Redis holders against MySQL coupons) as JSON.
-    Reconcile(ReconcileCmd),
+    /// Print the drift report (Redis holders against MySQL coupons) as JSON. Also `reconcile`, its
+    /// former name.
+    #[command(visible_alias = "reconcile")]
+    Drift(DriftCmd),
     /// Send a first-come-first-served burst to a running coupon API and print what came back
     /// (answers by status, latency, users issued twice) as JSON.
     Burst(crate::burst::BurstCmd),
@@ -149,7 +152,7 @@ pub struct IssueWorkerCmd {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct ReconcileCmd {
+pub struct DriftCmd {
     #[command(flatten)]
     pub mysql: MysqlArgs,
     #[command(flatten)]
@@ -169,22 +172,26 @@ pub struct ReconcileCmd {
     pub fail_on_drift: bool,
 }
 
-/// Runs the chosen sub-command until it ends or SIGTERM/SIGINT.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
-        Command::Api(cmd) => {
-            telemetry::init("campus-coupon");
-            run_api(cmd, shutdown::on_signal()).await
-        }
-        Command::Worker { worker } => {
-            telemetry::init("campus-coupon");
-            let opts = worker.consumer_options();
-            match worker {
-                WorkerCmd::Issue(cmd) => run_issue_worker(cmd, opts, shutdown::on_signal()).await,
+impl Cli {
+    /// Runs the chosen sub-command until it ends or SIGTERM/SIGINT.
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Api(cmd) => {
+                telemetry::init("campus-coupon");
+                run_api(cmd, shutdown::on_signal()).await
             }
+            Command::Worker { worker } => {
+                telemetry::init("campus-coupon");
+                let opts = worker.consumer_options();
+                match worker {
+                    WorkerCmd::Issue(cmd) => {
+                        run_issue_worker(cmd, opts, shutdown::on_signal()).await
+                    }
+                }
+            }
+            Command::Drift(cmd) => run_drift(cmd).await,
+            Command::Burst(cmd) => run_burst(cmd).await,
         }
-        Command::Reconcile(cmd) => run_reconcile(cmd).await,
-        Command::Burst(cmd) => run_burst(cmd).await,
     }
 }
 
@@ -265,7 +272,7 @@ pub async fn run_api(cmd: ApiCmd, shutdown: CancellationToken) -> anyhow::Result
     served
 }
 
-/// Sweeps stale pending marks every `args.interval_secs` until `shutdown` ([`reconcile::sweep`]).
+/// Sweeps stale pending marks every `args.interval_secs` until `shutdown` ([`drift::sweep`]).
 async fn sweep_forever(
     pool: MySqlPool,
     store: CouponStore,
@@ -284,15 +291,17 @@ async fn sweep_forever(
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match reconcile::sweep(&pool, &store, &in_flight, bound).await {
-            Ok(r) if r == reconcile::SweepReport::default() => {}
+        match drift::sweep(&pool, &store, &in_flight, bound).await {
+            Ok(r) if r == drift::SweepReport::default() => {}
             Ok(r) => tracing::info!(
                 given_back = r.given_back,
                 confirmed = r.confirmed,
                 in_flight = r.in_flight,
                 "swept stale pending marks"
             ),
-            Err(e) => tracing::warn!(error = %crate::chain(&e), "sweep failed; trying again later"),
+            Err(e) => {
+                tracing::warn!(error = %campus_common::error::chain(&e), "sweep failed; trying again later")
+            }
         }
     }
 }
@@ -315,7 +324,7 @@ async fn report_drift_forever(
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match reconcile::report(&pool, &store, None, reconcile::DEFAULT_IN_FLIGHT_GRACE).await {
+        match drift::report(&pool, &store, None, drift::DEFAULT_IN_FLIGHT_GRACE).await {
             Ok(report) => {
                 if report.drifted > 0 {
                     tracing::warn!(
@@ -327,7 +336,7 @@ async fn report_drift_forever(
             }
             Err(e) => {
                 metrics.count(false);
-                tracing::warn!(error = %crate::chain(&e), "drift report failed; trying again later");
+                tracing::warn!(error = %campus_common::error::chain(&e), "drift report failed; trying again later");
             }
         }
     }
@@ -417,10 +426,10 @@ pub async fn run_burst(cmd: crate::burst::BurstCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn run_reconcile(cmd: ReconcileCmd) -> anyhow::Result<()> {
+pub async fn run_drift(cmd: DriftCmd) -> anyhow::Result<()> {
     let pool = connect_mysql(&cmd.mysql).await?;
     let store = CouponStore::connect(&cmd.redis, Duration::ZERO).await?;
-    let report = reconcile::report(
+    let report = drift::report(
         &pool,
         &store,
         cmd.coupon_event_id,

@@ -1,39 +1,10 @@
-//! Coupon-specific configuration; the shared parts (Kafka, MySQL, HTTP, ops) come from
+//! Coupon-specific configuration; the shared parts (Kafka, MySQL, Redis, HTTP, ops) come from
 //! `campus_common::config`, the topic and group names from `campus_contract`. Every flag can also be set by the environment variable named here.
 
 use std::time::Duration;
 
-use campus_common::config::{SecretString, parse_millis, parse_secret};
-use campus_contract::env;
-
-/// Where Redis is and how this platform names its keys.
-#[derive(Debug, Clone, clap::Args)]
-pub struct RedisArgs {
-    /// Redis URL, `redis://[:password@]host:port[/db]` (a secret: never logged).
-    #[arg(long = "redis-url", env = env::REDIS_URL, value_parser = parse_secret)]
-    pub redis_url: SecretString,
-    /// Prefix for every Redis key this service reads and writes (one platform per prefix).
-    #[arg(
-        long = "redis-key-prefix",
-        env = env::REDIS_KEY_PREFIX,
-        default_value = ""
-    )]
-    pub key_prefix: String,
-    /// Timeout of a Redis connection attempt and of each command, in milliseconds.
-    #[arg(long = "redis-timeout-ms", env = "REDIS_TIMEOUT_MS", default_value = "2000", value_parser = parse_millis)]
-    pub redis_timeout: Duration,
-}
-
-impl RedisArgs {
-    /// Settings for code not started from a command line (tests, benchmarks).
-    pub fn new(url: &str, key_prefix: impl Into<String>) -> Self {
-        Self {
-            redis_url: SecretString::from(url.to_owned()),
-            key_prefix: key_prefix.into(),
-            redis_timeout: Duration::from_secs(2),
-        }
-    }
-}
+/// Coupon's Redis timeout when `REDIS_TIMEOUT_MS` is not given: connecting and each command.
+pub const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long an event's Redis keys outlive the event.
 #[derive(Debug, Clone, clap::Args)]

@@ -3,7 +3,7 @@
 //!
 //! Redis's holders hash is the only other place that knows them, so when Redis lost an event's
 //! keys the reload counts them ([`crate::api`]), and a stale pending mark is given back only when
-//! its request is not among them ([`crate::reconcile::sweep`]).
+//! its request is not among them ([`crate::drift::sweep`]).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -4,7 +4,8 @@
 //!   Kafka and answers only after the broker acknowledged it; a failed write gives the slot back.
 //! - [`worker`]: `worker issue` claims the requests in Redis and stores the coupons in MySQL
 //!   ([`db`]) with a unique `(user_id, coupon_event_id)` key.
-//! - [`reconcile`]: the drift report between Redis and MySQL (command and admin endpoint).
+//! - [`drift`]: the drift report between Redis and MySQL (`drift` command, `/admin/reconcile`),
+//!   and the sweep of stale pending marks.
 //! - [`burst`]: `burst`, a first-come-first-served burst against a running API, and its report.
 //! - [`cli`]: the sub-commands, wired from [`config`].
 
@@ -13,24 +14,12 @@ pub mod burst;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod drift;
 pub mod inflight;
 pub mod limits;
 pub mod metrics;
 pub mod model;
-pub mod reconcile;
 pub mod store;
 pub mod worker;
 
 pub use api::{AppState, admin_app, app};
-
-/// An error with its causes, `outer: cause: cause`, for logs.
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cause = c.source();
-    }
-    s
-}

@@ -1,9 +1,8 @@
+//! `campus-coupon api`, `worker issue`, `drift` and `burst`.
+
 use std::process::ExitCode;
 
-use campus_common::run;
-use campus_coupon::cli::{self, Cli};
-
 fn main() -> ExitCode {
-    let cli: Cli = run::parse();
-    run::block_on(cli::run(cli))
+    let cli = campus_common::run::parse::<campus_coupon::cli::Cli>();
+    campus_common::run::block_on(cli.run())
 }

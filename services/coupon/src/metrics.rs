@@ -9,7 +9,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::reconcile::DriftReport;
+use crate::drift::DriftReport;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
@@ -182,7 +182,7 @@ impl WorkerMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reconcile::{EventDrift, RedisSide};
+    use crate::drift::{EventDrift, RedisSide};
     use chrono::{TimeDelta, Utc};
 
     fn event(id: i64, ends_in: TimeDelta, coupons: i64, holders: i64) -> EventDrift {

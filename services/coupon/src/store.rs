@@ -11,12 +11,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use campus_common::config::{ExposeSecret, redact_url};
+use campus_common::config::{ExposeSecret, RedisArgs, redact_url};
 use chrono::{DateTime, Utc};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use uuid::Uuid;
 
-use crate::config::RedisArgs;
+use crate::config::REDIS_TIMEOUT;
 
 const ISSUE: &str = include_str!("lua/issue.lua");
 const GIVE_BACK: &str = include_str!("lua/give_back.lua");
@@ -146,6 +146,7 @@ impl CouponStore {
     /// Connects (failing fast when Redis does not answer) and loads nothing else.
     pub async fn connect(args: &RedisArgs, retention: Duration) -> Result<Self, StoreError> {
         let url = args.redis_url.expose_secret();
+        let timeout = args.redis_timeout.unwrap_or(REDIS_TIMEOUT);
         let target = redact_url(url);
         let client = redis::Client::open(url).map_err(|source| StoreError::Connect {
             target: target.clone(),
@@ -156,8 +157,8 @@ impl CouponStore {
         let config = ConnectionManagerConfig::new()
             .set_concurrency_limit(IN_FLIGHT)
             .set_pipeline_buffer_size(IN_FLIGHT)
-            .set_connection_timeout(Some(args.redis_timeout))
-            .set_response_timeout(Some(args.redis_timeout))
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_millis(500));
         let conn = ConnectionManager::new_with_config(client, config)

@@ -48,7 +48,12 @@ fn a_missing_broker_address_is_one_line_and_exit_2() {
 
 #[test]
 fn an_unreachable_mysql_is_one_line_and_a_failed_exit() {
-    for sub in [&["api"][..], &["worker", "issue"][..], &["reconcile"][..]] {
+    for sub in [
+        &["api"][..],
+        &["worker", "issue"][..],
+        &["reconcile"][..],
+        &["drift"][..],
+    ] {
         let out = campus_coupon()
             .args(sub)
             .env("KAFKA_BROKERS", "127.0.0.1:9092")

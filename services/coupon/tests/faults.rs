@@ -237,8 +237,8 @@ async fn a_redis_flush_with_records_in_flight_loses_no_201_and_ends_at_the_limit
 /// user can try again, and the drift report says ok.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pending_mark_without_a_kafka_record_is_given_back_after_the_bound() {
+    use campus_coupon::drift::{self, SweepReport};
     use campus_coupon::inflight::InFlight;
-    use campus_coupon::reconcile::{self, SweepReport};
     use campus_coupon::store::Decision;
 
     let env = Env::start().await;
@@ -258,12 +258,12 @@ async fn a_pending_mark_without_a_kafka_record_is_given_back_after_the_bound() {
     let in_flight = InFlight::new(&env.kafka, &env.topic, &env.group);
     let bound = Duration::from_secs(2);
     // Younger than the bound: nothing happens.
-    let r = reconcile::sweep(&env.pool, &env.store, &in_flight, Duration::from_secs(600))
+    let r = drift::sweep(&env.pool, &env.store, &in_flight, Duration::from_secs(600))
         .await
         .unwrap();
     assert_eq!(r, SweepReport::default());
     tokio::time::sleep(bound).await;
-    let r = reconcile::sweep(&env.pool, &env.store, &in_flight, bound)
+    let r = drift::sweep(&env.pool, &env.store, &in_flight, bound)
         .await
         .unwrap();
     assert_eq!(

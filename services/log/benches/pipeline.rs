@@ -37,9 +37,9 @@ use campus_common::http::AccessLog;
 use campus_common::kafka::Record;
 use campus_common::kafka::admin::{Admin, TopicSpec};
 use campus_common::logschema::{self, KubernetesMeta, filebeat_event};
+use campus_log::api::query::StatsParams;
 use campus_log::document::{self, Decoded, Document};
 use campus_log::es::Es;
-use campus_log::query::StatsParams;
 use campus_testkit::{self as testing, PrivateKafka, PrivateSearch, memory_kib};
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use rdkafka::producer::{BaseRecord, Producer as _, ThreadedProducer};
@@ -502,7 +502,7 @@ async fn stats_run(m: usize, runs: usize) {
         // The API over HTTP, and the very Elasticsearch request it makes, straight to the server:
         // the difference is what the API adds.
         let url = format!("{base}/logs/stats?{query}");
-        let plan = campus_log::query::stats_plan(&params, Utc::now()).unwrap();
+        let plan = campus_log::api::query::stats_plan(&params, Utc::now()).unwrap();
         let (mut api, mut direct) = (Vec::new(), Vec::new());
         let mut total = 0;
         for i in 0..runs + warm_up {

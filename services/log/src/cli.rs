@@ -1,15 +1,18 @@
-//! The command line: `campus-log api` and `campus-log worker index`. Every flag has an environment
-//! variable (see the README for the full list).
+//! The command line: `campus-log api`, `campus-log worker index` and `campus-log filebeat-config`,
+//! and running them. Every flag has an environment variable (see the README for the full list).
 
-use std::time::Duration;
-
-use campus_common::config::{
-    HttpArgs, KafkaArgs, OpsArgs, SecretString, parse_millis, parse_secret,
-};
+use anyhow::Context as _;
+use campus_common::config::{EsArgs, HttpArgs, KafkaArgs, OpsArgs};
+use campus_common::{http, retry, shutdown, telemetry};
 use campus_contract::{access_log, env};
 use clap::{Args, Parser, Subcommand};
 
-use crate::indexer::IndexSettings;
+use tokio_util::sync::CancellationToken;
+
+use crate::api;
+use crate::config::{self, AccessLogArgs};
+use crate::es::Es;
+use crate::indexer::{self, IndexSettings};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -91,30 +94,11 @@ impl WorkerCommand {
             WorkerCommand::Index(args) => IndexSettings::standard(
                 &args.kafka,
                 self.contract(),
-                &args.es.index_prefix,
+                &args.access_log.index_prefix,
                 args.batch_size as usize,
             ),
         }
     }
-}
-
-/// Where Elasticsearch is and which indices hold the access logs.
-#[derive(Debug, Clone, Args)]
-pub struct EsArgs {
-    /// Elasticsearch URL, `http(s)://[user:password@]host:port` (a secret: never logged).
-    #[arg(long = "elasticsearch-url", env = env::ELASTICSEARCH_URL, value_parser = parse_secret)]
-    pub url: SecretString,
-    /// Prefix of the daily indices `<prefix>-YYYY.MM.dd`, of their alias and index template.
-    #[arg(
-        long = "log-index-prefix",
-        env = env::LOG_INDEX_PREFIX,
-        default_value = access_log::INDEX_PREFIX,
-        value_parser = parse_index_prefix
-    )]
-    pub index_prefix: String,
-    /// Timeout of one Elasticsearch request, in milliseconds.
-    #[arg(long = "elasticsearch-timeout-ms", env = "ELASTICSEARCH_TIMEOUT_MS", default_value = "30000", value_parser = parse_millis)]
-    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -123,6 +107,8 @@ pub struct ApiArgs {
     pub http: HttpArgs,
     #[command(flatten)]
     pub es: EsArgs,
+    #[command(flatten)]
+    pub access_log: AccessLogArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -133,44 +119,114 @@ pub struct IndexArgs {
     pub ops: OpsArgs,
     #[command(flatten)]
     pub es: EsArgs,
+    #[command(flatten)]
+    pub access_log: AccessLogArgs,
     /// Records per bulk request (per partition).
     #[arg(long = "index-batch-size", env = "INDEX_BATCH_SIZE", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=20000))]
     pub batch_size: u32,
 }
 
-/// Elasticsearch index names: lowercase, no `\ / * ? " < > | , #` or spaces, not starting with
-/// `-`, `_` or `+`.
-pub fn parse_index_prefix(s: &str) -> Result<String, String> {
-    if s.is_empty() || s.len() > 200 {
-        return Err("must be 1 to 200 characters".into());
+impl Cli {
+    /// Runs the sub-command until SIGTERM/SIGINT.
+    pub async fn run(self) -> anyhow::Result<()> {
+        if let Command::FilebeatConfig(args) = &self.command {
+            print!("{}", args.render());
+            return Ok(());
+        }
+        telemetry::init(crate::SERVICE);
+        let shutdown = shutdown::on_signal();
+        match self.command {
+            Command::Api(args) => {
+                let addr = args.http.http_addr;
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("failed to listen on {addr}: {e}"))?;
+                run_api(args, listener, shutdown).await
+            }
+            Command::Worker { worker } => {
+                let WorkerCommand::Index(args) = &worker;
+                let es = client(&args.es)?;
+                let settings = worker.settings();
+                let worker =
+                    indexer::Worker::new(&args.kafka, es, settings, shutdown.clone()).await?;
+                let addr = args.ops.ops_addr;
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("failed to listen on {addr}"))?;
+                let ops = tokio::spawn(http::serve_on(
+                    listener,
+                    worker.ops_router(),
+                    shutdown.clone(),
+                ));
+                let result = worker.run().await;
+                shutdown.cancel();
+                match ops.await {
+                    Ok(Err(e)) if result.is_ok() => return Err(e),
+                    _ => {}
+                }
+                result
+            }
+            Command::FilebeatConfig(_) => unreachable!("handled above"),
+        }
     }
-    if s.starts_with(['-', '_', '+']) {
-        return Err("must not start with -, _ or +".into());
+}
+
+/// `campus-log api` on `listener` until `shutdown`. It installs the index template and alias of
+/// its prefix in the background ([`indexer::prepare`], retried until Elasticsearch takes it), so
+/// they exist whichever processor writes the documents: the native indexer installs them too,
+/// Logstash (the default) does not.
+pub async fn run_api(
+    args: ApiArgs,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let es = client(&args.es)?;
+    if let Err(e) = es.ping().await {
+        tracing::warn!(error = %e, "Elasticsearch does not answer yet; /readyz reports it");
     }
-    if s.chars().any(|c| {
-        c.is_ascii_uppercase()
-            || c.is_whitespace()
-            || matches!(
-                c,
-                '\\' | '/' | '*' | '?' | '"' | '<' | '>' | '|' | ',' | '#' | ':'
-            )
-    }) {
-        return Err("must be lowercase without spaces or any of \\ / * ? \" < > | , # :".into());
+    let prefix = &args.access_log.index_prefix;
+    tokio::spawn(install_index_template(
+        es.clone(),
+        prefix.clone(),
+        shutdown.clone(),
+    ));
+    let state = api::AppState::new(es, access_log::alias(prefix));
+    http::serve_draining(
+        listener,
+        api::app(state),
+        shutdown,
+        args.http.shutdown_drain,
+    )
+    .await
+}
+
+/// Runs [`indexer::prepare`] until it succeeds or `shutdown` fires, with the indexer's backoff.
+async fn install_index_template(es: Es, prefix: String, shutdown: CancellationToken) {
+    let installed = retry::ride_out(
+        &shutdown,
+        "elasticsearch",
+        indexer::BACKOFF,
+        |_| true,
+        || async {
+            indexer::prepare(&es, &prefix)
+                .await
+                .map_err(|e| format!("failed to install the access-log index template: {e:#}"))
+        },
+    )
+    .await;
+    if installed.is_ok() {
+        tracing::info!(index_prefix = %prefix, "access-log index template and alias installed");
     }
-    Ok(s.to_owned())
+}
+
+fn client(args: &EsArgs) -> anyhow::Result<Es> {
+    Es::new(&args.es_url, args.timeout_or(config::ES_TIMEOUT))
+        .context("failed to create the Elasticsearch client")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn index_prefixes() {
-        assert!(parse_index_prefix("access-log").is_ok());
-        assert!(parse_index_prefix("Access").is_err());
-        assert!(parse_index_prefix("_x").is_err());
-        assert!(parse_index_prefix("a*").is_err());
-    }
 
     #[test]
     fn worker_flags_parse() {
@@ -190,7 +246,7 @@ mod tests {
         else {
             panic!("not the index worker")
         };
-        assert_eq!(args.es.index_prefix, "access-log");
+        assert_eq!(args.access_log.index_prefix, "access-log");
         assert_eq!(args.batch_size, 1000);
         assert!(!format!("{args:?}").contains("secret"));
     }

@@ -1,16 +1,22 @@
-//! A small Elasticsearch REST client over `reqwest`: just the calls the log pipeline makes (index
-//! template, bulk, search, refresh, ping).
-//!
-//! It sends plain `application/json` / `application/x-ndjson`, which every Elasticsearch 7/8/9 and
-//! OpenSearch accepts — unlike the "compatible-with" media types some official clients send, which
-//! OpenSearch-compatible servers reject.
+//! The calls the log pipeline makes (index template, bulk, search, refresh, count, ping) on the
+//! platform's one Elasticsearch client ([`campus_common::search`]: the `elasticsearch` crate, with
+//! the plain JSON media types that Elasticsearch and OpenSearch both accept), and what their
+//! failures mean ([`EsError`]: the API answers 503 with `Retry-After` to a transient one, the
+//! indexer waits it out).
 
 use std::time::Duration;
 
-use campus_common::config::{ExposeSecret, SecretString, redact_url};
-use reqwest::{Method, StatusCode, header};
+use campus_common::config::SecretString;
+use campus_common::search::{self, Elasticsearch};
+use elasticsearch::http::headers::{CONTENT_TYPE, HeaderValue};
+use elasticsearch::http::response::Response;
+use elasticsearch::http::{Method, StatusCode};
+use elasticsearch::indices::{
+    IndicesCreateParts, IndicesDeleteIndexTemplateParts, IndicesDeleteParts,
+    IndicesPutIndexTemplateParts, IndicesRefreshParts,
+};
+use elasticsearch::{BulkParts, CountParts, SearchParts};
 use serde_json::Value;
-
 /// Why an Elasticsearch call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum EsError {
@@ -50,8 +56,7 @@ pub struct BulkItem {
 /// Cheap to clone; share one per process.
 #[derive(Clone)]
 pub struct Es {
-    http: reqwest::Client,
-    base: String,
+    client: Elasticsearch,
     shown: String,
 }
 
@@ -59,22 +64,12 @@ impl Es {
     /// A client for `url` (`http://user:password@host:9200`; credentials are sent as basic auth and
     /// never printed).
     pub fn new(url: &SecretString, timeout: Duration) -> Result<Self, EsError> {
-        let raw = url.expose_secret().trim_end_matches('/').to_owned();
-        let shown = redact_url(&raw);
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(Duration::from_secs(3))
-            .pool_max_idle_per_host(16)
-            .build()
-            .map_err(|e| EsError::Unreachable {
-                url: shown.clone(),
-                message: e.to_string(),
-            })?;
-        Ok(Self {
-            http,
-            base: raw,
-            shown,
-        })
+        let shown = search::shown(url);
+        let client = search::client(url, timeout).map_err(|e| EsError::Unreachable {
+            url: shown.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(Self { client, shown })
     }
 
     /// The server address without credentials, for messages.
@@ -82,30 +77,23 @@ impl Es {
         &self.shown
     }
 
-    async fn call(
+    /// The answer's JSON, or why there is none: not sent, an error status, not JSON.
+    async fn answer(
         &self,
-        method: Method,
-        path: &str,
-        content_type: &str,
-        body: Option<Vec<u8>>,
+        sent: Result<Response, elasticsearch::Error>,
         what: &str,
     ) -> Result<Value, EsError> {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .header(header::ACCEPT, "application/json");
-        if let Some(body) = body {
-            req = req.header(header::CONTENT_TYPE, content_type).body(body);
+        let unreachable = |e: &dyn std::error::Error| EsError::Unreachable {
+            url: self.shown.clone(),
+            message: campus_common::error::chain(e),
+        };
+        let res = sent.map_err(|e| unreachable(&e))?;
+        let status = res.status_code();
+        // A HEAD request (ping) answers without a body.
+        if res.method() == Method::Head && status.is_success() {
+            return Ok(Value::Null);
         }
-        let res = req.send().await.map_err(|e| EsError::Unreachable {
-            url: self.shown.clone(),
-            message: error_chain(e),
-        })?;
-        let status = res.status();
-        let bytes = res.bytes().await.map_err(|e| EsError::Unreachable {
-            url: self.shown.clone(),
-            message: error_chain(e),
-        })?;
+        let bytes = res.bytes().await.map_err(|e| unreachable(&e))?;
         if !status.is_success() {
             return Err(EsError::Status {
                 status: status.as_u16(),
@@ -119,47 +107,36 @@ impl Es {
         })
     }
 
-    async fn json(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-        what: &str,
-    ) -> Result<Value, EsError> {
-        let body = body.map(|b| serde_json::to_vec(b).expect("JSON serializes"));
-        self.call(method, path, "application/json", body, what)
-            .await
-    }
-
-    /// Answers when the server does (`GET /`).
+    /// Answers when the server does (`HEAD /`).
     pub async fn ping(&self) -> Result<(), EsError> {
-        self.json(Method::GET, "/", None, "ping").await.map(|_| ())
+        let sent = self.client.ping().send().await;
+        self.answer(sent, "ping").await.map(|_| ())
     }
 
     /// Creates or replaces the composable index template `name`.
     pub async fn put_index_template(&self, name: &str, template: &Value) -> Result<(), EsError> {
-        self.json(
-            Method::PUT,
-            &format!("/_index_template/{name}"),
-            Some(template),
-            &format!("PUT index template {name}"),
-        )
-        .await
-        .map(|_| ())
+        let sent = self
+            .client
+            .indices()
+            .put_index_template(IndicesPutIndexTemplateParts::Name(name))
+            .body(template)
+            .send()
+            .await;
+        self.answer(sent, &format!("PUT index template {name}"))
+            .await
+            .map(|_| ())
     }
 
     /// Creates `index` (it takes its settings, mapping and alias from the matching template) unless
     /// it exists, so the alias resolves before the first document arrives.
     pub async fn ensure_index(&self, index: &str) -> Result<(), EsError> {
-        match self
-            .json(
-                Method::PUT,
-                &format!("/{index}"),
-                None,
-                &format!("create index {index}"),
-            )
-            .await
-        {
+        let sent = self
+            .client
+            .indices()
+            .create(IndicesCreateParts::Index(index))
+            .send()
+            .await;
+        match self.answer(sent, &format!("create index {index}")).await {
             Ok(_) => Ok(()),
             Err(EsError::Status {
                 status: 400,
@@ -172,15 +149,14 @@ impl Es {
 
     /// Sends a bulk body (NDJSON, ending in a newline); one [`BulkItem`] per action, in order.
     pub async fn bulk(&self, body: Vec<u8>) -> Result<Vec<BulkItem>, EsError> {
-        let v = self
-            .call(
-                Method::POST,
-                "/_bulk",
-                "application/x-ndjson",
-                Some(body),
-                "bulk",
-            )
-            .await?;
+        let sent = self
+            .client
+            .bulk(BulkParts::None)
+            .header(CONTENT_TYPE, HeaderValue::from_static(search::NDJSON))
+            .body(vec![body])
+            .send()
+            .await;
+        let v = self.answer(sent, "bulk").await?;
         let items = v
             .get("items")
             .and_then(Value::as_array)
@@ -212,51 +188,57 @@ impl Es {
     /// Runs a search on `target` (an index, alias or pattern). A target that does not exist yet
     /// answers no hits rather than an error.
     pub async fn search(&self, target: &str, body: &Value) -> Result<Value, EsError> {
-        self.json(
-            Method::POST,
-            &format!("/{target}/_search?ignore_unavailable=true&allow_no_indices=true"),
-            Some(body),
-            &format!("search {target}"),
-        )
-        .await
+        let sent = self
+            .client
+            .search(SearchParts::Index(&[target]))
+            .ignore_unavailable(true)
+            .allow_no_indices(true)
+            .body(body)
+            .send()
+            .await;
+        self.answer(sent, &format!("search {target}")).await
     }
 
     /// Makes everything written so far searchable.
     pub async fn refresh(&self, target: &str) -> Result<(), EsError> {
-        self.json(
-            Method::POST,
-            &format!("/{target}/_refresh?ignore_unavailable=true&allow_no_indices=true"),
-            None,
-            &format!("refresh {target}"),
-        )
-        .await
-        .map(|_| ())
+        let sent = self
+            .client
+            .indices()
+            .refresh(IndicesRefreshParts::Index(&[target]))
+            .ignore_unavailable(true)
+            .allow_no_indices(true)
+            .send()
+            .await;
+        self.answer(sent, &format!("refresh {target}"))
+            .await
+            .map(|_| ())
     }
 
     /// Number of documents in `target` (0 when it does not exist).
     pub async fn count(&self, target: &str) -> Result<u64, EsError> {
-        let v = self
-            .json(
-                Method::POST,
-                &format!("/{target}/_count?ignore_unavailable=true&allow_no_indices=true"),
-                Some(&serde_json::json!({"query": {"match_all": {}}})),
-                &format!("count {target}"),
-            )
-            .await?;
+        let sent = self
+            .client
+            .count(CountParts::Index(&[target]))
+            .ignore_unavailable(true)
+            .allow_no_indices(true)
+            .body(serde_json::json!({"query": {"match_all": {}}}))
+            .send()
+            .await;
+        let v = self.answer(sent, &format!("count {target}")).await?;
         Ok(v.get("count").and_then(Value::as_u64).unwrap_or(0))
     }
 
     /// Deletes indices (a pattern is allowed) and ignores those that do not exist.
     pub async fn delete_indices(&self, pattern: &str) -> Result<(), EsError> {
-        match self
-            .json(
-                Method::DELETE,
-                &format!("/{pattern}?ignore_unavailable=true&allow_no_indices=true"),
-                None,
-                &format!("delete {pattern}"),
-            )
-            .await
-        {
+        let sent = self
+            .client
+            .indices()
+            .delete(IndicesDeleteParts::Index(&[pattern]))
+            .ignore_unavailable(true)
+            .allow_no_indices(true)
+            .send()
+            .await;
+        match self.answer(sent, &format!("delete {pattern}")).await {
             Ok(_) | Err(EsError::Status { status: 404, .. }) => Ok(()),
             Err(e) => Err(e),
         }
@@ -264,13 +246,14 @@ impl Es {
 
     /// Deletes an index template; a missing one counts as deleted.
     pub async fn delete_index_template(&self, name: &str) -> Result<(), EsError> {
+        let sent = self
+            .client
+            .indices()
+            .delete_index_template(IndicesDeleteIndexTemplateParts::Name(name))
+            .send()
+            .await;
         match self
-            .json(
-                Method::DELETE,
-                &format!("/_index_template/{name}"),
-                None,
-                &format!("delete index template {name}"),
-            )
+            .answer(sent, &format!("delete index template {name}"))
             .await
         {
             Ok(_) | Err(EsError::Status { status: 404, .. }) => Ok(()),
@@ -305,22 +288,6 @@ fn error_reason(status: StatusCode, body: &[u8]) -> String {
             }
         }
     }
-}
-
-/// `error: cause: cause` for a reqwest error (its Display hides the interesting part).
-fn error_chain(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ use campus_common::kafka::consumer::ConsumerMetrics;
 use campus_common::kafka::{ConsumerOptions, ConsumerRuntime, HandleError, Handler, Record};
 use campus_common::logschema;
 use campus_common::ops::{self, Readiness};
+use campus_common::retry::Backoff;
 use campus_contract::access_log;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -197,7 +198,7 @@ impl IndexHandler {
                 }
             };
             attempt += 1;
-            let delay = backoff(attempt);
+            let delay = BACKOFF.delay(attempt);
             tracing::warn!(
                 error = %failure, documents = pending.len(), attempt, retry_in_ms = delay.as_millis() as u64,
                 "bulk write failed; retrying"
@@ -215,12 +216,8 @@ impl IndexHandler {
     }
 }
 
-/// 100 ms doubling up to 10 s.
-pub(crate) fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(100)
-        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(10)))
-        .min(Duration::from_secs(10))
-}
+/// The pause between bulk attempts while Elasticsearch is out: 100 ms doubling up to 10 s.
+pub const BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
 
 #[async_trait]
 impl Handler for IndexHandler {
@@ -366,8 +363,8 @@ mod tests {
 
     #[test]
     fn backoff_is_bounded() {
-        assert_eq!(backoff(1), Duration::from_millis(100));
-        assert_eq!(backoff(3), Duration::from_millis(400));
-        assert_eq!(backoff(40), Duration::from_secs(10));
+        assert_eq!(BACKOFF.delay(1), Duration::from_millis(100));
+        assert_eq!(BACKOFF.delay(3), Duration::from_millis(400));
+        assert_eq!(BACKOFF.delay(40), Duration::from_secs(10));
     }
 }

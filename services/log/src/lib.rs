@@ -2,127 +2,22 @@
 //! the log query API (`campus-log api`). The log schema, the Filebeat configuration and the Logstash
 //! pipeline live in [`campus_common::logschema`]; this crate consumes and queries what they define.
 //!
-//! - [`cli`]: the command line and its environment variables.
-//! - [`es`]: the small Elasticsearch client both sides use.
+//! - [`cli`]: the command line, and running what it asks for.
+//! - [`config`]: its log-specific settings and their environment variables.
+//! - [`es`]: the Elasticsearch calls both sides make, on the platform's one client
+//!   ([`campus_common::search`]).
 //! - [`document`]: Filebeat event → index document.
 //! - [`indexer`]: the consumer handler writing bulk requests.
-//! - [`query`]: search and stats requests → Elasticsearch queries and back.
-//! - [`api`]: the HTTP API with its OpenAPI document.
+//! - [`api`]: the HTTP API with its OpenAPI document (its queries in [`api::query`]).
 //! - [`kibana`]: the Kibana saved objects (data view, visualizations, dashboard).
 
 pub mod api;
 pub mod cli;
+pub mod config;
 pub mod document;
 pub mod es;
 pub mod indexer;
 pub mod kibana;
-pub mod query;
-
-use anyhow::Context as _;
-use campus_common::{http, shutdown, telemetry};
-use campus_contract::access_log;
-use tokio_util::sync::CancellationToken;
-
-use crate::cli::{ApiArgs, Cli, Command, EsArgs, WorkerCommand};
-use crate::es::Es;
 
 /// The service name in logs and access lines.
 pub const SERVICE: &str = "campus-log";
-
-/// Runs the sub-command until SIGTERM/SIGINT.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Command::FilebeatConfig(args) = &cli.command {
-        print!("{}", args.render());
-        return Ok(());
-    }
-    telemetry::init(SERVICE);
-    let shutdown = shutdown::on_signal();
-    match cli.command {
-        Command::Api(args) => {
-            let addr = args.http.http_addr;
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| anyhow::anyhow!("failed to listen on {addr}: {e}"))?;
-            run_api(args, listener, shutdown).await
-        }
-        Command::Worker { worker } => {
-            let WorkerCommand::Index(args) = &worker;
-            let es = client(&args.es)?;
-            let settings = worker.settings();
-            let worker = indexer::Worker::new(&args.kafka, es, settings, shutdown.clone()).await?;
-            let addr = args.ops.ops_addr;
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("failed to listen on {addr}"))?;
-            let ops = tokio::spawn(http::serve_on(
-                listener,
-                worker.ops_router(),
-                shutdown.clone(),
-            ));
-            let result = worker.run().await;
-            shutdown.cancel();
-            match ops.await {
-                Ok(Err(e)) if result.is_ok() => return Err(e),
-                _ => {}
-            }
-            result
-        }
-        Command::FilebeatConfig(_) => unreachable!("handled above"),
-    }
-}
-
-/// `campus-log api` on `listener` until `shutdown`. It installs the index template and alias of
-/// its prefix in the background ([`indexer::prepare`], retried until Elasticsearch takes it), so
-/// they exist whichever processor writes the documents: the native indexer installs them too,
-/// Logstash (the default) does not.
-pub async fn run_api(
-    args: ApiArgs,
-    listener: tokio::net::TcpListener,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let es = client(&args.es)?;
-    if let Err(e) = es.ping().await {
-        tracing::warn!(error = %e, "Elasticsearch does not answer yet; /readyz reports it");
-    }
-    let prefix = &args.es.index_prefix;
-    tokio::spawn(install_index_template(
-        es.clone(),
-        prefix.clone(),
-        shutdown.clone(),
-    ));
-    let state = api::AppState::new(es, access_log::alias(prefix));
-    http::serve_draining(
-        listener,
-        api::app(state),
-        shutdown,
-        args.http.shutdown_drain,
-    )
-    .await
-}
-
-/// Runs [`indexer::prepare`] until it succeeds or `shutdown` fires, with backoff.
-async fn install_index_template(es: Es, prefix: String, shutdown: CancellationToken) {
-    let mut attempt = 0u32;
-    loop {
-        match indexer::prepare(&es, &prefix).await {
-            Ok(()) => {
-                tracing::info!(index_prefix = %prefix, "access-log index template and alias installed");
-                return;
-            }
-            Err(e) => {
-                attempt += 1;
-                if attempt == 1 || attempt.is_multiple_of(20) {
-                    tracing::warn!(error = %format!("{e:#}"), attempt, "failed to install the access-log index template; retrying");
-                }
-            }
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(indexer::backoff(attempt)) => {}
-        }
-    }
-}
-
-fn client(args: &EsArgs) -> anyhow::Result<Es> {
-    Es::new(&args.url, args.timeout).context("failed to create the Elasticsearch client")
-}

@@ -333,7 +333,7 @@ async fn on_the_logstash_path_the_api_installs_the_template_and_alias_at_start()
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let token = tokio_util::sync::CancellationToken::new();
-    let api = tokio::spawn(campus_log::run_api(args, listener, token.clone()));
+    let api = tokio::spawn(campus_log::cli::run_api(args, listener, token.clone()));
 
     let http = reqwest::Client::new();
     let template = campus_contract::access_log::template_name(&prefix).to_owned();

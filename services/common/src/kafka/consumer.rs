@@ -51,6 +51,7 @@ use super::producer::Producer;
 use super::{dlq_headers, dlq_topic};
 use crate::config::KafkaArgs;
 use crate::http::REQUEST_ID;
+use crate::retry::Backoff;
 
 /// One Kafka record, detached from the client.
 #[derive(Debug, Clone, PartialEq)]
@@ -216,15 +217,12 @@ impl ConsumerOptions {
         }
     }
 
+    /// The pause before retry `attempt`: `initial_backoff` doubling up to `max_backoff`, ±20 %
+    /// jitter so partitions that fail together do not retry together.
     fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
-        let d = self
-            .initial_backoff
-            .saturating_mul(factor)
-            .min(self.max_backoff);
-        // ±20 % jitter so partitions that fail together do not retry together.
-        let jitter = rand::random_range(0.8..1.2);
-        d.mul_f64(jitter)
+        Backoff::new(self.initial_backoff, self.max_backoff)
+            .with_jitter(0.2)
+            .delay(attempt)
     }
 }
 

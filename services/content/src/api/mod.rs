@@ -2,8 +2,9 @@
 //! from Elasticsearch, inboxes from MongoDB, and the users, categories and follows they refer to.
 //! Serves its OpenAPI document at `/api-docs/openapi.json` and Swagger UI at `/swagger-ui`.
 
+mod directory;
+mod follows;
 mod lists;
-mod meta;
 mod posts;
 
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use axum::Router;
 use axum::http::StatusCode;
-use campus_common::config::{ExposeSecret, HttpArgs, KafkaArgs, MysqlArgs};
+use campus_common::config::{ExposeSecret, HttpArgs, KafkaArgs, MysqlArgs, RedisArgs};
 use campus_common::http::{ApiError, HttpMetrics, Limits};
 use campus_common::kafka::Producer;
 use campus_common::ops::{self, Readiness};
@@ -26,7 +27,7 @@ use utoipa::{OpenApi, ToSchema};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::cache::PostCache;
-use crate::config::{EsArgs, MongoArgs, RedisArgs};
+use crate::config::{CacheArgs, MongoArgs, PostsIndexArgs};
 use crate::inbox::InboxStore;
 use crate::index::SearchIndex;
 
@@ -43,9 +44,11 @@ pub struct ApiArgs {
     #[command(flatten)]
     pub redis: RedisArgs,
     #[command(flatten)]
+    pub cache: CacheArgs,
+    #[command(flatten)]
     pub mongo: MongoArgs,
     #[command(flatten)]
-    pub es: EsArgs,
+    pub search: PostsIndexArgs,
     #[command(flatten)]
     pub http: HttpArgs,
 }
@@ -76,7 +79,8 @@ pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .merge(posts::routes())
         .merge(lists::routes())
-        .merge(meta::routes())
+        .merge(directory::routes())
+        .merge(follows::routes())
         .with_state(state)
         .merge(SwaggerUi::new("/swagger-ui").url("/api-docs/openapi.json", ApiDoc::openapi()))
         .merge(ops)
@@ -98,20 +102,20 @@ pub fn app(state: AppState) -> Router {
         posts::post_detail,
         lists::search,
         lists::inbox,
-        meta::list_users,
-        meta::create_user,
-        meta::get_user,
-        meta::update_user,
-        meta::delete_user,
-        meta::list_categories,
-        meta::create_category,
-        meta::get_category,
-        meta::update_category,
-        meta::delete_category,
-        meta::follow,
-        meta::unfollow,
-        meta::followers,
-        meta::followees,
+        directory::list_users,
+        directory::create_user,
+        directory::get_user,
+        directory::update_user,
+        directory::delete_user,
+        directory::list_categories,
+        directory::create_category,
+        directory::get_category,
+        directory::update_category,
+        directory::delete_category,
+        follows::follow,
+        follows::unfollow,
+        follows::followers,
+        follows::followees,
     ),
     components(schemas(ErrorBody, ErrorDetail, crate::events::PostView))
 )]
@@ -163,16 +167,18 @@ impl Paging {
     }
 }
 
-/// MySQL error numbers the API maps to client errors.
-pub(crate) fn mysql_error_number(e: &sqlx::Error) -> Option<u16> {
+/// A unique key refused the write (a name taken): the API answers 409.
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     e.as_database_error()
-        .and_then(|d| d.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>())
-        .map(|m| m.number())
+        .is_some_and(|d| d.is_unique_violation())
 }
 
-pub(crate) const ER_DUP_ENTRY: u16 = 1062;
-pub(crate) const ER_ROW_IS_REFERENCED: u16 = 1451;
-pub(crate) const ER_NO_REFERENCED_ROW: u16 = 1452;
+/// A foreign key refused the write: an insert naming a row that does not exist (422), or a delete
+/// of a row others still reference (409); which one, the call site knows.
+pub(crate) fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.is_foreign_key_violation())
+}
 
 pub(crate) fn conflict(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::CONFLICT, "conflict", message)
@@ -194,15 +200,10 @@ impl Api {
             .run(&pool)
             .await
             .context("failed to run the database migrations")?;
-        let cache = PostCache::connect(
-            args.redis.redis_url.expose_secret(),
-            &args.redis.key_prefix,
-            std::time::Duration::from_secs(args.redis.ttl_seconds),
-        )
-        .await?;
+        let cache = PostCache::connect(&args.redis, args.cache.ttl()).await?;
         let inbox =
             InboxStore::connect(args.mongo.mongo_url.expose_secret(), &args.mongo.database).await?;
-        let search = SearchIndex::new(&args.es)?;
+        let search = SearchIndex::new(&args.search)?;
         let producer = Producer::new(&args.kafka)?;
         let mut registry = campus_common::metrics::registry("campus-content");
         let http_metrics = HttpMetrics::register(&mut registry);

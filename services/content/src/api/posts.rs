@@ -14,7 +14,7 @@ use serde_json::json;
 use sqlx::{MySql, Transaction};
 use utoipa::ToSchema;
 
-use super::{AppState, ER_NO_REFERENCED_ROW, ErrorBody, mysql_error_number};
+use super::{AppState, ErrorBody, is_foreign_key_violation};
 use crate::cache::Cached;
 use crate::events::{self, PostView};
 
@@ -167,8 +167,8 @@ pub async fn create_post(
     .bind(at.naive_utc())
     .execute(&mut *tx)
     .await
-    .map_err(|e| match mysql_error_number(&e) {
-        Some(ER_NO_REFERENCED_ROW) => ApiError::validation("unknown user or category", json!({})),
+    .map_err(|e| match e {
+        e if is_foreign_key_violation(&e) => ApiError::validation("unknown user or category", json!({})),
         _ => e.into(),
     })?;
     let post = PostView {

@@ -10,11 +10,11 @@ use std::collections::HashMap;
 
 use std::time::Duration;
 
-use campus_common::config::KafkaArgs;
+use campus_common::config::{KafkaArgs, RedisArgs};
 use campus_common::kafka::Producer;
 use campus_common::kafka::admin::{Admin, TopicSpec};
 use campus_common::kafka::consumer::ConsumerMetrics;
-use campus_coupon::config::{RateLimitArgs, RedisArgs};
+use campus_coupon::config::RateLimitArgs;
 use campus_coupon::inflight::InFlight;
 use campus_coupon::metrics::WorkerMetrics;
 use campus_coupon::store::CouponStore;
@@ -87,7 +87,7 @@ impl Env {
             .await
             .expect("redis");
         let mut redis_args = RedisArgs::new(&redis_url, prefix.clone());
-        redis_args.redis_timeout = Duration::from_secs(15);
+        redis_args.redis_timeout = Some(Duration::from_secs(15));
         let store = CouponStore::connect(&redis_args, Duration::from_secs(600))
             .await
             .expect("redis");

@@ -1,19 +1,18 @@
-//! Users, categories and follows (the course's metadata server), with seed data in the migrations.
+//! The directory posts refer to: users and categories (the course's metadata server; one table
+//! shape, `id`, unique `name`, `created_at`), with seed data in the migrations. Who follows whom is
+//! [`super::follows`].
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
+use axum::routing::get;
 use campus_common::http::{ApiError, Json, Path};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::{
-    AppState, ER_DUP_ENTRY, ER_NO_REFERENCED_ROW, ER_ROW_IS_REFERENCED, ErrorBody, conflict,
-    mysql_error_number,
-};
+use super::{AppState, ErrorBody, conflict, is_foreign_key_violation, is_unique_violation};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -22,8 +21,6 @@ pub fn routes() -> Router<AppState> {
             "/users/{id}",
             get(get_user).put(update_user).delete(delete_user),
         )
-        .route("/users/{id}/followers", get(followers))
-        .route("/users/{id}/followees", get(followees))
         .route("/categories", get(list_categories).post(create_category))
         .route(
             "/categories/{id}",
@@ -31,8 +28,6 @@ pub fn routes() -> Router<AppState> {
                 .put(update_category)
                 .delete(delete_category),
         )
-        .route("/follows", post(follow))
-        .route("/follows/{follower_id}/{followee_id}", delete(unfollow))
 }
 
 /// A user or a category.
@@ -50,15 +45,8 @@ pub struct NameInput {
     pub name: Option<String>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct FollowInput {
-    pub follower_id: Option<u64>,
-    pub followee_id: Option<u64>,
-}
-
 #[derive(sqlx::FromRow)]
-struct NamedRow {
+pub(super) struct NamedRow {
     id: u64,
     name: String,
     created_at: NaiveDateTime,
@@ -87,7 +75,7 @@ fn valid_name(input: &NameInput) -> Result<String, ApiError> {
 
 /// The two tables share one shape; `table` is one of two constants, never user input.
 #[derive(Clone, Copy)]
-enum Table {
+pub(super) enum Table {
     Users,
     Categories,
 }
@@ -118,7 +106,7 @@ async fn list(state: &AppState, t: Table) -> Result<Vec<Named>, ApiError> {
     Ok(rows.into_iter().map(Named::from).collect())
 }
 
-async fn get_one(state: &AppState, t: Table, id: u64) -> Result<Named, ApiError> {
+pub(super) async fn get_one(state: &AppState, t: Table, id: u64) -> Result<Named, ApiError> {
     let sql = format!("SELECT id, name, created_at FROM {} WHERE id = ?", t.name());
     let row: Option<NamedRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(id)
@@ -139,8 +127,10 @@ async fn create(
         .bind(&name)
         .execute(&state.pool)
         .await
-        .map_err(|e| match mysql_error_number(&e) {
-            Some(ER_DUP_ENTRY) => conflict(format!("{} {name:?} already exists", t.noun())),
+        .map_err(|e| match e {
+            e if is_unique_violation(&e) => {
+                conflict(format!("{} {name:?} already exists", t.noun()))
+            }
             _ => e.into(),
         })?;
     Ok((
@@ -163,8 +153,10 @@ async fn update(
         .bind(id)
         .execute(&state.pool)
         .await
-        .map_err(|e| match mysql_error_number(&e) {
-            Some(ER_DUP_ENTRY) => conflict(format!("{} {name:?} already exists", t.noun())),
+        .map_err(|e| match e {
+            e if is_unique_violation(&e) => {
+                conflict(format!("{} {name:?} already exists", t.noun()))
+            }
             _ => e.into(),
         })?;
     Ok(Json(get_one(state, t, id).await?))
@@ -176,8 +168,10 @@ async fn remove(state: &AppState, t: Table, id: u64) -> Result<StatusCode, ApiEr
         .bind(id)
         .execute(&state.pool)
         .await
-        .map_err(|e| match mysql_error_number(&e) {
-            Some(ER_ROW_IS_REFERENCED) => conflict(format!("{} {id} still has posts", t.noun())),
+        .map_err(|e| match e {
+            e if is_foreign_key_violation(&e) => {
+                conflict(format!("{} {id} still has posts", t.noun()))
+            }
             _ => e.into(),
         })?;
     if done.rows_affected() == 0 {
@@ -268,79 +262,4 @@ pub async fn delete_category(
     Path(id): Path<u64>,
 ) -> Result<StatusCode, ApiError> {
     remove(&s, Table::Categories, id).await
-}
-
-/// `followerId` follows `followeeId` (idempotent).
-#[utoipa::path(post, path = "/follows", tag = "follows", request_body = FollowInput,
-    responses((status = 201, description = "following"), (status = 422, body = ErrorBody)))]
-pub async fn follow(
-    State(s): State<AppState>,
-    Json(i): Json<FollowInput>,
-) -> Result<StatusCode, ApiError> {
-    let (Some(follower), Some(followee)) = (i.follower_id, i.followee_id) else {
-        return Err(ApiError::validation(
-            "followerId and followeeId are required",
-            json!({"followerId": "is required", "followeeId": "is required"}),
-        ));
-    };
-    if follower == followee {
-        return Err(ApiError::validation(
-            "a user cannot follow themselves",
-            json!({}),
-        ));
-    }
-    sqlx::query(
-        "INSERT INTO follows (follower_id, followee_id) VALUES (?, ?) ON DUPLICATE KEY UPDATE follower_id = follower_id",
-    )
-        .bind(follower)
-        .bind(followee)
-        .execute(&s.pool)
-        .await
-        .map_err(|e| match mysql_error_number(&e) {
-            Some(ER_NO_REFERENCED_ROW) => ApiError::validation("unknown user", json!({})),
-            _ => e.into(),
-        })?;
-    Ok(StatusCode::CREATED)
-}
-
-#[utoipa::path(delete, path = "/follows/{followerId}/{followeeId}", tag = "follows",
-    params(("followerId" = u64, Path), ("followeeId" = u64, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
-pub async fn unfollow(
-    State(s): State<AppState>,
-    Path((follower, followee)): Path<(u64, u64)>,
-) -> Result<StatusCode, ApiError> {
-    let done = sqlx::query("DELETE FROM follows WHERE follower_id = ? AND followee_id = ?")
-        .bind(follower)
-        .bind(followee)
-        .execute(&s.pool)
-        .await?;
-    if done.rows_affected() == 0 {
-        return Err(ApiError::not_found("no such follow"));
-    }
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn related(s: &AppState, id: u64, sql: &'static str) -> Result<Vec<Named>, ApiError> {
-    get_one(s, Table::Users, id).await?;
-    let rows: Vec<NamedRow> = sqlx::query_as(sql).bind(id).fetch_all(&s.pool).await?;
-    Ok(rows.into_iter().map(Named::from).collect())
-}
-
-#[utoipa::path(get, path = "/users/{id}/followers", tag = "follows", params(("id" = u64, Path)),
-    responses((status = 200, body = [Named]), (status = 404, body = ErrorBody)))]
-pub async fn followers(
-    State(s): State<AppState>,
-    Path(id): Path<u64>,
-) -> Result<Json<Vec<Named>>, ApiError> {
-    related(&s, id, "SELECT u.id, u.name, u.created_at FROM follows f JOIN users u ON u.id = f.follower_id WHERE f.followee_id = ? ORDER BY u.id").await.map(Json)
-}
-
-#[utoipa::path(get, path = "/users/{id}/followees", tag = "follows", params(("id" = u64, Path)),
-    responses((status = 200, body = [Named]), (status = 404, body = ErrorBody)))]
-pub async fn followees(
-    State(s): State<AppState>,
-    Path(id): Path<u64>,
-) -> Result<Json<Vec<Named>>, ApiError> {
-    related(&s, id, "SELECT u.id, u.name, u.created_at FROM follows f JOIN users u ON u.id = f.followee_id WHERE f.follower_id = ? ORDER BY u.id").await.map(Json)
 }

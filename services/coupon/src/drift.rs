@@ -25,7 +25,7 @@ pub const DEFAULT_IN_FLIGHT_GRACE: Duration = Duration::from_secs(60);
 const MAX_LISTED: usize = 50;
 
 #[derive(Debug, thiserror::Error)]
-pub enum ReconcileError {
+pub enum DriftError {
     #[error("failed to read the in-flight requests")]
     Kafka(#[from] ScanError),
     #[error("failed to find coupon event {0}: it does not exist")]
@@ -91,12 +91,12 @@ pub async fn report(
     store: &CouponStore,
     event: Option<i64>,
     in_flight_grace: Duration,
-) -> Result<DriftReport, ReconcileError> {
+) -> Result<DriftReport, DriftError> {
     let events = match event {
         Some(id) => vec![
             db::find_event(pool, id)
                 .await?
-                .ok_or(ReconcileError::UnknownEvent(id))?,
+                .ok_or(DriftError::UnknownEvent(id))?,
         ],
         None => db::list_events(pool).await?,
     };
@@ -121,7 +121,7 @@ async fn compare(
     e: CouponEvent,
     now: DateTime<Utc>,
     grace: Duration,
-) -> Result<EventDrift, ReconcileError> {
+) -> Result<EventDrift, DriftError> {
     let snapshot = store.snapshot(e.id).await?;
     let count = store.count(e.id).await?;
     let mysql: HashMap<i64, String> = db::holders(pool, e.id).await?.into_iter().collect();
@@ -209,7 +209,7 @@ pub async fn sweep(
     store: &CouponStore,
     in_flight: &InFlight,
     bound: Duration,
-) -> Result<SweepReport, ReconcileError> {
+) -> Result<SweepReport, DriftError> {
     let mut out = SweepReport::default();
     let now = Utc::now();
     for e in db::list_events(pool).await? {

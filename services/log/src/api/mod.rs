@@ -1,5 +1,9 @@
 //! `campus-log api`: search and stats over the access-log alias, with an OpenAPI document and
 //! Swagger UI, the ops endpoints, and its own access-log lines.
+//!
+//! - [`query`]: the questions as Elasticsearch requests and the answers back (pure functions).
+
+pub mod query;
 
 use std::sync::Arc;
 
@@ -14,9 +18,10 @@ use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::es::{Es, EsError};
-use crate::query::{
-    self, InvalidQuery, LogEntry, PathLatency, RateBucket, SearchParams, SearchResponse,
-    StatsParams, StatsResponse, StatusClassCount,
+
+use self::query::{
+    InvalidQuery, LogEntry, PathLatency, RateBucket, SearchParams, SearchResponse, StatsParams,
+    StatsResponse, StatusClassCount,
 };
 
 /// What the handlers share.

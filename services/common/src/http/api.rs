@@ -1,0 +1,312 @@
+//! The API middleware (feature `http-api`): extractors whose rejections are the JSON error shape,
+//! one access-log line per request with request ids, HTTP metrics, and request limits (a timeout,
+//! a body size limit and a concurrency limit, each answered with the JSON error shape).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::DefaultBodyLimit;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::{Router, middleware};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+
+use super::{AccessLog, ApiError, REQUEST_ID};
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        let (status, code) = match r {
+            JsonRejection::MissingJsonContentType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "bad_request")
+            }
+            JsonRejection::BytesRejection(_) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+            }
+            _ => (StatusCode::BAD_REQUEST, "bad_request"),
+        };
+        ApiError::new(status, code, r.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        ApiError::bad_request(r.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError::bad_request(r.body_text())
+    }
+}
+
+/// `axum::Json` whose rejection is an [`ApiError`].
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct Json<T>(pub T);
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// `axum::extract::Path` whose rejection is an [`ApiError`] (400).
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct Path<T>(pub T);
+
+/// `axum::extract::Query` whose rejection is an [`ApiError`] (400).
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
+
+/// Request counters and latency histograms, labelled by route template (not raw path).
+#[derive(Clone)]
+pub struct HttpMetrics {
+    requests: Family<RouteLabels, Counter>,
+    duration: Family<RouteLabels, Histogram>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+impl HttpMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let requests = Family::<RouteLabels, Counter>::default();
+        let duration = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+        });
+        registry.register("http_requests", "HTTP requests answered", requests.clone());
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency",
+            duration.clone(),
+        );
+        Self { requests, duration }
+    }
+}
+
+#[derive(Clone)]
+struct ObserveState {
+    service: &'static str,
+    metrics: Option<HttpMetrics>,
+}
+
+/// Adds request ids, one JSON access-log line per request on stdout, and metrics to a router, and
+/// the default [`Limits`]. Ops endpoints (`/healthz`, `/readyz`, `/metrics`) are counted but not
+/// logged.
+pub fn observe(router: Router, service: &'static str, metrics: Option<HttpMetrics>) -> Router {
+    observe_with(router, service, metrics, Limits::DEFAULT)
+}
+
+/// [`observe`] with these limits.
+pub fn observe_with(
+    router: Router,
+    service: &'static str,
+    metrics: Option<HttpMetrics>,
+    limits: Limits,
+) -> Router {
+    let gate = Gate {
+        limits,
+        permits: Arc::new(tokio::sync::Semaphore::new(limits.concurrency.max(1))),
+    };
+    router
+        .layer(middleware::from_fn_with_state(gate, limit_request))
+        .layer(DefaultBodyLimit::max(limits.body_limit))
+        .layer(middleware::from_fn_with_state(
+            ObserveState { service, metrics },
+            observe_request,
+        ))
+}
+
+/// What one API accepts: a request timeout, a body size limit, a concurrency limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Past this, the request is dropped and answered `503` (`timeout`) with `Retry-After`.
+    pub request_timeout: Duration,
+    /// Larger bodies are answered `413` (`payload_too_large`), by `Content-Length` before the
+    /// handler runs, or while the body is read.
+    pub body_limit: usize,
+    /// Requests handled at once; one more waits up to [`Limits::QUEUE_WAIT`] for a turn, then is
+    /// answered `503` (`overloaded`) with `Retry-After`. Ops endpoints do not count.
+    pub concurrency: usize,
+}
+
+impl Limits {
+    pub const DEFAULT: Limits = Limits {
+        request_timeout: Duration::from_secs(30),
+        body_limit: 1 << 20,
+        concurrency: 1024,
+    };
+    /// How long a request waits for a turn when `concurrency` requests are in hand.
+    pub const QUEUE_WAIT: Duration = Duration::from_secs(1);
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+#[derive(Clone)]
+struct Gate {
+    limits: Limits,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+fn is_ops_path(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics")
+}
+
+async fn limit_request(
+    axum::extract::State(gate): axum::extract::State<Gate>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > gate.limits.body_limit as u64) {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body must be at most {} bytes", gate.limits.body_limit),
+        )
+        .into_response();
+    }
+    if is_ops_path(req.uri().path()) {
+        return next.run(req).await;
+    }
+    let permit = match tokio::time::timeout(
+        Limits::QUEUE_WAIT,
+        gate.permits.clone().acquire_owned(),
+    )
+    .await
+    {
+        Ok(Ok(p)) => p,
+        _ => {
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "too many requests in progress; try again shortly",
+            )
+            .into_response();
+        }
+    };
+    let res = match tokio::time::timeout(gate.limits.request_timeout, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => {
+            tracing::warn!(
+                timeout_ms = gate.limits.request_timeout.as_millis() as u64,
+                "request timed out"
+            );
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                format!(
+                    "no answer within {} ms; try again shortly",
+                    gate.limits.request_timeout.as_millis()
+                ),
+            )
+            .into_response()
+        }
+    };
+    drop(permit);
+    res
+}
+
+async fn observe_request(
+    axum::extract::State(state): axum::extract::State<ObserveState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let start = Instant::now();
+    let request_id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        req.headers_mut().insert(REQUEST_ID, v);
+    }
+    let method = req.method().to_string();
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or_default().to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let user_agent = req
+        .headers()
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let span = tracing::info_span!("request", %method, %route, request_id = %request_id);
+    let mut res = tracing::Instrument::instrument(next.run(req), span).await;
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        res.headers_mut().insert(REQUEST_ID, v);
+    }
+    let elapsed = start.elapsed();
+    let status = res.status().as_u16();
+    if let Some(m) = &state.metrics {
+        let labels = RouteLabels {
+            method: method.clone(),
+            route: route.clone(),
+            status,
+        };
+        m.requests.get_or_create(&labels).inc();
+        m.duration
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
+    if is_ops_path(&path) {
+        return res;
+    }
+    let bytes = axum::body::HttpBody::size_hint(res.body())
+        .exact()
+        .unwrap_or(0);
+    let line = AccessLog {
+        timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        log_type: "access".to_owned(),
+        service: state.service.to_owned(),
+        method,
+        path,
+        route,
+        query,
+        status,
+        bytes,
+        duration_ms: (elapsed.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+        request_id,
+        user_agent,
+    };
+    write_access_log(&line);
+    res
+}
+
+/// Writes one access-log line to stdout (one `write` call per line, so lines never interleave).
+fn write_access_log(line: &AccessLog) {
+    use std::io::Write;
+    if let Ok(mut s) = serde_json::to_vec(line) {
+        s.push(b'\n');
+        let _ = std::io::stdout().lock().write_all(&s);
+    }
+}

@@ -1,0 +1,51 @@
+//! A user's coupons: listing the usable ones and using one.
+
+use super::*;
+
+/// List a user's usable coupons (unused, unexpired).
+#[utoipa::path(get, path = "/coupons", tag = "coupons", params(ListQuery), responses(
+    (status = 200, description = "Usable coupons, soonest expiry first", body = CouponList),
+    (status = 400, description = "Bad input", body = ErrorBody),
+))]
+pub(super) async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<CouponList>, ApiError> {
+    let mut errors = BTreeMap::new();
+    positive("userId", q.user_id, &mut errors);
+    invalid(errors)?;
+    let coupons = db::usable_coupons(&state.inner.pool, q.user_id, Utc::now()).await?;
+    Ok(Json(CouponList {
+        user_id: q.user_id,
+        coupons,
+    }))
+}
+
+/// Use a coupon (once).
+#[utoipa::path(post, path = "/coupons/{id}/use", tag = "coupons",
+    params(("id" = Uuid, Path, description = "Coupon id")),
+    responses(
+        (status = 200, description = "Used", body = Coupon),
+        (status = 400, description = "Bad input", body = ErrorBody),
+        (status = 404, description = "No such coupon (a just-issued coupon appears once the worker stored it)", body = ErrorBody),
+        (status = 409, description = "Already used (`already_used`)", body = ErrorBody),
+        (status = 410, description = "Expired (`expired`)", body = ErrorBody),
+))]
+pub(super) async fn use_coupon(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Coupon>, ApiError> {
+    match db::use_coupon(&state.inner.pool, &id.to_string(), Utc::now()).await? {
+        UseOutcome::Used(c) => Ok(Json(c)),
+        UseOutcome::NotFound => Err(ApiError::not_found(format!("coupon {id} not found"))),
+        UseOutcome::AlreadyUsed(_) => Err(ApiError::conflict(
+            "already_used",
+            format!("coupon {id} was already used"),
+        )),
+        UseOutcome::Expired(c) => Err(ApiError::new(
+            StatusCode::GONE,
+            "expired",
+            format!("coupon {id} expired at {}", c.expires_at.to_rfc3339()),
+        )),
+    }
+}
