@@ -19,6 +19,7 @@ use crate::FIELD_MANAGER;
 use crate::build::rbac::cluster_selector;
 use crate::build::{Desired, selector_string};
 use crate::crd::CampusPlatform;
+use crate::model::Platform;
 
 /// The parameters of every server-side apply the operator makes: forced (the operator owns these
 /// fields) and strict (`fieldValidation=Strict`), so an unknown or duplicate field is an error
@@ -99,23 +100,22 @@ pub struct Applied {
     pub pruned: Vec<String>,
 }
 
-/// Applies every desired child of `cr`, then prunes the rest.
+/// Applies every desired child of `p`, then prunes the rest.
 pub async fn apply_and_prune(
     client: &Client,
-    cr: &CampusPlatform,
+    p: &Platform,
     desired: &Desired,
 ) -> Result<Applied, Error> {
-    let ns = cr.namespace().unwrap_or_default();
-    let sel = selector_string(cr);
-    let uid = cr.uid();
-    let uid = uid.as_deref();
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    let deps: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-    let svcs: Api<Service> = Api::namespaced(client.clone(), &ns);
-    let dss: Api<DaemonSet> = Api::namespaced(client.clone(), &ns);
-    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+    let ns = &p.namespace;
+    let sel = selector_string(&p.name);
+    let uid = p.owner.as_ref().map(|o| o.uid.as_str());
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let deps: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let svcs: Api<Service> = Api::namespaced(client.clone(), ns);
+    let dss: Api<DaemonSet> = Api::namespaced(client.clone(), ns);
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
     let crbs: Api<ClusterRoleBinding> = Api::all(client.clone());
-    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
     // ConfigMaps and identities first, so that pods never start without their configuration.
     let ((), (), ()) = futures::try_join!(
         async { apply_all(&cms, &desired.config_maps).await.map(drop) },
@@ -132,7 +132,7 @@ pub async fn apply_and_prune(
         async { apply_all(&svcs, &desired.services).await.map(drop) },
         async { apply_all(&pdbs, &desired.pdbs).await.map(drop) },
     )?;
-    let csel = cluster_selector(cr);
+    let csel = cluster_selector(ns, &p.name);
     let pruned = futures::try_join!(
         prune(&deps, &sel, &desired.deployments, uid),
         prune(&dss, &sel, &desired.daemon_sets, uid),
@@ -163,7 +163,7 @@ pub async fn apply_and_prune(
 
 /// Deletes the cluster-scoped children of `cr` (they carry no owner reference).
 pub async fn delete_cluster_children(client: &Client, cr: &CampusPlatform) -> Result<(), Error> {
-    let csel = cluster_selector(cr);
+    let csel = cluster_selector(&cr.namespace().unwrap_or_default(), &cr.name_any());
     let crbs: Api<ClusterRoleBinding> = Api::all(client.clone());
     prune(&crbs, &csel, &[], None).await?;
     Ok(())

@@ -16,10 +16,9 @@ use super::status::{self, Cond, TopicsSeen};
 use super::{Context, Error, FINALIZER, apply, validate};
 use crate::build::deployment::worker_name;
 use crate::build::{BuildInputs, Desired};
-use crate::crd::{
-    AutoscalingMode, CampusPlatform, DeletionPolicy, ProcessorKind, ScaleDecision, WorkloadStatus,
-};
+use crate::crd::{AutoscalingMode, CampusPlatform, DeletionPolicy, ScaleDecision, WorkloadStatus};
 use crate::lag;
+use crate::model::{Platform, Processor};
 use crate::plan::Plan;
 use crate::topics::{ProblemKind, kafka_args};
 
@@ -70,30 +69,32 @@ async fn apply(cr: Arc<CampusPlatform>, ctx: Arc<Context>) -> Result<Action, Err
         return Ok(Action::await_change());
     }
 
-    let problems = validate::validate(&cr);
-    if !problems.is_empty() {
-        let message = problems.join("; ");
-        let conds = vec![Cond::new(
-            status::READY,
-            false,
-            "InvalidSpec",
-            message.clone(),
-        )];
-        let st = status::build(&cr, &conds, previous_topics(&cr), previous_workloads(&cr));
-        if status::write(&api, &cr, st).await? {
-            ctx.event(&cr, true, "InvalidSpec", "Validate", message)
-                .await;
+    let platform = match validate::validate(&cr) {
+        Ok(p) => p,
+        Err(invalid) => {
+            let message = invalid.to_string();
+            let conds = vec![Cond::new(
+                status::READY,
+                false,
+                "InvalidSpec",
+                message.clone(),
+            )];
+            let st = status::build(&cr, &conds, previous_topics(&cr), previous_workloads(&cr));
+            if status::write(&api, &cr, st).await? {
+                ctx.event(&cr, true, "InvalidSpec", "Validate", message)
+                    .await;
+            }
+            ctx.metrics.failed("InvalidSpec");
+            return Ok(Action::await_change());
         }
-        ctx.metrics.failed("InvalidSpec");
-        return Ok(Action::await_change());
-    }
+    };
 
-    let plan = Plan::of(&cr);
+    let plan = &platform.plan;
     let mut inputs = BuildInputs::new(settings.image_tag.clone());
     inputs.filebeat_cluster_role = settings.filebeat_cluster_role.clone();
-    let scaling = scale(&cr, &ctx, &plan, &mut inputs).await;
-    let desired = Desired::build(&cr, &plan, &inputs);
-    let applied = apply::apply_and_prune(&ctx.client, &cr, &desired).await?;
+    let scaling = scale(&cr, &ctx, &platform, &mut inputs).await;
+    let desired = Desired::build(&platform, &inputs);
+    let applied = apply::apply_and_prune(&ctx.client, &platform, &desired).await?;
     if !applied.pruned.is_empty() {
         ctx.event(
             &cr,
@@ -201,7 +202,7 @@ async fn apply(cr: Arc<CampusPlatform>, ctx: Arc<Context>) -> Result<Action, Err
                 .and_then(|p| p.last_scale)
         });
     }
-    let logging = logging_workloads(&cr, &plan);
+    let logging = logging_workloads(&platform);
     let full_names: Vec<String> = plan.topics.iter().map(|t| t.full.clone()).collect();
     let seen = match &topics {
         Ok(o) => TopicsSeen::Done(o),
@@ -280,9 +281,10 @@ fn partitions_of(cr: &CampusPlatform, plan: &Plan, topics: &[String]) -> i32 {
 async fn scale(
     cr: &CampusPlatform,
     ctx: &Context,
-    plan: &Plan,
+    platform: &Platform,
     inputs: &mut BuildInputs,
 ) -> Scaling {
+    let plan = &platform.plan;
     let mut out = Scaling::default();
     let kafka = kafka_args(&cr.spec.kafka);
     let ns = cr.namespace().unwrap_or_default();
@@ -290,7 +292,7 @@ async fn scale(
         let Some(bounds) = &w.spec.autoscaling else {
             continue;
         };
-        let name = worker_name(cr, w);
+        let name = worker_name(platform, w);
         if bounds.mode == AutoscalingMode::External {
             match lag::group_lag(&kafka, &w.group, &w.topics).await {
                 Ok(l) => {
@@ -484,17 +486,18 @@ fn previous_topic(cr: &CampusPlatform, name: &str) -> Option<crate::crd::TopicSt
 }
 
 /// Names of the logging workloads (they make up `LoggingReady`).
-fn logging_workloads(cr: &CampusPlatform, plan: &Plan) -> Vec<String> {
-    let mut names = vec![crate::build::config_map::filebeat_name(cr)];
-    match cr.spec.logging.processor {
-        ProcessorKind::Logstash => names.push(crate::build::deployment::logstash_name(cr)),
-        ProcessorKind::Native => names.extend(
-            plan.workers
+fn logging_workloads(p: &Platform) -> Vec<String> {
+    let mut names = vec![crate::build::config_map::filebeat_name(p)];
+    match p.logging.processor {
+        Processor::Logstash(_) => names.push(crate::build::deployment::logstash_name(p)),
+        Processor::Native => names.extend(
+            p.plan
+                .workers
                 .iter()
                 .filter(|w| w.contract.group == campus_contract::group::LOG_INDEX)
-                .map(|w| worker_name(cr, w)),
+                .map(|w| worker_name(p, w)),
         ),
-        ProcessorKind::None => {}
+        Processor::None => {}
     }
     names
 }

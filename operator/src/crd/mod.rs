@@ -16,7 +16,6 @@ use serde::{Deserialize, Serialize};
 
 pub use backing::{
     ElasticsearchSpec, KafkaSpec, MongoSpec, MysqlSpec, OpenAiSpec, RedisSpec, SecretKeyRef,
-    UrlSource,
 };
 pub use logging::{FilebeatSpec, LoggingSpec, LogstashSpec, PipelineSpec, ProcessorKind};
 pub use services::{
