@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use campus_common::logschema::{self, FilebeatInput, FilebeatParams, LogstashParams};
-use campus_contract::env as var;
 use k8s_openapi::api::core::v1::ConfigMap;
 
 use super::{child_name, meta};
@@ -59,55 +58,7 @@ fn config_map(
 
 /// The environment (non-secret) of one service's containers.
 pub fn service_env(p: &Platform, service: Service) -> BTreeMap<String, String> {
-    let stores = &p.stores;
-    let mut env = BTreeMap::new();
-    let mut set = |k: &str, v: &str| {
-        env.insert(k.to_owned(), v.to_owned());
-    };
-    set(var::KAFKA_BROKERS, &p.kafka.brokers);
-    set(var::KAFKA_PREFIX, &p.plan.prefix);
-    if !p.kafka.properties.is_empty() {
-        let props: Vec<String> = p
-            .kafka
-            .properties
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        set(var::KAFKA_PROPERTIES, &props.join(","));
-    }
-    set(var::RUST_LOG, &p.log_level);
-    let redis = |set: &mut dyn FnMut(&str, &str)| {
-        if let Some(r) = &stores.redis {
-            // A URL from a Secret reaches the pods through `secretKeyRef`, never a ConfigMap.
-            if let Url::Plain(url) = &r.url {
-                set(var::REDIS_URL, url);
-            }
-            set(var::REDIS_KEY_PREFIX, &r.key_prefix);
-        }
-    };
-    match service {
-        Service::Content => {
-            redis(&mut set);
-            if let Some(m) = &stores.mongodb {
-                set(var::MONGO_DATABASE, &m.database);
-            }
-            if let Some(es) = &stores.elasticsearch {
-                if let Url::Plain(url) = &es.url {
-                    set(var::ELASTICSEARCH_URL, url);
-                }
-                set(var::ES_INDEX_ALIAS, &es.posts_alias);
-            }
-            set(var::OPENAI_BASE_URL, &stores.openai.base_url);
-            set(var::OPENAI_MODEL, &stores.openai.model);
-        }
-        Service::Coupon => redis(&mut set),
-        Service::Log => {
-            if let Some(Url::Plain(url)) = stores.elasticsearch.as_ref().map(|es| &es.url) {
-                set(var::ELASTICSEARCH_URL, url);
-            }
-        }
-    }
-    env
+    super::env::service_env(p, service).config
 }
 
 fn service_config(p: &Platform, service: Service) -> ConfigMap {
@@ -202,6 +153,7 @@ fn logstash_pipelines(p: &Platform, ls: &Logstash) -> ConfigMap {
 mod tests {
     use super::*;
     use crate::build::fixtures::{MINIMAL, model, with_secret_urls};
+    use campus_contract::env as var;
     use kube::ResourceExt;
 
     #[test]

@@ -8,8 +8,8 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapEnvSource, ConfigMapVolumeSource, Container, ContainerPort, EnvFromSource,
-    EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SecretKeySelector, TopologySpreadConstraint, Volume, VolumeMount,
+    EnvVar, HTTPGetAction, KeyToPath, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    TopologySpreadConstraint, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -21,8 +21,8 @@ use super::{
     BuildInputs, CONFIG_HASH_ANNOTATION, child_name, component_labels, config_hash, meta,
     pod_selector, security,
 };
-use crate::crd::{AutoscalingMode, SecretKeyRef};
-use crate::model::{Logstash, Platform, Processor, ServiceSettings, Url};
+use crate::crd::AutoscalingMode;
+use crate::model::{Logstash, Platform, Processor, ServiceSettings};
 use crate::plan::{Service, Worker};
 
 /// Port of the APIs (`HTTP_ADDR`), which also serve `/healthz`, `/readyz`, `/metrics`.
@@ -76,21 +76,6 @@ fn settings(p: &Platform, service: Service) -> &ServiceSettings {
         .expect("a workload of a service the platform runs")
 }
 
-fn secret_env(name: &str, r: &SecretKeyRef) -> EnvVar {
-    EnvVar {
-        name: name.to_owned(),
-        value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector {
-                name: r.name.clone(),
-                key: r.key.clone(),
-                optional: None,
-            }),
-            ..EnvVarSource::default()
-        }),
-        ..EnvVar::default()
-    }
-}
-
 fn plain_env(name: &str, value: &str) -> EnvVar {
     EnvVar {
         name: name.to_owned(),
@@ -99,50 +84,12 @@ fn plain_env(name: &str, value: &str) -> EnvVar {
     }
 }
 
-/// `REDIS_URL` from its Secret, when the spec gives a Secret reference (a plain URL is in the
-/// service's ConfigMap instead).
-fn redis_secret_env(p: &Platform) -> Option<EnvVar> {
-    match &p.stores.redis.as_ref()?.url {
-        Url::Secret(r) => Some(secret_env(var::REDIS_URL, r)),
-        Url::Plain(_) => None,
-    }
-}
-
-/// `ELASTICSEARCH_URL` from its Secret, when the spec gives a Secret reference.
-fn elasticsearch_secret_env(p: &Platform) -> Option<EnvVar> {
-    match &p.stores.elasticsearch.as_ref()?.url {
-        Url::Secret(r) => Some(secret_env(var::ELASTICSEARCH_URL, r)),
-        Url::Plain(_) => None,
-    }
-}
-
-/// The container environment: listen address, secrets, then the user's extra variables (which
-/// replace an operator-set variable of the same name).
+/// The container environment: listen address, the Secret references of the stores the service
+/// needs, then the user's extra variables (which replace an operator-set variable of the same
+/// name).
 fn env(p: &Platform, service: Service, listen: Vec<EnvVar>, extra: &[EnvVar]) -> Vec<EnvVar> {
-    let s = &p.stores;
     let mut env = listen;
-    match service {
-        Service::Content => {
-            if let Some(m) = &s.mysql {
-                env.push(secret_env(var::MYSQL_URL, m));
-            }
-            if let Some(m) = &s.mongodb {
-                env.push(secret_env(var::MONGO_URL, &m.url));
-            }
-            env.extend(redis_secret_env(p));
-            env.extend(elasticsearch_secret_env(p));
-            if let Some(k) = &s.openai.api_key {
-                env.push(secret_env(var::OPENAI_API_KEY, k));
-            }
-        }
-        Service::Coupon => {
-            if let Some(m) = &s.mysql {
-                env.push(secret_env(var::MYSQL_URL, m));
-            }
-            env.extend(redis_secret_env(p));
-        }
-        Service::Log => env.extend(elasticsearch_secret_env(p)),
-    }
+    env.extend(super::env::service_env(p, service).secrets);
     for e in extra {
         env.retain(|have| have.name != e.name);
         env.push(e.clone());
@@ -383,7 +330,7 @@ fn logstash(p: &Platform, ls: &Logstash, maps: &[ConfigMap]) -> Deployment {
         // which Logstash expands from this environment.
         env: Some(
             std::iter::once(plain_env("LS_JAVA_OPTS", "-Xms256m -Xmx256m"))
-                .chain(elasticsearch_secret_env(p))
+                .chain(super::env::elasticsearch_secret_env(p))
                 .collect(),
         ),
         ports: Some(vec![ContainerPort {

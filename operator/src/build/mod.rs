@@ -4,6 +4,7 @@
 pub mod config_map;
 pub mod daemon_set;
 pub mod deployment;
+pub mod env;
 pub mod pdb;
 pub mod rbac;
 pub mod security;

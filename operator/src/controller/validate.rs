@@ -7,6 +7,8 @@ use std::collections::BTreeSet;
 
 use kube::ResourceExt;
 
+use campus_contract::Store;
+
 use crate::crd::{CampusPlatform, GroupSpec, ProcessorKind, SecretKeyRef};
 use crate::model::{
     Elasticsearch, Filebeat, Kafka, Logging, Logstash, Mongo, OpenAi, Pipeline, Platform,
@@ -57,26 +59,30 @@ pub fn validate(cr: &CampusPlatform) -> Result<Platform, Invalid> {
         ),
     );
 
-    // Backing services each enabled service needs.
-    let content = s.content.enabled;
-    let coupon = s.coupon.enabled;
-    let es_users = s.log.enabled || s.logging.processor != ProcessorKind::None;
-    need(
-        !(content || coupon) || s.mysql.is_some(),
-        "mysql is required by the content and coupon services",
-    );
-    need(
-        !(content || coupon) || s.redis.is_some(),
-        "redis is required by the content and coupon services",
-    );
-    need(
-        !content || s.mongodb.is_some(),
-        "mongodb is required by the content service",
-    );
-    need(
-        !(content || es_users) || s.elasticsearch.is_some(),
-        "elasticsearch is required by the content service, the log API and the log processor",
-    );
+    // The stores the running processes need (the contract's table), each configured.
+    let plan = Plan::of(cr);
+    let services = running_services(cr);
+    let logstash = s.logging.processor == ProcessorKind::Logstash;
+    for (store, name, configured) in [
+        (Store::Mysql, "mysql", s.mysql.is_some()),
+        (Store::Redis, "redis", s.redis.is_some()),
+        (Store::Mongodb, "mongodb", s.mongodb.is_some()),
+        (
+            Store::Elasticsearch,
+            "elasticsearch",
+            s.elasticsearch.is_some(),
+        ),
+    ] {
+        let needed = services
+            .iter()
+            .any(|svc| svc.api_replicas.is_some() && svc.service.api().needs(store))
+            || plan.workers.iter().any(|w| w.contract.needs(store))
+            || (logstash && store == LOGSTASH_NEEDS);
+        need(
+            !needed || configured,
+            &format!("{name} is required by {}", users(store)),
+        );
+    }
     // The CRD's CEL rule says so too; checked here as well so a platform stored under an older
     // CRD, or one that slipped past a schema-less API, is reported rather than half-applied.
     let redis_url = s.redis.as_ref().and_then(|r| {
@@ -251,63 +257,52 @@ pub fn validate(cr: &CampusPlatform) -> Result<Platform, Invalid> {
     if !problems.is_empty() {
         return Err(Invalid(problems));
     }
-    Ok(platform(cr, prefix, redis_url, es_url))
+    Ok(platform(cr, plan, services, prefix, redis_url, es_url))
 }
 
-/// `url` or `secret`, exactly one of them.
-fn url(
-    what: &str,
-    url: Option<&str>,
-    secret: Option<&SecretKeyRef>,
-    need: &mut impl FnMut(bool, &str),
-) -> Option<Url> {
-    need(
-        url.is_none() || secret.is_none(),
-        &format!("{what}: give either url or urlSecretRef, not both"),
-    );
-    need(
-        url.is_some() || secret.is_some(),
-        &format!("{what}: one of url and urlSecretRef is required"),
-    );
-    match (url, secret) {
-        (Some(u), None) => Some(Url::Plain(u.to_owned())),
-        (None, Some(r)) => Some(Url::Secret(r.clone())),
-        _ => None,
+/// What Logstash (no Campus service, so not in the contract) connects to.
+const LOGSTASH_NEEDS: Store = Store::Elasticsearch;
+
+/// Who needs `store`, from the contract's table, as a problem names them: the content and coupon
+/// services by name, the log service by its parts (the log API; its indexer — the log processor,
+/// as Logstash is).
+fn users(store: Store) -> String {
+    let services: Vec<&str> = [Service::Content, Service::Coupon]
+        .into_iter()
+        .filter(|s| s.needs(store))
+        .map(Service::as_str)
+        .collect();
+    let mut who = Vec::new();
+    match services.as_slice() {
+        [] => {}
+        [one] => who.push(format!("the {one} service")),
+        many => who.push(format!("the {} services", and_list(many))),
+    }
+    if Service::Log.api().needs(store) {
+        who.push("the log API".to_owned());
+    }
+    if Service::Log.workers().any(|w| w.needs(store)) || store == LOGSTASH_NEEDS {
+        who.push("the log processor".to_owned());
+    }
+    and_list(&who)
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn and_list<S: AsRef<str>>(items: &[S]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.as_ref().to_owned(),
+        [init @ .., last] => {
+            let init: Vec<&str> = init.iter().map(AsRef::as_ref).collect();
+            format!("{} and {}", init.join(", "), last.as_ref())
+        }
     }
 }
 
-/// The model of a spec that passed every check (`redis_url`, `es_url`: the checked URLs of the
-/// stores the spec configures).
-fn platform(
-    cr: &CampusPlatform,
-    prefix: String,
-    redis_url: Option<Url>,
-    es_url: Option<Url>,
-) -> Platform {
+/// The services with a process running — the API when enabled, the log service also for the
+/// native indexer (one of its workers) — with their settings.
+fn running_services(cr: &CampusPlatform) -> Vec<ServiceSettings> {
     let s = &cr.spec;
-    let plan = Plan::of(cr);
-    let redis = s.redis.as_ref().zip(redis_url).map(|(r, url)| Redis {
-        url,
-        key_prefix: r.key_prefix.clone().unwrap_or_else(|| {
-            format!(
-                "{}:",
-                if prefix.is_empty() {
-                    cr.name_any()
-                } else {
-                    prefix.clone()
-                }
-            )
-        }),
-    });
-    let elasticsearch = s
-        .elasticsearch
-        .as_ref()
-        .zip(es_url)
-        .map(|(e, url)| Elasticsearch {
-            url,
-            posts_alias: e.posts_alias.clone(),
-        });
-    // The log service runs for its API and for the native indexer (one of its workers).
     let native = s.logging.processor == ProcessorKind::Native;
     let mut services = Vec::new();
     for (service, runs, api, replicas, image, resources, env) in [
@@ -349,6 +344,63 @@ fn platform(
             });
         }
     }
+    services
+}
+
+/// `url` or `secret`, exactly one of them.
+fn url(
+    what: &str,
+    url: Option<&str>,
+    secret: Option<&SecretKeyRef>,
+    need: &mut impl FnMut(bool, &str),
+) -> Option<Url> {
+    need(
+        url.is_none() || secret.is_none(),
+        &format!("{what}: give either url or urlSecretRef, not both"),
+    );
+    need(
+        url.is_some() || secret.is_some(),
+        &format!("{what}: one of url and urlSecretRef is required"),
+    );
+    match (url, secret) {
+        (Some(u), None) => Some(Url::Plain(u.to_owned())),
+        (None, Some(r)) => Some(Url::Secret(r.clone())),
+        _ => None,
+    }
+}
+
+/// The model of a spec that passed every check (`redis_url`, `es_url`: the checked URLs of the
+/// stores the spec configures).
+fn platform(
+    cr: &CampusPlatform,
+    plan: Plan,
+    services: Vec<ServiceSettings>,
+    prefix: String,
+    redis_url: Option<Url>,
+    es_url: Option<Url>,
+) -> Platform {
+    let s = &cr.spec;
+    let redis = s.redis.as_ref().zip(redis_url).map(|(r, url)| Redis {
+        url,
+        key_prefix: r.key_prefix.clone().unwrap_or_else(|| {
+            format!(
+                "{}:",
+                if prefix.is_empty() {
+                    cr.name_any()
+                } else {
+                    prefix.clone()
+                }
+            )
+        }),
+    });
+    let elasticsearch = s
+        .elasticsearch
+        .as_ref()
+        .zip(es_url)
+        .map(|(e, url)| Elasticsearch {
+            url,
+            posts_alias: e.posts_alias.clone(),
+        });
     let l = &s.logging;
     let fb = &l.filebeat;
     let filebeat = fb.enabled.then(|| Filebeat {
@@ -467,6 +519,17 @@ mod tests {
 
     fn problems(cr: &CampusPlatform) -> Vec<String> {
         validate(cr).err().map(|e| e.0).unwrap_or_default()
+    }
+
+    #[test]
+    fn required_stores_are_named_with_their_users_from_the_contract() {
+        assert_eq!(users(Store::Mysql), "the content and coupon services");
+        assert_eq!(users(Store::Redis), "the content and coupon services");
+        assert_eq!(users(Store::Mongodb), "the content service");
+        assert_eq!(
+            users(Store::Elasticsearch),
+            "the content service, the log API and the log processor"
+        );
     }
 
     #[test]
