@@ -50,13 +50,17 @@ pub struct Plan {
 
 /// The spec's settings of a contract worker, or `None` when the spec does not run it.
 fn group_spec<'a>(spec: &'a CampusPlatformSpec, w: &contract::Worker) -> Option<&'a GroupSpec> {
-    let content = spec.content.enabled.then_some(&spec.content.groups);
+    let content = spec.content.common.enabled.then_some(&spec.content.groups);
     match w.group {
         group::INSPECTION => content.map(|g| &g.inspection),
         group::CACHE => content.map(|g| &g.cache),
         group::INBOX => content.map(|g| &g.inbox),
         group::INDEX => content.map(|g| &g.index),
-        group::COUPON_ISSUE => spec.coupon.enabled.then_some(&spec.coupon.groups.issue),
+        group::COUPON_ISSUE => spec
+            .coupon
+            .common
+            .enabled
+            .then_some(&spec.coupon.groups.issue),
         group::LOG_INDEX => {
             (spec.logging.processor == ProcessorKind::Native).then_some(&spec.logging.native)
         }
@@ -80,8 +84,8 @@ impl Plan {
         let mut consumed: Vec<(String, String)> = Vec::new();
         // A service's topics: what its API writes, what its workers consume and write.
         for (service, enabled) in [
-            (Service::Content, spec.content.enabled),
-            (Service::Coupon, spec.coupon.enabled),
+            (Service::Content, spec.content.common.enabled),
+            (Service::Coupon, spec.coupon.common.enabled),
         ] {
             if !enabled {
                 continue;

@@ -81,7 +81,7 @@ mod tests {
     #[test]
     fn a_disabled_service_has_no_budget() {
         let mut cr = platform(MINIMAL);
-        cr.spec.coupon.enabled = false;
+        cr.spec.coupon.common.enabled = false;
         let names: Vec<_> = all(&valid(&cr)).iter().map(|p| p.name_any()).collect();
         assert_eq!(names, ["blue-content-api", "blue-log-api"]);
     }

@@ -173,9 +173,9 @@ pub fn validate(cr: &CampusPlatform) -> Result<Platform, Invalid> {
         }
     }
     for (path, r) in [
-        ("content.replicas", s.content.replicas),
-        ("coupon.replicas", s.coupon.replicas),
-        ("log.replicas", s.log.replicas),
+        ("content.replicas", s.content.common.replicas),
+        ("coupon.replicas", s.coupon.common.replicas),
+        ("log.replicas", s.log.common.replicas),
     ] {
         need(
             (0..=100).contains(&r),
@@ -304,47 +304,25 @@ fn and_list<S: AsRef<str>>(items: &[S]) -> String {
 fn running_services(cr: &CampusPlatform) -> Vec<ServiceSettings> {
     let s = &cr.spec;
     let native = s.logging.processor == ProcessorKind::Native;
-    let mut services = Vec::new();
-    for (service, runs, api, replicas, image, resources, env) in [
+    [
         (
             Service::Content,
-            s.content.enabled,
-            s.content.enabled,
-            s.content.replicas,
-            &s.content.image,
-            &s.content.resources,
-            &s.content.env,
+            &s.content.common,
+            s.content.common.enabled,
         ),
-        (
-            Service::Coupon,
-            s.coupon.enabled,
-            s.coupon.enabled,
-            s.coupon.replicas,
-            &s.coupon.image,
-            &s.coupon.resources,
-            &s.coupon.env,
-        ),
-        (
-            Service::Log,
-            s.log.enabled || native,
-            s.log.enabled,
-            s.log.replicas,
-            &s.log.image,
-            &s.log.resources,
-            &s.log.env,
-        ),
-    ] {
-        if runs {
-            services.push(ServiceSettings {
-                service,
-                api_replicas: api.then_some(replicas),
-                image: image.clone(),
-                resources: resources.clone(),
-                env: env.clone(),
-            });
-        }
-    }
-    services
+        (Service::Coupon, &s.coupon.common, s.coupon.common.enabled),
+        (Service::Log, &s.log.common, s.log.common.enabled || native),
+    ]
+    .into_iter()
+    .filter(|(_, _, runs)| *runs)
+    .map(|(service, c, _)| ServiceSettings {
+        service,
+        api_replicas: c.enabled.then_some(c.replicas),
+        image: c.image.clone(),
+        resources: c.resources.clone(),
+        env: c.env.clone(),
+    })
+    .collect()
 }
 
 /// `url` or `secret`, exactly one of them.
@@ -480,8 +458,8 @@ fn platform(
 /// could have (so an override of a disabled service's topic stays valid).
 fn known_topics(cr: &CampusPlatform) -> BTreeSet<String> {
     let mut all = cr.clone();
-    all.spec.content.enabled = true;
-    all.spec.coupon.enabled = true;
+    all.spec.content.common.enabled = true;
+    all.spec.coupon.common.enabled = true;
     all.spec.topics.overrides.clear();
     all.spec.topics.dead_letter = true;
     let mut known: BTreeSet<String> = BTreeSet::new();

@@ -20,7 +20,7 @@ pub use backing::{
 pub use logging::{FilebeatSpec, LoggingSpec, LogstashSpec, PipelineSpec, ProcessorKind};
 pub use services::{
     AutoscalingMode, AutoscalingSpec, ContentGroups, ContentSpec, CouponGroups, CouponSpec,
-    GroupSpec, LogServiceSpec,
+    GroupSpec, LogServiceSpec, ServiceCommon,
 };
 pub use status::{CampusPlatformStatus, ScaleDecision, TopicStatus, WorkloadStatus};
 pub use topics::{DeletionPolicy, TopicOverride, TopicsSpec};
