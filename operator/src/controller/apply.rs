@@ -96,51 +96,80 @@ where
 pub struct Applied {
     pub deployments: Vec<Deployment>,
     pub daemon_sets: Vec<DaemonSet>,
-    /// `Kind/name` of every child deleted because it is no longer desired.
-    pub pruned: Vec<String>,
 }
 
-/// Applies every desired child of `p`, then prunes the rest.
-pub async fn apply_and_prune(
+/// The APIs of a platform's children.
+struct Apis {
+    cms: Api<ConfigMap>,
+    deps: Api<Deployment>,
+    svcs: Api<Service>,
+    dss: Api<DaemonSet>,
+    sas: Api<ServiceAccount>,
+    crbs: Api<ClusterRoleBinding>,
+    pdbs: Api<PodDisruptionBudget>,
+}
+
+impl Apis {
+    fn new(client: &Client, ns: &str) -> Self {
+        Self {
+            cms: Api::namespaced(client.clone(), ns),
+            deps: Api::namespaced(client.clone(), ns),
+            svcs: Api::namespaced(client.clone(), ns),
+            dss: Api::namespaced(client.clone(), ns),
+            sas: Api::namespaced(client.clone(), ns),
+            crbs: Api::all(client.clone()),
+            pdbs: Api::namespaced(client.clone(), ns),
+        }
+    }
+}
+
+/// Applies every desired child of `p`.
+pub async fn apply_children(
     client: &Client,
     p: &Platform,
     desired: &Desired,
 ) -> Result<Applied, Error> {
-    let ns = &p.namespace;
-    let sel = selector_string(&p.name);
-    let uid = p.owner.as_ref().map(|o| o.uid.as_str());
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    let deps: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let svcs: Api<Service> = Api::namespaced(client.clone(), ns);
-    let dss: Api<DaemonSet> = Api::namespaced(client.clone(), ns);
-    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
-    let crbs: Api<ClusterRoleBinding> = Api::all(client.clone());
-    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
+    let a = Apis::new(client, &p.namespace);
     // ConfigMaps and identities first, so that pods never start without their configuration.
     let ((), (), ()) = futures::try_join!(
-        async { apply_all(&cms, &desired.config_maps).await.map(drop) },
-        async { apply_all(&sas, &desired.service_accounts).await.map(drop) },
+        async { apply_all(&a.cms, &desired.config_maps).await.map(drop) },
+        async { apply_all(&a.sas, &desired.service_accounts).await.map(drop) },
         async {
-            apply_all(&crbs, &desired.cluster_role_bindings)
+            apply_all(&a.crbs, &desired.cluster_role_bindings)
                 .await
                 .map(drop)
         },
     )?;
     let (deployments, daemon_sets, (), ()) = futures::try_join!(
-        apply_all(&deps, &desired.deployments),
-        apply_all(&dss, &desired.daemon_sets),
-        async { apply_all(&svcs, &desired.services).await.map(drop) },
-        async { apply_all(&pdbs, &desired.pdbs).await.map(drop) },
+        apply_all(&a.deps, &desired.deployments),
+        apply_all(&a.dss, &desired.daemon_sets),
+        async { apply_all(&a.svcs, &desired.services).await.map(drop) },
+        async { apply_all(&a.pdbs, &desired.pdbs).await.map(drop) },
     )?;
-    let csel = cluster_selector(ns, &p.name);
+    Ok(Applied {
+        deployments,
+        daemon_sets,
+    })
+}
+
+/// Deletes the children of `p` that are no longer desired; returns `Kind/name` of each.
+pub async fn prune_children(
+    client: &Client,
+    p: &Platform,
+    desired: &Desired,
+) -> Result<Vec<String>, Error> {
+    let a = Apis::new(client, &p.namespace);
+    let sel = selector_string(&p.name);
+    let csel = cluster_selector(&p.namespace, &p.name);
+    let uid = p.owner.as_ref().map(|o| o.uid.as_str());
     let pruned = futures::try_join!(
-        prune(&deps, &sel, &desired.deployments, uid),
-        prune(&dss, &sel, &desired.daemon_sets, uid),
-        prune(&svcs, &sel, &desired.services, uid),
-        prune(&cms, &sel, &desired.config_maps, uid),
-        prune(&sas, &sel, &desired.service_accounts, uid),
-        prune(&crbs, &csel, &desired.cluster_role_bindings, None),
-        prune(&pdbs, &sel, &desired.pdbs, uid),
+        prune(&a.deps, &sel, &desired.deployments, uid),
+        prune(&a.dss, &sel, &desired.daemon_sets, uid),
+        prune(&a.svcs, &sel, &desired.services, uid),
+        prune(&a.cms, &sel, &desired.config_maps, uid),
+        prune(&a.sas, &sel, &desired.service_accounts, uid),
+        prune(&a.crbs, &csel, &desired.cluster_role_bindings, None),
+        prune(&a.pdbs, &sel, &desired.pdbs, uid),
     )?;
     let mut all = Vec::new();
     for (kind, names) in [
@@ -154,11 +183,7 @@ pub async fn apply_and_prune(
     ] {
         all.extend(names.into_iter().map(|n| format!("{kind}/{n}")));
     }
-    Ok(Applied {
-        deployments,
-        daemon_sets,
-        pruned: all,
-    })
+    Ok(all)
 }
 
 /// Deletes the cluster-scoped children of `cr` (they carry no owner reference).
