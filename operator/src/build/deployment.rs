@@ -39,18 +39,14 @@ pub const API_SHUTDOWN_DRAIN_MS: u64 = 5000;
 pub fn api_name(p: &Platform, service: Service) -> String {
     child_name(p, &format!("{}-api", service.as_str()))
 }
-/// Name of a worker's Deployment: `<platform>-<component>` (`blue-content-inspection`).
-pub fn worker_name(p: &Platform, worker: &Worker) -> String {
-    child_name(p, &worker.component)
-}
 pub fn logstash_name(p: &Platform) -> String {
     child_name(p, "logstash")
 }
 
 /// The replicas a worker's Deployment gets: lag-based scaling's choice, else the minimum of its
 /// bounds, else the spec's replicas; none under an external autoscaler (the field is left to it).
-pub fn worker_replicas(p: &Platform, worker: &Worker, inputs: &BuildInputs) -> Option<i32> {
-    let scaled = inputs.scaled_replicas.get(&worker_name(p, worker)).copied();
+pub fn worker_replicas(worker: &Worker) -> Option<i32> {
+    let scaled = worker.scaled_replicas;
     match &worker.spec.autoscaling {
         Some(a) if a.mode == AutoscalingMode::External => None,
         Some(a) => Some(scaled.unwrap_or(a.min_replicas)),
@@ -306,9 +302,9 @@ fn worker(p: &Platform, w: &Worker, inputs: &BuildInputs, maps: &[ConfigMap]) ->
     let hash = config_hash(find(maps, &service_config_name(p, w.service)));
     let mut d = deployment(
         p,
-        worker_name(p, w),
+        w.name.clone(),
         &w.component,
-        worker_replicas(p, w, inputs),
+        worker_replicas(w),
         hash,
         container,
         None,
@@ -422,8 +418,19 @@ mod tests {
     use kube::ResourceExt;
 
     fn deployments(yaml: &str, inputs: &BuildInputs) -> Vec<Deployment> {
-        let p = model(yaml);
-        all(&p, inputs, &config_map::all(&p))
+        deployments_of(&model(yaml), inputs)
+    }
+
+    fn deployments_of(p: &Platform, inputs: &BuildInputs) -> Vec<Deployment> {
+        all(p, inputs, &config_map::all(p))
+    }
+
+    /// The fixture's model with lag-based scaling's choice for the worker Deployment `name`.
+    fn scaled(yaml: &str, name: &str, replicas: i32) -> Platform {
+        let mut p = model(yaml);
+        let w = p.plan.workers.iter_mut().find(|w| w.name == name);
+        w.expect("a worker of that name").scaled_replicas = Some(replicas);
+        p
     }
 
     fn container(d: &Deployment) -> &Container {
@@ -615,12 +622,9 @@ mod tests {
   logging: {processor: Native, filebeat: {enabled: false}}
 "#
         );
-        let mut inputs = BuildInputs::new("0.1.0");
+        let inputs = BuildInputs::new("0.1.0");
         // (whatever the lag reading said: External never sets replicas)
-        inputs
-            .scaled_replicas
-            .insert("blue-content-inspection".to_owned(), 2);
-        let ds = deployments(&yaml, &inputs);
+        let ds = deployments_of(&scaled(&yaml, "blue-content-inspection", 2), &inputs);
         let replicas = |name: &str| {
             ds.iter()
                 .find(|d| d.name_any() == name)
@@ -650,11 +654,8 @@ mod tests {
   logging: {processor: Native, filebeat: {enabled: false}}
 "#
         );
-        let mut inputs = BuildInputs::new("0.1.0");
-        inputs
-            .scaled_replicas
-            .insert("blue-content-inbox".to_owned(), 4);
-        let ds = deployments(&yaml, &inputs);
+        let inputs = BuildInputs::new("0.1.0");
+        let ds = deployments_of(&scaled(&yaml, "blue-content-inbox", 4), &inputs);
         let names: Vec<_> = ds.iter().map(|d| d.name_any()).collect();
         assert_eq!(
             names,

@@ -33,13 +33,11 @@ pub const CONFIG_HASH_ANNOTATION: &str = "campus.dev/config-hash";
 /// The Filebeat ClusterRole of operator/rbac/operator.yaml (the chart names its own).
 pub const DEFAULT_FILEBEAT_CLUSTER_ROLE: &str = "campus-filebeat";
 
-/// Inputs beyond the spec that the builders need.
+/// Inputs beyond the platform that the builders need: the operator's settings.
 #[derive(Debug, Clone, Default)]
 pub struct BuildInputs {
     /// Tag of the default Campus images (the operator's version).
     pub image_tag: String,
-    /// Replicas chosen by lag-based scaling, by Deployment name; overrides the spec.
-    pub scaled_replicas: BTreeMap<String, i32>,
     /// The ClusterRole that Filebeat accounts are bound to (installed with the operator).
     pub filebeat_cluster_role: String,
 }
@@ -48,7 +46,6 @@ impl BuildInputs {
     pub fn new(image_tag: impl Into<String>) -> Self {
         Self {
             image_tag: image_tag.into(),
-            scaled_replicas: BTreeMap::new(),
             filebeat_cluster_role: DEFAULT_FILEBEAT_CLUSTER_ROLE.to_owned(),
         }
     }
@@ -112,7 +109,12 @@ impl Desired {
 
 /// `<platform>-<suffix>`: the name of a namespaced child.
 pub fn child_name(p: &Platform, suffix: &str) -> String {
-    format!("{}-{suffix}", p.name)
+    child_name_of(&p.name, suffix)
+}
+
+/// [`child_name`] by the platform's name.
+pub fn child_name_of(platform: &str, suffix: &str) -> String {
+    format!("{platform}-{suffix}")
 }
 
 /// The name of a cluster-scoped child: `campus-<suffix>.<namespace>.<platform>`.

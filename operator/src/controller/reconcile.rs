@@ -1,7 +1,6 @@
 //! One reconciliation of a platform, top to bottom: finalizer dispatch, then [`apply`] or
 //! [`cleanup`].
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,14 +14,13 @@ use tracing::Instrument;
 
 use super::status::{self, Cond, TopicsSeen};
 use super::{Context, Error, FINALIZER, apply, validate};
-use crate::build::deployment::worker_name;
 use crate::build::{BuildInputs, Desired};
 use crate::crd::{
     AutoscalingMode, CampusPlatform, DeletionPolicy, ScaleDecision, TopicStatus, WorkloadStatus,
 };
 use crate::lag;
 use crate::model::{Platform, Processor};
-use crate::plan::Plan;
+use crate::plan::{Plan, PlannedTopic};
 use crate::topics::{ProblemKind, TopicError, TopicsOutcome, kafka_args};
 
 /// The longest one pass over a platform's topics may take.
@@ -50,24 +48,24 @@ pub async fn reconcile(cr: Arc<CampusPlatform>, ctx: Arc<Context>) -> Result<Act
     result
 }
 
-/// Validate → lag → build → apply → prune → topics → report → status.
+/// Validate → lag (on the plan's workers) → build → apply → prune → topics → report → status.
 async fn apply(cr: Arc<CampusPlatform>, ctx: Arc<Context>) -> Result<Action, Error> {
     if cr.paused() {
         return paused(&cr, &ctx).await;
     }
-    let platform = match validate::validate(&cr) {
+    let mut platform = match validate::validate(&cr) {
         Ok(p) => p,
         Err(invalid) => return invalid_spec(&cr, &ctx, invalid).await,
     };
+    scale(&cr, &ctx, &mut platform).await;
     let mut inputs = BuildInputs::new(ctx.settings.image_tag.clone());
     inputs.filebeat_cluster_role = ctx.settings.filebeat_cluster_role.clone();
-    let scaling = scale(&cr, &ctx, &platform, &mut inputs).await;
     let desired = Desired::build(&platform, &inputs);
     let applied = apply::apply_children(&ctx.client, &platform, &desired).await?;
     let pruned = apply::prune_children(&ctx.client, &platform, &desired).await?;
     let topics = reconcile_topics(&cr, &ctx, &platform).await;
     report(&cr, &ctx, &platform, &pruned, &topics).await;
-    write_status(&cr, &ctx, &platform, &applied, &scaling, &topics).await?;
+    write_status(&cr, &ctx, &platform, &applied, &topics).await?;
     Ok(Action::requeue(next_check(&ctx, &platform, &topics)))
 }
 
@@ -202,7 +200,6 @@ async fn write_status(
     ctx: &Context,
     platform: &Platform,
     applied: &apply::Applied,
-    scaling: &Scaling,
     topics: &Result<TopicsOutcome, TopicError>,
 ) -> Result<(), Error> {
     let plan = &platform.plan;
@@ -213,9 +210,10 @@ async fn write_status(
         .chain(applied.daemon_sets.iter().map(status::daemon_set_status))
         .collect();
     for w in &mut workloads {
-        w.lag = scaling.lags.get(&w.name).copied();
+        let worker = plan.workers.iter().find(|pw| pw.name == w.name);
+        w.lag = worker.and_then(|pw| pw.lag);
         // The last decision stays in status until the next one.
-        w.last_scale = scaling.decisions.get(&w.name).cloned().or_else(|| {
+        w.last_scale = worker.and_then(|pw| pw.last_scale.clone()).or_else(|| {
             previous_workloads(cr)
                 .into_iter()
                 .find(|p| p.name == w.name)
@@ -287,20 +285,12 @@ fn next_check(
     }
 }
 
-/// What lag-based scaling read and decided, by Deployment name.
-#[derive(Default)]
-struct Scaling {
-    lags: BTreeMap<String, i64>,
-    decisions: BTreeMap<String, ScaleDecision>,
-}
-
 /// The partitions of a worker's topics: as planned, or as status last saw them when more.
-fn partitions_of(cr: &CampusPlatform, plan: &Plan, topics: &[String]) -> i32 {
+fn partitions_of(cr: &CampusPlatform, planned: &[PlannedTopic], topics: &[String]) -> i32 {
     topics
         .iter()
         .map(|name| {
-            let planned = plan
-                .topics
+            let planned = planned
                 .iter()
                 .find(|t| &t.full == name)
                 .map_or(0, |t| t.partitions);
@@ -312,27 +302,22 @@ fn partitions_of(cr: &CampusPlatform, plan: &Plan, topics: &[String]) -> i32 {
 
 /// Reads the lag of every autoscaled group and picks its replicas (`Lag` mode: within the
 /// bounds and the partitions, scale-downs stabilised); `External` mode only reads the lag. A
-/// group whose lag cannot be read keeps the replicas it has.
-async fn scale(
-    cr: &CampusPlatform,
-    ctx: &Context,
-    platform: &Platform,
-    inputs: &mut BuildInputs,
-) -> Scaling {
-    let plan = &platform.plan;
-    let mut out = Scaling::default();
+/// group whose lag cannot be read keeps the replicas it has. What it reads and decides goes on
+/// the plan's worker.
+async fn scale(cr: &CampusPlatform, ctx: &Context, platform: &mut Platform) {
     let kafka = kafka_args(&cr.spec.kafka);
-    let ns = cr.namespace().unwrap_or_default();
-    for w in &plan.workers {
-        let Some(bounds) = &w.spec.autoscaling else {
+    let ns = &platform.namespace;
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+    let Plan {
+        topics, workers, ..
+    } = &mut platform.plan;
+    for w in workers.iter_mut() {
+        let Some(bounds) = w.spec.autoscaling.clone() else {
             continue;
         };
-        let name = worker_name(platform, w);
         if bounds.mode == AutoscalingMode::External {
             match lag::group_lag(&kafka, &w.group, &w.topics).await {
-                Ok(l) => {
-                    out.lags.insert(name, l);
-                }
+                Ok(l) => w.lag = Some(l),
                 Err(e) => {
                     tracing::warn!(group = %w.group, error = %status::chain(&e), "failed to read lag")
                 }
@@ -340,23 +325,21 @@ async fn scale(
             continue;
         }
         // The replicas the Deployment has now (status may lag behind).
-        let deployments: Api<Deployment> =
-            Api::namespaced(ctx.client.clone(), &cr.namespace().unwrap_or_default());
-        let previous = match deployments.get_opt(&name).await {
+        let previous = match deployments.get_opt(&w.name).await {
             Ok(d) => d.and_then(|d| d.spec?.replicas),
             Err(e) => {
-                tracing::warn!(deployment = %name, error = %e, "failed to read replicas");
+                tracing::warn!(deployment = %w.name, error = %e, "failed to read replicas");
                 None
             }
         };
         match lag::group_lag(&kafka, &w.group, &w.topics).await {
             Ok(l) => {
-                let rec = lag::recommend(l, bounds, partitions_of(cr, plan, &w.topics));
+                let rec = lag::recommend(l, &bounds, partitions_of(cr, topics, &w.topics));
                 let window =
                     Duration::from_secs(bounds.scale_down_stabilization_seconds.max(0) as u64);
                 let current = previous.unwrap_or(rec.replicas);
                 let want = ctx.scaling.lock().expect("scaling state").decide(
-                    &format!("{ns}/{name}"),
+                    &format!("{ns}/{}", w.name),
                     Instant::now(),
                     window,
                     current,
@@ -369,7 +352,7 @@ async fn scale(
                         window.as_secs()
                     ));
                 }
-                out.lags.insert(name.clone(), l);
+                w.lag = Some(l);
                 if let Some(p) = previous
                     && p != want
                 {
@@ -380,34 +363,29 @@ async fn scale(
                         "Scaled",
                         "Scale",
                         format!(
-                            "{name}: {p} → {want} replicas (group {}: {reason})",
-                            w.group
+                            "{}: {p} → {want} replicas (group {}: {reason})",
+                            w.name, w.group
                         ),
                     )
                     .await;
-                    out.decisions.insert(
-                        name.clone(),
-                        ScaleDecision {
-                            time: k8s_openapi::jiff::Timestamp::now().to_string(),
-                            from: p,
-                            to: want,
-                            lag: l,
-                            reason,
-                        },
-                    );
+                    w.last_scale = Some(ScaleDecision {
+                        time: k8s_openapi::jiff::Timestamp::now().to_string(),
+                        from: p,
+                        to: want,
+                        lag: l,
+                        reason,
+                    });
                 }
-                inputs.scaled_replicas.insert(name, want);
+                w.scaled_replicas = Some(want);
             }
             Err(e) => {
                 tracing::warn!(group = %w.group, error = %status::chain(&e), "failed to read lag; keeping replicas");
                 if let Some(p) = previous {
-                    let kept = p.clamp(bounds.min_replicas, bounds.max_replicas);
-                    inputs.scaled_replicas.insert(name, kept);
+                    w.scaled_replicas = Some(p.clamp(bounds.min_replicas, bounds.max_replicas));
                 }
             }
         }
     }
-    out
 }
 
 /// Applies the deletion policy to the topics, then lets the platform go. Children go with it
@@ -536,7 +514,7 @@ fn logging_workloads(p: &Platform) -> Vec<String> {
                 .workers
                 .iter()
                 .filter(|w| w.contract.group == campus_contract::group::LOG_INDEX)
-                .map(|w| worker_name(p, w)),
+                .map(|w| w.name.clone()),
         ),
         Processor::None => {}
     }
