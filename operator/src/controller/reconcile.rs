@@ -48,25 +48,54 @@ pub async fn reconcile(cr: Arc<CampusPlatform>, ctx: Arc<Context>) -> Result<Act
     result
 }
 
-/// Validate → lag (on the plan's workers) → build → apply → prune → topics → report → status.
+/// Validate → lag (on the plan's workers) → build → apply → prune → topics → report → status,
+/// each phase timed ([`crate::metrics::PHASES`]).
 async fn apply(cr: Arc<CampusPlatform>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ctx = &*ctx;
     if cr.paused() {
-        return paused(&cr, &ctx).await;
+        return timed(ctx, "status", paused(&cr, ctx)).await;
     }
-    let mut platform = match validate::validate(&cr) {
+    let mut platform = match timed(ctx, "validate", async { validate::validate(&cr) }).await {
         Ok(p) => p,
-        Err(invalid) => return invalid_spec(&cr, &ctx, invalid).await,
+        Err(invalid) => return timed(ctx, "status", invalid_spec(&cr, ctx, invalid)).await,
     };
-    scale(&cr, &ctx, &mut platform).await;
+    timed(ctx, "lag", scale(&cr, ctx, &mut platform)).await;
+    let desired = timed(ctx, "build", async {
+        Desired::build(&platform, &inputs(ctx))
+    })
+    .await;
+    let applied = timed(ctx, "apply_children", async {
+        apply::apply_children(&ctx.client, &platform, &desired).await
+    })
+    .await?;
+    let pruned = timed(ctx, "prune", async {
+        apply::prune_children(&ctx.client, &platform, &desired).await
+    })
+    .await?;
+    let topics = reconcile_topics(&cr, ctx, &platform).await;
+    timed(ctx, "report", report(&cr, ctx, &platform, &pruned, &topics)).await;
+    timed(
+        ctx,
+        "status",
+        write_status(&cr, ctx, &platform, &applied, &topics),
+    )
+    .await?;
+    Ok(Action::requeue(next_check(ctx, &platform, &topics)))
+}
+
+/// Runs one phase of the reconcile and records how long it took.
+async fn timed<T>(ctx: &Context, phase: &'static str, step: impl Future<Output = T>) -> T {
+    let started = Instant::now();
+    let out = step.await;
+    ctx.metrics.phase(phase, started.elapsed());
+    out
+}
+
+/// What the builders take besides the platform: the operator's settings.
+fn inputs(ctx: &Context) -> BuildInputs {
     let mut inputs = BuildInputs::new(ctx.settings.image_tag.clone());
     inputs.filebeat_cluster_role = ctx.settings.filebeat_cluster_role.clone();
-    let desired = Desired::build(&platform, &inputs);
-    let applied = apply::apply_children(&ctx.client, &platform, &desired).await?;
-    let pruned = apply::prune_children(&ctx.client, &platform, &desired).await?;
-    let topics = reconcile_topics(&cr, &ctx, &platform).await;
-    report(&cr, &ctx, &platform, &pruned, &topics).await;
-    write_status(&cr, &ctx, &platform, &applied, &topics).await?;
-    Ok(Action::requeue(next_check(&ctx, &platform, &topics)))
+    inputs
 }
 
 /// A paused platform: `Ready=False/Paused`, the rest of its status kept, nothing touched.
@@ -114,20 +143,27 @@ fn platforms(cr: &CampusPlatform, ctx: &Context) -> Api<CampusPlatform> {
 }
 
 /// One pass over the platform's topics, bounded so that a Kafka that accepts connections but
-/// never answers cannot hold a reconcile slot forever.
+/// never answers cannot hold a reconcile slot forever. Timed as two phases: `topic_config` (the
+/// config pass) and `topics` (the rest).
 async fn reconcile_topics(
     cr: &CampusPlatform,
     ctx: &Context,
     platform: &Platform,
 ) -> Result<TopicsOutcome, TopicError> {
+    let started = Instant::now();
     let pass = ctx.topics.reconcile(&cr.spec.kafka, &platform.plan.topics);
-    match tokio::time::timeout(TOPICS_TIMEOUT, pass).await {
+    let result = match tokio::time::timeout(TOPICS_TIMEOUT, pass).await {
         Ok(r) => r,
         Err(_) => Err(TopicError::TimedOut {
             brokers: platform.kafka.brokers.clone(),
             after: TOPICS_TIMEOUT,
         }),
-    }
+    };
+    let config = result.as_ref().map_or(Duration::ZERO, |o| o.config_took);
+    ctx.metrics
+        .phase("topics", started.elapsed().saturating_sub(config));
+    ctx.metrics.phase("topic_config", config);
+    result
 }
 
 /// Events and metrics of what this reconcile changed: pruned children, created, grown and
