@@ -25,9 +25,33 @@ use crate::model::Platform;
 /// fields) and strict (`fieldValidation=Strict`), so an unknown or duplicate field is an error
 /// rather than silently dropped, whatever the API server's default.
 pub fn apply_params() -> PatchParams {
-    PatchParams::apply(FIELD_MANAGER)
+    apply_params_as(FIELD_MANAGER)
+}
+
+/// [`apply_params`] with another field manager.
+pub fn apply_params_as(field_manager: &str) -> PatchParams {
+    PatchParams::apply(field_manager)
         .force()
         .validation_strict()
+}
+
+/// The field manager of the platform the chart hands the operator (`--apply-platform`).
+pub const CHART_FIELD_MANAGER: &str = "campus-chart";
+
+/// Server-side applies a CampusPlatform manifest as the chart ([`CHART_FIELD_MANAGER`], forced:
+/// the chart owns what it sets; fields set by others stay) and as strictly as every other apply
+/// of the operator: a field the CRD does not declare is an error, not silently dropped.
+pub async fn apply_as_chart(
+    api: &Api<CampusPlatform>,
+    name: &str,
+    manifest: &serde_json::Value,
+) -> Result<CampusPlatform, kube::Error> {
+    api.patch(
+        name,
+        &apply_params_as(CHART_FIELD_MANAGER),
+        &Patch::Apply(manifest),
+    )
+    .await
 }
 
 /// Applies `objs` (server-side, see [`apply_params`]) and returns what the API server holds
