@@ -104,10 +104,10 @@ async fn deployments_of(client: &Client, ns: &str, name: &str) -> usize {
         .unwrap_or(0)
 }
 
-fn topics_of(have: &std::collections::HashMap<String, i32>, name: &str) -> usize {
-    have.keys()
-        .filter(|t| t.starts_with(&format!("{name}.")))
-        .count()
+/// The topics of platform `name` in `ns`: named with the default prefix `<ns>.<name>`.
+fn topics_of(have: &std::collections::HashMap<String, i32>, ns: &str, name: &str) -> usize {
+    let prefix = format!("{ns}.{name}.");
+    have.keys().filter(|t| t.starts_with(&prefix)).count()
 }
 
 async fn delete_all(client: &Client, ns: &str) {
@@ -222,23 +222,33 @@ fn phases(metrics: &str) -> Vec<Phase> {
     out
 }
 
-/// Prints each phase's mean, median and share of the time of all phases.
+/// Prints each phase's mean, median and share of the time of all phases, in reconcile order.
 fn print_phases(metrics: &str) {
-    let phases = phases(metrics);
+    use campus_operator::metrics::PHASES;
+    let mut phases = phases(metrics);
+    phases.sort_by_key(|p| PHASES.iter().position(|n| *n == p.name));
     let total: f64 = phases.iter().map(|p| p.sum).sum();
-    println!("  reconcile phases (mean / p50 per reconcile, share of all phases' time):");
+    println!("  reconcile phases (per reconcile: mean, p50; share of all phases' time):");
     for p in &phases {
         let mean = if p.count > 0.0 { p.sum / p.count } else { 0.0 };
+        // Within the first bucket the interpolation says nothing but "below it".
+        let first = p.buckets.first().map_or(0.0, |b| b.0);
+        let p50 = p.p50();
+        let p50 = if p50 < first {
+            format!("<{:.1}", first * 1000.0)
+        } else {
+            format!("{:.2}", p50 * 1000.0)
+        };
+        let share = if total > 0.0 {
+            p.sum / total * 100.0
+        } else {
+            0.0
+        };
         println!(
-            "    {:<15} mean {:>8.2} ms  p50 {:>8.2} ms  {:>5.1} %  (n={})",
+            "    {:<15} mean {:>8.2} ms  p50 {:>8} ms  {share:>5.1} %  (n={})",
             p.name,
             mean * 1000.0,
-            p.p50() * 1000.0,
-            if total > 0.0 {
-                p.sum / total * 100.0
-            } else {
-                0.0
-            },
+            p50,
             p.count
         );
     }
@@ -284,7 +294,7 @@ async fn main() {
                     return None;
                 }
                 let have = topics_now().await;
-                (topics_of(&have, &name) >= TOPICS_PER_PLATFORM).then_some(())
+                (topics_of(&have, &ns.name, &name) >= TOPICS_PER_PLATFORM).then_some(())
             },
         )
         .await;
@@ -362,7 +372,7 @@ async fn main() {
         .items
         .len();
     let have = topics_now().await;
-    let topics: usize = names.iter().map(|n| topics_of(&have, n)).sum();
+    let topics: usize = names.iter().map(|n| topics_of(&have, &ns50.name, n)).sum();
     let (rss, hwm) = op.memory_kib();
     let (mean50, count50) = op.reconcile_stats().await;
     let metrics50 = op.metrics().await;
