@@ -5,6 +5,9 @@
 //! 2. 50 platforms applied at once in one namespace → all reconciled (children, topics, status);
 //! 3. the operator process's RSS after that (VmRSS and VmHWM from /proc).
 //!
+//! After each of the first two, the operator's own reconcile duration and, per phase
+//! (`campus_operator_reconcile_phase_seconds`), its mean, median and share of the time.
+//!
 //! `cargo bench -p campus-operator --bench operator`
 
 #[path = "../tests/support/mod.rs"]
@@ -42,8 +45,8 @@ impl OperatorProcess {
         Self(child, port)
     }
 
-    /// Mean reconcile duration and count, from the operator's own `/metrics`.
-    async fn reconcile_stats(&self) -> (f64, f64) {
+    /// The operator's own `/metrics` (with the HTTP head).
+    async fn metrics(&self) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.1))
             .await
@@ -53,6 +56,12 @@ impl OperatorProcess {
             .unwrap();
         let mut body = String::new();
         s.read_to_string(&mut body).await.unwrap();
+        body
+    }
+
+    /// Mean reconcile duration and count, from the operator's own `/metrics`.
+    async fn reconcile_stats(&self) -> (f64, f64) {
+        let body = self.metrics().await;
         let value = |name: &str| {
             body.lines()
                 .find(|l| l.starts_with(name))
@@ -91,10 +100,10 @@ async fn deployments_of(client: &Client, ns: &str, name: &str) -> usize {
         .unwrap_or(0)
 }
 
-fn topics_of(have: &std::collections::HashMap<String, i32>, name: &str) -> usize {
-    have.keys()
-        .filter(|t| t.starts_with(&format!("{name}.")))
-        .count()
+/// The topics of platform `name` in `ns`: named with the default prefix `<ns>.<name>`.
+fn topics_of(have: &std::collections::HashMap<String, i32>, ns: &str, name: &str) -> usize {
+    let prefix = format!("{ns}.{name}.");
+    have.keys().filter(|t| t.starts_with(&prefix)).count()
 }
 
 async fn delete_all(client: &Client, ns: &str) {
@@ -115,6 +124,130 @@ async fn delete_all(client: &Client, ns: &str) {
         },
     )
     .await;
+}
+
+/// One phase of the reconcile as `/metrics` shows it.
+struct Phase {
+    name: String,
+    count: f64,
+    sum: f64,
+    /// (upper bound, cumulative count), ascending.
+    buckets: Vec<(f64, f64)>,
+}
+
+impl Phase {
+    /// The median, interpolated within its bucket (as Prometheus' `histogram_quantile`).
+    fn p50(&self) -> f64 {
+        let rank = self.count / 2.0;
+        let mut lower = (0.0, 0.0);
+        for &(le, n) in &self.buckets {
+            if n >= rank {
+                if le.is_infinite() {
+                    return lower.0;
+                }
+                let width = n - lower.1;
+                let into = if width > 0.0 {
+                    (rank - lower.1) / width
+                } else {
+                    1.0
+                };
+                return lower.0 + (le - lower.0) * into;
+            }
+            lower = (le, n);
+        }
+        0.0
+    }
+}
+
+/// Every phase of `campus_operator_reconcile_phase_seconds` in `metrics`, in the order listed.
+fn phases(metrics: &str) -> Vec<Phase> {
+    const NAME: &str = "campus_operator_reconcile_phase_seconds";
+    let mut out: Vec<Phase> = Vec::new();
+    for line in metrics.lines() {
+        let Some(rest) = line.strip_prefix(NAME) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (rest.find('{'), rest.find('}')) else {
+            continue;
+        };
+        let suffix = &rest[..open];
+        let labels: Vec<(&str, &str)> = rest[open + 1..close]
+            .split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k, v.trim_matches('"')))
+            .collect();
+        let label = |k: &str| labels.iter().find(|l| l.0 == k).map(|l| l.1);
+        let Some(phase) = label("phase") else {
+            continue;
+        };
+        let value: f64 = rest[close + 1..]
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        let i = match out.iter().position(|p| p.name == phase) {
+            Some(i) => i,
+            None => {
+                out.push(Phase {
+                    name: phase.to_owned(),
+                    count: 0.0,
+                    sum: 0.0,
+                    buckets: Vec::new(),
+                });
+                out.len() - 1
+            }
+        };
+        let p = &mut out[i];
+        match suffix {
+            "_count" => p.count = value,
+            "_sum" => p.sum = value,
+            "_bucket" => {
+                let le = match label("le") {
+                    Some("+Inf") => f64::INFINITY,
+                    Some(le) => le.parse().unwrap_or(f64::INFINITY),
+                    None => continue,
+                };
+                p.buckets.push((le, value));
+            }
+            _ => {}
+        }
+    }
+    for p in &mut out {
+        p.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    out
+}
+
+/// Prints each phase's mean, median and share of the time of all phases, in reconcile order.
+fn print_phases(metrics: &str) {
+    use campus_operator::metrics::PHASES;
+    let mut phases = phases(metrics);
+    phases.sort_by_key(|p| PHASES.iter().position(|n| *n == p.name));
+    let total: f64 = phases.iter().map(|p| p.sum).sum();
+    println!("  reconcile phases (per reconcile: mean, p50; share of all phases' time):");
+    for p in &phases {
+        let mean = if p.count > 0.0 { p.sum / p.count } else { 0.0 };
+        // Within the first bucket the interpolation says nothing but "below it".
+        let first = p.buckets.first().map_or(0.0, |b| b.0);
+        let p50 = p.p50();
+        let p50 = if p50 < first {
+            format!("<{:.1}", first * 1000.0)
+        } else {
+            format!("{:.2}", p50 * 1000.0)
+        };
+        let share = if total > 0.0 {
+            p.sum / total * 100.0
+        } else {
+            0.0
+        };
+        println!(
+            "    {:<15} mean {:>8.2} ms  p50 {:>8} ms  {share:>5.1} %  (n={})",
+            p.name,
+            mean * 1000.0,
+            p50,
+            p.count
+        );
+    }
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -157,7 +290,7 @@ async fn main() {
                     return None;
                 }
                 let have = topics_now().await;
-                (topics_of(&have, &name) >= TOPICS_PER_PLATFORM).then_some(())
+                (topics_of(&have, &ns.name, &name) >= TOPICS_PER_PLATFORM).then_some(())
             },
         )
         .await;
@@ -165,6 +298,7 @@ async fn main() {
     }
     let (rss_one, _) = op.memory_kib();
     let (mean_one, count_one) = op.reconcile_stats().await;
+    let metrics_one = op.metrics().await;
     delete_all(&client, &ns.name).await;
     drop(op);
     println!(
@@ -177,6 +311,7 @@ async fn main() {
         "  operator's own reconcile duration: mean {:.0} ms over {count_one} reconciles",
         mean_one * 1000.0
     );
+    print_phases(&metrics_one);
 
     // 2. Fifty platforms at once.
     let ns50 = TestNamespace::new(&client, "bench-fifty").await;
@@ -233,9 +368,10 @@ async fn main() {
         .items
         .len();
     let have = topics_now().await;
-    let topics: usize = names.iter().map(|n| topics_of(&have, n)).sum();
+    let topics: usize = names.iter().map(|n| topics_of(&have, &ns50.name, n)).sum();
     let (rss, hwm) = op.memory_kib();
     let (mean50, count50) = op.reconcile_stats().await;
+    let metrics50 = op.metrics().await;
     println!(
         "50 platforms in one namespace → all reconciled (status written, {deployments} Deployments, {topics} topics): {:.2} s",
         took.as_secs_f64()
@@ -244,6 +380,7 @@ async fn main() {
         "  operator's own reconcile duration: mean {:.0} ms over {count50} reconciles",
         mean50 * 1000.0
     );
+    print_phases(&metrics50);
     println!(
         "operator RSS: {:.1} MiB after 20 single platforms; {:.1} MiB with 50 platforms (peak {:.1} MiB)",
         rss_one as f64 / 1024.0,

@@ -3,7 +3,8 @@
 //!
 //! - [`crd`]: the resource's types (spec by concern, status).
 //! - [`plan`]: what a spec implies: the topics and consumer groups of the enabled services.
-//! - [`build`]: pure builders, one module per Kubernetes kind.
+//! - [`model`]: the validated platform (typed, checked values) that validation makes of a spec.
+//! - [`build`]: pure builders from the validated platform, one module per Kubernetes kind.
 //! - [`controller`]: validate → build → server-side apply → prune → topics → status.
 //! - [`topics`], [`lag`]: the Kafka side (admin API, consumer-group lag).
 //! - [`metrics`], [`leader`]: Prometheus metrics and Lease-based leader election.
@@ -14,6 +15,7 @@ pub mod crd;
 pub mod lag;
 pub mod leader;
 pub mod metrics;
+pub mod model;
 pub mod plan;
 pub mod topics;
 

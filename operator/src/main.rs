@@ -156,11 +156,12 @@ async fn uninstall(namespace: String, names: Vec<String>, timeout: Duration) -> 
 }
 
 /// Server-side applies the CampusPlatform of `file` (field manager `campus-chart`, forced: the
-/// chart owns what it sets; fields set by others stay), retrying until it is accepted or `shutdown`.
-/// A manifest the API server rejects (schema, CEL) is logged with the reason at every try.
+/// chart owns what it sets; fields set by others stay; strict: an unknown field is refused),
+/// retrying until it is accepted or `shutdown`. A manifest the API server rejects (schema, CEL,
+/// an unknown field) is logged with the reason at every try.
 async fn apply_platform(client: Client, file: std::path::PathBuf, shutdown: CancellationToken) {
+    use campus_operator::controller::apply::apply_as_chart;
     use campus_operator::crd::CampusPlatform;
-    use kube::api::{Patch, PatchParams};
     let mut backoff = Duration::from_secs(1);
     loop {
         let result: anyhow::Result<String> = async {
@@ -176,13 +177,9 @@ async fn apply_platform(client: Client, file: std::path::PathBuf, shutdown: Canc
                 );
             };
             let api: Api<CampusPlatform> = Api::namespaced(client.clone(), ns);
-            api.patch(
-                name,
-                &PatchParams::apply("campus-chart").force(),
-                &Patch::Apply(&manifest),
-            )
-            .await
-            .with_context(|| format!("failed to apply CampusPlatform {ns}/{name}"))?;
+            apply_as_chart(&api, name, &manifest)
+                .await
+                .with_context(|| format!("failed to apply CampusPlatform {ns}/{name}"))?;
             Ok(format!("{ns}/{name}"))
         }
         .await;

@@ -9,7 +9,9 @@ pub use campus_contract::Service;
 pub use campus_contract::prefixed as full_name;
 use campus_contract::{self as contract, dlq_topic, group, topic};
 
-use crate::crd::{CampusPlatform, CampusPlatformSpec, GroupSpec, ProcessorKind};
+use kube::ResourceExt;
+
+use crate::crd::{CampusPlatform, CampusPlatformSpec, GroupSpec, ProcessorKind, ScaleDecision};
 
 /// A topic as the platform wants it.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,12 +25,15 @@ pub struct PlannedTopic {
     pub config: Vec<(String, String)>,
 }
 
-/// A consumer-group worker Deployment.
+/// A consumer-group worker Deployment: what the spec implies, and what lag-based scaling read
+/// and decided for it in this reconcile.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Worker {
     pub service: Service,
     /// Component label and name suffix: `content-inspection`, `log-index`.
     pub component: String,
+    /// The Deployment's name: `<platform>-<component>` (`blue-content-inspection`).
+    pub name: String,
     /// Arguments after the binary: `worker inspect`.
     pub args: Vec<String>,
     /// Full group name.
@@ -38,6 +43,13 @@ pub struct Worker {
     pub spec: GroupSpec,
     /// The worker's contract entry.
     pub contract: &'static contract::Worker,
+    /// The replicas lag-based scaling chose (`autoscaling.mode: Lag`); `None`: not scaled in
+    /// this reconcile (no autoscaling, or neither a lag reading nor a Deployment to keep).
+    pub scaled_replicas: Option<i32>,
+    /// The group's lag, when autoscaled and read in this reconcile.
+    pub lag: Option<i64>,
+    /// The change of replicas lag-based scaling made in this reconcile.
+    pub last_scale: Option<ScaleDecision>,
 }
 
 /// Everything the spec implies about Kafka.
@@ -50,13 +62,17 @@ pub struct Plan {
 
 /// The spec's settings of a contract worker, or `None` when the spec does not run it.
 fn group_spec<'a>(spec: &'a CampusPlatformSpec, w: &contract::Worker) -> Option<&'a GroupSpec> {
-    let content = spec.content.enabled.then_some(&spec.content.groups);
+    let content = spec.content.common.enabled.then_some(&spec.content.groups);
     match w.group {
         group::INSPECTION => content.map(|g| &g.inspection),
         group::CACHE => content.map(|g| &g.cache),
         group::INBOX => content.map(|g| &g.inbox),
         group::INDEX => content.map(|g| &g.index),
-        group::COUPON_ISSUE => spec.coupon.enabled.then_some(&spec.coupon.groups.issue),
+        group::COUPON_ISSUE => spec
+            .coupon
+            .common
+            .enabled
+            .then_some(&spec.coupon.groups.issue),
         group::LOG_INDEX => {
             (spec.logging.processor == ProcessorKind::Native).then_some(&spec.logging.native)
         }
@@ -80,8 +96,8 @@ impl Plan {
         let mut consumed: Vec<(String, String)> = Vec::new();
         // A service's topics: what its API writes, what its workers consume and write.
         for (service, enabled) in [
-            (Service::Content, spec.content.enabled),
-            (Service::Coupon, spec.coupon.enabled),
+            (Service::Content, spec.content.common.enabled),
+            (Service::Coupon, spec.coupon.common.enabled),
         ] {
             if !enabled {
                 continue;
@@ -102,11 +118,15 @@ impl Plan {
             workers.push(Worker {
                 service: w.service,
                 component: w.name.to_owned(),
+                name: crate::build::child_name_of(&cr.name_any(), w.name),
                 args: w.command.iter().map(|s| (*s).to_owned()).collect(),
                 group: full(w.group),
                 topics: w.consumes.iter().map(|t| full(t)).collect(),
                 spec: gspec.clone(),
                 contract: w,
+                scaled_replicas: None,
+                lag: None,
+                last_scale: None,
             });
             consumed.extend(
                 w.consumes
@@ -227,6 +247,7 @@ mod tests {
             });
             assert_eq!(w.contract, c, "{}", w.component);
             assert_eq!(w.component, c.name);
+            assert_eq!(w.name, format!("blue-{}", c.name), "the Deployment's name");
             assert_eq!(w.group, full(c.group), "{}", w.component);
             let topics: Vec<String> = c.consumes.iter().map(|t| full(t)).collect();
             assert_eq!(w.topics, topics, "{}", w.component);

@@ -96,6 +96,9 @@ pub struct TopicsOutcome {
     pub reconfigured: Vec<String>,
     /// What keeps topics from being as specified.
     pub problems: Vec<TopicProblem>,
+    /// How long the config pass took (DescribeConfigs, AlterConfigs, the read-back); the rest
+    /// of the pass is describing, creating and growing.
+    pub config_took: std::time::Duration,
 }
 
 impl TopicsOutcome {
@@ -280,8 +283,10 @@ impl Topics {
             .iter()
             .filter(|t| !t.config.is_empty() && existing.contains_key(&t.full))
             .collect();
+        let started = std::time::Instant::now();
         self.reconcile_config(&admin, kafka, &configured, &mut outcome)
             .await?;
+        outcome.config_took = started.elapsed();
         Ok(outcome)
     }
 

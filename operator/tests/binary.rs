@@ -163,8 +163,8 @@ async fn readyz_fails_while_the_api_server_is_unreachable() {
     for c in kc["clusters"].as_sequence_mut().unwrap() {
         c["cluster"]["server"] = serde_yaml::Value::String(nowhere.clone());
     }
-    let path = workspace()
-        .join("target")
+    // Cargo's scratch directory for integration tests (exists wherever the target dir is).
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("kubeconfig-nowhere-{}", std::process::id()));
     std::fs::write(&path, serde_yaml::to_string(&kc).unwrap()).unwrap();
     let port = free_port();

@@ -85,8 +85,9 @@ fn samples_are_valid_platforms() {
         let mut cr: campus_operator::crd::CampusPlatform =
             serde_json::from_value(value).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         cr.metadata.namespace = Some("default".into());
-        let problems = campus_operator::controller::validate::validate(&cr);
-        assert!(problems.is_empty(), "{}: {problems:?}", path.display());
+        if let Err(problems) = campus_operator::controller::validate::validate(&cr) {
+            panic!("{}: {problems}", path.display());
+        }
         n += 1;
     }
     assert!(n >= 2, "expected at least a minimal and a full sample");

@@ -84,7 +84,7 @@ async fn the_operator_works_with_its_rbac_alone() {
             "namespace: campus-system",
             &format!("namespace: {}", ns.name),
         );
-    let file = workspace().join("target").join(format!("{role}.yaml"));
+    let file = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{role}.yaml"));
     std::fs::write(&file, rbac).unwrap();
     run_kubectl(&["apply", "-f", file.to_str().unwrap()]);
     run_kubectl(&["create", "serviceaccount", "-n", &ns.name, &role]);

@@ -7,8 +7,8 @@ mod support;
 use std::process::Command;
 
 use campus_operator::build::{BuildInputs, Desired};
+use campus_operator::controller::validate::validate;
 use campus_operator::crd::CampusPlatform;
-use campus_operator::plan::Plan;
 use k8s_openapi::api::core::v1::{Namespace, Pod, PodSpec, ServiceAccount};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -69,7 +69,9 @@ async fn every_campus_pod_passes_restricted_and_filebeat_only_needs_its_host_pat
     let mut checked = 0;
     let mut filebeats = Vec::new();
     for cr in platforms(&ns.name) {
-        let d = Desired::build(&cr, &Plan::of(&cr), &BuildInputs::new("t"));
+        let p = validate(&cr)
+            .unwrap_or_else(|e| panic!("{}: {e}", cr.metadata.name.as_deref().unwrap_or_default()));
+        let d = Desired::build(&p, &BuildInputs::new("t"));
         for dep in &d.deployments {
             let name = dep.metadata.name.clone().unwrap();
             let spec = dep.spec.as_ref().unwrap().template.spec.as_ref().unwrap();

@@ -120,6 +120,38 @@ fn set(v: &mut Value, pointer: &str, value: Value) {
     cur[parts[parts.len() - 1]] = value;
 }
 
+/// The chart's platform (`--apply-platform`) is applied as strictly as the operator's children:
+/// a typo in the chart's values is an error the operator logs, not a field quietly dropped.
+#[tokio::test]
+async fn the_charts_platform_is_applied_strictly() {
+    use campus_operator::controller::apply::apply_as_chart;
+    use kube::api::Api;
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new(&client, "op-chart-strict").await;
+    let api: Api<campus_operator::crd::CampusPlatform> = Api::namespaced(client.clone(), &ns.name);
+    let mut cr = sample("minimal.yaml", "chart", "kafka:9092");
+    cr["metadata"]["namespace"] = json!(ns.name);
+    let applied = apply_as_chart(&api, "chart", &cr).await;
+    assert!(applied.is_ok(), "{applied:?}");
+    let fields = applied.unwrap().metadata.managed_fields.unwrap_or_default();
+    assert!(
+        fields
+            .iter()
+            .any(|f| f.manager.as_deref() == Some("campus-chart")),
+        "{fields:?}"
+    );
+    cr["spec"]["content"]["replicaz"] = json!(2);
+    let err = apply_as_chart(&api, "chart", &cr)
+        .await
+        .expect_err("an unknown field is refused");
+    let text = format!("{err:?}");
+    assert!(
+        text.contains(".spec.content.replicaz: field not declared in schema"),
+        "{text}"
+    );
+}
+
 /// Every apply of the operator is strict: a field the API server does not know is refused, not
 /// silently dropped. (Kubernetes 1.37 refuses unknown fields in a server-side apply whatever the
 /// fieldValidation; Strict also refuses duplicate fields and keeps older servers, which prune or

@@ -4,164 +4,87 @@
 use std::collections::BTreeMap;
 
 use campus_common::logschema::{self, FilebeatInput, FilebeatParams, LogstashParams};
-use campus_contract::{dlq_topic, env as var};
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::ResourceExt;
 
 use super::{child_name, meta};
-use crate::crd::{CampusPlatform, ProcessorKind, UrlSource};
-use crate::plan::{Plan, Service, full_name};
+use crate::model::{Filebeat, Logstash, Platform, Processor, Url};
+use crate::plan::{Service, full_name};
 
 /// Name of a service's settings ConfigMap: `<platform>-<service>-config`.
-pub fn service_config_name(cr: &CampusPlatform, service: Service) -> String {
-    child_name(cr, &format!("{}-config", service.as_str()))
+pub fn service_config_name(p: &Platform, service: Service) -> String {
+    child_name(p, &format!("{}-config", service.as_str()))
 }
-pub fn filebeat_name(cr: &CampusPlatform) -> String {
-    child_name(cr, "filebeat")
+pub fn filebeat_name(p: &Platform) -> String {
+    child_name(p, "filebeat")
 }
 /// Logstash's `logstash.yml` and `pipelines.yml`: a change restarts Logstash.
-pub fn logstash_settings_name(cr: &CampusPlatform) -> String {
-    child_name(cr, "logstash-settings")
+pub fn logstash_settings_name(p: &Platform) -> String {
+    child_name(p, "logstash-settings")
 }
 /// Logstash's pipeline definitions, mounted as a directory: edits reload in place.
-pub fn logstash_pipelines_name(cr: &CampusPlatform) -> String {
-    child_name(cr, "logstash-pipelines")
+pub fn logstash_pipelines_name(p: &Platform) -> String {
+    child_name(p, "logstash-pipelines")
 }
 
-/// Every ConfigMap the spec asks for.
-pub fn all(cr: &CampusPlatform, plan: &Plan) -> Vec<ConfigMap> {
-    let spec = &cr.spec;
-    let mut out = Vec::new();
-    let log_needed = spec.log.enabled || spec.logging.processor == ProcessorKind::Native;
-    for (service, enabled) in [
-        (Service::Content, spec.content.enabled),
-        (Service::Coupon, spec.coupon.enabled),
-        (Service::Log, log_needed),
-    ] {
-        if enabled {
-            out.push(service_config(cr, plan, service));
-        }
+/// Every ConfigMap of the platform: one per running service, Filebeat's, Logstash's.
+pub fn all(p: &Platform) -> Vec<ConfigMap> {
+    let mut out: Vec<ConfigMap> = p
+        .services
+        .iter()
+        .map(|s| service_config(p, s.service))
+        .collect();
+    if let Some(fb) = &p.logging.filebeat {
+        out.push(filebeat(p, fb));
     }
-    if spec.logging.filebeat.enabled {
-        out.push(filebeat(cr, plan));
-    }
-    if spec.logging.processor == ProcessorKind::Logstash {
-        out.push(logstash_settings(cr));
-        out.push(logstash_pipelines(cr, plan));
+    if let Processor::Logstash(ls) = &p.logging.processor {
+        out.push(logstash_settings(p, ls));
+        out.push(logstash_pipelines(p, ls));
     }
     out
 }
 
 fn config_map(
-    cr: &CampusPlatform,
+    p: &Platform,
     name: String,
     component: &str,
     data: BTreeMap<String, String>,
 ) -> ConfigMap {
     ConfigMap {
-        metadata: meta(cr, name, component),
+        metadata: meta(p, name, component),
         data: Some(data),
         ..ConfigMap::default()
     }
 }
 
 /// The environment (non-secret) of one service's containers.
-pub fn service_env(cr: &CampusPlatform, plan: &Plan, service: Service) -> BTreeMap<String, String> {
-    let spec = &cr.spec;
-    let mut env = BTreeMap::new();
-    let mut set = |k: &str, v: &str| {
-        env.insert(k.to_owned(), v.to_owned());
-    };
-    set(var::KAFKA_BROKERS, &spec.kafka.brokers);
-    set(var::KAFKA_PREFIX, &plan.prefix);
-    if !spec.kafka.properties.is_empty() {
-        let props: Vec<String> = spec
-            .kafka
-            .properties
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        set(var::KAFKA_PROPERTIES, &props.join(","));
-    }
-    set(var::RUST_LOG, &spec.log_level);
-    let redis = |set: &mut dyn FnMut(&str, &str)| {
-        if let Some(r) = &spec.redis {
-            // A URL from a Secret reaches the pods through `secretKeyRef`, never a ConfigMap.
-            if let Some(UrlSource::Plain(url)) = r.url_source() {
-                set(var::REDIS_URL, url);
-            }
-            let prefix = r.key_prefix.clone().unwrap_or_else(|| {
-                format!(
-                    "{}:",
-                    if plan.prefix.is_empty() {
-                        cr.name_any()
-                    } else {
-                        plan.prefix.clone()
-                    }
-                )
-            });
-            set(var::REDIS_KEY_PREFIX, &prefix);
-        }
-    };
-    match service {
-        Service::Content => {
-            redis(&mut set);
-            if let Some(m) = &spec.mongodb {
-                set(var::MONGO_DATABASE, &m.database);
-            }
-            if let Some(es) = &spec.elasticsearch {
-                if let Some(UrlSource::Plain(url)) = es.url_source() {
-                    set(var::ELASTICSEARCH_URL, url);
-                }
-                set(var::ES_INDEX_ALIAS, &es.posts_alias);
-            }
-            set(var::OPENAI_BASE_URL, &spec.openai.base_url);
-            set(var::OPENAI_MODEL, &spec.openai.model);
-        }
-        Service::Coupon => redis(&mut set),
-        Service::Log => {
-            if let Some(UrlSource::Plain(url)) =
-                spec.elasticsearch.as_ref().and_then(|es| es.url_source())
-            {
-                set(var::ELASTICSEARCH_URL, url);
-            }
-        }
-    }
-    env
+pub fn service_env(p: &Platform, service: Service) -> BTreeMap<String, String> {
+    super::env::service_env(p, service).config
 }
 
-fn service_config(cr: &CampusPlatform, plan: &Plan, service: Service) -> ConfigMap {
+fn service_config(p: &Platform, service: Service) -> ConfigMap {
     config_map(
-        cr,
-        service_config_name(cr, service),
+        p,
+        service_config_name(p, service),
         service.as_str(),
-        service_env(cr, plan, service),
+        service_env(p, service),
     )
 }
 
 /// `filebeat.yml`, rendered by the access-log schema's own function.
-fn filebeat(cr: &CampusPlatform, plan: &Plan) -> ConfigMap {
-    let fb = &cr.spec.logging.filebeat;
-    let namespaces: Vec<String> = if fb.all_namespaces {
-        Vec::new()
-    } else if fb.namespaces.is_empty() {
-        vec![cr.namespace().unwrap_or_default()]
-    } else {
-        fb.namespaces.clone()
-    };
-    let topic = full_name(&plan.prefix, campus_contract::access_log::TOPIC);
+fn filebeat(p: &Platform, fb: &Filebeat) -> ConfigMap {
+    let topic = full_name(&p.plan.prefix, campus_contract::access_log::TOPIC);
     let yaml = logschema::filebeat_yaml(&FilebeatParams {
-        brokers: &cr.spec.kafka.brokers,
+        brokers: &p.kafka.brokers,
         topic: &topic,
         input: FilebeatInput::Containers {
-            namespaces: &namespaces,
+            namespaces: &fb.namespaces,
         },
         access_only: fb.access_only,
         http: Some(logschema::FILEBEAT_POD_HTTP),
     });
     config_map(
-        cr,
-        filebeat_name(cr),
+        p,
+        filebeat_name(p),
         "filebeat",
         BTreeMap::from([("filebeat.yml".to_owned(), yaml)]),
     )
@@ -170,7 +93,7 @@ fn filebeat(cr: &CampusPlatform, plan: &Plan) -> ConfigMap {
 /// Directory the pipelines ConfigMap is mounted at.
 pub const LOGSTASH_PIPELINE_DIR: &str = "/usr/share/logstash/pipeline";
 
-fn logstash_settings(cr: &CampusPlatform) -> ConfigMap {
+fn logstash_settings(p: &Platform, ls: &Logstash) -> ConfigMap {
     let settings = "\
 api.http.host: 0.0.0.0
 api.http.port: 9600
@@ -180,15 +103,15 @@ log.format: json
 "
     .to_owned();
     let mut pipelines = String::new();
-    for p in &cr.spec.logging.logstash.pipelines {
+    for pipe in &ls.pipelines {
         pipelines.push_str(&format!(
             "- pipeline.id: {id}\n  path.config: \"{LOGSTASH_PIPELINE_DIR}/{id}.conf\"\n",
-            id = p.name
+            id = pipe.name
         ));
     }
     config_map(
-        cr,
-        logstash_settings_name(cr),
+        p,
+        logstash_settings_name(p),
         "logstash",
         BTreeMap::from([
             ("logstash.yml".to_owned(), settings),
@@ -202,46 +125,40 @@ log.format: json
 pub const LOGSTASH_ES_URL_REF: &str = "${ELASTICSEARCH_URL}";
 
 /// One `<pipeline>.conf` per pipeline, rendered by the access-log schema's own function.
-fn logstash_pipelines(cr: &CampusPlatform, plan: &Plan) -> ConfigMap {
-    let es = match cr.spec.elasticsearch.as_ref().and_then(|e| e.url_source()) {
-        Some(UrlSource::Plain(url)) => url,
-        Some(UrlSource::Secret(_)) => LOGSTASH_ES_URL_REF,
+fn logstash_pipelines(p: &Platform, ls: &Logstash) -> ConfigMap {
+    let es = match p.stores.elasticsearch.as_ref().map(|e| &e.url) {
+        Some(Url::Plain(url)) => url.as_str(),
+        Some(Url::Secret(_)) => LOGSTASH_ES_URL_REF,
         None => "",
     };
-    let data = cr
-        .spec
-        .logging
-        .logstash
+    let data = ls
         .pipelines
         .iter()
-        .map(|p| {
-            let topic = full_name(&plan.prefix, &p.topic);
-            let group = full_name(&plan.prefix, &p.group);
-            let dlq = dlq_topic(&topic, &group);
+        .map(|pipe| {
             let conf = logschema::logstash_pipeline(&LogstashParams {
-                brokers: &cr.spec.kafka.brokers,
-                topic: &topic,
-                group: &group,
+                brokers: &p.kafka.brokers,
+                topic: &pipe.topic,
+                group: &pipe.group,
                 elasticsearch: es,
-                index_prefix: &p.index_prefix,
-                dlq_topic: &dlq,
+                index_prefix: &pipe.index_prefix,
+                dlq_topic: &pipe.dlq_topic,
             });
-            (format!("{}.conf", p.name), conf)
+            (format!("{}.conf", pipe.name), conf)
         })
         .collect();
-    config_map(cr, logstash_pipelines_name(cr), "logstash", data)
+    config_map(p, logstash_pipelines_name(p), "logstash", data)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::fixtures::{MINIMAL, platform, with_secret_urls};
+    use crate::build::fixtures::{MINIMAL, model, with_secret_urls};
+    use campus_contract::env as var;
+    use kube::ResourceExt;
 
     #[test]
     fn service_config_carries_prefix_and_backing_addresses() {
-        let cr = platform(MINIMAL);
-        let plan = Plan::of(&cr);
-        let maps = all(&cr, &plan);
+        let maps = all(&model(MINIMAL));
         let names: Vec<_> = maps.iter().map(|m| m.name_any()).collect();
         assert_eq!(
             names,
@@ -270,9 +187,7 @@ mod tests {
 
     #[test]
     fn urls_from_secrets_stay_out_of_config_maps_and_logstash_expands_the_variable() {
-        let cr = platform(&with_secret_urls());
-        let plan = Plan::of(&cr);
-        let maps = all(&cr, &plan);
+        let maps = all(&model(&with_secret_urls()));
         for m in &maps[..3] {
             let data = m.data.as_ref().unwrap();
             assert!(!data.contains_key("REDIS_URL"), "{}", m.name_any());
@@ -291,8 +206,7 @@ mod tests {
             format!("${{{}}}", var::ELASTICSEARCH_URL)
         );
         // A plain URL is written out as before.
-        let plain = platform(MINIMAL);
-        let maps = all(&plain, &Plan::of(&plain));
+        let maps = all(&model(MINIMAL));
         assert_eq!(
             maps[0].data.as_ref().unwrap()["REDIS_URL"],
             "redis://redis:6379"
@@ -307,9 +221,7 @@ mod tests {
 
     #[test]
     fn filebeat_and_logstash_come_from_the_log_schema() {
-        let cr = platform(MINIMAL);
-        let plan = Plan::of(&cr);
-        let maps = all(&cr, &plan);
+        let maps = all(&model(MINIMAL));
         let fb = &maps[3].data.as_ref().unwrap()["filebeat.yml"];
         let expected = logschema::filebeat_yaml(&FilebeatParams {
             brokers: "kafka:9092",
@@ -387,11 +299,11 @@ mod tests {
         ];
         let mut seen = std::collections::BTreeSet::new();
         for (what, yaml) in variants {
-            let cr = platform(&yaml);
-            let maps = all(&cr, &Plan::of(&cr));
+            let p = model(&yaml);
+            let maps = all(&p);
             let map = maps
                 .iter()
-                .find(|m| m.name_any() == filebeat_name(&cr))
+                .find(|m| m.name_any() == filebeat_name(&p))
                 .unwrap_or_else(|| panic!("{what}: no Filebeat ConfigMap"));
             let fb = &map.data.as_ref().unwrap()["filebeat.yml"];
             assert!(
@@ -403,8 +315,11 @@ mod tests {
             }
         }
         // The check has teeth: the same file with a Kafka version Filebeat does not know fails.
-        let cr = platform(MINIMAL);
-        let fb = filebeat(&cr, &Plan::of(&cr)).data.unwrap()["filebeat.yml"].clone();
+        let p = model(MINIMAL);
+        let fb = filebeat(&p, p.logging.filebeat.as_ref().unwrap())
+            .data
+            .unwrap()["filebeat.yml"]
+            .clone();
         let broken = fb.replace(
             &format!("\"version\": \"{}\"", logschema::FILEBEAT_KAFKA_VERSION),
             "\"version\": \"0.7.0\"",

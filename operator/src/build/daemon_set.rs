@@ -13,15 +13,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use super::config_map::filebeat_name;
 use super::rbac::filebeat_service_account_name;
 use super::{CONFIG_HASH_ANNOTATION, component_labels, config_hash, meta, pod_selector, security};
-use crate::crd::CampusPlatform;
+use crate::model::{Filebeat, Platform};
 
 /// Where the registry (read offsets) lives on the node, per platform.
-pub fn registry_host_path(cr: &CampusPlatform) -> String {
-    format!(
-        "/var/lib/campus-filebeat/{}/{}",
-        cr.metadata.namespace.as_deref().unwrap_or_default(),
-        cr.metadata.name.as_deref().unwrap_or_default()
-    )
+pub fn registry_host_path(p: &Platform) -> String {
+    format!("/var/lib/campus-filebeat/{}/{}", p.namespace, p.name)
 }
 
 fn host_path(name: &str, path: &str, type_: &str) -> Volume {
@@ -44,19 +40,18 @@ fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     }
 }
 
-pub fn filebeat(cr: &CampusPlatform, maps: &[ConfigMap]) -> DaemonSet {
-    let fb = &cr.spec.logging.filebeat;
-    let name = filebeat_name(cr);
+pub fn filebeat(p: &Platform, fb: &Filebeat, maps: &[ConfigMap]) -> DaemonSet {
+    let name = filebeat_name(p);
     let hash = config_hash(
         maps.iter()
             .filter(|m| m.metadata.name.as_deref() == Some(&name)),
     );
-    let mut pod_labels = component_labels(cr, "filebeat");
-    pod_labels.extend(pod_selector(cr, "filebeat"));
+    let mut pod_labels = component_labels(p, "filebeat");
+    pod_labels.extend(pod_selector(p, "filebeat"));
     let container = Container {
         name: "filebeat".to_owned(),
         image: Some(fb.image.clone()),
-        image_pull_policy: Some(cr.spec.image_pull_policy.as_str().to_owned()),
+        image_pull_policy: Some(p.pull_policy.as_str().to_owned()),
         args: Some(vec![
             "-c".to_owned(),
             "/etc/filebeat/filebeat.yml".to_owned(),
@@ -84,10 +79,10 @@ pub fn filebeat(cr: &CampusPlatform, maps: &[ConfigMap]) -> DaemonSet {
         ..Container::default()
     };
     DaemonSet {
-        metadata: meta(cr, name.clone(), "filebeat"),
+        metadata: meta(p, name.clone(), "filebeat"),
         spec: Some(DaemonSetSpec {
             selector: LabelSelector {
-                match_labels: Some(pod_selector(cr, "filebeat")),
+                match_labels: Some(pod_selector(p, "filebeat")),
                 ..LabelSelector::default()
             },
             update_strategy: Some(DaemonSetUpdateStrategy {
@@ -101,7 +96,7 @@ pub fn filebeat(cr: &CampusPlatform, maps: &[ConfigMap]) -> DaemonSet {
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
-                    service_account_name: Some(filebeat_service_account_name(cr)),
+                    service_account_name: Some(filebeat_service_account_name(p)),
                     security_context: Some(security::filebeat_pod()),
                     containers: vec![container],
                     tolerations: Some(vec![Toleration {
@@ -122,7 +117,7 @@ pub fn filebeat(cr: &CampusPlatform, maps: &[ConfigMap]) -> DaemonSet {
                         },
                         host_path("varlogcontainers", "/var/log/containers", "Directory"),
                         host_path("varlogpods", "/var/log/pods", "Directory"),
-                        host_path("registry", &registry_host_path(cr), "DirectoryOrCreate"),
+                        host_path("registry", &registry_host_path(p), "DirectoryOrCreate"),
                     ]),
                     ..PodSpec::default()
                 }),
@@ -136,14 +131,13 @@ pub fn filebeat(cr: &CampusPlatform, maps: &[ConfigMap]) -> DaemonSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::fixtures::{MINIMAL, platform};
+    use crate::build::fixtures::{MINIMAL, model};
     use crate::build::{BuildInputs, Desired};
-    use crate::plan::Plan;
 
     #[test]
     fn filebeat_reads_host_logs_keeps_its_registry_and_rolls_on_config_change() {
-        let cr = platform(MINIMAL);
-        let d = Desired::build(&cr, &Plan::of(&cr), &BuildInputs::new("t"));
+        let p = model(MINIMAL);
+        let d = Desired::build(&p, &BuildInputs::new("t"));
         let ds = &d.daemon_sets[0];
         let pod = ds.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
         let paths: Vec<_> = pod
@@ -162,8 +156,8 @@ mod tests {
             ]
         );
         assert_eq!(pod.service_account_name.as_deref(), Some("blue-filebeat"));
-        let hash = |cr: &CampusPlatform| {
-            let d = Desired::build(cr, &Plan::of(cr), &BuildInputs::new("t"));
+        let hash = |p: &Platform| {
+            let d = Desired::build(p, &BuildInputs::new("t"));
             d.daemon_sets[0]
                 .spec
                 .as_ref()
@@ -177,11 +171,11 @@ mod tests {
                 .unwrap()[CONFIG_HASH_ANNOTATION]
                 .clone()
         };
-        let other = platform(&format!(
+        let other = model(&format!(
             "{MINIMAL}  logging: {{filebeat: {{accessOnly: false}}}}\n"
         ));
-        assert_ne!(hash(&cr), hash(&other));
-        let same = platform(&format!("{MINIMAL}  coupon: {{replicas: 4}}\n"));
-        assert_eq!(hash(&cr), hash(&same));
+        assert_ne!(hash(&p), hash(&other));
+        let same = model(&format!("{MINIMAL}  coupon: {{replicas: 4}}\n"));
+        assert_eq!(hash(&p), hash(&same));
     }
 }

@@ -8,8 +8,8 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapEnvSource, ConfigMapVolumeSource, Container, ContainerPort, EnvFromSource,
-    EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SecretKeySelector, TopologySpreadConstraint, Volume, VolumeMount,
+    EnvVar, HTTPGetAction, KeyToPath, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    TopologySpreadConstraint, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -21,8 +21,9 @@ use super::{
     BuildInputs, CONFIG_HASH_ANNOTATION, child_name, component_labels, config_hash, meta,
     pod_selector, security,
 };
-use crate::crd::{AutoscalingMode, CampusPlatform, ProcessorKind, SecretKeyRef, UrlSource};
-use crate::plan::{Plan, Service, Worker};
+use crate::crd::AutoscalingMode;
+use crate::model::{Logstash, Platform, Processor, ServiceSettings};
+use crate::plan::{Service, Worker};
 
 /// Port of the APIs (`HTTP_ADDR`), which also serve `/healthz`, `/readyz`, `/metrics`.
 pub const API_PORT: i32 = campus_contract::port::API as i32;
@@ -35,24 +36,17 @@ pub const OPS_PORT: i32 = campus_contract::port::OPS as i32;
 pub const API_SHUTDOWN_DRAIN_MS: u64 = 5000;
 
 /// Name of a service's API Deployment (and Service): `<platform>-<service>-api`.
-pub fn api_name(cr: &CampusPlatform, service: Service) -> String {
-    child_name(cr, &format!("{}-api", service.as_str()))
+pub fn api_name(p: &Platform, service: Service) -> String {
+    child_name(p, &format!("{}-api", service.as_str()))
 }
-/// Name of a worker's Deployment: `<platform>-<component>` (`blue-content-inspection`).
-pub fn worker_name(cr: &CampusPlatform, worker: &Worker) -> String {
-    child_name(cr, &worker.component)
-}
-pub fn logstash_name(cr: &CampusPlatform) -> String {
-    child_name(cr, "logstash")
+pub fn logstash_name(p: &Platform) -> String {
+    child_name(p, "logstash")
 }
 
 /// The replicas a worker's Deployment gets: lag-based scaling's choice, else the minimum of its
 /// bounds, else the spec's replicas; none under an external autoscaler (the field is left to it).
-pub fn worker_replicas(cr: &CampusPlatform, worker: &Worker, inputs: &BuildInputs) -> Option<i32> {
-    let scaled = inputs
-        .scaled_replicas
-        .get(&worker_name(cr, worker))
-        .copied();
+pub fn worker_replicas(worker: &Worker) -> Option<i32> {
+    let scaled = worker.scaled_replicas;
     match &worker.spec.autoscaling {
         Some(a) if a.mode == AutoscalingMode::External => None,
         Some(a) => Some(scaled.unwrap_or(a.min_replicas)),
@@ -60,65 +54,22 @@ pub fn worker_replicas(cr: &CampusPlatform, worker: &Worker, inputs: &BuildInput
     }
 }
 
-/// Every Deployment the spec asks for. `config_maps` are the desired ConfigMaps (for the hashes).
-pub fn all(
-    cr: &CampusPlatform,
-    plan: &Plan,
-    inputs: &BuildInputs,
-    config_maps: &[ConfigMap],
-) -> Vec<Deployment> {
-    let spec = &cr.spec;
-    let mut out: Vec<Deployment> = super::enabled_apis(cr)
-        .map(|service| api(cr, service, inputs, config_maps))
-        .collect();
-    for w in &plan.workers {
-        out.push(worker(cr, w, inputs, config_maps));
+/// Every Deployment of the platform. `config_maps` are the desired ConfigMaps (for the hashes).
+pub fn all(p: &Platform, inputs: &BuildInputs, config_maps: &[ConfigMap]) -> Vec<Deployment> {
+    let mut out: Vec<Deployment> = p.apis().map(|s| api(p, s, inputs, config_maps)).collect();
+    for w in &p.plan.workers {
+        out.push(worker(p, w, inputs, config_maps));
     }
-    if spec.logging.processor == ProcessorKind::Logstash {
-        out.push(logstash(cr, config_maps));
+    if let Processor::Logstash(ls) = &p.logging.processor {
+        out.push(logstash(p, ls, config_maps));
     }
     out
 }
 
-struct ServiceParts<'a> {
-    image: String,
-    resources: Option<&'a ResourceRequirements>,
-    env: &'a [EnvVar],
-}
-
-fn parts<'a>(cr: &'a CampusPlatform, service: Service, inputs: &BuildInputs) -> ServiceParts<'a> {
-    let s = &cr.spec;
-    let (image, resources, env) = match service {
-        Service::Content => (
-            &s.content.image,
-            s.content.resources.as_ref(),
-            &s.content.env,
-        ),
-        Service::Coupon => (&s.coupon.image, s.coupon.resources.as_ref(), &s.coupon.env),
-        Service::Log => (&s.log.image, s.log.resources.as_ref(), &s.log.env),
-    };
-    ServiceParts {
-        image: image
-            .clone()
-            .unwrap_or_else(|| format!("{}:{}", service.binary(), inputs.image_tag)),
-        resources,
-        env,
-    }
-}
-
-fn secret_env(name: &str, r: &SecretKeyRef) -> EnvVar {
-    EnvVar {
-        name: name.to_owned(),
-        value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector {
-                name: r.name.clone(),
-                key: r.key.clone(),
-                optional: None,
-            }),
-            ..EnvVarSource::default()
-        }),
-        ..EnvVar::default()
-    }
+/// The settings of a service the model says runs (it has a Deployment).
+fn settings(p: &Platform, service: Service) -> &ServiceSettings {
+    p.service(service)
+        .expect("a workload of a service the platform runs")
 }
 
 fn plain_env(name: &str, value: &str) -> EnvVar {
@@ -129,55 +80,12 @@ fn plain_env(name: &str, value: &str) -> EnvVar {
     }
 }
 
-/// `REDIS_URL` from its Secret, when the spec gives a Secret reference (a plain URL is in the
-/// service's ConfigMap instead).
-fn redis_secret_env(cr: &CampusPlatform) -> Option<EnvVar> {
-    match cr.spec.redis.as_ref()?.url_source()? {
-        UrlSource::Secret(r) => Some(secret_env(var::REDIS_URL, r)),
-        UrlSource::Plain(_) => None,
-    }
-}
-
-/// `ELASTICSEARCH_URL` from its Secret, when the spec gives a Secret reference.
-fn elasticsearch_secret_env(cr: &CampusPlatform) -> Option<EnvVar> {
-    match cr.spec.elasticsearch.as_ref()?.url_source()? {
-        UrlSource::Secret(r) => Some(secret_env(var::ELASTICSEARCH_URL, r)),
-        UrlSource::Plain(_) => None,
-    }
-}
-
-/// The container environment: listen address, secrets, then the user's extra variables (which
-/// replace an operator-set variable of the same name).
-fn env(
-    cr: &CampusPlatform,
-    service: Service,
-    listen: Vec<EnvVar>,
-    extra: &[EnvVar],
-) -> Vec<EnvVar> {
-    let s = &cr.spec;
+/// The container environment: listen address, the Secret references of the stores the service
+/// needs, then the user's extra variables (which replace an operator-set variable of the same
+/// name).
+fn env(p: &Platform, service: Service, listen: Vec<EnvVar>, extra: &[EnvVar]) -> Vec<EnvVar> {
     let mut env = listen;
-    match service {
-        Service::Content => {
-            if let Some(m) = &s.mysql {
-                env.push(secret_env(var::MYSQL_URL, &m.url_secret_ref));
-            }
-            if let Some(m) = &s.mongodb {
-                env.push(secret_env(var::MONGO_URL, &m.url_secret_ref));
-            }
-            env.extend(redis_secret_env(cr));
-            env.extend(elasticsearch_secret_env(cr));
-            if let Some(k) = &s.openai.api_key_secret_ref {
-                env.push(secret_env(var::OPENAI_API_KEY, k));
-            }
-        }
-        Service::Coupon => {
-            if let Some(m) = &s.mysql {
-                env.push(secret_env(var::MYSQL_URL, &m.url_secret_ref));
-            }
-            env.extend(redis_secret_env(cr));
-        }
-        Service::Log => env.extend(elasticsearch_secret_env(cr)),
-    }
+    env.extend(super::env::service_env(p, service).secrets);
     for e in extra {
         env.retain(|have| have.name != e.name);
         env.push(e.clone());
@@ -211,7 +119,7 @@ fn startup_probe(path: &str, port: &str, budget_seconds: i32) -> Probe {
 }
 
 fn deployment(
-    cr: &CampusPlatform,
+    p: &Platform,
     name: String,
     component: &str,
     replicas: Option<i32>,
@@ -219,14 +127,14 @@ fn deployment(
     container: Container,
     volumes: Option<Vec<Volume>>,
 ) -> Deployment {
-    let mut pod_labels = component_labels(cr, component);
-    pod_labels.extend(pod_selector(cr, component));
+    let mut pod_labels = component_labels(p, component);
+    pod_labels.extend(pod_selector(p, component));
     Deployment {
-        metadata: meta(cr, name, component),
+        metadata: meta(p, name, component),
         spec: Some(DeploymentSpec {
             replicas,
             selector: LabelSelector {
-                match_labels: Some(pod_selector(cr, component)),
+                match_labels: Some(pod_selector(p, component)),
                 ..LabelSelector::default()
             },
             // One new pod Ready before an old one goes, whatever the replicas (the default's
@@ -247,7 +155,7 @@ fn deployment(
                 spec: Some(PodSpec {
                     containers: vec![container],
                     volumes,
-                    topology_spread_constraints: Some(spread_over_nodes(cr, component)),
+                    topology_spread_constraints: Some(spread_over_nodes(p, component)),
                     termination_grace_period_seconds: Some(30),
                     // Neither the Campus processes nor Logstash talk to the API server.
                     automount_service_account_token: Some(false),
@@ -267,13 +175,13 @@ fn deployment(
 /// roll spreads its new pods instead of balancing them against the old ones on their way out; nodes
 /// the pod may not go to (cordoned for a drain, a control plane) are left out of the count
 /// (`nodeTaintsPolicy: Honor`).
-fn spread_over_nodes(cr: &CampusPlatform, component: &str) -> Vec<TopologySpreadConstraint> {
+fn spread_over_nodes(p: &Platform, component: &str) -> Vec<TopologySpreadConstraint> {
     vec![TopologySpreadConstraint {
         max_skew: 1,
         topology_key: "kubernetes.io/hostname".to_owned(),
         when_unsatisfiable: "ScheduleAnyway".to_owned(),
         label_selector: Some(LabelSelector {
-            match_labels: Some(pod_selector(cr, component)),
+            match_labels: Some(pod_selector(p, component)),
             ..LabelSelector::default()
         }),
         match_label_keys: Some(vec!["pod-template-hash".to_owned()]),
@@ -288,7 +196,7 @@ fn find<'a>(maps: &'a [ConfigMap], name: &str) -> Option<&'a ConfigMap> {
 }
 
 fn campus_container(
-    cr: &CampusPlatform,
+    p: &Platform,
     service: Service,
     inputs: &BuildInputs,
     name: &str,
@@ -296,7 +204,7 @@ fn campus_container(
     port: (i32, &str),
     resources: Option<&ResourceRequirements>,
 ) -> Container {
-    let p = parts(cr, service, inputs);
+    let s = settings(p, service);
     let listen = if port.0 == API_PORT {
         vec![
             plain_env(var::HTTP_ADDR, &format!("0.0.0.0:{API_PORT}")),
@@ -311,13 +219,13 @@ fn campus_container(
     };
     Container {
         name: name.to_owned(),
-        image: Some(p.image),
-        image_pull_policy: Some(cr.spec.image_pull_policy.as_str().to_owned()),
+        image: Some(s.image(&inputs.image_tag)),
+        image_pull_policy: Some(p.pull_policy.as_str().to_owned()),
         args: Some(args),
-        env: Some(env(cr, service, listen, p.env)),
+        env: Some(env(p, service, listen, &s.env)),
         env_from: Some(vec![EnvFromSource {
             config_map_ref: Some(ConfigMapEnvSource {
-                name: service_config_name(cr, service),
+                name: service_config_name(p, service),
                 optional: Some(false),
             }),
             ..EnvFromSource::default()
@@ -331,25 +239,16 @@ fn campus_container(
         startup_probe: Some(startup_probe("/healthz", port.1, 300)),
         liveness_probe: Some(probe("/healthz", port.1, 10)),
         readiness_probe: Some(probe("/readyz", port.1, 5)),
-        resources: resources.or(p.resources).cloned(),
+        resources: resources.or(s.resources.as_ref()).cloned(),
         security_context: Some(security::restricted_container(true)),
         ..Container::default()
     }
 }
 
-fn api(
-    cr: &CampusPlatform,
-    service: Service,
-    inputs: &BuildInputs,
-    maps: &[ConfigMap],
-) -> Deployment {
-    let replicas = match service {
-        Service::Content => cr.spec.content.replicas,
-        Service::Coupon => cr.spec.coupon.replicas,
-        Service::Log => cr.spec.log.replicas,
-    };
+fn api(p: &Platform, s: &ServiceSettings, inputs: &BuildInputs, maps: &[ConfigMap]) -> Deployment {
+    let service = s.service;
     let mut container = campus_container(
-        cr,
+        p,
         service,
         inputs,
         "api",
@@ -378,21 +277,21 @@ fn api(
             &format!("0.0.0.0:{}", campus_contract::port::ADMIN),
         ));
     }
-    let hash = config_hash(find(maps, &service_config_name(cr, service)));
+    let hash = config_hash(find(maps, &service_config_name(p, service)));
     deployment(
-        cr,
-        api_name(cr, service),
+        p,
+        api_name(p, service),
         &format!("{}-api", service.as_str()),
-        Some(replicas),
+        s.api_replicas,
         hash,
         container,
         None,
     )
 }
 
-fn worker(cr: &CampusPlatform, w: &Worker, inputs: &BuildInputs, maps: &[ConfigMap]) -> Deployment {
+fn worker(p: &Platform, w: &Worker, inputs: &BuildInputs, maps: &[ConfigMap]) -> Deployment {
     let container = campus_container(
-        cr,
+        p,
         w.service,
         inputs,
         "worker",
@@ -400,12 +299,12 @@ fn worker(cr: &CampusPlatform, w: &Worker, inputs: &BuildInputs, maps: &[ConfigM
         (i32::from(w.contract.ops_port), "ops"),
         w.spec.resources.as_ref(),
     );
-    let hash = config_hash(find(maps, &service_config_name(cr, w.service)));
+    let hash = config_hash(find(maps, &service_config_name(p, w.service)));
     let mut d = deployment(
-        cr,
-        worker_name(cr, w),
+        p,
+        w.name.clone(),
         &w.component,
-        worker_replicas(cr, w, inputs),
+        worker_replicas(w),
         hash,
         container,
         None,
@@ -417,18 +316,17 @@ fn worker(cr: &CampusPlatform, w: &Worker, inputs: &BuildInputs, maps: &[ConfigM
     d
 }
 
-fn logstash(cr: &CampusPlatform, maps: &[ConfigMap]) -> Deployment {
-    let ls = &cr.spec.logging.logstash;
-    let settings = logstash_settings_name(cr);
+fn logstash(p: &Platform, ls: &Logstash, maps: &[ConfigMap]) -> Deployment {
+    let settings = logstash_settings_name(p);
     let container = Container {
         name: "logstash".to_owned(),
         image: Some(ls.image.clone()),
-        image_pull_policy: Some(cr.spec.image_pull_policy.as_str().to_owned()),
+        image_pull_policy: Some(p.pull_policy.as_str().to_owned()),
         // With the Elasticsearch URL in a Secret the pipelines name `${ELASTICSEARCH_URL}`,
         // which Logstash expands from this environment.
         env: Some(
             std::iter::once(plain_env("LS_JAVA_OPTS", "-Xms256m -Xmx256m"))
-                .chain(elasticsearch_secret_env(cr))
+                .chain(super::env::elasticsearch_secret_env(p))
                 .collect(),
         ),
         ports: Some(vec![ContainerPort {
@@ -493,7 +391,7 @@ fn logstash(cr: &CampusPlatform, maps: &[ConfigMap]) -> Deployment {
         Volume {
             name: "pipelines".to_owned(),
             config_map: Some(ConfigMapVolumeSource {
-                name: logstash_pipelines_name(cr),
+                name: logstash_pipelines_name(p),
                 ..ConfigMapVolumeSource::default()
             }),
             ..Volume::default()
@@ -502,8 +400,8 @@ fn logstash(cr: &CampusPlatform, maps: &[ConfigMap]) -> Deployment {
     // Only the settings are hashed: pipeline edits reload in place instead of rolling the pods.
     let hash = config_hash(find(maps, &settings));
     deployment(
-        cr,
-        logstash_name(cr),
+        p,
+        logstash_name(p),
         "logstash",
         Some(ls.replicas),
         hash,
@@ -515,15 +413,24 @@ fn logstash(cr: &CampusPlatform, maps: &[ConfigMap]) -> Deployment {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::fixtures::{MINIMAL, platform, pod_labels, with_secret_urls};
+    use crate::build::fixtures::{MINIMAL, model, pod_labels, with_secret_urls};
     use crate::build::{Desired, config_map};
     use kube::ResourceExt;
 
     fn deployments(yaml: &str, inputs: &BuildInputs) -> Vec<Deployment> {
-        let cr = platform(yaml);
-        let plan = Plan::of(&cr);
-        let maps = config_map::all(&cr, &plan);
-        all(&cr, &plan, inputs, &maps)
+        deployments_of(&model(yaml), inputs)
+    }
+
+    fn deployments_of(p: &Platform, inputs: &BuildInputs) -> Vec<Deployment> {
+        all(p, inputs, &config_map::all(p))
+    }
+
+    /// The fixture's model with lag-based scaling's choice for the worker Deployment `name`.
+    fn scaled(yaml: &str, name: &str, replicas: i32) -> Platform {
+        let mut p = model(yaml);
+        let w = p.plan.workers.iter_mut().find(|w| w.name == name);
+        w.expect("a worker of that name").scaled_replicas = Some(replicas);
+        p
     }
 
     fn container(d: &Deployment) -> &Container {
@@ -715,12 +622,9 @@ mod tests {
   logging: {processor: Native, filebeat: {enabled: false}}
 "#
         );
-        let mut inputs = BuildInputs::new("0.1.0");
+        let inputs = BuildInputs::new("0.1.0");
         // (whatever the lag reading said: External never sets replicas)
-        inputs
-            .scaled_replicas
-            .insert("blue-content-inspection".to_owned(), 2);
-        let ds = deployments(&yaml, &inputs);
+        let ds = deployments_of(&scaled(&yaml, "blue-content-inspection", 2), &inputs);
         let replicas = |name: &str| {
             ds.iter()
                 .find(|d| d.name_any() == name)
@@ -750,11 +654,8 @@ mod tests {
   logging: {processor: Native, filebeat: {enabled: false}}
 "#
         );
-        let mut inputs = BuildInputs::new("0.1.0");
-        inputs
-            .scaled_replicas
-            .insert("blue-content-inbox".to_owned(), 4);
-        let ds = deployments(&yaml, &inputs);
+        let inputs = BuildInputs::new("0.1.0");
+        let ds = deployments_of(&scaled(&yaml, "blue-content-inbox", 4), &inputs);
         let names: Vec<_> = ds.iter().map(|d| d.name_any()).collect();
         assert_eq!(
             names,
@@ -938,12 +839,13 @@ mod tests {
         );
         assert_ne!(hash(&before[1]), hash(&changed[1]), "coupon config changed");
         assert_eq!(hash(&before[2]), hash(&changed[2]), "log config unchanged");
-        let cr_a = platform(MINIMAL);
-        let cr_b = platform(&format!(
-            "{MINIMAL}  logging:\n    logstash:\n      pipelines: [{{name: access-log, indexPrefix: other}}]\n"
-        ));
-        let a = Desired::build(&cr_a, &Plan::of(&cr_a), &inputs);
-        let b = Desired::build(&cr_b, &Plan::of(&cr_b), &inputs);
+        let a = Desired::build(&model(MINIMAL), &inputs);
+        let b = Desired::build(
+            &model(&format!(
+                "{MINIMAL}  logging:\n    logstash:\n      pipelines: [{{name: access-log, indexPrefix: other}}]\n"
+            )),
+            &inputs,
+        );
         let ls = |d: &Desired| {
             d.deployments
                 .iter()

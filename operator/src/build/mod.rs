@@ -4,6 +4,7 @@
 pub mod config_map;
 pub mod daemon_set;
 pub mod deployment;
+pub mod env;
 pub mod pdb;
 pub mod rbac;
 pub mod security;
@@ -16,11 +17,9 @@ use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
-use crate::crd::CampusPlatform;
-use crate::plan::Plan;
+use crate::model::Platform;
 
 /// `app.kubernetes.io/managed-by` value on every child; with [`PLATFORM_LABEL`] it selects what to prune.
 pub const MANAGED_BY: &str = "campus-operator";
@@ -34,13 +33,11 @@ pub const CONFIG_HASH_ANNOTATION: &str = "campus.dev/config-hash";
 /// The Filebeat ClusterRole of operator/rbac/operator.yaml (the chart names its own).
 pub const DEFAULT_FILEBEAT_CLUSTER_ROLE: &str = "campus-filebeat";
 
-/// Inputs beyond the spec that the builders need.
+/// Inputs beyond the platform that the builders need: the operator's settings.
 #[derive(Debug, Clone, Default)]
 pub struct BuildInputs {
     /// Tag of the default Campus images (the operator's version).
     pub image_tag: String,
-    /// Replicas chosen by lag-based scaling, by Deployment name; overrides the spec.
-    pub scaled_replicas: BTreeMap<String, i32>,
     /// The ClusterRole that Filebeat accounts are bound to (installed with the operator).
     pub filebeat_cluster_role: String,
 }
@@ -49,24 +46,9 @@ impl BuildInputs {
     pub fn new(image_tag: impl Into<String>) -> Self {
         Self {
             image_tag: image_tag.into(),
-            scaled_replicas: BTreeMap::new(),
             filebeat_cluster_role: DEFAULT_FILEBEAT_CLUSTER_ROLE.to_owned(),
         }
     }
-}
-
-/// The services whose API the spec enables: content, coupon, log, in that order. Each has a
-/// Deployment, a Service and a PodDisruptionBudget.
-pub fn enabled_apis(cr: &CampusPlatform) -> impl Iterator<Item = crate::plan::Service> {
-    use crate::plan::Service;
-    let s = &cr.spec;
-    [
-        (Service::Content, s.content.enabled),
-        (Service::Coupon, s.coupon.enabled),
-        (Service::Log, s.log.enabled),
-    ]
-    .into_iter()
-    .filter_map(|(service, enabled)| enabled.then_some(service))
 }
 
 /// Every object the platform should have.
@@ -82,24 +64,22 @@ pub struct Desired {
 }
 
 impl Desired {
-    /// Builds every child of `cr` (a validated spec).
-    pub fn build(cr: &CampusPlatform, plan: &Plan, inputs: &BuildInputs) -> Desired {
-        let config_maps = config_map::all(cr, plan);
-        let deployments = deployment::all(cr, plan, inputs, &config_maps);
-        let services = service::all(cr);
-        let (daemon_sets, service_accounts, cluster_role_bindings) =
-            if cr.spec.logging.filebeat.enabled {
-                (
-                    vec![daemon_set::filebeat(cr, &config_maps)],
-                    vec![rbac::filebeat_service_account(cr)],
-                    vec![rbac::filebeat_cluster_role_binding(
-                        cr,
-                        &inputs.filebeat_cluster_role,
-                    )],
-                )
-            } else {
-                Default::default()
-            };
+    /// Builds every child of the validated platform `p`.
+    pub fn build(p: &Platform, inputs: &BuildInputs) -> Desired {
+        let config_maps = config_map::all(p);
+        let deployments = deployment::all(p, inputs, &config_maps);
+        let services = service::all(p);
+        let (daemon_sets, service_accounts, cluster_role_bindings) = match &p.logging.filebeat {
+            Some(fb) => (
+                vec![daemon_set::filebeat(p, fb, &config_maps)],
+                vec![rbac::filebeat_service_account(p)],
+                vec![rbac::filebeat_cluster_role_binding(
+                    p,
+                    &inputs.filebeat_cluster_role,
+                )],
+            ),
+            None => Default::default(),
+        };
         Desired {
             config_maps,
             deployments,
@@ -107,7 +87,7 @@ impl Desired {
             daemon_sets,
             service_accounts,
             cluster_role_bindings,
-            pdbs: pdb::all(cr),
+            pdbs: pdb::all(p),
         }
     }
 
@@ -128,33 +108,34 @@ impl Desired {
 }
 
 /// `<platform>-<suffix>`: the name of a namespaced child.
-pub fn child_name(cr: &CampusPlatform, suffix: &str) -> String {
-    format!("{}-{suffix}", cr.name_any())
+pub fn child_name(p: &Platform, suffix: &str) -> String {
+    child_name_of(&p.name, suffix)
+}
+
+/// [`child_name`] by the platform's name.
+pub fn child_name_of(platform: &str, suffix: &str) -> String {
+    format!("{platform}-{suffix}")
 }
 
 /// The name of a cluster-scoped child: `campus-<suffix>.<namespace>.<platform>`.
-pub fn cluster_child_name(cr: &CampusPlatform, suffix: &str) -> String {
-    format!(
-        "campus-{suffix}.{}.{}",
-        cr.namespace().unwrap_or_default(),
-        cr.name_any()
-    )
+pub fn cluster_child_name(p: &Platform, suffix: &str) -> String {
+    format!("campus-{suffix}.{}.{}", p.namespace, p.name)
 }
 
-/// Labels that select a platform's children (and prune them).
-pub fn selector_labels(cr: &CampusPlatform) -> BTreeMap<String, String> {
+/// Labels that select a platform's children (and prune them), by the platform's name.
+pub fn selector_labels(name: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         (
             "app.kubernetes.io/managed-by".to_owned(),
             MANAGED_BY.to_owned(),
         ),
-        (PLATFORM_LABEL.to_owned(), cr.name_any()),
+        (PLATFORM_LABEL.to_owned(), name.to_owned()),
     ])
 }
 
 /// The label selector string matching [`selector_labels`].
-pub fn selector_string(cr: &CampusPlatform) -> String {
-    selector_labels(cr)
+pub fn selector_string(name: &str) -> String {
+    selector_labels(name)
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
@@ -162,10 +143,10 @@ pub fn selector_string(cr: &CampusPlatform) -> String {
 }
 
 /// Labels of one component's objects and pods.
-pub fn component_labels(cr: &CampusPlatform, component: &str) -> BTreeMap<String, String> {
-    let mut l = selector_labels(cr);
+pub fn component_labels(p: &Platform, component: &str) -> BTreeMap<String, String> {
+    let mut l = selector_labels(&p.name);
     l.insert("app.kubernetes.io/name".to_owned(), "campus".to_owned());
-    l.insert("app.kubernetes.io/instance".to_owned(), cr.name_any());
+    l.insert("app.kubernetes.io/instance".to_owned(), p.name.clone());
     l.insert(
         "app.kubernetes.io/component".to_owned(),
         component.to_owned(),
@@ -178,30 +159,29 @@ pub fn component_labels(cr: &CampusPlatform, component: &str) -> BTreeMap<String
 }
 
 /// The labels a component's pods are selected by (stable across versions).
-pub fn pod_selector(cr: &CampusPlatform, component: &str) -> BTreeMap<String, String> {
+pub fn pod_selector(p: &Platform, component: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
-        ("app.kubernetes.io/instance".to_owned(), cr.name_any()),
+        ("app.kubernetes.io/instance".to_owned(), p.name.clone()),
         (
             "app.kubernetes.io/component".to_owned(),
             component.to_owned(),
         ),
-        (PLATFORM_LABEL.to_owned(), cr.name_any()),
+        (PLATFORM_LABEL.to_owned(), p.name.clone()),
     ])
 }
 
 /// The controller owner reference to the platform.
-pub fn owner_ref(cr: &CampusPlatform) -> OwnerReference {
-    cr.controller_owner_ref(&())
-        .expect("a platform read from the API server has a uid")
+pub fn owner_ref(p: &Platform) -> OwnerReference {
+    p.owner_ref()
 }
 
 /// Metadata of a namespaced child of one component.
-pub fn meta(cr: &CampusPlatform, name: String, component: &str) -> ObjectMeta {
+pub fn meta(p: &Platform, name: String, component: &str) -> ObjectMeta {
     ObjectMeta {
         name: Some(name),
-        namespace: cr.namespace(),
-        labels: Some(component_labels(cr, component)),
-        owner_references: Some(vec![owner_ref(cr)]),
+        namespace: Some(p.namespace.clone()),
+        labels: Some(component_labels(p, component)),
+        owner_references: Some(vec![owner_ref(p)]),
         ..ObjectMeta::default()
     }
 }
@@ -230,6 +210,7 @@ pub(crate) mod fixtures {
     use k8s_openapi::api::apps::v1::Deployment;
 
     use crate::crd::CampusPlatform;
+    use crate::model::Platform;
 
     /// The labels of a Deployment's pod template.
     pub fn pod_labels(d: &Deployment) -> &BTreeMap<String, String> {
@@ -246,6 +227,17 @@ pub(crate) mod fixtures {
             .namespace
             .get_or_insert_with(|| "campus".to_owned());
         cr
+    }
+
+    /// The validated model of a fixture (which must be valid).
+    pub fn model(yaml: &str) -> Platform {
+        valid(&platform(yaml))
+    }
+
+    /// The validated model of a platform (which must be valid).
+    pub fn valid(cr: &CampusPlatform) -> Platform {
+        crate::controller::validate::validate(cr)
+            .unwrap_or_else(|e| panic!("the fixture is invalid: {e}"))
     }
 
     pub const MINIMAL: &str = r#"

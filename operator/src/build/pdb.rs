@@ -7,20 +7,20 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::deployment::api_name;
-use super::{enabled_apis, meta, pod_selector};
-use crate::crd::CampusPlatform;
+use super::{meta, pod_selector};
+use crate::model::Platform;
 
 /// The budgets of the enabled APIs, named as their Deployments.
-pub fn all(cr: &CampusPlatform) -> Vec<PodDisruptionBudget> {
-    enabled_apis(cr)
-        .map(|service| {
-            let component = format!("{}-api", service.as_str());
+pub fn all(p: &Platform) -> Vec<PodDisruptionBudget> {
+    p.apis()
+        .map(|s| {
+            let component = format!("{}-api", s.service.as_str());
             PodDisruptionBudget {
-                metadata: meta(cr, api_name(cr, service), &component),
+                metadata: meta(p, api_name(p, s.service), &component),
                 spec: Some(PodDisruptionBudgetSpec {
                     max_unavailable: Some(IntOrString::Int(1)),
                     selector: Some(LabelSelector {
-                        match_labels: Some(pod_selector(cr, &component)),
+                        match_labels: Some(pod_selector(p, &component)),
                         ..LabelSelector::default()
                     }),
                     // A pod that is not Ready (crash-looping, stuck) may always be evicted.
@@ -36,15 +36,13 @@ pub fn all(cr: &CampusPlatform) -> Vec<PodDisruptionBudget> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::fixtures::{MINIMAL, platform, pod_labels};
+    use crate::build::fixtures::{MINIMAL, model, platform, pod_labels, valid};
     use crate::build::{BuildInputs, Desired};
     use kube::ResourceExt;
 
     #[test]
     fn one_budget_per_api_selecting_exactly_its_pods() {
-        let cr = platform(MINIMAL);
-        let plan = crate::plan::Plan::of(&cr);
-        let d = Desired::build(&cr, &plan, &BuildInputs::new("0.1.0"));
+        let d = Desired::build(&model(MINIMAL), &BuildInputs::new("0.1.0"));
         let names: Vec<_> = d.pdbs.iter().map(|p| p.name_any()).collect();
         assert_eq!(
             names,
@@ -83,8 +81,8 @@ mod tests {
     #[test]
     fn a_disabled_service_has_no_budget() {
         let mut cr = platform(MINIMAL);
-        cr.spec.coupon.enabled = false;
-        let names: Vec<_> = all(&cr).iter().map(|p| p.name_any()).collect();
+        cr.spec.coupon.common.enabled = false;
+        let names: Vec<_> = all(&valid(&cr)).iter().map(|p| p.name_any()).collect();
         assert_eq!(names, ["blue-content-api", "blue-log-api"]);
     }
 }

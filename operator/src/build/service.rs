@@ -6,32 +6,32 @@ use k8s_openapi::api::core::v1::{Service as KubeService, ServicePort, ServiceSpe
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::deployment::{API_PORT, api_name};
-use super::{enabled_apis, meta, pod_selector};
-use crate::crd::CampusPlatform;
+use super::{meta, pod_selector};
+use crate::model::Platform;
 use crate::plan::Service;
 
 /// A Service for each enabled API, port 80 → the API's `http` port.
-pub fn all(cr: &CampusPlatform) -> Vec<KubeService> {
-    enabled_apis(cr)
-        .flat_map(|service| {
-            let admin = (service == Service::Coupon).then(|| coupon_admin(cr));
-            std::iter::once(api(cr, service)).chain(admin)
+pub fn all(p: &Platform) -> Vec<KubeService> {
+    p.apis()
+        .flat_map(|s| {
+            let admin = (s.service == Service::Coupon).then(|| coupon_admin(p));
+            std::iter::once(api(p, s.service)).chain(admin)
         })
         .collect()
 }
 
 /// Name of the coupon API's admin Service.
-pub fn coupon_admin_name(cr: &CampusPlatform) -> String {
-    super::child_name(cr, "coupon-admin")
+pub fn coupon_admin_name(p: &Platform) -> String {
+    super::child_name(p, "coupon-admin")
 }
 
-fn coupon_admin(cr: &CampusPlatform) -> KubeService {
+fn coupon_admin(p: &Platform) -> KubeService {
     let component = "coupon-api";
     KubeService {
-        metadata: meta(cr, coupon_admin_name(cr), "coupon-admin"),
+        metadata: meta(p, coupon_admin_name(p), "coupon-admin"),
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".to_owned()),
-            selector: Some(pod_selector(cr, component)),
+            selector: Some(pod_selector(p, component)),
             ports: Some(vec![ServicePort {
                 name: Some("admin".to_owned()),
                 port: i32::from(campus_contract::port::ADMIN),
@@ -45,13 +45,13 @@ fn coupon_admin(cr: &CampusPlatform) -> KubeService {
     }
 }
 
-fn api(cr: &CampusPlatform, service: Service) -> KubeService {
+fn api(p: &Platform, service: Service) -> KubeService {
     let component = format!("{}-api", service.as_str());
     KubeService {
-        metadata: meta(cr, api_name(cr, service), &component),
+        metadata: meta(p, api_name(p, service), &component),
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".to_owned()),
-            selector: Some(pod_selector(cr, &component)),
+            selector: Some(pod_selector(p, &component)),
             ports: Some(vec![ServicePort {
                 name: Some("http".to_owned()),
                 port: 80,
@@ -68,16 +68,15 @@ fn api(cr: &CampusPlatform, service: Service) -> KubeService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::fixtures::{MINIMAL, platform};
+    use crate::build::fixtures::{MINIMAL, model};
     use kube::ResourceExt;
 
     #[test]
     fn a_service_per_enabled_api_selecting_its_pods() {
-        let cr = platform(&format!("{MINIMAL}  coupon: {{enabled: false}}\n"));
-        let svcs = all(&cr);
+        let svcs = all(&model(&format!("{MINIMAL}  coupon: {{enabled: false}}\n")));
         let names: Vec<_> = svcs.iter().map(|s| s.name_any()).collect();
         assert_eq!(names, ["blue-content-api", "blue-log-api"]);
-        let all_on = all(&platform(MINIMAL));
+        let all_on = all(&model(MINIMAL));
         let names: Vec<_> = all_on.iter().map(|s| s.name_any()).collect();
         assert_eq!(
             names,

@@ -19,14 +19,39 @@ use crate::FIELD_MANAGER;
 use crate::build::rbac::cluster_selector;
 use crate::build::{Desired, selector_string};
 use crate::crd::CampusPlatform;
+use crate::model::Platform;
 
 /// The parameters of every server-side apply the operator makes: forced (the operator owns these
 /// fields) and strict (`fieldValidation=Strict`), so an unknown or duplicate field is an error
 /// rather than silently dropped, whatever the API server's default.
 pub fn apply_params() -> PatchParams {
-    PatchParams::apply(FIELD_MANAGER)
+    apply_params_as(FIELD_MANAGER)
+}
+
+/// [`apply_params`] with another field manager.
+pub fn apply_params_as(field_manager: &str) -> PatchParams {
+    PatchParams::apply(field_manager)
         .force()
         .validation_strict()
+}
+
+/// The field manager of the platform the chart hands the operator (`--apply-platform`).
+pub const CHART_FIELD_MANAGER: &str = "campus-chart";
+
+/// Server-side applies a CampusPlatform manifest as the chart ([`CHART_FIELD_MANAGER`], forced:
+/// the chart owns what it sets; fields set by others stay) and as strictly as every other apply
+/// of the operator: a field the CRD does not declare is an error, not silently dropped.
+pub async fn apply_as_chart(
+    api: &Api<CampusPlatform>,
+    name: &str,
+    manifest: &serde_json::Value,
+) -> Result<CampusPlatform, kube::Error> {
+    api.patch(
+        name,
+        &apply_params_as(CHART_FIELD_MANAGER),
+        &Patch::Apply(manifest),
+    )
+    .await
 }
 
 /// Applies `objs` (server-side, see [`apply_params`]) and returns what the API server holds
@@ -95,52 +120,80 @@ where
 pub struct Applied {
     pub deployments: Vec<Deployment>,
     pub daemon_sets: Vec<DaemonSet>,
-    /// `Kind/name` of every child deleted because it is no longer desired.
-    pub pruned: Vec<String>,
 }
 
-/// Applies every desired child of `cr`, then prunes the rest.
-pub async fn apply_and_prune(
+/// The APIs of a platform's children.
+struct Apis {
+    cms: Api<ConfigMap>,
+    deps: Api<Deployment>,
+    svcs: Api<Service>,
+    dss: Api<DaemonSet>,
+    sas: Api<ServiceAccount>,
+    crbs: Api<ClusterRoleBinding>,
+    pdbs: Api<PodDisruptionBudget>,
+}
+
+impl Apis {
+    fn new(client: &Client, ns: &str) -> Self {
+        Self {
+            cms: Api::namespaced(client.clone(), ns),
+            deps: Api::namespaced(client.clone(), ns),
+            svcs: Api::namespaced(client.clone(), ns),
+            dss: Api::namespaced(client.clone(), ns),
+            sas: Api::namespaced(client.clone(), ns),
+            crbs: Api::all(client.clone()),
+            pdbs: Api::namespaced(client.clone(), ns),
+        }
+    }
+}
+
+/// Applies every desired child of `p`.
+pub async fn apply_children(
     client: &Client,
-    cr: &CampusPlatform,
+    p: &Platform,
     desired: &Desired,
 ) -> Result<Applied, Error> {
-    let ns = cr.namespace().unwrap_or_default();
-    let sel = selector_string(cr);
-    let uid = cr.uid();
-    let uid = uid.as_deref();
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    let deps: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-    let svcs: Api<Service> = Api::namespaced(client.clone(), &ns);
-    let dss: Api<DaemonSet> = Api::namespaced(client.clone(), &ns);
-    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
-    let crbs: Api<ClusterRoleBinding> = Api::all(client.clone());
-    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
+    let a = Apis::new(client, &p.namespace);
     // ConfigMaps and identities first, so that pods never start without their configuration.
     let ((), (), ()) = futures::try_join!(
-        async { apply_all(&cms, &desired.config_maps).await.map(drop) },
-        async { apply_all(&sas, &desired.service_accounts).await.map(drop) },
+        async { apply_all(&a.cms, &desired.config_maps).await.map(drop) },
+        async { apply_all(&a.sas, &desired.service_accounts).await.map(drop) },
         async {
-            apply_all(&crbs, &desired.cluster_role_bindings)
+            apply_all(&a.crbs, &desired.cluster_role_bindings)
                 .await
                 .map(drop)
         },
     )?;
     let (deployments, daemon_sets, (), ()) = futures::try_join!(
-        apply_all(&deps, &desired.deployments),
-        apply_all(&dss, &desired.daemon_sets),
-        async { apply_all(&svcs, &desired.services).await.map(drop) },
-        async { apply_all(&pdbs, &desired.pdbs).await.map(drop) },
+        apply_all(&a.deps, &desired.deployments),
+        apply_all(&a.dss, &desired.daemon_sets),
+        async { apply_all(&a.svcs, &desired.services).await.map(drop) },
+        async { apply_all(&a.pdbs, &desired.pdbs).await.map(drop) },
     )?;
-    let csel = cluster_selector(cr);
+    Ok(Applied {
+        deployments,
+        daemon_sets,
+    })
+}
+
+/// Deletes the children of `p` that are no longer desired; returns `Kind/name` of each.
+pub async fn prune_children(
+    client: &Client,
+    p: &Platform,
+    desired: &Desired,
+) -> Result<Vec<String>, Error> {
+    let a = Apis::new(client, &p.namespace);
+    let sel = selector_string(&p.name);
+    let csel = cluster_selector(&p.namespace, &p.name);
+    let uid = p.owner.as_ref().map(|o| o.uid.as_str());
     let pruned = futures::try_join!(
-        prune(&deps, &sel, &desired.deployments, uid),
-        prune(&dss, &sel, &desired.daemon_sets, uid),
-        prune(&svcs, &sel, &desired.services, uid),
-        prune(&cms, &sel, &desired.config_maps, uid),
-        prune(&sas, &sel, &desired.service_accounts, uid),
-        prune(&crbs, &csel, &desired.cluster_role_bindings, None),
-        prune(&pdbs, &sel, &desired.pdbs, uid),
+        prune(&a.deps, &sel, &desired.deployments, uid),
+        prune(&a.dss, &sel, &desired.daemon_sets, uid),
+        prune(&a.svcs, &sel, &desired.services, uid),
+        prune(&a.cms, &sel, &desired.config_maps, uid),
+        prune(&a.sas, &sel, &desired.service_accounts, uid),
+        prune(&a.crbs, &csel, &desired.cluster_role_bindings, None),
+        prune(&a.pdbs, &sel, &desired.pdbs, uid),
     )?;
     let mut all = Vec::new();
     for (kind, names) in [
@@ -154,16 +207,12 @@ pub async fn apply_and_prune(
     ] {
         all.extend(names.into_iter().map(|n| format!("{kind}/{n}")));
     }
-    Ok(Applied {
-        deployments,
-        daemon_sets,
-        pruned: all,
-    })
+    Ok(all)
 }
 
 /// Deletes the cluster-scoped children of `cr` (they carry no owner reference).
 pub async fn delete_cluster_children(client: &Client, cr: &CampusPlatform) -> Result<(), Error> {
-    let csel = cluster_selector(cr);
+    let csel = cluster_selector(&cr.namespace().unwrap_or_default(), &cr.name_any());
     let crbs: Api<ClusterRoleBinding> = Api::all(client.clone());
     prune(&crbs, &csel, &[], None).await?;
     Ok(())

@@ -1,8 +1,8 @@
 //! The controller: watches platforms (and the children they own) and reconciles each one.
 //!
-//! [`reconcile`] reads top to bottom: finalizer dispatch, then apply (validate → build → apply →
-//! prune → topics → status) or cleanup (topic deletion policy); [`error_policy`] beside it backs
-//! off exponentially per object.
+//! [`reconcile`] reads top to bottom: finalizer dispatch, then apply (validate → lag → build →
+//! apply → prune → topics → report: events and metrics → status) or cleanup (topic deletion
+//! policy); [`error_policy`] beside it backs off exponentially per object.
 
 pub mod apply;
 pub mod reconcile;
@@ -134,21 +134,17 @@ impl Context {
         })
     }
 
-    /// Publishes an event about `cr`; a failure to publish is logged, never fatal.
+    /// Publishes an event of `type_` about `cr`; a failure to publish is logged, never fatal.
     pub async fn event(
         &self,
         cr: &CampusPlatform,
-        warning: bool,
+        type_: EventType,
         reason: &str,
         action: &str,
         note: String,
     ) {
         let ev = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
+            type_,
             reason: reason.to_owned(),
             note: Some(truncate(note, 1000)),
             action: action.to_owned(),
@@ -202,7 +198,8 @@ pub fn error_policy(cr: Arc<CampusPlatform>, err: &Error, ctx: Arc<Context>) -> 
     ctx.metrics.failed(reason);
     let ctx2 = ctx.clone();
     tokio::spawn(async move {
-        ctx2.event(&cr, true, reason, "Reconcile", message).await;
+        ctx2.event(&cr, EventType::Warning, reason, "Reconcile", message)
+            .await;
     });
     Action::requeue(delay)
 }

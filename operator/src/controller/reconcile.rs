@@ -1,7 +1,6 @@
 //! One reconciliation of a platform, top to bottom: finalizer dispatch, then [`apply`] or
 //! [`cleanup`].
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,19 +8,20 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use tracing::Instrument;
 
 use super::status::{self, Cond, TopicsSeen};
 use super::{Context, Error, FINALIZER, apply, validate};
-use crate::build::deployment::worker_name;
 use crate::build::{BuildInputs, Desired};
 use crate::crd::{
-    AutoscalingMode, CampusPlatform, DeletionPolicy, ProcessorKind, ScaleDecision, WorkloadStatus,
+    AutoscalingMode, CampusPlatform, DeletionPolicy, ScaleDecision, TopicStatus, WorkloadStatus,
 };
 use crate::lag;
-use crate::plan::Plan;
-use crate::topics::{ProblemKind, kafka_args};
+use crate::model::{Platform, Processor};
+use crate::plan::{Plan, PlannedTopic};
+use crate::topics::{ProblemKind, TopicError, TopicsOutcome, kafka_args};
 
 /// The longest one pass over a platform's topics may take.
 const TOPICS_TIMEOUT: Duration = Duration::from_secs(30);
@@ -48,143 +48,197 @@ pub async fn reconcile(cr: Arc<CampusPlatform>, ctx: Arc<Context>) -> Result<Act
     result
 }
 
-/// Validate → build → apply → prune → topics → status.
+/// Validate → lag (on the plan's workers) → build → apply → prune → topics → report → status,
+/// each phase timed ([`crate::metrics::PHASES`]).
 async fn apply(cr: Arc<CampusPlatform>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let ns = cr.namespace().unwrap_or_default();
-    let api: Api<CampusPlatform> = Api::namespaced(ctx.client.clone(), &ns);
-    let settings = &ctx.settings;
-
+    let ctx = &*ctx;
     if cr.paused() {
-        let conds = paused_conditions(&cr);
-        let st = status::build(&cr, &conds, previous_topics(&cr), previous_workloads(&cr));
-        if status::write(&api, &cr, st).await? {
-            ctx.event(
-                &cr,
-                false,
-                "Paused",
-                "Reconcile",
-                "reconciliation paused by annotation".into(),
-            )
-            .await;
-        }
-        return Ok(Action::await_change());
+        return timed(ctx, "status", paused(&cr, ctx)).await;
     }
+    let mut platform = match timed(ctx, "validate", async { validate::validate(&cr) }).await {
+        Ok(p) => p,
+        Err(invalid) => return timed(ctx, "status", invalid_spec(&cr, ctx, invalid)).await,
+    };
+    timed(ctx, "lag", scale(&cr, ctx, &mut platform)).await;
+    let desired = timed(ctx, "build", async {
+        Desired::build(&platform, &inputs(ctx))
+    })
+    .await;
+    let applied = timed(ctx, "apply_children", async {
+        apply::apply_children(&ctx.client, &platform, &desired).await
+    })
+    .await?;
+    let pruned = timed(ctx, "prune", async {
+        apply::prune_children(&ctx.client, &platform, &desired).await
+    })
+    .await?;
+    let topics = reconcile_topics(&cr, ctx, &platform).await;
+    timed(ctx, "report", report(&cr, ctx, &platform, &pruned, &topics)).await;
+    timed(
+        ctx,
+        "status",
+        write_status(&cr, ctx, &platform, &applied, &topics),
+    )
+    .await?;
+    Ok(Action::requeue(next_check(ctx, &platform, &topics)))
+}
 
-    let problems = validate::validate(&cr);
-    if !problems.is_empty() {
-        let message = problems.join("; ");
-        let conds = vec![Cond::new(
-            status::READY,
-            false,
-            "InvalidSpec",
-            message.clone(),
-        )];
-        let st = status::build(&cr, &conds, previous_topics(&cr), previous_workloads(&cr));
-        if status::write(&api, &cr, st).await? {
-            ctx.event(&cr, true, "InvalidSpec", "Validate", message)
-                .await;
-        }
-        ctx.metrics.failed("InvalidSpec");
-        return Ok(Action::await_change());
-    }
+/// Runs one phase of the reconcile and records how long it took.
+async fn timed<T>(ctx: &Context, phase: &'static str, step: impl Future<Output = T>) -> T {
+    let started = Instant::now();
+    let out = step.await;
+    ctx.metrics.phase(phase, started.elapsed());
+    out
+}
 
-    let plan = Plan::of(&cr);
-    let mut inputs = BuildInputs::new(settings.image_tag.clone());
-    inputs.filebeat_cluster_role = settings.filebeat_cluster_role.clone();
-    let scaling = scale(&cr, &ctx, &plan, &mut inputs).await;
-    let desired = Desired::build(&cr, &plan, &inputs);
-    let applied = apply::apply_and_prune(&ctx.client, &cr, &desired).await?;
-    if !applied.pruned.is_empty() {
+/// What the builders take besides the platform: the operator's settings.
+fn inputs(ctx: &Context) -> BuildInputs {
+    let mut inputs = BuildInputs::new(ctx.settings.image_tag.clone());
+    inputs.filebeat_cluster_role = ctx.settings.filebeat_cluster_role.clone();
+    inputs
+}
+
+/// A paused platform: `Ready=False/Paused`, the rest of its status kept, nothing touched.
+async fn paused(cr: &CampusPlatform, ctx: &Context) -> Result<Action, Error> {
+    let conds = paused_conditions(cr);
+    let st = status::build(cr, &conds, previous_topics(cr), previous_workloads(cr));
+    if status::write(&platforms(cr, ctx), cr, st).await? {
         ctx.event(
-            &cr,
-            false,
-            "Pruned",
-            "Prune",
-            format!("deleted {}", applied.pruned.join(", ")),
+            cr,
+            EventType::Normal,
+            "Paused",
+            "Reconcile",
+            "reconciliation paused by annotation".into(),
         )
         .await;
     }
+    Ok(Action::await_change())
+}
 
-    // Bounded, so that a Kafka that accepts connections but never answers cannot hold a
-    // reconcile slot forever.
-    let topics = match tokio::time::timeout(
-        TOPICS_TIMEOUT,
-        ctx.topics.reconcile(&cr.spec.kafka, &plan.topics),
-    )
-    .await
-    {
+/// A spec that failed validation: `Ready=False/InvalidSpec` with every problem, no child touched.
+async fn invalid_spec(
+    cr: &CampusPlatform,
+    ctx: &Context,
+    invalid: validate::Invalid,
+) -> Result<Action, Error> {
+    let message = invalid.to_string();
+    let conds = vec![Cond::new(
+        status::READY,
+        false,
+        "InvalidSpec",
+        message.clone(),
+    )];
+    let st = status::build(cr, &conds, previous_topics(cr), previous_workloads(cr));
+    if status::write(&platforms(cr, ctx), cr, st).await? {
+        ctx.event(cr, EventType::Warning, "InvalidSpec", "Validate", message)
+            .await;
+    }
+    ctx.metrics.failed("InvalidSpec");
+    Ok(Action::await_change())
+}
+
+/// The platform's own API (for its status).
+fn platforms(cr: &CampusPlatform, ctx: &Context) -> Api<CampusPlatform> {
+    Api::namespaced(ctx.client.clone(), &cr.namespace().unwrap_or_default())
+}
+
+/// One pass over the platform's topics, bounded so that a Kafka that accepts connections but
+/// never answers cannot hold a reconcile slot forever. Timed as two phases: `topic_config` (the
+/// config pass) and `topics` (the rest).
+async fn reconcile_topics(
+    cr: &CampusPlatform,
+    ctx: &Context,
+    platform: &Platform,
+) -> Result<TopicsOutcome, TopicError> {
+    let started = Instant::now();
+    let pass = ctx.topics.reconcile(&cr.spec.kafka, &platform.plan.topics);
+    let result = match tokio::time::timeout(TOPICS_TIMEOUT, pass).await {
         Ok(r) => r,
-        Err(_) => Err(crate::topics::TopicError::TimedOut {
-            brokers: cr.spec.kafka.brokers.clone(),
+        Err(_) => Err(TopicError::TimedOut {
+            brokers: platform.kafka.brokers.clone(),
             after: TOPICS_TIMEOUT,
         }),
     };
-    match &topics {
-        Ok(o) => {
-            ctx.metrics.topic_op("create", true, o.created.len() as u64);
-            ctx.metrics.topic_op("grow", true, o.grown.len() as u64);
-            if !o.created.is_empty() {
-                ctx.event(
-                    &cr,
-                    false,
-                    "TopicsCreated",
-                    "CreateTopics",
-                    o.created.join(", "),
-                )
-                .await;
-            }
-            if !o.grown.is_empty() {
-                ctx.event(
-                    &cr,
-                    false,
-                    "PartitionsGrown",
-                    "GrowTopics",
-                    o.grown.join(", "),
-                )
-                .await;
-            }
-            ctx.metrics
-                .topic_op("config", true, o.reconfigured.len() as u64);
-            let config_failed = o
-                .problems
-                .iter()
-                .filter(|p| p.kind != ProblemKind::ChangeRefused)
-                .count();
-            ctx.metrics.topic_op("config", false, config_failed as u64);
-            if !o.reconfigured.is_empty() {
-                ctx.event(
-                    &cr,
-                    false,
-                    "TopicsReconfigured",
-                    "ConfigureTopics",
-                    // Names without the platform's prefix: an event's note holds 1 kB.
-                    o.reconfigured
-                        .iter()
-                        .map(|r| unprefixed(&plan.prefix, r))
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                )
-                .await;
-            }
-            // Announced once: again only when what is wrong changes.
-            if let Some((reason, message)) = o.problem()
-                && !status::condition(&cr, status::TOPICS_READY)
-                    .is_some_and(|c| c.reason == reason && c.message == message)
-            {
-                ctx.event(&cr, true, reason, "ReconcileTopics", message)
-                    .await;
-            }
-        }
+    let config = result.as_ref().map_or(Duration::ZERO, |o| o.config_took);
+    ctx.metrics
+        .phase("topics", started.elapsed().saturating_sub(config));
+    ctx.metrics.phase("topic_config", config);
+    result
+}
+
+/// Events and metrics of what this reconcile changed: pruned children, created, grown and
+/// reconfigured topics, and a topic problem or failure (announced once: again only when what
+/// is wrong changes).
+async fn report(
+    cr: &CampusPlatform,
+    ctx: &Context,
+    platform: &Platform,
+    pruned: &[String],
+    topics: &Result<TopicsOutcome, TopicError>,
+) {
+    let normal = |reason: &'static str, action: &'static str, note: String| {
+        ctx.event(cr, EventType::Normal, reason, action, note)
+    };
+    if !pruned.is_empty() {
+        normal("Pruned", "Prune", format!("deleted {}", pruned.join(", "))).await;
+    }
+    let o = match topics {
+        Ok(o) => o,
         Err(e) => {
             ctx.metrics.topic_op("ensure", false, 1);
             ctx.metrics.failed(e.reason());
-            if !already_reported(&cr, status::TOPICS_READY, e.reason()) {
-                ctx.event(&cr, true, e.reason(), "CreateTopics", status::chain(e))
+            if !already_reported(cr, status::TOPICS_READY, e.reason()) {
+                let note = status::chain(e);
+                ctx.event(cr, EventType::Warning, e.reason(), "CreateTopics", note)
                     .await;
             }
+            return;
         }
+    };
+    let config_failed = o
+        .problems
+        .iter()
+        .filter(|p| p.kind != ProblemKind::ChangeRefused)
+        .count();
+    ctx.metrics.topic_op("create", true, o.created.len() as u64);
+    ctx.metrics.topic_op("grow", true, o.grown.len() as u64);
+    ctx.metrics
+        .topic_op("config", true, o.reconfigured.len() as u64);
+    ctx.metrics.topic_op("config", false, config_failed as u64);
+    if !o.created.is_empty() {
+        normal("TopicsCreated", "CreateTopics", o.created.join(", ")).await;
     }
+    if !o.grown.is_empty() {
+        normal("PartitionsGrown", "GrowTopics", o.grown.join(", ")).await;
+    }
+    if !o.reconfigured.is_empty() {
+        // Names without the platform's prefix: an event's note holds 1 kB.
+        let names: Vec<&str> = o
+            .reconfigured
+            .iter()
+            .map(|r| unprefixed(&platform.plan.prefix, r))
+            .collect();
+        normal("TopicsReconfigured", "ConfigureTopics", names.join("; ")).await;
+    }
+    if let Some((reason, message)) = o.problem()
+        && !status::condition(cr, status::TOPICS_READY)
+            .is_some_and(|c| c.reason == reason && c.message == message)
+    {
+        ctx.event(cr, EventType::Warning, reason, "ReconcileTopics", message)
+            .await;
+    }
+}
 
+/// The status from what this reconcile saw — workloads (with lag and the last scaling
+/// decision), topics, conditions — and the `Ready`/`NotReady` event when readiness flips.
+async fn write_status(
+    cr: &CampusPlatform,
+    ctx: &Context,
+    platform: &Platform,
+    applied: &apply::Applied,
+    topics: &Result<TopicsOutcome, TopicError>,
+) -> Result<(), Error> {
+    let plan = &platform.plan;
     let mut workloads: Vec<WorkloadStatus> = applied
         .deployments
         .iter()
@@ -192,79 +246,87 @@ async fn apply(cr: Arc<CampusPlatform>, ctx: Arc<Context>) -> Result<Action, Err
         .chain(applied.daemon_sets.iter().map(status::daemon_set_status))
         .collect();
     for w in &mut workloads {
-        w.lag = scaling.lags.get(&w.name).copied();
+        let worker = plan.workers.iter().find(|pw| pw.name == w.name);
+        w.lag = worker.and_then(|pw| pw.lag);
         // The last decision stays in status until the next one.
-        w.last_scale = scaling.decisions.get(&w.name).cloned().or_else(|| {
-            previous_workloads(&cr)
+        w.last_scale = worker.and_then(|pw| pw.last_scale.clone()).or_else(|| {
+            previous_workloads(cr)
                 .into_iter()
                 .find(|p| p.name == w.name)
                 .and_then(|p| p.last_scale)
         });
     }
-    let logging = logging_workloads(&cr, &plan);
+    let logging = logging_workloads(platform);
     let full_names: Vec<String> = plan.topics.iter().map(|t| t.full.clone()).collect();
-    let seen = match &topics {
+    let seen = match topics {
         Ok(o) => TopicsSeen::Done(o),
         Err(e) => TopicsSeen::Failed(e, &full_names),
     };
     let conds = status::conditions(&workloads, &logging, &seen);
-    let topic_statuses = match &topics {
+    let topic_statuses = match topics {
         Ok(o) => o.statuses.clone(),
         Err(e) => plan
             .topics
             .iter()
-            .map(|t| crate::crd::TopicStatus {
+            .map(|t| TopicStatus {
                 name: t.full.clone(),
-                partitions: previous_topic(&cr, &t.full).map_or(0, |p| p.partitions),
-                replication_factor: previous_topic(&cr, &t.full)
-                    .map_or(0, |p| p.replication_factor),
+                partitions: previous_topic(cr, &t.full).map_or(0, |p| p.partitions),
+                replication_factor: previous_topic(cr, &t.full).map_or(0, |p| p.replication_factor),
                 ready: false,
                 message: Some(e.reason().to_owned()),
                 ..Default::default()
             })
             .collect(),
     };
-    let was_ready = status::condition(&cr, status::READY).map(|c| c.status == "True");
+    let was_ready = status::condition(cr, status::READY).map(|c| c.status == "True");
     let now_ready = conds[0].ok;
-    let st = status::build(&cr, &conds, topic_statuses, workloads);
-    status::write(&api, &cr, st).await?;
+    let st = status::build(cr, &conds, topic_statuses, workloads);
+    status::write(&platforms(cr, ctx), cr, st).await?;
     if was_ready != Some(now_ready) && (now_ready || was_ready.is_some()) {
-        let (reason, note) = if now_ready {
-            ("Ready", "every topic and workload is ready".to_owned())
+        if now_ready {
+            let note = "every topic and workload is ready".to_owned();
+            ctx.event(cr, EventType::Normal, "Ready", "Reconcile", note)
+                .await;
         } else {
-            ("NotReady", conds[0].message.clone())
-        };
-        ctx.event(&cr, !now_ready, reason, "Reconcile", note).await;
+            let note = conds[0].message.clone();
+            ctx.event(cr, EventType::Warning, "NotReady", "Reconcile", note)
+                .await;
+        }
     }
+    Ok(())
+}
 
-    let autoscaled = plan.workers.iter().any(|w| w.spec.autoscaling.is_some());
-    // While a partition is under-replicated, look again soon: status should show the broker's
-    // return (or the next failure) without waiting for the resync.
+/// When to look again: soon while Kafka fails or a partition is under-replicated (status should
+/// show the broker's return, or the next failure, without waiting for the resync); at the lag
+/// interval while a group is autoscaled; else at the resync.
+fn next_check(
+    ctx: &Context,
+    platform: &Platform,
+    topics: &Result<TopicsOutcome, TopicError>,
+) -> Duration {
+    let settings = &ctx.settings;
+    let autoscaled = platform
+        .plan
+        .workers
+        .iter()
+        .any(|w| w.spec.autoscaling.is_some());
     let degraded = topics
         .as_ref()
         .is_ok_and(|o| o.statuses.iter().any(|t| t.under_replicated_partitions > 0));
-    Ok(Action::requeue(match (&topics, autoscaled) {
+    match (topics, autoscaled) {
         (Err(_), _) => settings.kafka_retry,
         _ if degraded => settings.kafka_retry,
         (_, true) => settings.lag_interval,
         _ => settings.resync,
-    }))
-}
-
-/// What lag-based scaling read and decided, by Deployment name.
-#[derive(Default)]
-struct Scaling {
-    lags: BTreeMap<String, i64>,
-    decisions: BTreeMap<String, ScaleDecision>,
+    }
 }
 
 /// The partitions of a worker's topics: as planned, or as status last saw them when more.
-fn partitions_of(cr: &CampusPlatform, plan: &Plan, topics: &[String]) -> i32 {
+fn partitions_of(cr: &CampusPlatform, planned: &[PlannedTopic], topics: &[String]) -> i32 {
     topics
         .iter()
         .map(|name| {
-            let planned = plan
-                .topics
+            let planned = planned
                 .iter()
                 .find(|t| &t.full == name)
                 .map_or(0, |t| t.partitions);
@@ -276,26 +338,22 @@ fn partitions_of(cr: &CampusPlatform, plan: &Plan, topics: &[String]) -> i32 {
 
 /// Reads the lag of every autoscaled group and picks its replicas (`Lag` mode: within the
 /// bounds and the partitions, scale-downs stabilised); `External` mode only reads the lag. A
-/// group whose lag cannot be read keeps the replicas it has.
-async fn scale(
-    cr: &CampusPlatform,
-    ctx: &Context,
-    plan: &Plan,
-    inputs: &mut BuildInputs,
-) -> Scaling {
-    let mut out = Scaling::default();
+/// group whose lag cannot be read keeps the replicas it has. What it reads and decides goes on
+/// the plan's worker.
+async fn scale(cr: &CampusPlatform, ctx: &Context, platform: &mut Platform) {
     let kafka = kafka_args(&cr.spec.kafka);
-    let ns = cr.namespace().unwrap_or_default();
-    for w in &plan.workers {
-        let Some(bounds) = &w.spec.autoscaling else {
+    let ns = &platform.namespace;
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+    let Plan {
+        topics, workers, ..
+    } = &mut platform.plan;
+    for w in workers.iter_mut() {
+        let Some(bounds) = w.spec.autoscaling.clone() else {
             continue;
         };
-        let name = worker_name(cr, w);
         if bounds.mode == AutoscalingMode::External {
             match lag::group_lag(&kafka, &w.group, &w.topics).await {
-                Ok(l) => {
-                    out.lags.insert(name, l);
-                }
+                Ok(l) => w.lag = Some(l),
                 Err(e) => {
                     tracing::warn!(group = %w.group, error = %status::chain(&e), "failed to read lag")
                 }
@@ -303,23 +361,21 @@ async fn scale(
             continue;
         }
         // The replicas the Deployment has now (status may lag behind).
-        let deployments: Api<Deployment> =
-            Api::namespaced(ctx.client.clone(), &cr.namespace().unwrap_or_default());
-        let previous = match deployments.get_opt(&name).await {
+        let previous = match deployments.get_opt(&w.name).await {
             Ok(d) => d.and_then(|d| d.spec?.replicas),
             Err(e) => {
-                tracing::warn!(deployment = %name, error = %e, "failed to read replicas");
+                tracing::warn!(deployment = %w.name, error = %e, "failed to read replicas");
                 None
             }
         };
         match lag::group_lag(&kafka, &w.group, &w.topics).await {
             Ok(l) => {
-                let rec = lag::recommend(l, bounds, partitions_of(cr, plan, &w.topics));
+                let rec = lag::recommend(l, &bounds, partitions_of(cr, topics, &w.topics));
                 let window =
                     Duration::from_secs(bounds.scale_down_stabilization_seconds.max(0) as u64);
                 let current = previous.unwrap_or(rec.replicas);
                 let want = ctx.scaling.lock().expect("scaling state").decide(
-                    &format!("{ns}/{name}"),
+                    &format!("{ns}/{}", w.name),
                     Instant::now(),
                     window,
                     current,
@@ -332,45 +388,40 @@ async fn scale(
                         window.as_secs()
                     ));
                 }
-                out.lags.insert(name.clone(), l);
+                w.lag = Some(l);
                 if let Some(p) = previous
                     && p != want
                 {
                     ctx.metrics.scaled(want > p);
                     ctx.event(
                         cr,
-                        false,
+                        EventType::Normal,
                         "Scaled",
                         "Scale",
                         format!(
-                            "{name}: {p} → {want} replicas (group {}: {reason})",
-                            w.group
+                            "{}: {p} → {want} replicas (group {}: {reason})",
+                            w.name, w.group
                         ),
                     )
                     .await;
-                    out.decisions.insert(
-                        name.clone(),
-                        ScaleDecision {
-                            time: k8s_openapi::jiff::Timestamp::now().to_string(),
-                            from: p,
-                            to: want,
-                            lag: l,
-                            reason,
-                        },
-                    );
+                    w.last_scale = Some(ScaleDecision {
+                        time: k8s_openapi::jiff::Timestamp::now().to_string(),
+                        from: p,
+                        to: want,
+                        lag: l,
+                        reason,
+                    });
                 }
-                inputs.scaled_replicas.insert(name, want);
+                w.scaled_replicas = Some(want);
             }
             Err(e) => {
                 tracing::warn!(group = %w.group, error = %status::chain(&e), "failed to read lag; keeping replicas");
                 if let Some(p) = previous {
-                    let kept = p.clamp(bounds.min_replicas, bounds.max_replicas);
-                    inputs.scaled_replicas.insert(name, kept);
+                    w.scaled_replicas = Some(p.clamp(bounds.min_replicas, bounds.max_replicas));
                 }
             }
         }
     }
-    out
 }
 
 /// Applies the deletion policy to the topics, then lets the platform go. Children go with it
@@ -381,7 +432,7 @@ async fn cleanup(cr: Arc<CampusPlatform>, ctx: Arc<Context>) -> Result<Action, E
     if cr.spec.topics.deletion_policy == DeletionPolicy::Retain || cr.paused() {
         ctx.event(
             &cr,
-            false,
+            EventType::Normal,
             "TopicsRetained",
             "Delete",
             "deletion policy Retain: topics kept".into(),
@@ -398,8 +449,14 @@ async fn cleanup(cr: Arc<CampusPlatform>, ctx: Arc<Context>) -> Result<Action, E
     match ctx.topics.delete(&cr.spec.kafka, &names).await {
         Ok(()) => {
             ctx.metrics.topic_op("delete", true, names.len() as u64);
-            ctx.event(&cr, false, "TopicsDeleted", "Delete", names.join(", "))
-                .await;
+            ctx.event(
+                &cr,
+                EventType::Normal,
+                "TopicsDeleted",
+                "Delete",
+                names.join(", "),
+            )
+            .await;
             Ok(Action::await_change())
         }
         Err(e) => {
@@ -414,7 +471,7 @@ async fn cleanup(cr: Arc<CampusPlatform>, ctx: Arc<Context>) -> Result<Action, E
             if waited >= ctx.settings.topic_deletion_grace {
                 ctx.event(
                     &cr,
-                    true,
+                    EventType::Warning,
                     "TopicDeletionAbandoned",
                     "Delete",
                     format!(
@@ -484,17 +541,18 @@ fn previous_topic(cr: &CampusPlatform, name: &str) -> Option<crate::crd::TopicSt
 }
 
 /// Names of the logging workloads (they make up `LoggingReady`).
-fn logging_workloads(cr: &CampusPlatform, plan: &Plan) -> Vec<String> {
-    let mut names = vec![crate::build::config_map::filebeat_name(cr)];
-    match cr.spec.logging.processor {
-        ProcessorKind::Logstash => names.push(crate::build::deployment::logstash_name(cr)),
-        ProcessorKind::Native => names.extend(
-            plan.workers
+fn logging_workloads(p: &Platform) -> Vec<String> {
+    let mut names = vec![crate::build::config_map::filebeat_name(p)];
+    match p.logging.processor {
+        Processor::Logstash(_) => names.push(crate::build::deployment::logstash_name(p)),
+        Processor::Native => names.extend(
+            p.plan
+                .workers
                 .iter()
                 .filter(|w| w.contract.group == campus_contract::group::LOG_INDEX)
-                .map(|w| worker_name(cr, w)),
+                .map(|w| w.name.clone()),
         ),
-        ProcessorKind::None => {}
+        Processor::None => {}
     }
     names
 }

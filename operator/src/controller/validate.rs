@@ -1,14 +1,36 @@
 //! Validation that the schema cannot express, plus the CRD's CEL rules again (for a platform
-//! stored under an older CRD, or by a server that does not enforce them). Pure: a bad spec is
-//! reported in status and no child is touched.
+//! stored under an older CRD, or by a server that does not enforce them). Pure: a spec is either
+//! turned into the validated [`Platform`] the builders take, or its problems are reported in
+//! status and no child is touched.
 
 use std::collections::BTreeSet;
 
-use crate::crd::{CampusPlatform, GroupSpec, ProcessorKind, SecretKeyRef};
-use crate::plan::Plan;
+use kube::ResourceExt;
 
-/// Every problem of the spec, as sentences; empty when it is valid.
-pub fn validate(cr: &CampusPlatform) -> Vec<String> {
+use campus_contract::Store;
+
+use crate::crd::{CampusPlatform, GroupSpec, ProcessorKind, SecretKeyRef};
+use crate::model::{
+    Elasticsearch, Filebeat, Kafka, Logging, Logstash, Mongo, OpenAi, Pipeline, Platform,
+    Processor, Redis, ServiceSettings, Stores, Url,
+};
+use crate::plan::{Plan, Service, full_name};
+
+/// Every problem of a spec, as sentences, in the order checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid(pub Vec<String>);
+
+/// The problems joined by `; `: the message of `Ready=False/InvalidSpec` and of its event.
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join("; "))
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+/// The validated platform, or every problem of the spec.
+pub fn validate(cr: &CampusPlatform) -> Result<Platform, Invalid> {
     let s = &cr.spec;
     let mut problems = Vec::new();
     let mut need = |ok: bool, what: &str| {
@@ -37,51 +59,48 @@ pub fn validate(cr: &CampusPlatform) -> Vec<String> {
         ),
     );
 
-    // Backing services each enabled service needs.
-    let content = s.content.enabled;
-    let coupon = s.coupon.enabled;
-    let es_users = s.log.enabled || s.logging.processor != ProcessorKind::None;
-    need(
-        !(content || coupon) || s.mysql.is_some(),
-        "mysql is required by the content and coupon services",
-    );
-    need(
-        !(content || coupon) || s.redis.is_some(),
-        "redis is required by the content and coupon services",
-    );
-    need(
-        !content || s.mongodb.is_some(),
-        "mongodb is required by the content service",
-    );
-    need(
-        !(content || es_users) || s.elasticsearch.is_some(),
-        "elasticsearch is required by the content service, the log API and the log processor",
-    );
-    // The CRD's CEL rule says so too; checked here as well so a platform stored under an older
-    // CRD, or one that slipped past a schema-less API, is reported rather than half-applied.
-    for (what, url, secret) in [
+    // The stores the running processes need (the contract's table), each configured.
+    let plan = Plan::of(cr);
+    let services = running_services(cr);
+    let logstash = s.logging.processor == ProcessorKind::Logstash;
+    for (store, name, configured) in [
+        (Store::Mysql, "mysql", s.mysql.is_some()),
+        (Store::Redis, "redis", s.redis.is_some()),
+        (Store::Mongodb, "mongodb", s.mongodb.is_some()),
         (
-            "redis",
-            s.redis.as_ref().map(|r| r.url.is_some()),
-            s.redis.as_ref().is_some_and(|r| r.url_secret_ref.is_some()),
-        ),
-        (
+            Store::Elasticsearch,
             "elasticsearch",
-            s.elasticsearch.as_ref().map(|e| e.url.is_some()),
-            s.elasticsearch
-                .as_ref()
-                .is_some_and(|e| e.url_secret_ref.is_some()),
+            s.elasticsearch.is_some(),
         ),
     ] {
+        let needed = services
+            .iter()
+            .any(|svc| svc.api_replicas.is_some() && svc.service.api().needs(store))
+            || plan.workers.iter().any(|w| w.contract.needs(store))
+            || (logstash && store == LOGSTASH_NEEDS);
         need(
-            url != Some(true) || !secret,
-            &format!("{what}: give either url or urlSecretRef, not both"),
-        );
-        need(
-            url != Some(false) || secret,
-            &format!("{what}: one of url and urlSecretRef is required"),
+            !needed || configured,
+            &format!("{name} is required by {}", users(store)),
         );
     }
+    // The CRD's CEL rule says so too; checked here as well so a platform stored under an older
+    // CRD, or one that slipped past a schema-less API, is reported rather than half-applied.
+    let redis_url = s.redis.as_ref().and_then(|r| {
+        url(
+            "redis",
+            r.url.as_deref(),
+            r.url_secret_ref.as_ref(),
+            &mut need,
+        )
+    });
+    let es_url = s.elasticsearch.as_ref().and_then(|e| {
+        url(
+            "elasticsearch",
+            e.url.as_deref(),
+            e.url_secret_ref.as_ref(),
+            &mut need,
+        )
+    });
     for (what, r) in [
         (
             "redis.urlSecretRef",
@@ -154,9 +173,9 @@ pub fn validate(cr: &CampusPlatform) -> Vec<String> {
         }
     }
     for (path, r) in [
-        ("content.replicas", s.content.replicas),
-        ("coupon.replicas", s.coupon.replicas),
-        ("log.replicas", s.log.replicas),
+        ("content.replicas", s.content.common.replicas),
+        ("coupon.replicas", s.coupon.common.replicas),
+        ("log.replicas", s.log.common.replicas),
     ] {
         need(
             (0..=100).contains(&r),
@@ -228,22 +247,219 @@ pub fn validate(cr: &CampusPlatform) -> Vec<String> {
     }
 
     // Object names must stay within 63 characters (Services, labels).
-    let longest = format!("{}-content-inspection", kube::ResourceExt::name_any(cr));
+    let longest = format!("{}-content-inspection", cr.name_any());
     need(
         longest.len() <= 63,
         &format!(
             "the platform name is too long: child names such as `{longest}` exceed 63 characters"
         ),
     );
-    problems
+    if !problems.is_empty() {
+        return Err(Invalid(problems));
+    }
+    Ok(platform(cr, plan, services, prefix, redis_url, es_url))
+}
+
+/// What Logstash (no Campus service, so not in the contract) connects to.
+const LOGSTASH_NEEDS: Store = Store::Elasticsearch;
+
+/// Who needs `store`, from the contract's table, as a problem names them: the content and coupon
+/// services by name, the log service by its parts (the log API; its indexer — the log processor,
+/// as Logstash is).
+fn users(store: Store) -> String {
+    let services: Vec<&str> = [Service::Content, Service::Coupon]
+        .into_iter()
+        .filter(|s| s.needs(store))
+        .map(Service::as_str)
+        .collect();
+    let mut who = Vec::new();
+    match services.as_slice() {
+        [] => {}
+        [one] => who.push(format!("the {one} service")),
+        many => who.push(format!("the {} services", and_list(many))),
+    }
+    if Service::Log.api().needs(store) {
+        who.push("the log API".to_owned());
+    }
+    if Service::Log.workers().any(|w| w.needs(store)) || store == LOGSTASH_NEEDS {
+        who.push("the log processor".to_owned());
+    }
+    and_list(&who)
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn and_list<S: AsRef<str>>(items: &[S]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.as_ref().to_owned(),
+        [init @ .., last] => {
+            let init: Vec<&str> = init.iter().map(AsRef::as_ref).collect();
+            format!("{} and {}", init.join(", "), last.as_ref())
+        }
+    }
+}
+
+/// The services with a process running — the API when enabled, the log service also for the
+/// native indexer (one of its workers) — with their settings.
+fn running_services(cr: &CampusPlatform) -> Vec<ServiceSettings> {
+    let s = &cr.spec;
+    let native = s.logging.processor == ProcessorKind::Native;
+    [
+        (
+            Service::Content,
+            &s.content.common,
+            s.content.common.enabled,
+        ),
+        (Service::Coupon, &s.coupon.common, s.coupon.common.enabled),
+        (Service::Log, &s.log.common, s.log.common.enabled || native),
+    ]
+    .into_iter()
+    .filter(|(_, _, runs)| *runs)
+    .map(|(service, c, _)| ServiceSettings {
+        service,
+        api_replicas: c.enabled.then_some(c.replicas),
+        image: c.image.clone(),
+        resources: c.resources.clone(),
+        env: c.env.clone(),
+    })
+    .collect()
+}
+
+/// `url` or `secret`, exactly one of them.
+fn url(
+    what: &str,
+    url: Option<&str>,
+    secret: Option<&SecretKeyRef>,
+    need: &mut impl FnMut(bool, &str),
+) -> Option<Url> {
+    need(
+        url.is_none() || secret.is_none(),
+        &format!("{what}: give either url or urlSecretRef, not both"),
+    );
+    need(
+        url.is_some() || secret.is_some(),
+        &format!("{what}: one of url and urlSecretRef is required"),
+    );
+    match (url, secret) {
+        (Some(u), None) => Some(Url::Plain(u.to_owned())),
+        (None, Some(r)) => Some(Url::Secret(r.clone())),
+        _ => None,
+    }
+}
+
+/// The model of a spec that passed every check (`redis_url`, `es_url`: the checked URLs of the
+/// stores the spec configures).
+fn platform(
+    cr: &CampusPlatform,
+    plan: Plan,
+    services: Vec<ServiceSettings>,
+    prefix: String,
+    redis_url: Option<Url>,
+    es_url: Option<Url>,
+) -> Platform {
+    let s = &cr.spec;
+    let redis = s.redis.as_ref().zip(redis_url).map(|(r, url)| Redis {
+        url,
+        key_prefix: r.key_prefix.clone().unwrap_or_else(|| {
+            format!(
+                "{}:",
+                if prefix.is_empty() {
+                    cr.name_any()
+                } else {
+                    prefix.clone()
+                }
+            )
+        }),
+    });
+    let elasticsearch = s
+        .elasticsearch
+        .as_ref()
+        .zip(es_url)
+        .map(|(e, url)| Elasticsearch {
+            url,
+            posts_alias: e.posts_alias.clone(),
+        });
+    let l = &s.logging;
+    let fb = &l.filebeat;
+    let filebeat = fb.enabled.then(|| Filebeat {
+        image: fb.image.clone(),
+        namespaces: if fb.all_namespaces {
+            Vec::new()
+        } else if fb.namespaces.is_empty() {
+            vec![cr.namespace().unwrap_or_default()]
+        } else {
+            fb.namespaces.clone()
+        },
+        access_only: fb.access_only,
+        resources: fb.resources.clone(),
+    });
+    let processor = match l.processor {
+        ProcessorKind::Logstash => Processor::Logstash(Logstash {
+            image: l.logstash.image.clone(),
+            replicas: l.logstash.replicas,
+            resources: l.logstash.resources.clone(),
+            pipelines: l
+                .logstash
+                .pipelines
+                .iter()
+                .map(|p| {
+                    let topic = full_name(&plan.prefix, &p.topic);
+                    let group = full_name(&plan.prefix, &p.group);
+                    Pipeline {
+                        name: p.name.clone(),
+                        dlq_topic: campus_contract::dlq_topic(&topic, &group),
+                        topic,
+                        group,
+                        index_prefix: p.index_prefix.clone(),
+                    }
+                })
+                .collect(),
+        }),
+        ProcessorKind::Native => Processor::Native,
+        ProcessorKind::None => Processor::None,
+    };
+    Platform {
+        name: cr.name_any(),
+        namespace: cr.namespace().unwrap_or_default(),
+        owner: cr.uid().and_then(|_| {
+            use kube::Resource;
+            cr.controller_owner_ref(&())
+        }),
+        kafka: Kafka {
+            brokers: s.kafka.brokers.clone(),
+            properties: s.kafka.properties.clone(),
+        },
+        stores: Stores {
+            mysql: s.mysql.as_ref().map(|m| m.url_secret_ref.clone()),
+            mongodb: s.mongodb.as_ref().map(|m| Mongo {
+                url: m.url_secret_ref.clone(),
+                database: m.database.clone(),
+            }),
+            redis,
+            elasticsearch,
+            openai: OpenAi {
+                api_key: s.openai.api_key_secret_ref.clone(),
+                base_url: s.openai.base_url.clone(),
+                model: s.openai.model.clone(),
+            },
+        },
+        services,
+        logging: Logging {
+            filebeat,
+            processor,
+        },
+        plan,
+        log_level: s.log_level.clone(),
+        pull_policy: s.image_pull_policy,
+    }
 }
 
 /// Logical topic names an override may refer to: every topic any configuration of the services
 /// could have (so an override of a disabled service's topic stays valid).
 fn known_topics(cr: &CampusPlatform) -> BTreeSet<String> {
     let mut all = cr.clone();
-    all.spec.content.enabled = true;
-    all.spec.coupon.enabled = true;
+    all.spec.content.common.enabled = true;
+    all.spec.coupon.common.enabled = true;
     all.spec.topics.overrides.clear();
     all.spec.topics.dead_letter = true;
     let mut known: BTreeSet<String> = BTreeSet::new();
@@ -279,9 +495,24 @@ mod tests {
     use super::*;
     use crate::build::fixtures::{MINIMAL, platform};
 
+    fn problems(cr: &CampusPlatform) -> Vec<String> {
+        validate(cr).err().map(|e| e.0).unwrap_or_default()
+    }
+
+    #[test]
+    fn required_stores_are_named_with_their_users_from_the_contract() {
+        assert_eq!(users(Store::Mysql), "the content and coupon services");
+        assert_eq!(users(Store::Redis), "the content and coupon services");
+        assert_eq!(users(Store::Mongodb), "the content service");
+        assert_eq!(
+            users(Store::Elasticsearch),
+            "the content service, the log API and the log processor"
+        );
+    }
+
     #[test]
     fn the_minimal_platform_is_valid() {
-        assert_eq!(validate(&platform(MINIMAL)), Vec::<String>::new());
+        assert_eq!(problems(&platform(MINIMAL)), Vec::<String>::new());
     }
 
     #[test]
@@ -300,7 +531,7 @@ spec:
     overrides: [{name: post.original, partitions: 6}, {name: nope}]
 "#,
         );
-        let problems = validate(&cr);
+        let problems = problems(&cr);
         let has = |s: &str| problems.iter().any(|p| p.contains(s));
         assert!(has("kafka.brokers must be host:port"), "{problems:#?}");
         assert!(has("mysql is required"));
@@ -319,7 +550,7 @@ spec:
             let yaml = MINIMAL
                 .replace(r#"redis: {url: "redis://redis:6379"}"#, redis)
                 .replace(r#"elasticsearch: {url: "http://es:9200"}"#, es);
-            validate(&platform(&yaml))
+            problems(&platform(&yaml))
         };
         let secret_redis = "redis: {urlSecretRef: {name: r, key: url}}";
         let secret_es = "elasticsearch: {urlSecretRef: {name: e, key: url}}";
@@ -373,23 +604,23 @@ spec:
     overrides: [{name: post.original.dlq.inspection, partitions: 2}]
 "#,
         );
-        assert_eq!(validate(&cr), Vec::<String>::new());
+        assert_eq!(problems(&cr), Vec::<String>::new());
     }
 
     #[test]
     fn the_openai_base_url_is_https_unless_plain_http_is_allowed() {
         let mut cr = platform(MINIMAL);
-        assert!(validate(&cr).is_empty());
+        assert!(problems(&cr).is_empty());
         cr.spec.openai.base_url = "http://fake-openai.campus.svc/v1".into();
-        let problems = validate(&cr);
-        assert_eq!(problems.len(), 1, "{problems:?}");
+        let found = problems(&cr);
+        assert_eq!(found.len(), 1, "{found:?}");
         assert!(
-            problems[0].starts_with("openai.baseUrl must be https://"),
-            "{problems:?}"
+            found[0].starts_with("openai.baseUrl must be https://"),
+            "{found:?}"
         );
         cr.spec.openai.allow_insecure_base_url = true;
-        assert!(validate(&cr).is_empty());
+        assert!(problems(&cr).is_empty());
         cr.spec.openai.base_url = "ftp://x".into();
-        assert_eq!(validate(&cr).len(), 1);
+        assert_eq!(problems(&cr).len(), 1);
     }
 }

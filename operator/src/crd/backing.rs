@@ -62,17 +62,6 @@ fn default_mongo_database() -> String {
     "campus".to_owned()
 }
 
-/// Where a URL comes from: written in the spec, or read from a Secret (for one that carries
-/// credentials).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum UrlSource<'a> {
-    /// The URL as written in the spec.
-    Plain(&'a str),
-    /// The Secret key holding the URL; the operator never reads it, the pods get it through
-    /// `valueFrom.secretKeyRef`.
-    Secret(&'a SecretKeyRef),
-}
-
 /// Redis, used by the content cache and the coupon service. Exactly one of `url` and
 /// `urlSecretRef` is given.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -121,29 +110,6 @@ pub struct ElasticsearchSpec {
     #[serde(default = "default_posts_alias")]
     #[schemars(length(min = 1, max = 255))]
     pub posts_alias: String,
-}
-
-impl RedisSpec {
-    /// Where `REDIS_URL` comes from; `None` when neither field is given (an invalid spec). A
-    /// Secret reference wins over a plain URL (validation rejects a spec with both).
-    pub fn url_source(&self) -> Option<UrlSource<'_>> {
-        url_source(self.url.as_deref(), self.url_secret_ref.as_ref())
-    }
-}
-
-impl ElasticsearchSpec {
-    /// Where `ELASTICSEARCH_URL` comes from; see [`RedisSpec::url_source`].
-    pub fn url_source(&self) -> Option<UrlSource<'_>> {
-        url_source(self.url.as_deref(), self.url_secret_ref.as_ref())
-    }
-}
-
-fn url_source<'a>(url: Option<&'a str>, secret: Option<&'a SecretKeyRef>) -> Option<UrlSource<'a>> {
-    match (url, secret) {
-        (_, Some(r)) => Some(UrlSource::Secret(r)),
-        (Some(u), None) => Some(UrlSource::Plain(u)),
-        (None, None) => None,
-    }
 }
 
 fn default_posts_alias() -> String {

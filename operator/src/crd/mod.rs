@@ -16,12 +16,11 @@ use serde::{Deserialize, Serialize};
 
 pub use backing::{
     ElasticsearchSpec, KafkaSpec, MongoSpec, MysqlSpec, OpenAiSpec, RedisSpec, SecretKeyRef,
-    UrlSource,
 };
 pub use logging::{FilebeatSpec, LoggingSpec, LogstashSpec, PipelineSpec, ProcessorKind};
 pub use services::{
     AutoscalingMode, AutoscalingSpec, ContentGroups, ContentSpec, CouponGroups, CouponSpec,
-    GroupSpec, LogServiceSpec,
+    GroupSpec, LogServiceSpec, ServiceCommon,
 };
 pub use status::{CampusPlatformStatus, ScaleDecision, TopicStatus, WorkloadStatus};
 pub use topics::{DeletionPolicy, TopicOverride, TopicsSpec};

@@ -4,16 +4,18 @@ use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// The content platform: `campus-content api` plus the workers `inspect`, `cache`, `inbox` and
-/// `index`, one Deployment per consumer group.
+/// What every Campus service's spec has (flattened into each): whether it runs, its image, the
+/// replicas of its API, resources and extra environment.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ContentSpec {
-    /// Whether the content service runs. Disabling it removes its Deployments, Services and
-    /// ConfigMaps (its topics are kept).
+pub struct ServiceCommon {
+    /// Whether the service runs (the log service: its API; the native indexer is chosen under
+    /// `logging`). Disabling it removes its Deployments, Services and ConfigMaps (its topics are
+    /// kept).
     #[serde(default = "default_true")]
     pub enabled: bool,
-    /// Container image; defaults to `campus-content:<operator version>`.
+    /// Container image; defaults to the service's binary tagged with the operator's version
+    /// (`campus-content:<operator version>`, `campus-coupon:…`, `campus-log:…`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     /// Replicas of the API Deployment.
@@ -27,12 +29,9 @@ pub struct ContentSpec {
     /// too (such as `RUST_LOG`) is replaced.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
-    /// The consumer groups, one worker Deployment each.
-    #[serde(default)]
-    pub groups: ContentGroups,
 }
 
-impl Default for ContentSpec {
+impl Default for ServiceCommon {
     fn default() -> Self {
         Self {
             enabled: true,
@@ -40,9 +39,20 @@ impl Default for ContentSpec {
             replicas: default_replicas(),
             resources: None,
             env: Vec::new(),
-            groups: ContentGroups::default(),
         }
     }
+}
+
+/// The content platform: `campus-content api` plus the workers `inspect`, `cache`, `inbox` and
+/// `index`, one Deployment per consumer group.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ContentSpec {
+    #[serde(flatten)]
+    pub common: ServiceCommon,
+    /// The consumer groups, one worker Deployment each.
+    #[serde(default)]
+    pub groups: ContentGroups,
 }
 
 /// The content workers' consumer groups.
@@ -65,43 +75,14 @@ pub struct ContentGroups {
 }
 
 /// The coupon service: `campus-coupon api` and the `issue` worker.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CouponSpec {
-    /// Whether the coupon service runs. Disabling it removes its Deployments, Services and
-    /// ConfigMaps (its topics are kept).
-    #[serde(default = "default_true")]
-    pub enabled: bool,
-    /// Container image; defaults to `campus-coupon:<operator version>`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
-    /// Replicas of the API Deployment.
-    #[serde(default = "default_replicas")]
-    #[schemars(range(min = 0, max = 100))]
-    pub replicas: i32,
-    /// Resources of every container of this service (a group may override them).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<ResourceRequirements>,
-    /// Extra environment variables for every container of this service; a name the operator sets
-    /// too is replaced.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub env: Vec<EnvVar>,
+    #[serde(flatten)]
+    pub common: ServiceCommon,
     /// The consumer groups, one worker Deployment each.
     #[serde(default)]
     pub groups: CouponGroups,
-}
-
-impl Default for CouponSpec {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            image: None,
-            replicas: default_replicas(),
-            resources: None,
-            env: Vec::new(),
-            groups: CouponGroups::default(),
-        }
-    }
 }
 
 /// The coupon worker's consumer group.
@@ -113,39 +94,13 @@ pub struct CouponGroups {
     pub issue: GroupSpec,
 }
 
-/// The log query API `campus-log api` (the native indexer is configured under `logging`).
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+/// The log query API `campus-log api` (the native indexer is configured under `logging`; it
+/// runs with this image and environment).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LogServiceSpec {
-    /// Whether the log API runs.
-    #[serde(default = "default_true")]
-    pub enabled: bool,
-    /// Container image of the log API and of the native indexer; defaults to
-    /// `campus-log:<operator version>`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
-    /// Replicas of the API Deployment.
-    #[serde(default = "default_replicas")]
-    #[schemars(range(min = 0, max = 100))]
-    pub replicas: i32,
-    /// Resources of the API container.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<ResourceRequirements>,
-    /// Extra environment variables of the log API and the native indexer.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub env: Vec<EnvVar>,
-}
-
-impl Default for LogServiceSpec {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            image: None,
-            replicas: default_replicas(),
-            resources: None,
-            env: Vec::new(),
-        }
-    }
+    #[serde(flatten)]
+    pub common: ServiceCommon,
 }
 
 /// One consumer group's worker Deployment.
