@@ -32,6 +32,16 @@ pub async fn reconcile(cr: Arc<CampusPlatform>, ctx: Arc<Context>) -> Result<Act
     let ns = cr.namespace().unwrap_or_default();
     let api: Api<CampusPlatform> = Api::namespaced(ctx.client.clone(), &ns);
     let span = tracing::info_span!("reconcile", platform = %cr.name_any(), namespace = %ns);
+    // A new platform gets the finalizer and its children in this same reconcile (kube's
+    // `finalizer` would add it and wait for the watch to bring the updated object back).
+    let cr = match add_finalizer(&api, &cr).await {
+        Ok(Some(updated)) => Arc::new(updated),
+        Ok(None) => cr,
+        Err(e) => {
+            ctx.metrics.reconciled(started.elapsed());
+            return Err(e);
+        }
+    };
     let result = finalizer(&api, FINALIZER, cr.clone(), |event| async {
         match event {
             Finalizer::Apply(cr) => apply(cr, ctx.clone()).await,
@@ -48,7 +58,38 @@ pub async fn reconcile(cr: Arc<CampusPlatform>, ctx: Arc<Context>) -> Result<Act
     result
 }
 
-/// Validate → lag (on the plan's workers) → build → apply → prune → topics → report → status,
+/// Adds the finalizer to a platform that lacks it and is not being deleted (a merge patch that
+/// names the resourceVersion it extends, so a concurrent change fails it) and returns the updated
+/// platform; `None` when there is nothing to add.
+async fn add_finalizer(
+    api: &Api<CampusPlatform>,
+    cr: &CampusPlatform,
+) -> Result<Option<CampusPlatform>, Error> {
+    if cr.metadata.deletion_timestamp.is_some() || cr.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(None);
+    }
+    let mut finalizers = cr.finalizers().to_vec();
+    finalizers.push(FINALIZER.to_owned());
+    // (with the resourceVersion read: a platform changed meanwhile is a conflict, retried)
+    let patch = serde_json::json!({"metadata": {
+        "finalizers": finalizers,
+        "resourceVersion": cr.resource_version(),
+    }});
+    api.patch(
+        &cr.name_any(),
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await
+    .map(Some)
+    .map_err(|source| Error::Kube {
+        action: "add the finalizer",
+        source,
+    })
+}
+
+/// Validate → lag (on the plan's workers) → build → children applied, old ones pruned and the
+/// topics reconciled at the same time (independent: the API server and Kafka) → report → status,
 /// each phase timed ([`crate::metrics::PHASES`]).
 async fn apply(cr: Arc<CampusPlatform>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ctx = &*ctx;
@@ -64,15 +105,25 @@ async fn apply(cr: Arc<CampusPlatform>, ctx: Arc<Context>) -> Result<Action, Err
         Desired::build(&platform, &inputs(ctx))
     })
     .await;
-    let applied = timed(ctx, "apply_children", async {
-        apply::apply_children(&ctx.client, &platform, &desired).await
-    })
-    .await?;
-    let pruned = timed(ctx, "prune", async {
-        apply::prune_children(&ctx.client, &platform, &desired).await
-    })
-    .await?;
-    let topics = reconcile_topics(&cr, ctx, &platform).await;
+    let (applied, pruned, topics) = tokio::join!(
+        timed(ctx, "apply_children", async {
+            apply::apply_children(&ctx.client, &platform, &desired).await
+        }),
+        timed(ctx, "prune", async {
+            // A platform never reconciled before owns nothing yet (its children carry its uid).
+            if cr
+                .status
+                .as_ref()
+                .and_then(|s| s.observed_generation)
+                .is_none()
+            {
+                return Ok(Vec::new());
+            }
+            apply::prune_children(&ctx.client, &platform, &desired).await
+        }),
+        reconcile_topics(&cr, ctx, &platform),
+    );
+    let (applied, pruned) = (applied?, pruned?);
     timed(ctx, "report", report(&cr, ctx, &platform, &pruned, &topics)).await;
     timed(
         ctx,
