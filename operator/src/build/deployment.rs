@@ -19,10 +19,10 @@ use super::config_map::{
 };
 use super::{
     BuildInputs, CONFIG_HASH_ANNOTATION, child_name, component_labels, config_hash, meta,
-    pod_selector, security,
+    pod_selector, pod_template, security,
 };
 use crate::crd::AutoscalingMode;
-use crate::model::{Logstash, Platform, Processor, ServiceSettings};
+use crate::model::{Logstash, Platform, PodTemplate, Processor, ServiceSettings};
 use crate::plan::{Service, Worker};
 
 /// Port of the APIs (`HTTP_ADDR`), which also serve `/healthz`, `/readyz`, `/metrics`.
@@ -169,6 +169,25 @@ fn deployment(
     }
 }
 
+/// `d` (of `component`) with the spec's pod customisation (see [`pod_template::apply`]).
+fn customised(
+    p: &Platform,
+    component: &str,
+    template: &PodTemplate,
+    mut d: Deployment,
+) -> Deployment {
+    if let Some(spec) = d.spec.as_mut() {
+        pod_template::apply(
+            template,
+            pod_template::Pods::Deployment,
+            &pod_selector(p, component),
+            &mut d.metadata,
+            &mut spec.template,
+        );
+    }
+    d
+}
+
 /// The replicas spread over the nodes, so that losing or draining one node takes at most about
 /// 1/n of an API's pods. A preference (`ScheduleAnyway`), not a rule: a full or tainted node never
 /// leaves a pod Pending. Counted within one ReplicaSet (`matchLabelKeys: pod-template-hash`), so a
@@ -278,15 +297,17 @@ fn api(p: &Platform, s: &ServiceSettings, inputs: &BuildInputs, maps: &[ConfigMa
         ));
     }
     let hash = config_hash(find(maps, &service_config_name(p, service)));
-    deployment(
+    let component = format!("{}-api", service.as_str());
+    let d = deployment(
         p,
         api_name(p, service),
-        &format!("{}-api", service.as_str()),
+        &component,
         s.api_replicas,
         hash,
         container,
         None,
-    )
+    );
+    customised(p, &component, &s.template, d)
 }
 
 fn worker(p: &Platform, w: &Worker, inputs: &BuildInputs, maps: &[ConfigMap]) -> Deployment {
@@ -300,7 +321,7 @@ fn worker(p: &Platform, w: &Worker, inputs: &BuildInputs, maps: &[ConfigMap]) ->
         w.spec.resources.as_ref(),
     );
     let hash = config_hash(find(maps, &service_config_name(p, w.service)));
-    let mut d = deployment(
+    let d = deployment(
         p,
         w.name.clone(),
         &w.component,
@@ -309,6 +330,7 @@ fn worker(p: &Platform, w: &Worker, inputs: &BuildInputs, maps: &[ConfigMap]) ->
         container,
         None,
     );
+    let mut d = customised(p, &w.component, &w.template, d);
     d.metadata
         .annotations
         .get_or_insert_with(BTreeMap::new)
@@ -399,7 +421,7 @@ fn logstash(p: &Platform, ls: &Logstash, maps: &[ConfigMap]) -> Deployment {
     ];
     // Only the settings are hashed: pipeline edits reload in place instead of rolling the pods.
     let hash = config_hash(find(maps, &settings));
-    deployment(
+    let d = deployment(
         p,
         logstash_name(p),
         "logstash",
@@ -407,7 +429,8 @@ fn logstash(p: &Platform, ls: &Logstash, maps: &[ConfigMap]) -> Deployment {
         hash,
         container,
         Some(volumes),
-    )
+    );
+    customised(p, "logstash", &p.template, d)
 }
 
 #[cfg(test)]

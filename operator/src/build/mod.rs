@@ -6,6 +6,7 @@ pub mod daemon_set;
 pub mod deployment;
 pub mod env;
 pub mod pdb;
+pub mod pod_template;
 pub mod rbac;
 pub mod security;
 pub mod service;

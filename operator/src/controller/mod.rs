@@ -5,6 +5,7 @@
 //! policy); [`error_policy`] beside it backs off exponentially per object.
 
 pub mod apply;
+pub mod pod_template;
 pub mod reconcile;
 pub mod status;
 pub mod validate;

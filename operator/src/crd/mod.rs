@@ -8,6 +8,7 @@ pub mod backing;
 pub mod logging;
 pub mod services;
 pub mod status;
+pub mod template;
 pub mod topics;
 
 use kube::CustomResource;
@@ -23,6 +24,7 @@ pub use services::{
     GroupSpec, LogServiceSpec, ServiceCommon,
 };
 pub use status::{CampusPlatformStatus, ScaleDecision, TopicStatus, WorkloadStatus};
+pub use template::{PodOverrides, PullSecret};
 pub use topics::{DeletionPolicy, TopicOverride, TopicsSpec};
 
 /// The annotation that pauses reconciliation of a platform (`"true"`): the operator leaves its
@@ -96,6 +98,10 @@ pub struct CampusPlatformSpec {
     /// Pull policy for every container the operator creates.
     #[serde(default)]
     pub image_pull_policy: PullPolicy,
+    /// Pod customisation of every pod the operator makes (the services' Deployments, Logstash,
+    /// the Filebeat DaemonSet); a service's and a group's `template` are merged over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<PodOverrides>,
 }
 
 fn default_log_level() -> String {
