@@ -126,7 +126,8 @@ pub struct ServiceSettings {
     /// Replicas of the API Deployment; `None` when the API does not run (the log service's
     /// native indexer without the log API).
     pub api_replicas: Option<i32>,
-    /// The spec's image; `None`: `<binary>:<operator version>` (see [`ServiceSettings::image`]).
+    /// The spec's image; `None`: `[<registry>/]<binary>:<operator version>` (see
+    /// [`ServiceSettings::image`]).
     pub image: Option<String>,
     /// Resources of every container of the service (a worker may have its own).
     pub resources: Option<ResourceRequirements>,
@@ -137,11 +138,17 @@ pub struct ServiceSettings {
 }
 
 impl ServiceSettings {
-    /// The container image: the spec's, else the service's binary tagged `tag`.
-    pub fn image(&self, tag: &str) -> String {
-        self.image
-            .clone()
-            .unwrap_or_else(|| format!("{}:{tag}", self.service.binary()))
+    /// The container image: the spec's, else the service's binary tagged `tag`, after
+    /// `registry` when that is not empty (the operator's `--image-registry`).
+    pub fn image(&self, registry: &str, tag: &str) -> String {
+        if let Some(image) = &self.image {
+            return image.clone();
+        }
+        let binary = self.service.binary();
+        match registry.trim_end_matches('/') {
+            "" => format!("{binary}:{tag}"),
+            registry => format!("{registry}/{binary}:{tag}"),
+        }
     }
 }
 

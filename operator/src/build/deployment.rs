@@ -238,7 +238,7 @@ fn campus_container(
     };
     Container {
         name: name.to_owned(),
-        image: Some(s.image(&inputs.image_tag)),
+        image: Some(s.image(&inputs.image_registry, &inputs.image_tag)),
         image_pull_policy: Some(p.pull_policy.as_str().to_owned()),
         args: Some(args),
         env: Some(env(p, service, listen, &s.env)),
@@ -719,6 +719,41 @@ mod tests {
         let indexer = container(&ds[5]);
         assert_eq!(indexer.image.as_deref(), Some("campus-log:0.1.0"));
         assert_eq!(indexer.args.as_deref().unwrap(), ["worker", "index"]);
+    }
+
+    #[test]
+    fn the_operators_image_registry_prefixes_only_the_default_images() {
+        let yaml = format!(
+            "{MINIMAL}  coupon: {{image: \"mirror.example.com/coupon:dev\"}}\n  logging: {{processor: Native}}\n"
+        );
+        let mut inputs = BuildInputs::new("0.1.0");
+        inputs.image_registry = "registry.example.com/campus/".to_owned();
+        let images: Vec<(String, String)> = deployments(&yaml, &inputs)
+            .iter()
+            .map(|d| (d.name_any(), container(d).image.clone().unwrap()))
+            .collect();
+        let image = |name: &str| images.iter().find(|(n, _)| n == name).unwrap().1.as_str();
+        assert_eq!(
+            image("blue-content-api"),
+            "registry.example.com/campus/campus-content:0.1.0"
+        );
+        assert_eq!(
+            image("blue-content-cache"),
+            "registry.example.com/campus/campus-content:0.1.0"
+        );
+        assert_eq!(
+            image("blue-log-index"),
+            "registry.example.com/campus/campus-log:0.1.0"
+        );
+        // A platform's own image is used as it is, for its API and its workers.
+        assert_eq!(image("blue-coupon-api"), "mirror.example.com/coupon:dev");
+        assert_eq!(image("blue-coupon-issue"), "mirror.example.com/coupon:dev");
+        // Empty (the default): the bare names, as before.
+        let bare = deployments(MINIMAL, &BuildInputs::new("0.1.0"));
+        assert_eq!(
+            container(&bare[0]).image.as_deref(),
+            Some("campus-content:0.1.0")
+        );
     }
 
     fn secret_of(c: &Container, name: &str) -> Option<(String, String)> {

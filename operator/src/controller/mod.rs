@@ -68,6 +68,8 @@ pub struct Settings {
     pub namespace: Option<String>,
     /// Tag of the default Campus images.
     pub image_tag: String,
+    /// Registry (and path) before the default Campus images; empty: their bare names.
+    pub image_registry: String,
     /// Re-check a healthy platform this often (drift, topics).
     pub resync: Duration,
     /// Retry the topics this soon while Kafka is unreachable.
@@ -91,6 +93,7 @@ impl Default for Settings {
         Self {
             namespace: None,
             image_tag: crate::VERSION.to_owned(),
+            image_registry: String::new(),
             resync: Duration::from_secs(300),
             kafka_retry: Duration::from_secs(10),
             lag_interval: Duration::from_secs(30),

@@ -94,6 +94,7 @@ async fn timed<T>(ctx: &Context, phase: &'static str, step: impl Future<Output =
 /// What the builders take besides the platform: the operator's settings.
 fn inputs(ctx: &Context) -> BuildInputs {
     let mut inputs = BuildInputs::new(ctx.settings.image_tag.clone());
+    inputs.image_registry = ctx.settings.image_registry.clone();
     inputs.filebeat_cluster_role = ctx.settings.filebeat_cluster_role.clone();
     inputs
 }
