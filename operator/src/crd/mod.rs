@@ -23,7 +23,7 @@ pub use services::{
     AutoscalingMode, AutoscalingSpec, ContentGroups, ContentSpec, CouponGroups, CouponSpec,
     GroupSpec, LogServiceSpec, ServiceCommon,
 };
-pub use status::{CampusPlatformStatus, ScaleDecision, TopicStatus, WorkloadStatus};
+pub use status::{CampusPlatformStatus, Endpoint, ScaleDecision, TopicStatus, WorkloadStatus};
 pub use template::{PodOverrides, PullSecret};
 pub use topics::{DeletionPolicy, TopicOverride, TopicsSpec};
 
@@ -50,6 +50,7 @@ pub const PAUSE_ANNOTATION: &str = "campus.dev/paused";
     printcolumn = r#"{"name":"Reason","type":"string","priority":1,"description":"Why the platform is (not) ready","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Topics","type":"string","description":"Topics ready / desired","jsonPath":".status.topicsSummary"}"#,
     printcolumn = r#"{"name":"Workloads","type":"string","description":"Workloads ready / desired","jsonPath":".status.workloadsSummary"}"#,
+    printcolumn = r#"{"name":"DLQ","type":"integer","priority":1,"description":"Records in the dead-letter topics","jsonPath":".status.deadLetters"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
