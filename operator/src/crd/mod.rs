@@ -100,7 +100,13 @@ pub struct CampusPlatformSpec {
     #[serde(default)]
     pub image_pull_policy: PullPolicy,
     /// Pod customisation of every pod the operator makes (the services' Deployments, Logstash,
-    /// the Filebeat DaemonSet); a service's and a group's `template` are merged over it.
+    /// the Filebeat DaemonSet); a service's and then a group's `template` are merged over it:
+    /// labels, annotations and `nodeSelector` key by key; `imagePullSecrets`, `tolerations`,
+    /// `topologySpreadConstraints`, `volumes` and `volumeMounts` add up (the same name,
+    /// topologyKey or mountPath replaces the less specific entry); `affinity`,
+    /// `priorityClassName` and `serviceAccountName` from the most specific level that sets them.
+    /// Affinity, tolerations, spread constraints, volumes and mounts are checked by the operator
+    /// (a field the Kubernetes type lacks is `InvalidSpec`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<PodOverrides>,
 }
