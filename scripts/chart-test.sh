@@ -763,11 +763,42 @@ psa_checks() {
   "${KUBECTL[@]}" delete namespace "$ns" --wait=false >/dev/null 2>&1 || true
 }
 
+# The chart's imagePullSecrets reach the sample platform (its spec.template.imagePullSecrets, in the
+# ConfigMap the operator applies and in the platform rendered without the operator; a
+# platform.extraSpec.template merges over it; none without pull secrets), and the operator gets the
+# chart's image registry (IMAGE_REGISTRY) for platforms that name no image.
+platform_pull_secret_checks() {
+  local platform=(--set platform.enabled=true --set platform.external.kafkaBrokers=k:9092
+    --set platform.external.elasticsearchUrl=http://es:9200 --set platform.external.credentialsSecret=c)
+  local case name args want registry have
+  for case in "pull secrets|--set-json imagePullSecrets=[{\"name\":\"regcred\"}]|regcred -|ghcr.io/campus-dev" \
+              "pull secrets, extraSpec.template|--set-json imagePullSecrets=[{\"name\":\"regcred\"}] --set-json platform.extraSpec={\"template\":{\"nodeSelector\":{\"zone\":\"a\"}}}|regcred zone=a|ghcr.io/campus-dev" \
+              "pull secrets, no operator|--set-json imagePullSecrets=[{\"name\":\"regcred\"}] --set operator.enabled=false|regcred -|-" \
+              "no pull secrets, global.imageRegistry|--set global.imageRegistry=registry.example.com/x/|- -|registry.example.com/x" \
+              "no pull secrets, image.registry empty|--set image.registry=|- -|"; do
+    IFS='|' read -r name args want registry <<<"$case"
+    # shellcheck disable=SC2086
+    have=$("$HELM" template campus "$CHART" "${platform[@]}" $args 2>&1 | "$VENV/bin/python" -c 'import sys, yaml
+docs = [d for d in yaml.safe_load_all(sys.stdin) if d]
+cm = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-operator-platform")]
+spec = yaml.safe_load(cm[0]["data"]["platform.yaml"])["spec"] if cm else next(d for d in docs if d["kind"] == "CampusPlatform")["spec"]
+t = spec.get("template", {})
+ops = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-operator")]
+env = {e["name"]: e.get("value") for e in ops[0]["spec"]["template"]["spec"]["containers"][0]["env"]} if ops else {}
+print(",".join(s["name"] for s in t.get("imagePullSecrets", [])) or "-",
+      ",".join(f"{k}={v}" for k, v in t.get("nodeSelector", {}).items()) or "-",
+      env.get("IMAGE_REGISTRY", "-") if ops else "-", sep="|")' 2>&1)
+    local expect="${want% *}|${want#* }|$registry"
+    [ "$have" = "$expect" ] && ok "sample platform ($name): pull secrets ${want% *}, IMAGE_REGISTRY '${registry}'" ||
+      bad "sample platform ($name): have '$have', want '$expect'"
+  done
+}
+
 case ${1:-all} in
-  static) static_checks; skaffold_checks; chart_docs_checks; pod_security_checks; image_checks; auth_checks; kafka_ui_checks; helm_test_checks; release_workflow_checks ;;
+  static) static_checks; skaffold_checks; chart_docs_checks; pod_security_checks; image_checks; auth_checks; kafka_ui_checks; helm_test_checks; release_workflow_checks; platform_pull_secret_checks ;;
   install) install_checks; helm_test_service_checks; psa_checks ;;
   local) local_checks ;;
-  all) static_checks; skaffold_checks; chart_docs_checks; pod_security_checks; image_checks; auth_checks; kafka_ui_checks; helm_test_checks; release_workflow_checks; install_checks; helm_test_service_checks; psa_checks; local_checks ;;
+  all) static_checks; skaffold_checks; chart_docs_checks; pod_security_checks; image_checks; auth_checks; kafka_ui_checks; helm_test_checks; release_workflow_checks; platform_pull_secret_checks; install_checks; helm_test_service_checks; psa_checks; local_checks ;;
   *) echo "usage: $0 [static|install|local|all]" >&2; exit 2 ;;
 esac
 checks_end

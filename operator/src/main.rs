@@ -48,6 +48,10 @@ struct Cli {
     /// Tag of the default Campus images.
     #[arg(long, env = "IMAGE_TAG", default_value = campus_operator::VERSION)]
     image_tag: String,
+    /// Registry (and path) put before the default Campus images, e.g. `ghcr.io/campus-dev`
+    /// (default: none, the bare `campus-content:<tag>`). A platform's own `image` is used as it is.
+    #[arg(long, env = "IMAGE_REGISTRY", default_value = "")]
+    image_registry: String,
     /// Seconds between lag readings of autoscaled consumer groups.
     #[arg(long, env = "LAG_INTERVAL_SECONDS", default_value_t = 30)]
     lag_interval_seconds: u64,
@@ -233,6 +237,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings {
         namespace: cli.namespace.clone(),
         image_tag: cli.image_tag.clone(),
+        image_registry: cli.image_registry.clone(),
         resync: Duration::from_secs(cli.resync_seconds),
         lag_interval: Duration::from_secs(cli.lag_interval_seconds),
         topic_deletion_grace: Duration::from_secs(cli.topic_deletion_grace_seconds),

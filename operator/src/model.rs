@@ -6,7 +6,10 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};
+use k8s_openapi::api::core::v1::{
+    Affinity, EnvVar, LocalObjectReference, ResourceRequirements, Toleration,
+    TopologySpreadConstraint, Volume, VolumeMount,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 use crate::crd::{PullPolicy, SecretKeyRef};
@@ -31,6 +34,10 @@ pub struct Platform {
     /// `RUST_LOG` of every Campus container.
     pub log_level: String,
     pub pull_policy: PullPolicy,
+    /// The platform's pod customisation (`spec.template`): Logstash's and Filebeat's; the
+    /// services' and workers' have it merged in ([`ServiceSettings::template`],
+    /// [`crate::plan::Worker::template`]).
+    pub template: PodTemplate,
 }
 
 impl Platform {
@@ -119,20 +126,29 @@ pub struct ServiceSettings {
     /// Replicas of the API Deployment; `None` when the API does not run (the log service's
     /// native indexer without the log API).
     pub api_replicas: Option<i32>,
-    /// The spec's image; `None`: `<binary>:<operator version>` (see [`ServiceSettings::image`]).
+    /// The spec's image; `None`: `[<registry>/]<binary>:<operator version>` (see
+    /// [`ServiceSettings::image`]).
     pub image: Option<String>,
     /// Resources of every container of the service (a worker may have its own).
     pub resources: Option<ResourceRequirements>,
     /// Extra environment variables; they replace an operator-set variable of the same name.
     pub env: Vec<EnvVar>,
+    /// Pod customisation of the service's API: the platform's with the service's merged over it.
+    pub template: PodTemplate,
 }
 
 impl ServiceSettings {
-    /// The container image: the spec's, else the service's binary tagged `tag`.
-    pub fn image(&self, tag: &str) -> String {
-        self.image
-            .clone()
-            .unwrap_or_else(|| format!("{}:{tag}", self.service.binary()))
+    /// The container image: the spec's, else the service's binary tagged `tag`, after
+    /// `registry` when that is not empty (the operator's `--image-registry`).
+    pub fn image(&self, registry: &str, tag: &str) -> String {
+        if let Some(image) = &self.image {
+            return image.clone();
+        }
+        let binary = self.service.binary();
+        match registry.trim_end_matches('/') {
+            "" => format!("{binary}:{tag}"),
+            registry => format!("{registry}/{binary}:{tag}"),
+        }
     }
 }
 
@@ -182,4 +198,78 @@ pub struct Pipeline {
     /// Full name of its dead-letter topic.
     pub dlq_topic: String,
     pub index_prefix: String,
+}
+
+/// Pod customisation (`template` of the spec) with its Kubernetes types parsed and checked, at
+/// one level or merged over several ([`PodTemplate::merged`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PodTemplate {
+    pub pod_labels: BTreeMap<String, String>,
+    pub pod_annotations: BTreeMap<String, String>,
+    pub workload_labels: BTreeMap<String, String>,
+    pub workload_annotations: BTreeMap<String, String>,
+    pub image_pull_secrets: Vec<LocalObjectReference>,
+    pub node_selector: BTreeMap<String, String>,
+    pub tolerations: Vec<Toleration>,
+    pub affinity: Option<Affinity>,
+    pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
+    pub priority_class_name: Option<String>,
+    pub service_account_name: Option<String>,
+    pub volumes: Vec<Volume>,
+    pub volume_mounts: Vec<VolumeMount>,
+}
+
+impl PodTemplate {
+    /// `over` (a more specific level) merged over `self`: maps key by key; lists add up, an entry
+    /// of `over` replacing one of `self` with the same key (pull Secret and volume name,
+    /// topologyKey, mountPath; an equal toleration is kept once); affinity, PriorityClass and
+    /// ServiceAccount from `over` when it sets them.
+    pub fn merged(&self, over: &PodTemplate) -> PodTemplate {
+        fn maps(
+            a: &BTreeMap<String, String>,
+            b: &BTreeMap<String, String>,
+        ) -> BTreeMap<String, String> {
+            let mut m = a.clone();
+            m.extend(b.iter().map(|(k, v)| (k.clone(), v.clone())));
+            m
+        }
+        fn keyed<T: Clone, K: PartialEq>(a: &[T], b: &[T], key: impl Fn(&T) -> K) -> Vec<T> {
+            let mut out: Vec<T> = a
+                .iter()
+                .filter(|x| !b.iter().any(|y| key(y) == key(x)))
+                .cloned()
+                .collect();
+            out.extend(b.iter().cloned());
+            out
+        }
+        PodTemplate {
+            pod_labels: maps(&self.pod_labels, &over.pod_labels),
+            pod_annotations: maps(&self.pod_annotations, &over.pod_annotations),
+            workload_labels: maps(&self.workload_labels, &over.workload_labels),
+            workload_annotations: maps(&self.workload_annotations, &over.workload_annotations),
+            image_pull_secrets: keyed(&self.image_pull_secrets, &over.image_pull_secrets, |s| {
+                s.name.clone()
+            }),
+            node_selector: maps(&self.node_selector, &over.node_selector),
+            tolerations: keyed(&self.tolerations, &over.tolerations, Clone::clone),
+            affinity: over.affinity.clone().or_else(|| self.affinity.clone()),
+            topology_spread_constraints: keyed(
+                &self.topology_spread_constraints,
+                &over.topology_spread_constraints,
+                |c| c.topology_key.clone(),
+            ),
+            priority_class_name: over
+                .priority_class_name
+                .clone()
+                .or_else(|| self.priority_class_name.clone()),
+            service_account_name: over
+                .service_account_name
+                .clone()
+                .or_else(|| self.service_account_name.clone()),
+            volumes: keyed(&self.volumes, &over.volumes, |v| v.name.clone()),
+            volume_mounts: keyed(&self.volume_mounts, &over.volume_mounts, |m| {
+                m.mount_path.clone()
+            }),
+        }
+    }
 }

@@ -50,6 +50,9 @@ pub struct Worker {
     pub lag: Option<i64>,
     /// The change of replicas lag-based scaling made in this reconcile.
     pub last_scale: Option<ScaleDecision>,
+    /// Pod customisation: empty here; validation sets the platform's, the service's and the
+    /// group's `template` merged in that order.
+    pub template: crate::model::PodTemplate,
 }
 
 /// Everything the spec implies about Kafka.
@@ -127,6 +130,7 @@ impl Plan {
                 scaled_replicas: None,
                 lag: None,
                 last_scale: None,
+                template: Default::default(),
             });
             consumed.extend(
                 w.consumes

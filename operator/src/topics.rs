@@ -213,6 +213,23 @@ impl Topics {
         Ok(admin)
     }
 
+    /// The records each of `topics` (name, partitions) holds — how deep the dead-letter topics
+    /// are — on the cached admin client: one watermark query per partition.
+    pub async fn records(
+        &self,
+        kafka: &KafkaSpec,
+        topics: &[(String, i32)],
+    ) -> Result<HashMap<String, i64>, TopicError> {
+        let admin = self.admin(kafka)?;
+        admin
+            .records(topics)
+            .await
+            .map_err(|source| TopicError::Unreachable {
+                brokers: kafka.brokers.clone(),
+                source,
+            })
+    }
+
     /// Creates missing topics, grows partitions and sets the config of existing topics where it
     /// differs. Kafka being unreachable is an error; a refused change, or config Kafka cannot
     /// change or refuses, is part of the outcome.

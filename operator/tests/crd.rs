@@ -57,7 +57,10 @@ fn every_spec_and_status_field_is_documented() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(columns, ["Ready", "Reason", "Topics", "Workloads", "Age"]);
+    assert_eq!(
+        columns,
+        ["Ready", "Reason", "Topics", "Workloads", "DLQ", "Age"]
+    );
     assert_eq!(crd["spec"]["names"]["shortNames"][0], "campus");
     let policy =
         &schema["properties"]["spec"]["properties"]["topics"]["properties"]["deletionPolicy"];

@@ -63,10 +63,19 @@ A Campus image reference from {repository, tag}: the registry (`global.imageRegi
 */}}
 {{- define "campus.image" -}}
 {{- $ := index . 0 }}{{ $img := index . 1 -}}
-{{- $registry := (($.Values.global | default dict).imageRegistry | default ($.Values.image | default dict).registry) | default "" | trimSuffix "/" }}
+{{- $registry := include "campus.imageRegistry" $ }}
 {{- $repo := $img.repository }}
 {{- if $registry }}{{ $repo = printf "%s/%s" $registry $repo }}{{ end }}
 {{- printf "%s:%s" $repo (default $.Chart.AppVersion $img.tag) }}
+{{- end }}
+
+{{/*
+The registry of the Campus images: `global.imageRegistry`, else `image.registry`, without a trailing
+slash ("" when both are empty). The operator puts it before the default images of the platforms that
+name none (IMAGE_REGISTRY).
+*/}}
+{{- define "campus.imageRegistry" -}}
+{{- ((.Values.global | default dict).imageRegistry | default (.Values.image | default dict).registry) | default "" | trimSuffix "/" }}
 {{- end }}
 
 {{/* Name of one infrastructure component: include "campus.infra.name" (list $ "kafka") */}}

@@ -12,7 +12,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use super::config_map::filebeat_name;
 use super::rbac::filebeat_service_account_name;
-use super::{CONFIG_HASH_ANNOTATION, component_labels, config_hash, meta, pod_selector, security};
+use super::{
+    CONFIG_HASH_ANNOTATION, component_labels, config_hash, meta, pod_selector, pod_template,
+    security,
+};
 use crate::model::{Filebeat, Platform};
 
 /// Where the registry (read offsets) lives on the node, per platform.
@@ -78,7 +81,7 @@ pub fn filebeat(p: &Platform, fb: &Filebeat, maps: &[ConfigMap]) -> DaemonSet {
         ]),
         ..Container::default()
     };
-    DaemonSet {
+    let mut ds = DaemonSet {
         metadata: meta(p, name.clone(), "filebeat"),
         spec: Some(DaemonSetSpec {
             selector: LabelSelector {
@@ -125,7 +128,18 @@ pub fn filebeat(p: &Platform, fb: &Filebeat, maps: &[ConfigMap]) -> DaemonSet {
             ..DaemonSetSpec::default()
         }),
         ..DaemonSet::default()
+    };
+    // The platform's pod customisation only: Filebeat belongs to no service.
+    if let Some(spec) = ds.spec.as_mut() {
+        pod_template::apply(
+            &p.template,
+            pod_template::Pods::DaemonSet,
+            &pod_selector(p, "filebeat"),
+            &mut ds.metadata,
+            &mut spec.template,
+        );
     }
+    ds
 }
 
 #[cfg(test)]

@@ -19,10 +19,10 @@ use super::config_map::{
 };
 use super::{
     BuildInputs, CONFIG_HASH_ANNOTATION, child_name, component_labels, config_hash, meta,
-    pod_selector, security,
+    pod_selector, pod_template, security,
 };
 use crate::crd::AutoscalingMode;
-use crate::model::{Logstash, Platform, Processor, ServiceSettings};
+use crate::model::{Logstash, Platform, PodTemplate, Processor, ServiceSettings};
 use crate::plan::{Service, Worker};
 
 /// Port of the APIs (`HTTP_ADDR`), which also serve `/healthz`, `/readyz`, `/metrics`.
@@ -169,6 +169,25 @@ fn deployment(
     }
 }
 
+/// `d` (of `component`) with the spec's pod customisation (see [`pod_template::apply`]).
+fn customised(
+    p: &Platform,
+    component: &str,
+    template: &PodTemplate,
+    mut d: Deployment,
+) -> Deployment {
+    if let Some(spec) = d.spec.as_mut() {
+        pod_template::apply(
+            template,
+            pod_template::Pods::Deployment,
+            &pod_selector(p, component),
+            &mut d.metadata,
+            &mut spec.template,
+        );
+    }
+    d
+}
+
 /// The replicas spread over the nodes, so that losing or draining one node takes at most about
 /// 1/n of an API's pods. A preference (`ScheduleAnyway`), not a rule: a full or tainted node never
 /// leaves a pod Pending. Counted within one ReplicaSet (`matchLabelKeys: pod-template-hash`), so a
@@ -219,7 +238,7 @@ fn campus_container(
     };
     Container {
         name: name.to_owned(),
-        image: Some(s.image(&inputs.image_tag)),
+        image: Some(s.image(&inputs.image_registry, &inputs.image_tag)),
         image_pull_policy: Some(p.pull_policy.as_str().to_owned()),
         args: Some(args),
         env: Some(env(p, service, listen, &s.env)),
@@ -278,15 +297,17 @@ fn api(p: &Platform, s: &ServiceSettings, inputs: &BuildInputs, maps: &[ConfigMa
         ));
     }
     let hash = config_hash(find(maps, &service_config_name(p, service)));
-    deployment(
+    let component = format!("{}-api", service.as_str());
+    let d = deployment(
         p,
         api_name(p, service),
-        &format!("{}-api", service.as_str()),
+        &component,
         s.api_replicas,
         hash,
         container,
         None,
-    )
+    );
+    customised(p, &component, &s.template, d)
 }
 
 fn worker(p: &Platform, w: &Worker, inputs: &BuildInputs, maps: &[ConfigMap]) -> Deployment {
@@ -300,7 +321,7 @@ fn worker(p: &Platform, w: &Worker, inputs: &BuildInputs, maps: &[ConfigMap]) ->
         w.spec.resources.as_ref(),
     );
     let hash = config_hash(find(maps, &service_config_name(p, w.service)));
-    let mut d = deployment(
+    let d = deployment(
         p,
         w.name.clone(),
         &w.component,
@@ -309,6 +330,7 @@ fn worker(p: &Platform, w: &Worker, inputs: &BuildInputs, maps: &[ConfigMap]) ->
         container,
         None,
     );
+    let mut d = customised(p, &w.component, &w.template, d);
     d.metadata
         .annotations
         .get_or_insert_with(BTreeMap::new)
@@ -399,7 +421,7 @@ fn logstash(p: &Platform, ls: &Logstash, maps: &[ConfigMap]) -> Deployment {
     ];
     // Only the settings are hashed: pipeline edits reload in place instead of rolling the pods.
     let hash = config_hash(find(maps, &settings));
-    deployment(
+    let d = deployment(
         p,
         logstash_name(p),
         "logstash",
@@ -407,7 +429,8 @@ fn logstash(p: &Platform, ls: &Logstash, maps: &[ConfigMap]) -> Deployment {
         hash,
         container,
         Some(volumes),
-    )
+    );
+    customised(p, "logstash", &p.template, d)
 }
 
 #[cfg(test)]
@@ -696,6 +719,41 @@ mod tests {
         let indexer = container(&ds[5]);
         assert_eq!(indexer.image.as_deref(), Some("campus-log:0.1.0"));
         assert_eq!(indexer.args.as_deref().unwrap(), ["worker", "index"]);
+    }
+
+    #[test]
+    fn the_operators_image_registry_prefixes_only_the_default_images() {
+        let yaml = format!(
+            "{MINIMAL}  coupon: {{image: \"mirror.example.com/coupon:dev\"}}\n  logging: {{processor: Native}}\n"
+        );
+        let mut inputs = BuildInputs::new("0.1.0");
+        inputs.image_registry = "registry.example.com/campus/".to_owned();
+        let images: Vec<(String, String)> = deployments(&yaml, &inputs)
+            .iter()
+            .map(|d| (d.name_any(), container(d).image.clone().unwrap()))
+            .collect();
+        let image = |name: &str| images.iter().find(|(n, _)| n == name).unwrap().1.as_str();
+        assert_eq!(
+            image("blue-content-api"),
+            "registry.example.com/campus/campus-content:0.1.0"
+        );
+        assert_eq!(
+            image("blue-content-cache"),
+            "registry.example.com/campus/campus-content:0.1.0"
+        );
+        assert_eq!(
+            image("blue-log-index"),
+            "registry.example.com/campus/campus-log:0.1.0"
+        );
+        // A platform's own image is used as it is, for its API and its workers.
+        assert_eq!(image("blue-coupon-api"), "mirror.example.com/coupon:dev");
+        assert_eq!(image("blue-coupon-issue"), "mirror.example.com/coupon:dev");
+        // Empty (the default): the bare names, as before.
+        let bare = deployments(MINIMAL, &BuildInputs::new("0.1.0"));
+        assert_eq!(
+            container(&bare[0]).image.as_deref(),
+            Some("campus-content:0.1.0")
+        );
     }
 
     fn secret_of(c: &Container, name: &str) -> Option<(String, String)> {

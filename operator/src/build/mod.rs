@@ -6,6 +6,7 @@ pub mod daemon_set;
 pub mod deployment;
 pub mod env;
 pub mod pdb;
+pub mod pod_template;
 pub mod rbac;
 pub mod security;
 pub mod service;
@@ -38,6 +39,8 @@ pub const DEFAULT_FILEBEAT_CLUSTER_ROLE: &str = "campus-filebeat";
 pub struct BuildInputs {
     /// Tag of the default Campus images (the operator's version).
     pub image_tag: String,
+    /// Registry (and path) before the default Campus images; empty: their bare names.
+    pub image_registry: String,
     /// The ClusterRole that Filebeat accounts are bound to (installed with the operator).
     pub filebeat_cluster_role: String,
 }
@@ -46,6 +49,7 @@ impl BuildInputs {
     pub fn new(image_tag: impl Into<String>) -> Self {
         Self {
             image_tag: image_tag.into(),
+            image_registry: String::new(),
             filebeat_cluster_role: DEFAULT_FILEBEAT_CLUSTER_ROLE.to_owned(),
         }
     }

@@ -10,7 +10,10 @@ use super::{meta, pod_selector};
 use crate::model::Platform;
 use crate::plan::Service;
 
-/// A Service for each enabled API, port 80 → the API's `http` port.
+/// The port of each API's Service (→ the API's `http` port).
+pub const API_SERVICE_PORT: i32 = 80;
+
+/// A Service for each enabled API, port [`API_SERVICE_PORT`] → the API's `http` port.
 pub fn all(p: &Platform) -> Vec<KubeService> {
     p.apis()
         .flat_map(|s| {
@@ -54,7 +57,7 @@ fn api(p: &Platform, service: Service) -> KubeService {
             selector: Some(pod_selector(p, &component)),
             ports: Some(vec![ServicePort {
                 name: Some("http".to_owned()),
-                port: 80,
+                port: API_SERVICE_PORT,
                 target_port: Some(IntOrString::Int(API_PORT)),
                 protocol: Some("TCP".to_owned()),
                 ..ServicePort::default()

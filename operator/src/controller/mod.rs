@@ -5,6 +5,7 @@
 //! policy); [`error_policy`] beside it backs off exponentially per object.
 
 pub mod apply;
+pub mod pod_template;
 pub mod reconcile;
 pub mod status;
 pub mod validate;
@@ -67,6 +68,8 @@ pub struct Settings {
     pub namespace: Option<String>,
     /// Tag of the default Campus images.
     pub image_tag: String,
+    /// Registry (and path) before the default Campus images; empty: their bare names.
+    pub image_registry: String,
     /// Re-check a healthy platform this often (drift, topics).
     pub resync: Duration,
     /// Retry the topics this soon while Kafka is unreachable.
@@ -90,6 +93,7 @@ impl Default for Settings {
         Self {
             namespace: None,
             image_tag: crate::VERSION.to_owned(),
+            image_registry: String::new(),
             resync: Duration::from_secs(300),
             kafka_retry: Duration::from_secs(10),
             lag_interval: Duration::from_secs(30),

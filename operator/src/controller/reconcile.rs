@@ -1,6 +1,7 @@
 //! One reconciliation of a platform, top to bottom: finalizer dispatch, then [`apply`] or
 //! [`cleanup`].
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -124,11 +125,15 @@ async fn apply(cr: Arc<CampusPlatform>, ctx: Arc<Context>) -> Result<Action, Err
         reconcile_topics(&cr, ctx, &platform),
     );
     let (applied, pruned) = (applied?, pruned?);
-    timed(ctx, "report", report(&cr, ctx, &platform, &pruned, &topics)).await;
+    let dead_letters = timed(ctx, "report", async {
+        report(&cr, ctx, &platform, &pruned, &topics).await;
+        dead_letters(&cr, ctx, &platform, &topics).await
+    })
+    .await;
     timed(
         ctx,
         "status",
-        write_status(&cr, ctx, &platform, &applied, &topics),
+        write_status(&cr, ctx, &platform, &applied, &topics, dead_letters),
     )
     .await?;
     Ok(Action::requeue(next_check(ctx, &platform, &topics)))
@@ -145,6 +150,7 @@ async fn timed<T>(ctx: &Context, phase: &'static str, step: impl Future<Output =
 /// What the builders take besides the platform: the operator's settings.
 fn inputs(ctx: &Context) -> BuildInputs {
     let mut inputs = BuildInputs::new(ctx.settings.image_tag.clone());
+    inputs.image_registry = ctx.settings.image_registry.clone();
     inputs.filebeat_cluster_role = ctx.settings.filebeat_cluster_role.clone();
     inputs
 }
@@ -280,14 +286,68 @@ async fn report(
     }
 }
 
-/// The status from what this reconcile saw — workloads (with lag and the last scaling
-/// decision), topics, conditions — and the `Ready`/`NotReady` event when readiness flips.
+/// The longest the dead-letter topics' watermarks may take to read.
+const DEAD_LETTERS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Records in each workload's dead-letter topics, by workload name: one watermark query per
+/// partition of each dead-letter topic (one partition unless overridden), on the admin client
+/// the topic pass used, and only when that pass reached Kafka. `None` when not read (Kafka
+/// failed, or no dead-letter topic): status keeps what it showed.
+async fn dead_letters(
+    cr: &CampusPlatform,
+    ctx: &Context,
+    platform: &Platform,
+    topics: &Result<TopicsOutcome, TopicError>,
+) -> Option<BTreeMap<String, i64>> {
+    let outcome = topics.as_ref().ok()?;
+    let by_workload = status::dead_letter_topics(platform);
+    let mut query: Vec<(String, i32)> = Vec::new();
+    for t in by_workload.iter().flat_map(|(_, dlqs)| dlqs) {
+        let partitions = outcome
+            .statuses
+            .iter()
+            .find(|s| &s.name == t)
+            .map_or(0, |s| s.partitions);
+        if partitions > 0 && !query.iter().any(|(q, _)| q == t) {
+            query.push((t.clone(), partitions));
+        }
+    }
+    if query.is_empty() {
+        return None;
+    }
+    let read = ctx.topics.records(&cr.spec.kafka, &query);
+    let records = match tokio::time::timeout(DEAD_LETTERS_TIMEOUT, read).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %status::chain(&e), "failed to read the dead-letter topics");
+            return None;
+        }
+        Err(_) => {
+            tracing::warn!(after = ?DEAD_LETTERS_TIMEOUT, "no answer reading the dead-letter topics");
+            return None;
+        }
+    };
+    Some(
+        by_workload
+            .into_iter()
+            .map(|(name, dlqs)| {
+                let n = dlqs.iter().filter_map(|t| records.get(t)).sum();
+                (name, n)
+            })
+            .collect(),
+    )
+}
+
+/// The status from what this reconcile saw — workloads (with lag, the last scaling decision and
+/// their dead letters), topics, conditions, the API endpoints — and the `Ready`/`NotReady` event
+/// when readiness flips.
 async fn write_status(
     cr: &CampusPlatform,
     ctx: &Context,
     platform: &Platform,
     applied: &apply::Applied,
     topics: &Result<TopicsOutcome, TopicError>,
+    dead_letters: Option<BTreeMap<String, i64>>,
 ) -> Result<(), Error> {
     let plan = &platform.plan;
     let mut workloads: Vec<WorkloadStatus> = applied
@@ -299,6 +359,14 @@ async fn write_status(
     for w in &mut workloads {
         let worker = plan.workers.iter().find(|pw| pw.name == w.name);
         w.lag = worker.and_then(|pw| pw.lag);
+        // Read in this reconcile, else as last shown (Kafka did not answer).
+        w.dead_letters = match &dead_letters {
+            Some(read) => read.get(&w.name).copied(),
+            None => previous_workloads(cr)
+                .into_iter()
+                .find(|p| p.name == w.name)
+                .and_then(|p| p.dead_letters),
+        };
         // The last decision stays in status until the next one.
         w.last_scale = worker.and_then(|pw| pw.last_scale.clone()).or_else(|| {
             previous_workloads(cr)
@@ -331,7 +399,13 @@ async fn write_status(
     };
     let was_ready = status::condition(cr, status::READY).map(|c| c.status == "True");
     let now_ready = conds[0].ok;
-    let st = status::build(cr, &conds, topic_statuses, workloads);
+    let total = workloads
+        .iter()
+        .filter_map(|w| w.dead_letters)
+        .reduce(|a, b| a + b);
+    let mut st = status::build(cr, &conds, topic_statuses, workloads);
+    st.endpoints = status::endpoints(platform);
+    st.dead_letters = total;
     status::write(&platforms(cr, ctx), cr, st).await?;
     if was_ready != Some(now_ready) && (now_ready || was_ready.is_some()) {
         if now_ready {

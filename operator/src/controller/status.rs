@@ -9,7 +9,11 @@ use kube::api::{Api, Patch};
 use serde_json::json;
 
 use super::Error;
-use crate::crd::{CampusPlatform, CampusPlatformStatus, TopicStatus, WorkloadStatus};
+use crate::build::deployment::{api_name, logstash_name};
+use crate::build::service::{API_SERVICE_PORT, coupon_admin_name};
+use crate::crd::{CampusPlatform, CampusPlatformStatus, Endpoint, TopicStatus, WorkloadStatus};
+use crate::model::{Platform, Processor};
+use crate::plan::Service;
 use crate::topics::{TopicError, TopicsOutcome};
 
 pub const READY: &str = "Ready";
@@ -65,6 +69,7 @@ pub fn deployment_status(d: &Deployment) -> WorkloadStatus {
             .and_then(|a| a.get("campus.dev/consumer-group").cloned()),
         lag: None,
         last_scale: None,
+        dead_letters: None,
     }
 }
 
@@ -86,6 +91,7 @@ pub fn daemon_set_status(d: &DaemonSet) -> WorkloadStatus {
         group: None,
         lag: None,
         last_scale: None,
+        dead_letters: None,
     }
 }
 
@@ -201,7 +207,55 @@ pub fn merge_conditions(
         .collect()
 }
 
-/// A full status from its parts.
+/// Where the enabled APIs answer inside the cluster: `http://<Service>.<namespace>.svc:<port>`
+/// for each API's Service and the coupon API's admin Service.
+pub fn endpoints(p: &Platform) -> Vec<Endpoint> {
+    let url = |service: &str, port: i32| format!("http://{service}.{}.svc:{port}", p.namespace);
+    let mut out = Vec::new();
+    for s in p.apis() {
+        out.push(Endpoint {
+            name: format!("{}-api", s.service.as_str()),
+            url: url(&api_name(p, s.service), API_SERVICE_PORT),
+        });
+        if s.service == Service::Coupon {
+            out.push(Endpoint {
+                name: "coupon-admin".to_owned(),
+                url: url(
+                    &coupon_admin_name(p),
+                    i32::from(campus_contract::port::ADMIN),
+                ),
+            });
+        }
+    }
+    out
+}
+
+/// The dead-letter topics of each workload that consumes: a worker's (one per topic its group
+/// reads), Logstash's (one per pipeline); only those planned (`topics.deadLetter`).
+pub fn dead_letter_topics(platform: &Platform) -> Vec<(String, Vec<String>)> {
+    let planned = |t: &String| platform.plan.topics.iter().any(|p| &p.full == t);
+    let mut out: Vec<(String, Vec<String>)> = platform
+        .plan
+        .workers
+        .iter()
+        .map(|w| {
+            let dlqs = w
+                .topics
+                .iter()
+                .map(|t| campus_contract::dlq_topic(t, &w.group));
+            (w.name.clone(), dlqs.filter(planned).collect())
+        })
+        .collect();
+    if let Processor::Logstash(ls) = &platform.logging.processor {
+        let dlqs = ls.pipelines.iter().map(|p| p.dlq_topic.clone());
+        out.push((logstash_name(platform), dlqs.filter(planned).collect()));
+    }
+    out.retain(|(_, dlqs)| !dlqs.is_empty());
+    out
+}
+
+/// A full status from its parts; the endpoints and the dead letters as the platform last showed
+/// them (a reconcile that reads them sets them after).
 pub fn build(
     cr: &CampusPlatform,
     conds: &[Cond],
@@ -228,7 +282,10 @@ pub fn build(
             workloads.len()
         )
     });
+    let last = cr.status.as_ref();
     CampusPlatformStatus {
+        endpoints: last.map(|s| s.endpoints.clone()).unwrap_or_default(),
+        dead_letters: last.and_then(|s| s.dead_letters),
         observed_generation: generation,
         conditions: merge_conditions(previous, conds, generation, Timestamp::now()),
         topics_summary,
@@ -312,6 +369,7 @@ mod tests {
             group: None,
             lag: None,
             last_scale: None,
+            dead_letters: None,
         }
     }
 
@@ -361,6 +419,66 @@ mod tests {
         };
         let c = conditions(&all, &logging, &TopicsSeen::Done(&rejected));
         assert_eq!((c[1].ok, c[1].reason.as_str()), (false, "ConfigRejected"));
+    }
+
+    #[test]
+    fn endpoints_name_every_enabled_api_and_the_coupon_admin() {
+        use crate::build::fixtures::{MINIMAL, model};
+        let urls = |yaml: &str| -> Vec<(String, String)> {
+            endpoints(&model(yaml))
+                .into_iter()
+                .map(|e| (e.name, e.url))
+                .collect()
+        };
+        let pair = |n: &str, u: &str| (n.to_owned(), u.to_owned());
+        assert_eq!(
+            urls(MINIMAL),
+            [
+                pair("content-api", "http://blue-content-api.campus.svc:80"),
+                pair("coupon-api", "http://blue-coupon-api.campus.svc:80"),
+                pair("coupon-admin", "http://blue-coupon-admin.campus.svc:8081"),
+                pair("log-api", "http://blue-log-api.campus.svc:80"),
+            ]
+        );
+        // The native indexer runs the log service without its API: no endpoint.
+        let fewer = format!(
+            "{MINIMAL}  coupon: {{enabled: false}}\n  log: {{enabled: false}}\n  logging: {{processor: Native}}\n"
+        );
+        assert_eq!(
+            urls(&fewer),
+            [pair("content-api", "http://blue-content-api.campus.svc:80")]
+        );
+    }
+
+    #[test]
+    fn every_consuming_workload_has_its_dead_letter_topics() {
+        use crate::build::fixtures::{MINIMAL, model};
+        let p = model(MINIMAL);
+        let dlqs = dead_letter_topics(&p);
+        let get = |name: &str| {
+            dlqs.iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, t)| t.clone())
+                .unwrap_or_else(|| panic!("{name}: {dlqs:?}"))
+        };
+        let c = "campus.blue";
+        assert_eq!(
+            get("blue-content-inspection"),
+            [format!("{c}.post.original.dlq.{c}.inspection")]
+        );
+        assert_eq!(
+            get("blue-coupon-issue"),
+            [format!("{c}.coupon.request.dlq.{c}.coupon-issue")]
+        );
+        assert_eq!(
+            get("blue-logstash"),
+            [format!("{c}.access-log.dlq.{c}.logstash")]
+        );
+        // Six workloads consume (five workers and Logstash); the APIs do not.
+        assert_eq!(dlqs.len(), 6, "{dlqs:?}");
+        // Without dead-letter topics there is nothing to read.
+        let none = model(&format!("{MINIMAL}  topics: {{deadLetter: false}}\n"));
+        assert!(dead_letter_topics(&none).is_empty());
     }
 
     #[test]

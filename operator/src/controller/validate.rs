@@ -254,10 +254,53 @@ pub fn validate(cr: &CampusPlatform) -> Result<Platform, Invalid> {
             "the platform name is too long: child names such as `{longest}` exceed 63 characters"
         ),
     );
+    // Pod customisation: each level parsed, then merged platform → service → group.
+    let template = super::pod_template::parse(
+        "template",
+        s.template.as_ref(),
+        &Default::default(),
+        &mut problems,
+    );
+    let (mut services, mut plan) = (services, plan);
+    templates(cr, &template, &mut services, &mut plan, &mut problems);
     if !problems.is_empty() {
         return Err(Invalid(problems));
     }
-    Ok(platform(cr, plan, services, prefix, redis_url, es_url))
+    let mut p = platform(cr, plan, services, prefix, redis_url, es_url);
+    p.template = template;
+    Ok(p)
+}
+
+/// The services' and workers' pod customisation: the platform's `template` with the service's
+/// and then the group's merged over it.
+fn templates(
+    cr: &CampusPlatform,
+    platform: &crate::model::PodTemplate,
+    services: &mut [ServiceSettings],
+    plan: &mut Plan,
+    problems: &mut Vec<String>,
+) {
+    use super::pod_template::{group_path, parse};
+    let s = &cr.spec;
+    let mut merged = std::collections::BTreeMap::new();
+    for (service, common) in [
+        (Service::Content, &s.content.common),
+        (Service::Coupon, &s.coupon.common),
+        (Service::Log, &s.log.common),
+    ] {
+        let path = format!("{}.template", service.as_str());
+        let own = parse(&path, common.template.as_ref(), platform, problems);
+        merged.insert(service.as_str(), platform.merged(&own));
+    }
+    for svc in services.iter_mut() {
+        svc.template = merged[svc.service.as_str()].clone();
+    }
+    for w in &mut plan.workers {
+        let service = &merged[w.service.as_str()];
+        let path = format!("{}.template", group_path(w));
+        let own = parse(&path, w.spec.template.as_ref(), service, problems);
+        w.template = service.merged(&own);
+    }
 }
 
 /// What Logstash (no Campus service, so not in the contract) connects to.
@@ -321,6 +364,7 @@ fn running_services(cr: &CampusPlatform) -> Vec<ServiceSettings> {
         image: c.image.clone(),
         resources: c.resources.clone(),
         env: c.env.clone(),
+        template: Default::default(),
     })
     .collect()
 }
@@ -451,6 +495,7 @@ fn platform(
         plan,
         log_level: s.log_level.clone(),
         pull_policy: s.image_pull_policy,
+        template: Default::default(),
     }
 }
 

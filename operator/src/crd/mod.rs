@@ -8,6 +8,7 @@ pub mod backing;
 pub mod logging;
 pub mod services;
 pub mod status;
+pub mod template;
 pub mod topics;
 
 use kube::CustomResource;
@@ -22,7 +23,8 @@ pub use services::{
     AutoscalingMode, AutoscalingSpec, ContentGroups, ContentSpec, CouponGroups, CouponSpec,
     GroupSpec, LogServiceSpec, ServiceCommon,
 };
-pub use status::{CampusPlatformStatus, ScaleDecision, TopicStatus, WorkloadStatus};
+pub use status::{CampusPlatformStatus, Endpoint, ScaleDecision, TopicStatus, WorkloadStatus};
+pub use template::{PodOverrides, PullSecret};
 pub use topics::{DeletionPolicy, TopicOverride, TopicsSpec};
 
 /// The annotation that pauses reconciliation of a platform (`"true"`): the operator leaves its
@@ -48,6 +50,7 @@ pub const PAUSE_ANNOTATION: &str = "campus.dev/paused";
     printcolumn = r#"{"name":"Reason","type":"string","priority":1,"description":"Why the platform is (not) ready","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Topics","type":"string","description":"Topics ready / desired","jsonPath":".status.topicsSummary"}"#,
     printcolumn = r#"{"name":"Workloads","type":"string","description":"Workloads ready / desired","jsonPath":".status.workloadsSummary"}"#,
+    printcolumn = r#"{"name":"DLQ","type":"integer","priority":1,"description":"Records in the dead-letter topics","jsonPath":".status.deadLetters"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -96,6 +99,16 @@ pub struct CampusPlatformSpec {
     /// Pull policy for every container the operator creates.
     #[serde(default)]
     pub image_pull_policy: PullPolicy,
+    /// Pod customisation of every pod the operator makes (the services' Deployments, Logstash,
+    /// the Filebeat DaemonSet); a service's and then a group's `template` are merged over it:
+    /// labels, annotations and `nodeSelector` key by key; `imagePullSecrets`, `tolerations`,
+    /// `topologySpreadConstraints`, `volumes` and `volumeMounts` add up (the same name,
+    /// topologyKey or mountPath replaces the less specific entry); `affinity`,
+    /// `priorityClassName` and `serviceAccountName` from the most specific level that sets them.
+    /// Affinity, tolerations, spread constraints, volumes and mounts are checked by the operator
+    /// (a field the Kubernetes type lacks is `InvalidSpec`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<PodOverrides>,
 }
 
 fn default_log_level() -> String {

@@ -4,6 +4,8 @@ use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::template::PodOverrides;
+
 /// What every Campus service's spec has (flattened into each): whether it runs, its image, the
 /// replicas of its API, resources and extra environment.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -29,6 +31,10 @@ pub struct ServiceCommon {
     /// too (such as `RUST_LOG`) is replaced.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
+    /// Pod customisation of every pod of this service (its API and workers), merged over
+    /// `spec.template`; a group's `template` is merged over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<PodOverrides>,
 }
 
 impl Default for ServiceCommon {
@@ -39,6 +45,7 @@ impl Default for ServiceCommon {
             replicas: default_replicas(),
             resources: None,
             env: Vec::new(),
+            template: None,
         }
     }
 }
@@ -118,6 +125,10 @@ pub struct GroupSpec {
     /// the replicas within these bounds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaling: Option<AutoscalingSpec>,
+    /// Pod customisation of this worker, merged over the platform's and the service's
+    /// `template`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<PodOverrides>,
 }
 
 impl Default for GroupSpec {
@@ -126,6 +137,7 @@ impl Default for GroupSpec {
             replicas: default_replicas(),
             resources: None,
             autoscaling: None,
+            template: None,
         }
     }
 }

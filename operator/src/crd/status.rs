@@ -31,6 +31,24 @@ pub struct CampusPlatformStatus {
     /// default when first reconciled); kept so that a changed default never renames topics.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kafka_prefix: Option<String>,
+    /// Where the enabled APIs answer inside the cluster: each API's Service, and the coupon
+    /// API's admin Service (`/admin/*`, never exposed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<Endpoint>,
+    /// Records in the platform's dead-letter topics, every group's together (the sum of
+    /// `workloads[].deadLetters`); as last read from Kafka.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letters: Option<i64>,
+}
+
+/// One API of the platform, as a client inside the cluster reaches it.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoint {
+    /// `content-api`, `coupon-api`, `coupon-admin` or `log-api`.
+    pub name: String,
+    /// `http://<Service>.<namespace>.svc:<port>`.
+    pub url: String,
 }
 
 /// One topic as the operator last saw it.
@@ -79,6 +97,11 @@ pub struct WorkloadStatus {
     /// The last change of replicas lag-based scaling made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_scale: Option<ScaleDecision>,
+    /// Records in the dead-letter topics of the workload's consumer group(s) (each partition's
+    /// high minus low watermark, summed): what the group gave up on. As last read from Kafka;
+    /// omitted without dead-letter topics (`topics.deadLetter: false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letters: Option<i64>,
 }
 
 /// One change of a worker's replicas by lag-based scaling.

@@ -95,6 +95,13 @@ pub enum AdminError {
     },
     #[error("failed to call the Kafka admin API")]
     Call(#[source] KafkaError),
+    /// (`partition`: `<topic>/<number>`.)
+    #[error("failed to read the watermarks of {partition}")]
+    Watermarks {
+        partition: Box<str>,
+        #[source]
+        source: KafkaError,
+    },
 }
 
 /// A thin handle over the admin client.
@@ -274,6 +281,38 @@ impl Admin {
             .await
             .map_err(AdminError::Call)?;
         Ok(())
+    }
+
+    /// The records each topic holds: over its partitions `0..n` (n as given), the high watermark
+    /// minus the low one, summed. One watermark query per partition, on the admin client's
+    /// connections (no client of its own).
+    pub async fn records(
+        &self,
+        topics: &[(String, i32)],
+    ) -> Result<HashMap<String, i64>, AdminError> {
+        let client = self.client.clone();
+        let timeout = self.timeout;
+        let topics = topics.to_vec();
+        tokio::task::spawn_blocking(move || {
+            let mut out = HashMap::new();
+            for (topic, partitions) in topics {
+                let mut records = 0i64;
+                for partition in 0..partitions {
+                    let (low, high) = client
+                        .inner()
+                        .fetch_watermarks(&topic, partition, timeout)
+                        .map_err(|source| AdminError::Watermarks {
+                            partition: format!("{topic}/{partition}").into(),
+                            source,
+                        })?;
+                    records += (high - low).max(0);
+                }
+                out.insert(topic, records);
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|_| AdminError::Metadata(KafkaError::Canceled))?
     }
 
     /// Deletes topics; a topic that is already gone counts as deleted.
