@@ -22,7 +22,7 @@ use super::{
     pod_selector, pod_template, security,
 };
 use crate::crd::AutoscalingMode;
-use crate::model::{Logstash, Platform, PodTemplate, Processor, ServiceSettings};
+use crate::model::{Logstash, Platform, PodTemplate, Processor, ServiceSettings, Url};
 use crate::plan::{Service, Worker};
 
 /// Port of the APIs (`HTTP_ADDR`), which also serve `/healthz`, `/readyz`, `/metrics`.
@@ -61,7 +61,7 @@ pub fn all(p: &Platform, inputs: &BuildInputs, config_maps: &[ConfigMap]) -> Vec
         out.push(worker(p, w, inputs, config_maps));
     }
     if let Processor::Logstash(ls) = &p.logging.processor {
-        out.push(logstash(p, ls, config_maps));
+        out.push(logstash(p, ls, inputs, config_maps));
     }
     out
 }
@@ -338,7 +338,56 @@ fn worker(p: &Platform, w: &Worker, inputs: &BuildInputs, maps: &[ConfigMap]) ->
     d
 }
 
-fn logstash(p: &Platform, ls: &Logstash, maps: &[ConfigMap]) -> Deployment {
+/// Before Logstash starts, `campus-log prepare` (the log image) installs the access-log index
+/// template and today's index behind the alias of every pipeline that writes access logs, and
+/// waits for Elasticsearch to take them: Logstash installs neither, and the log API and Kibana
+/// query the alias before the first document (with or without the log API running).
+fn prepare_access_log_indices(
+    p: &Platform,
+    ls: &Logstash,
+    inputs: &BuildInputs,
+) -> Option<Container> {
+    let topic = campus_contract::prefixed(&p.plan.prefix, campus_contract::access_log::TOPIC);
+    let mut prefixes = ls
+        .pipelines
+        .iter()
+        .filter(|pipe| pipe.topic == topic)
+        .map(|pipe| pipe.index_prefix.as_str());
+    let first = prefixes.next()?;
+    let mut args = vec!["prepare".to_owned()];
+    for also in prefixes {
+        args.extend(["--also-index-prefix".to_owned(), also.to_owned()]);
+    }
+    let image = match p.service(Service::Log) {
+        Some(s) => s.image(&inputs.image_registry, &inputs.image_tag),
+        None => {
+            let binary = Service::Log.binary();
+            match inputs.image_registry.trim_end_matches('/') {
+                "" => format!("{binary}:{}", inputs.image_tag),
+                registry => format!("{registry}/{binary}:{}", inputs.image_tag),
+            }
+        }
+    };
+    let es = match p.stores.elasticsearch.as_ref().map(|e| &e.url) {
+        Some(Url::Plain(url)) => plain_env(var::ELASTICSEARCH_URL, url),
+        _ => super::env::elasticsearch_secret_env(p)?,
+    };
+    Some(Container {
+        name: "prepare-indices".to_owned(),
+        image: Some(image),
+        image_pull_policy: Some(p.pull_policy.as_str().to_owned()),
+        args: Some(args),
+        env: Some(vec![
+            es,
+            plain_env(var::LOG_INDEX_PREFIX, first),
+            plain_env("RUST_LOG", &p.log_level),
+        ]),
+        security_context: Some(security::restricted_container(true)),
+        ..Container::default()
+    })
+}
+
+fn logstash(p: &Platform, ls: &Logstash, inputs: &BuildInputs, maps: &[ConfigMap]) -> Deployment {
     let settings = logstash_settings_name(p);
     let container = Container {
         name: "logstash".to_owned(),
@@ -421,7 +470,7 @@ fn logstash(p: &Platform, ls: &Logstash, maps: &[ConfigMap]) -> Deployment {
     ];
     // Only the settings are hashed: pipeline edits reload in place instead of rolling the pods.
     let hash = config_hash(find(maps, &settings));
-    let d = deployment(
+    let mut d = deployment(
         p,
         logstash_name(p),
         "logstash",
@@ -430,6 +479,9 @@ fn logstash(p: &Platform, ls: &Logstash, maps: &[ConfigMap]) -> Deployment {
         container,
         Some(volumes),
     );
+    if let Some(spec) = d.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
+        spec.init_containers = prepare_access_log_indices(p, ls, inputs).map(|c| vec![c]);
+    }
     customised(p, "logstash", &p.template, d)
 }
 
@@ -840,6 +892,81 @@ mod tests {
             .collect();
         assert_eq!(redis_env.len(), 1);
         assert_eq!(redis_env[0].value.as_deref(), Some("redis://mine:6379"));
+    }
+
+    #[test]
+    fn logstash_starts_after_the_access_log_indices_are_prepared() {
+        let inputs = BuildInputs::new("0.1.0");
+        let init = |yaml: &str| {
+            let ds = deployments(yaml, &inputs);
+            let d = ds.iter().find(|d| d.name_any() == "blue-logstash").unwrap();
+            let mut inits = d
+                .spec
+                .clone()
+                .unwrap()
+                .template
+                .spec
+                .unwrap()
+                .init_containers
+                .unwrap();
+            assert_eq!(inits.len(), 1);
+            inits.remove(0)
+        };
+        // The default pipeline: the log image prepares the alias `access-log` on the spec's URL.
+        let c = init(MINIMAL);
+        assert_eq!(c.name, "prepare-indices");
+        assert_eq!(c.image.as_deref(), Some("campus-log:0.1.0"));
+        assert_eq!(c.args, Some(vec!["prepare".to_owned()]));
+        assert_eq!(
+            env_of(&c, "LOG_INDEX_PREFIX").and_then(|e| e.value.as_deref()),
+            Some("access-log")
+        );
+        assert_eq!(
+            env_of(&c, "ELASTICSEARCH_URL").and_then(|e| e.value.as_deref()),
+            Some("http://es:9200")
+        );
+        // The URL from its Secret, as Logstash reads it.
+        let c = init(&with_secret_urls());
+        assert_eq!(
+            secret_of(&c, "ELASTICSEARCH_URL"),
+            Some(("campus-es".to_owned(), "url".to_owned()))
+        );
+        // Every pipeline that writes access logs, and only those; without the log API too.
+        let c = init(&format!(
+            "{MINIMAL}  log: {{enabled: false}}\n  logging:\n    logstash:\n      pipelines:\n        \
+             - {{name: a, indexPrefix: logs-a}}\n        - {{name: other, topic: audit, indexPrefix: audit}}\n        \
+             - {{name: b, indexPrefix: logs-b}}\n"
+        ));
+        assert_eq!(c.image.as_deref(), Some("campus-log:0.1.0"));
+        assert_eq!(
+            env_of(&c, "LOG_INDEX_PREFIX").and_then(|e| e.value.as_deref()),
+            Some("logs-a")
+        );
+        assert_eq!(
+            c.args,
+            Some(vec![
+                "prepare".to_owned(),
+                "--also-index-prefix".to_owned(),
+                "logs-b".to_owned()
+            ])
+        );
+        // The native indexer prepares its own: no Logstash, no init container.
+        assert!(
+            deployments(
+                &format!("{MINIMAL}  logging: {{processor: Native}}\n"),
+                &inputs
+            )
+            .iter()
+            .all(|d| d
+                .spec
+                .clone()
+                .unwrap()
+                .template
+                .spec
+                .unwrap()
+                .init_containers
+                .is_none())
+        );
     }
 
     #[test]

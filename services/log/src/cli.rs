@@ -1,5 +1,5 @@
-//! The command line: `campus-log api`, `campus-log worker index` and `campus-log filebeat-config`,
-//! and running them. Every flag has an environment variable (see the README for the full list).
+//! The command line: `campus-log api`, `campus-log worker index`, `campus-log prepare` and
+//! `campus-log filebeat-config`, and running them. Every flag has an environment variable (see the README for the full list).
 
 use anyhow::Context as _;
 use campus_common::config::{EsArgs, HttpArgs, KafkaArgs, OpsArgs};
@@ -34,6 +34,11 @@ pub enum Command {
         #[command(subcommand)]
         worker: WorkerCommand,
     },
+    /// Install the access-log index template and today's index behind the alias of one or more
+    /// index prefixes, waiting out an Elasticsearch that does not answer yet, then exit: what the
+    /// operator runs before Logstash starts (Logstash does not install them), so the log API and
+    /// Kibana find the alias before the first document whichever processor writes it.
+    Prepare(PrepareArgs),
     /// Print a `filebeat.yml` that ships the access lines of files (processes' stdout written to
     /// files, as in the local mode) to the `access-log` topic. In Kubernetes the operator renders
     /// the DaemonSet's from the same schema.
@@ -112,6 +117,18 @@ pub struct ApiArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct PrepareArgs {
+    #[command(flatten)]
+    pub es: EsArgs,
+    #[command(flatten)]
+    pub access_log: AccessLogArgs,
+    /// Further index prefixes to prepare (repeat the flag; the operator passes every Logstash
+    /// pipeline that writes access logs).
+    #[arg(long = "also-index-prefix", value_name = "PREFIX", value_parser = config::parse_index_prefix)]
+    pub also: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct IndexArgs {
     #[command(flatten)]
     pub kafka: KafkaArgs,
@@ -166,6 +183,20 @@ impl Cli {
                 }
                 result
             }
+            Command::Prepare(args) => {
+                let es = client(&args.es)?;
+                let mut prefixes = vec![args.access_log.index_prefix];
+                prefixes.extend(args.also);
+                prefixes.dedup();
+                for prefix in prefixes {
+                    if !install_index_template(es.clone(), prefix.clone(), shutdown.clone()).await {
+                        anyhow::bail!(
+                            "stopped before the index template of {prefix} was installed"
+                        );
+                    }
+                }
+                Ok(())
+            }
             Command::FilebeatConfig(_) => unreachable!("handled above"),
         }
     }
@@ -200,8 +231,9 @@ pub async fn run_api(
     .await
 }
 
-/// Runs [`indexer::prepare`] until it succeeds or `shutdown` fires, with the indexer's backoff.
-async fn install_index_template(es: Es, prefix: String, shutdown: CancellationToken) {
+/// Runs [`indexer::prepare`] until it succeeds or `shutdown` fires, with the indexer's backoff;
+/// true once installed.
+async fn install_index_template(es: Es, prefix: String, shutdown: CancellationToken) -> bool {
     let installed = retry::ride_out(
         &shutdown,
         "elasticsearch",
@@ -217,6 +249,7 @@ async fn install_index_template(es: Es, prefix: String, shutdown: CancellationTo
     if installed.is_ok() {
         tracing::info!(index_prefix = %prefix, "access-log index template and alias installed");
     }
+    installed.is_ok()
 }
 
 fn client(args: &EsArgs) -> anyhow::Result<Es> {

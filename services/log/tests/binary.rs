@@ -89,6 +89,43 @@ fn the_api_refuses_a_bad_index_prefix_in_one_line() {
     );
 }
 
+/// `campus-log prepare` (what the operator runs before Logstash): the index template and today's
+/// index behind the alias of every prefix it is given exist when it exits 0.
+#[tokio::test]
+async fn prepare_installs_the_template_and_alias_of_each_prefix_and_exits() {
+    let (first, second) = (fresh_prefix(), fresh_prefix());
+    let (code, stderr) = run(
+        &["prepare", "--also-index-prefix", &second],
+        &[
+            ("ELASTICSEARCH_URL", testing::es_url()),
+            ("LOG_INDEX_PREFIX", first.clone()),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let http = reqwest::Client::new();
+    for prefix in [&first, &second] {
+        let template = http
+            .get(format!("{}/_index_template/{prefix}", testing::es_url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(template.status(), 200, "the index template {prefix}");
+        let alias: serde_json::Value = http
+            .get(format!("{}/_alias/{prefix}", testing::es_url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let today = campus_common::logschema::index_for(prefix, chrono::Utc::now());
+        assert!(
+            alias.get(&today).is_some(),
+            "{today} behind the alias {prefix}: {alias}"
+        );
+    }
+}
+
 /// A record with an `x-request-id` header that cannot be indexed: the worker's log line about it
 /// names the request id. Then SIGTERM: the worker commits and exits 0.
 #[tokio::test]
