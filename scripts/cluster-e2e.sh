@@ -325,6 +325,8 @@ platform_checks() {
       ok "the coupon reached MySQL through Kafka (GET /coupons?userId=7)" || bad "no coupon of event $ev for user 7 after 60 s"
   else bad "POST /admin/coupon-events on Service $admin: no event id"; fi
   coupon_burst "$ns" "$coupon" "$admin"
+  topic_partitions_grow "$ns" "$admin" "$coupon"
+  logstash_path "$ns"
   hand_edit_reverted "$ns" "$content"
   coupon_roll "$ns" "$coupon" "$admin"
   coupon_pods_deleted "$ns" "$coupon" "$admin"
@@ -332,6 +334,14 @@ platform_checks() {
   second_node_checks "$ns" "$coupon" "$admin" "$content" "$logapi"
   k -n "$ns" delete pod client --wait=false >/dev/null
   rss_figures # (the platform's pods, before uninstall)
+  # Topics as the deletion policy says: Delete (the CRD's default is Retain); checked where Kafka
+  # outlives the release (INFRA=host: the cluster's own Kafka node).
+  local prefix topics_before=""
+  prefix=$(k -n "$ns" get campusplatform "$RELEASE" -o jsonpath='{.status.kafkaPrefix}')
+  if [ "$INFRA" != pods ]; then
+    k -n "$ns" patch campusplatform "$RELEASE" --type merge -p '{"spec":{"topics":{"deletionPolicy":"Delete"}}}' >/dev/null
+    topics_before=$(kafka_topics "$prefix" 2>&1 | wc -w)
+  fi
   t=$(now)
   if KUBECONFIG=$CD/kubeconfig "$HELM" uninstall "$RELEASE" -n "$ns" --wait --timeout 3m >/dev/null; then ok "helm uninstall ($(since "$t") s)"; else bad "helm uninstall"; fi
   # (The garbage collector deletes the platform's last children just after the platform: a minute.)
@@ -349,6 +359,77 @@ platform_checks() {
   fi
   left=$(k get clusterrolebinding -o name | grep -i campus || true)
   [ -z "$left" ] && ok "no Campus ClusterRoleBinding left" || bad "ClusterRoleBindings left: $(echo $left)"
+  if [ "$INFRA" != pods ]; then
+    left=$(kafka_topics "$prefix" 2>&1)
+    [ "$topics_before" -gt 0 ] && [ -z "$left" ] &&
+      ok "deletionPolicy Delete: the platform's $topics_before topics $prefix.* deleted with it" ||
+      bad "deletionPolicy Delete: $topics_before topics before, left: $(echo $left | head -c 300)"
+  fi
+}
+
+# es_addr: the platform's Elasticsearch API as pods reach it (the host's OpenSearch through the
+# Service of campus-host, or the dev infrastructure's pod).
+es_addr() { if [ "$INFRA" = pods ]; then echo "$RELEASE-elasticsearch:9200"; else echo "elasticsearch.$HOST_NS:9200"; fi; }
+
+# logstash_path NS: with Logstash selected, the access-log index template and alias of its
+# pipeline exist before the first document, though Logstash itself cannot run here (no image):
+# the Logstash pod's init container (`campus-log prepare`, the log image) installs them. A prefix
+# of its own (no document ever), then back to the native indexer.
+logstash_path() {
+  local ns=$1 prefix t es; prefix=e2e-logstash-$(date +%s); t=$(now); es=$(es_addr)
+  k -n "$ns" patch campusplatform "$RELEASE" --type merge -p "{\"spec\":{\"logging\":{\"processor\":\"Logstash\",\"logstash\":{\"pipelines\":[{\"name\":\"access-log\",\"indexPrefix\":\"$prefix\"}]}}}}" >/dev/null
+  if (wait_for 120 "Logstash's init container done" logstash_prepared "$ns") &&
+    answers '"name":"'"$prefix"'"' GET "http://$es/_index_template/$prefix" &&
+    answers "\"$prefix\"" GET "http://$es/_alias/$prefix"; then
+    ok "Logstash selected: the index template and alias $prefix exist before any document, Logstash not running ($(since "$t") s; its init container campus-log prepare)"
+  else
+    bad "Logstash selected: no template/alias $prefix: init $(k -n "$ns" get pod -l app.kubernetes.io/component=logstash -o jsonpath='{.items[0].status.initContainerStatuses[0].state}' 2>&1 | head -c 300); $(http_in_pod "$ns" GET "http://$es/_index_template/$prefix" 2>&1 | tail -n 1 | head -c 200)"
+  fi
+  k -n "$ns" patch campusplatform "$RELEASE" --type json -p '[{"op":"replace","path":"/spec/logging/processor","value":"Native"},{"op":"remove","path":"/spec/logging/logstash"}]' >/dev/null
+  (wait_for 120 "the native indexer back, Logstash gone" native_back "$ns") &&
+    ok "back to the native indexer (the Logstash Deployment pruned)" || bad "the native indexer did not come back: $(k -n "$ns" get deploy -o name | tr '\n' ' ')"
+  http_in_pod "$ns" DELETE "http://$es/$prefix-*" >/dev/null 2>&1 || true
+  http_in_pod "$ns" DELETE "http://$es/_index_template/$prefix" >/dev/null 2>&1 || true
+}
+logstash_prepared() {
+  [ "$(k -n "$1" get pod -l app.kubernetes.io/component=logstash -o jsonpath='{.items[0].status.initContainerStatuses[0].state.terminated.exitCode}' 2>/dev/null)" = 0 ]
+}
+native_back() {
+  [ -z "$(k -n "$1" get deploy -l app.kubernetes.io/component=logstash -o name 2>/dev/null)" ] &&
+    deploy_ready_is "$1" "$(deploy_named "$1" log-index)" 1
+}
+
+# topic_partitions_grow NS: a topic's partitions raised in the CampusPlatform reach Kafka (the
+# operator's status reads them back) and the coupon path goes on working on the wider topic.
+topic_partitions_grow() {
+  local ns=$1 admin=$2 coupon=$3 topic have want t ev
+  topic=$(k -n "$ns" get campusplatform "$RELEASE" -o jsonpath='{.status.kafkaPrefix}').coupon.request
+  have=$(topic_partitions "$ns" "$topic"); want=$((${have:-0} + 2)); t=$(now)
+  k -n "$ns" patch campusplatform "$RELEASE" --type merge -p "{\"spec\":{\"topics\":{\"overrides\":[{\"name\":\"coupon.request\",\"partitions\":$want}]}}}" >/dev/null
+  if [ -n "$have" ] && (wait_for 60 "$topic has $want partitions" topic_has "$ns" "$topic" "$want"); then
+    ok "topic $topic grown from $have to $want partitions through the CampusPlatform ($(since "$t") s)"
+  else bad "topic $topic: $(topic_partitions "$ns" "$topic") partitions, want $want (was '$have')"; fi
+  local phase report
+  ev=$(new_event "$ns" "$admin" Partitions 50)
+  [ -n "$ev" ] || { bad "partitions: no coupon event created"; return 0; }
+  burst_start "$ns" burst-partitions "$coupon" --event "$ev" --requests 600 --users 120 --first-user 5000 \
+    --concurrency 16 --expect-issued 50
+  { read -r phase; report=$(cat); } < <(burst_wait "$ns" burst-partitions)
+  if [ "$phase" = Succeeded ] && stored "$ns" "$admin" "$ev" 50; then
+    ok "a burst on the wider topic: event $ev of 50, all stored: $(burst_summary "$report")"
+  else bad "burst on the wider topic ($phase): $(burst_summary "$report"); $(reconcile_line "$ns" "$admin" "$ev")"; fi
+}
+topic_partitions() { k -n "$1" get campusplatform "$RELEASE" -o jsonpath="{.status.topics[?(@.name==\"$2\")].partitions}"; }
+topic_has() { [ "$(topic_partitions "$1" "$2")" = "$3" ]; }
+
+# kafka_topics PREFIX: the cluster's Kafka topics named PREFIX.* (host mode: its node on the veth).
+kafka_topics() {
+  "$VENV/bin/python" - "$HOST_IP:$KAFKA_PORT" "$1" <<'PY'
+import sys
+from kafka.admin import KafkaAdminClient
+admin = KafkaAdminClient(bootstrap_servers=sys.argv[1], client_id="campus-e2e")
+print(" ".join(sorted(t for t in admin.list_topics() if t.startswith(sys.argv[2] + "."))))
+PY
 }
 
 # new_event NS ADMIN_SVC NAME LIMIT: a coupon event open now; prints its id (nothing on failure).

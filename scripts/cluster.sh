@@ -222,7 +222,7 @@ image_busybox() {
 # host's apt uses), for images that need a distribution (a JRE for Kafka, ...).
 image_debian() {
   local suite; suite=$(. /etc/os-release && echo "$VERSION_CODENAME")
-  local tar=$IMAGES/debian-$suite-minbase.tar rootfs=$IMAGES/debian-$suite-minbase.rootfs.tar
+  local tar=$IMAGES/debian-$suite-minbase.tar rootfs=$IMAGES/rootfs/debian-$suite-minbase.tar
   [ -f "$tar" ] && [ -f "$rootfs" ] && return 0
   need_apt debootstrap
   local mirror
@@ -234,8 +234,9 @@ image_debian() {
     { tail -n 20 "$IMAGES/debootstrap.log" >&2; rm -rf "$r"; exit 1; }
   rm -rf "$r/root/var/cache/apt/archives/"*.deb "$r/root/var/lib/apt/lists/"* "$r/root/dev/"* "$r/root/proc/"* "$r/root/sys/"*
   python3 "$ROOT/scripts/oci-image.py" "$tar" "localhost/campus/debian:$suite-minbase" "$r/root" --cmd '["/bin/bash"]'
-  # (and the root itself, the base of the infrastructure images: scripts/infra-images.sh)
-  tar -C "$r/root" -cf "$rootfs.tmp" . && mv "$rootfs.tmp" "$rootfs"
+  # (and the root itself, the base of the infrastructure images (scripts/infra-images.sh): in a
+  # directory of its own, every *.tar of $IMAGES is imported as an image)
+  mkdir -p "$(dirname "$rootfs")"; tar -C "$r/root" -cf "$rootfs.tmp" . && mv "$rootfs.tmp" "$rootfs"
   rm -rf "$r"
   log "Debian $suite minbase image in $(since "$t0") s ($(du -m "$tar" | cut -f1) MB)"
 }

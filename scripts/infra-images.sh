@@ -20,7 +20,7 @@ INFRA_FILES=$ROOT/scripts/infra-images
 # debian_rootfs: the debootstrap minbase root as a plain tar (what image_debian made into an image).
 debian_rootfs() {
   local suite; suite=$(. /etc/os-release && echo "$VERSION_CODENAME")
-  DEBIAN_ROOTFS=$IMAGES/debian-$suite-minbase.rootfs.tar
+  DEBIAN_ROOTFS=$IMAGES/rootfs/debian-$suite-minbase.tar
   [ -f "$DEBIAN_ROOTFS" ] && return 0
   image_debian
 }
