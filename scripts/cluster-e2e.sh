@@ -383,7 +383,7 @@ logstash_path() {
     answers "\"$prefix\"" GET "http://$es/_alias/$prefix"; then
     ok "Logstash selected: the index template and alias $prefix exist before any document, Logstash not running ($(since "$t") s; its init container campus-log prepare)"
   else
-    bad "Logstash selected: no template/alias $prefix: init $(k -n "$ns" get pod -l app.kubernetes.io/component=logstash -o jsonpath='{.items[0].status.initContainerStatuses[0].state}' 2>&1 | head -c 300); $(http_in_pod "$ns" GET "http://$es/_index_template/$prefix" 2>&1 | tail -n 1 | head -c 200)"
+    bad "Logstash selected: no template/alias $prefix: init $(k -n "$ns" get pod -l app.kubernetes.io/component=logstash -o jsonpath='{range .items[*]}{.status.initContainerStatuses}{end}' 2>&1 | head -c 300); $(http_in_pod "$ns" GET "http://$es/_index_template/$prefix" 2>&1 | tail -n 1 | head -c 200)"
   fi
   k -n "$ns" patch campusplatform "$RELEASE" --type json -p '[{"op":"replace","path":"/spec/logging/processor","value":"Native"},{"op":"remove","path":"/spec/logging/logstash"}]' >/dev/null
   (wait_for 120 "the native indexer back, Logstash gone" native_back "$ns") &&
@@ -391,8 +391,10 @@ logstash_path() {
   http_in_pod "$ns" DELETE "http://$es/$prefix-*" >/dev/null 2>&1 || true
   http_in_pod "$ns" DELETE "http://$es/_index_template/$prefix" >/dev/null 2>&1 || true
 }
+# (any Logstash pod: one of an older ReplicaSet may linger, never Ready without its image)
 logstash_prepared() {
-  [ "$(k -n "$1" get pod -l app.kubernetes.io/component=logstash -o jsonpath='{.items[0].status.initContainerStatuses[0].state.terminated.exitCode}' 2>/dev/null)" = 0 ]
+  k -n "$1" get pod -l app.kubernetes.io/component=logstash \
+    -o jsonpath='{range .items[*]}{.status.initContainerStatuses[0].state.terminated.exitCode}{"\n"}{end}' 2>/dev/null | grep -x 0 >/dev/null
 }
 native_back() {
   [ -z "$(k -n "$1" get deploy -l app.kubernetes.io/component=logstash -o name 2>/dev/null)" ] &&
