@@ -24,7 +24,17 @@ use tokio_util::sync::CancellationToken;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// Watch only this namespace (default: every namespace).
+    /// The namespaces whose platforms are reconciled, comma separated, or `*` for every namespace
+    /// (which needs the operator's namespaced rights cluster-wide). Default: the operator's own
+    /// (`POD_NAMESPACE`).
+    #[arg(
+        long,
+        env = "WATCH_NAMESPACES",
+        value_delimiter = ',',
+        conflicts_with = "namespace"
+    )]
+    namespaces: Vec<String>,
+    /// One namespace to watch: the former form of `--namespaces`, still read.
     #[arg(long, env = "WATCH_NAMESPACE")]
     namespace: Option<String>,
     /// Address of `/healthz`, `/readyz` and `/metrics`.
@@ -230,8 +240,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
 
+    let namespaces = controller::watch_namespaces(
+        &cli.namespaces,
+        cli.namespace.as_deref(),
+        &cli.lease_namespace,
+    )
+    .map_err(|e| anyhow::anyhow!("--namespaces/WATCH_NAMESPACES: {e}"))?;
     let settings = Settings {
-        namespace: cli.namespace.clone(),
+        namespaces: namespaces.clone(),
         image_tag: cli.image_tag.clone(),
         resync: Duration::from_secs(cli.resync_seconds),
         lag_interval: Duration::from_secs(cli.lag_interval_seconds),
@@ -259,7 +275,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     metrics.leader.set(1);
-    tracing::info!(%identity, namespace = ?cli.namespace, "leading; reconciling platforms");
+    let watched = if namespaces.is_empty() {
+        "*".to_owned()
+    } else {
+        namespaces.join(",")
+    };
+    tracing::info!(%identity, namespaces = %watched, "leading; reconciling platforms");
     if let Some(file) = cli.apply_platform.clone() {
         tokio::spawn(apply_platform(client.clone(), file, shutdown.clone()));
     }

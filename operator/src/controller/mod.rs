@@ -63,8 +63,10 @@ impl Error {
 /// How the controller behaves.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Watch only this namespace; `None` watches every namespace.
-    pub namespace: Option<String>,
+    /// The namespaces whose platforms are reconciled, one controller each (sharing this
+    /// context); empty: every namespace (`WATCH_NAMESPACES=*`), which needs the namespaced rights
+    /// in every namespace.
+    pub namespaces: Vec<String>,
     /// Tag of the default Campus images.
     pub image_tag: String,
     /// Re-check a healthy platform this often (drift, topics).
@@ -88,7 +90,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            namespace: None,
+            namespaces: Vec::new(),
             image_tag: crate::VERSION.to_owned(),
             resync: Duration::from_secs(300),
             kafka_retry: Duration::from_secs(10),
@@ -100,6 +102,41 @@ impl Default for Settings {
             filebeat_cluster_role: crate::build::DEFAULT_FILEBEAT_CLUSTER_ROLE.to_owned(),
         }
     }
+}
+
+/// The namespaces to watch from `--namespaces` (a list, `*` alone for every namespace: returned
+/// as an empty list) or the older `--namespace` (one), else the operator's own `own`. Blank
+/// entries are ignored, duplicates dropped.
+pub fn watch_namespaces(
+    list: &[String],
+    single: Option<&str>,
+    own: &str,
+) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    let given = list
+        .iter()
+        .map(|n| n.trim())
+        .chain(single.map(str::trim))
+        .filter(|n| !n.is_empty());
+    for n in given {
+        if !out.iter().any(|o| o == n) {
+            out.push(n.to_owned());
+        }
+    }
+    if out.iter().any(|n| n == "*") {
+        return if out.len() == 1 {
+            Ok(Vec::new())
+        } else {
+            Err(format!(
+                "`*` (every namespace) cannot be combined with namespaces: {}",
+                out.join(",")
+            ))
+        };
+    }
+    if out.is_empty() {
+        out.push(own.to_owned());
+    }
+    Ok(out)
 }
 
 /// What every reconcile shares.
@@ -283,10 +320,31 @@ where
         })
 }
 
-/// Runs the controller until `shutdown` resolves.
+/// Runs the controller until `shutdown` resolves: one per watched namespace (each with its own
+/// watches, all sharing `ctx`), or one over every namespace.
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    use futures::FutureExt;
+    let shutdown = shutdown.shared();
+    let scopes: Vec<Option<String>> = if ctx.settings.namespaces.is_empty() {
+        vec![None]
+    } else {
+        ctx.settings.namespaces.iter().cloned().map(Some).collect()
+    };
+    futures::future::join_all(
+        scopes
+            .into_iter()
+            .map(|ns| run_in(ctx.clone(), ns, shutdown.clone())),
+    )
+    .await;
+}
+
+/// One controller over the platforms (and their children) of `ns`, or of every namespace.
+async fn run_in(
+    ctx: Arc<Context>,
+    ns: Option<String>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
     let client = ctx.client.clone();
-    let ns = ctx.settings.namespace.clone();
     let platforms: Api<CampusPlatform> = api(&client, &ns);
     let owned = watcher::Config::default().labels(&format!(
         "app.kubernetes.io/managed-by={}",
@@ -321,6 +379,28 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn watched_namespaces_default_to_the_operators_own_and_star_means_all() {
+        let list = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(watch_namespaces(&[], None, "ops").unwrap(), ["ops"]);
+        assert_eq!(
+            watch_namespaces(&list(&[""]), Some(""), "ops").unwrap(),
+            ["ops"]
+        );
+        assert_eq!(watch_namespaces(&[], Some("a"), "ops").unwrap(), ["a"]);
+        assert_eq!(
+            watch_namespaces(&list(&["a", " b", "a"]), None, "ops").unwrap(),
+            ["a", "b"]
+        );
+        assert!(
+            watch_namespaces(&list(&["*"]), None, "ops")
+                .unwrap()
+                .is_empty()
+        );
+        let err = watch_namespaces(&list(&["*", "a"]), None, "ops").unwrap_err();
+        assert!(err.contains("cannot be combined"), "{err}");
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {

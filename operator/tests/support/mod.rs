@@ -160,7 +160,7 @@ async fn cleanup_namespace(name: &str) {
 /// Settings for an operator under test: short intervals, this namespace only.
 pub fn test_settings(namespace: &str) -> Settings {
     Settings {
-        namespace: Some(namespace.to_owned()),
+        namespaces: vec![namespace.to_owned()],
         image_tag: "test".to_owned(),
         resync: Duration::from_secs(30),
         kafka_retry: Duration::from_millis(500),
