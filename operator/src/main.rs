@@ -78,6 +78,10 @@ struct Cli {
     /// The ClusterRole (installed with the operator) that platforms' Filebeat accounts are bound to.
     #[arg(long, env = "FILEBEAT_CLUSTER_ROLE", default_value = campus_operator::build::DEFAULT_FILEBEAT_CLUSTER_ROLE)]
     filebeat_cluster_role: String,
+    /// The ClusterRoleBinding (installed with the operator, of that ClusterRole) whose subjects
+    /// the operator keeps: the platforms' Filebeat accounts.
+    #[arg(long, env = "FILEBEAT_CLUSTER_ROLE_BINDING", default_value = campus_operator::build::DEFAULT_FILEBEAT_CLUSTER_ROLE_BINDING)]
+    filebeat_cluster_role_binding: String,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -255,6 +259,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         concurrency: cli.concurrency,
         instance: Some(identity.clone()),
         filebeat_cluster_role: cli.filebeat_cluster_role.clone(),
+        filebeat_cluster_role_binding: cli.filebeat_cluster_role_binding.clone(),
         ..Settings::default()
     };
     let ctx = Context::new(client.clone(), settings, metrics.clone());

@@ -40,6 +40,8 @@ pub enum Error {
     },
     #[error("failed to delete the platform's topics")]
     Topics(#[source] TopicError),
+    #[error("{0}")]
+    Conflict(&'static str),
     #[error("failed to run the finalizer")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 }
@@ -49,7 +51,7 @@ impl Error {
     /// Also listed in [`crate::metrics::FAILURE_REASONS`] (each counted from 0).
     pub fn reason(&self) -> &'static str {
         match self {
-            Error::Kube { .. } => "KubeApiFailed",
+            Error::Kube { .. } | Error::Conflict(_) => "KubeApiFailed",
             Error::Topics(e) => e.reason(),
             Error::Finalizer(e) => match e.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(e)
@@ -83,8 +85,12 @@ pub struct Settings {
     pub concurrency: u16,
     /// Name of this instance in events.
     pub instance: Option<String>,
-    /// The ClusterRole that platforms' Filebeat accounts are bound to.
+    /// The ClusterRole that platforms' Filebeat accounts are bound to (only used to create the
+    /// binding below where it is missing and the operator may).
     pub filebeat_cluster_role: String,
+    /// The installation's ClusterRoleBinding of that role, whose subjects are the platforms'
+    /// Filebeat accounts.
+    pub filebeat_cluster_role_binding: String,
 }
 
 impl Default for Settings {
@@ -100,6 +106,8 @@ impl Default for Settings {
             concurrency: 8,
             instance: None,
             filebeat_cluster_role: crate::build::DEFAULT_FILEBEAT_CLUSTER_ROLE.to_owned(),
+            filebeat_cluster_role_binding: crate::build::DEFAULT_FILEBEAT_CLUSTER_ROLE_BINDING
+                .to_owned(),
         }
     }
 }
@@ -152,6 +160,14 @@ pub struct Context {
 }
 
 impl Context {
+    /// The installation's Filebeat binding.
+    pub fn filebeat_binding(&self) -> apply::FilebeatBinding<'_> {
+        apply::FilebeatBinding {
+            name: &self.settings.filebeat_cluster_role_binding,
+            role: &self.settings.filebeat_cluster_role,
+        }
+    }
+
     pub fn new(client: Client, settings: Settings, metrics: Metrics) -> Arc<Self> {
         let recorder = Recorder::new(
             client.clone(),

@@ -64,12 +64,18 @@ async fn apply(cr: Arc<CampusPlatform>, ctx: Arc<Context>) -> Result<Action, Err
         Desired::build(&platform, &inputs(ctx))
     })
     .await;
+    // Where Filebeat's objects were last applied: a move or a disable deletes them there too.
+    let previous_filebeat = cr
+        .status
+        .as_ref()
+        .and_then(|s| s.filebeat_namespace.as_deref());
     let applied = timed(ctx, "apply_children", async {
-        apply::apply_children(&ctx.client, &platform, &desired).await
+        let binding = ctx.filebeat_binding();
+        apply::apply_children(&ctx.client, &platform, &desired, binding, previous_filebeat).await
     })
     .await?;
     let pruned = timed(ctx, "prune", async {
-        apply::prune_children(&ctx.client, &platform, &desired).await
+        apply::prune_children(&ctx.client, &platform, &desired, previous_filebeat).await
     })
     .await?;
     let topics = reconcile_topics(&cr, ctx, &platform).await;
@@ -93,9 +99,7 @@ async fn timed<T>(ctx: &Context, phase: &'static str, step: impl Future<Output =
 
 /// What the builders take besides the platform: the operator's settings.
 fn inputs(ctx: &Context) -> BuildInputs {
-    let mut inputs = BuildInputs::new(ctx.settings.image_tag.clone());
-    inputs.filebeat_cluster_role = ctx.settings.filebeat_cluster_role.clone();
-    inputs
+    BuildInputs::new(ctx.settings.image_tag.clone())
 }
 
 /// A paused platform: `Ready=False/Paused`, the rest of its status kept, nothing touched.
@@ -280,7 +284,12 @@ async fn write_status(
     };
     let was_ready = status::condition(cr, status::READY).map(|c| c.status == "True");
     let now_ready = conds[0].ok;
-    let st = status::build(cr, &conds, topic_statuses, workloads);
+    let mut st = status::build(cr, &conds, topic_statuses, workloads);
+    st.filebeat_namespace = platform
+        .logging
+        .filebeat
+        .as_ref()
+        .map(|fb| fb.namespace.clone());
     status::write(&platforms(cr, ctx), cr, st).await?;
     if was_ready != Some(now_ready) && (now_ready || was_ready.is_some()) {
         if now_ready {
@@ -425,10 +434,11 @@ async fn scale(cr: &CampusPlatform, ctx: &Context, platform: &mut Platform) {
 }
 
 /// Applies the deletion policy to the topics, then lets the platform go. Children go with it
-/// (owner references); cluster-scoped RBAC is deleted here. When Kafka stays unreachable,
+/// (owner references); Filebeat's objects in another namespace and its subject in the Filebeat
+/// binding are deleted here. When Kafka stays unreachable,
 /// deletion gives up after the grace period instead of blocking forever.
 async fn cleanup(cr: Arc<CampusPlatform>, ctx: Arc<Context>) -> Result<Action, Error> {
-    apply::delete_cluster_children(&ctx.client, &cr).await?;
+    apply::delete_unowned_children(&ctx.client, &cr, ctx.filebeat_binding()).await?;
     if cr.spec.topics.deletion_policy == DeletionPolicy::Retain || cr.paused() {
         ctx.event(
             &cr,
@@ -542,7 +552,12 @@ fn previous_topic(cr: &CampusPlatform, name: &str) -> Option<crate::crd::TopicSt
 
 /// Names of the logging workloads (they make up `LoggingReady`).
 fn logging_workloads(p: &Platform) -> Vec<String> {
-    let mut names = vec![crate::build::config_map::filebeat_name(p)];
+    let mut names: Vec<String> = p
+        .logging
+        .filebeat
+        .iter()
+        .map(|fb| crate::build::config_map::filebeat_name(p, fb))
+        .collect();
     match p.logging.processor {
         Processor::Logstash(_) => names.push(crate::build::deployment::logstash_name(p)),
         Processor::Native => names.extend(

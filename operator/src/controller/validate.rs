@@ -239,6 +239,12 @@ pub fn validate(cr: &CampusPlatform) -> Result<Platform, Invalid> {
             );
         }
     }
+    if let Some(ns) = &logging.filebeat.namespace {
+        need(
+            valid_dns_label(ns),
+            &format!("logging.filebeat.namespace: `{ns}` is not a namespace name"),
+        );
+    }
     for ns in &logging.filebeat.namespaces {
         need(
             valid_dns_label(ns),
@@ -382,6 +388,10 @@ fn platform(
     let l = &s.logging;
     let fb = &l.filebeat;
     let filebeat = fb.enabled.then(|| Filebeat {
+        namespace: fb
+            .namespace
+            .clone()
+            .unwrap_or_else(|| cr.namespace().unwrap_or_default()),
         image: fb.image.clone(),
         namespaces: if fb.all_namespaces {
             Vec::new()

@@ -31,6 +31,11 @@ pub struct CampusPlatformStatus {
     /// default when first reconciled); kept so that a changed default never renames topics.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kafka_prefix: Option<String>,
+    /// The namespace Filebeat's objects were last applied in (`spec.logging.filebeat.namespace`
+    /// or the platform's): when it changes or Filebeat is disabled, the operator deletes them
+    /// there too (they carry no owner reference outside the platform's namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filebeat_namespace: Option<String>,
 }
 
 /// One topic as the operator last saw it.
