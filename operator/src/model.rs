@@ -66,8 +66,11 @@ impl Platform {
 pub struct Kafka {
     /// Bootstrap servers as the spec gives them (each checked to be `host:port`).
     pub brokers: String,
-    /// Extra librdkafka properties of the Campus clients.
+    /// Extra librdkafka properties of the Campus clients (none of them a credential).
     pub properties: BTreeMap<String, String>,
+    /// The Secret whose keys are more properties (the credentials), read by the containers as
+    /// `KAFKA_PROPERTY_<key>` variables.
+    pub properties_secret: Option<String>,
 }
 
 /// Where a URL comes from.
