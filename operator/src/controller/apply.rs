@@ -149,8 +149,8 @@ impl Apis {
 /// The installation's Filebeat ClusterRoleBinding, whose subjects the operator keeps.
 #[derive(Debug, Clone, Copy)]
 pub struct FilebeatBinding<'a> {
-    /// Its name (`--filebeat-cluster-role-binding`): the operator may get, update and patch it
-    /// alone.
+    /// Its name (`--filebeat-cluster-role-binding`): the one binding the operator may get and
+    /// update.
     pub name: &'a str,
     /// Its ClusterRole (`--filebeat-cluster-role`), used only to create the binding where it is
     /// missing and the operator may create it (a development cluster; never with its RBAC).
