@@ -16,7 +16,8 @@
 #                                    .github/workflows/release.yaml
 #   scripts/chart-test.sh install    helm install/upgrade into the API server; the operator reconciles
 #                                    the sample platform
-#                                    (+ the helm test pod's URLs against the Services the operator made)
+#                                    (+ the helm test pod's URLs against the Services the operator made,
+#                                    the chart's RBAC per watched namespace with kubectl auth can-i)
 #   scripts/chart-test.sh local      scripts/local.sh up, smoke (a request to each API), the alerts' and
 #                                    dashboard's metrics against every process's /metrics
 #                                    (scripts/check-metrics.py; an operator runs against the API server), down
@@ -401,8 +402,9 @@ reconcile_checks() {
     "${KUBECTL[@]}" apply -f - >/dev/null || { bad "could not create the credentials Secret in $ns"; return; }
   # The operator's ServiceAccount and RBAC come from the chart (no pod runs: replicas 0); the process
   # below impersonates that ServiceAccount, so it can only do what the chart's least RBAC allows.
+  # (operator.watchNamespaces left at its default: the release namespace alone.)
   if ! "$HELM" install "$release" "$CHART" -n "$ns" --set crds.install=false --set operator.replicas=0 \
-      --set operator.watchNamespace="$ns" --set platform.enabled=true --set platform.name=$platform --set platform.kafkaPrefix=chart-reconcile \
+      --set platform.enabled=true --set platform.name=$platform --set platform.kafkaPrefix=chart-reconcile \
       --set platform.logProcessor=Native --set expose.enabled=true --set expose.type=ClusterIP \
       --set platform.external.kafkaBrokers="$CAMPUS_TEST_KAFKA_BROKERS" \
       --set platform.external.elasticsearchUrl="$CAMPUS_TEST_ES_URL" \
@@ -418,24 +420,25 @@ for u in cfg["users"]:
     u["user"]["as-groups"] = ["system:serviceaccounts", f"system:serviceaccounts:{sys.argv[4]}", "system:authenticated"]
 yaml.safe_dump(cfg, open(sys.argv[2], "w"))
 PY
-  # What the chart's RBAC grants the operator with watchNamespace set, and what it refuses.
+  # What the chart's RBAC grants the operator by default (the release namespace), and what it refuses.
   local role=$release-campus-operator verdicts="" want_verdicts
   for q in "create deployments -n $ns" "delete configmaps -n $ns" "update leases/$role -n $ns" \
-      "bind clusterroles/$role-filebeat" "create clusterrolebindings" \
+      "bind clusterroles/$role-filebeat" "update clusterrolebindings/$role-filebeat" "create clusterrolebindings" \
       "delete clusterroles/cluster-admin" "bind clusterroles/cluster-admin" "create clusterroles" \
       "update leases/kube-scheduler -n kube-system" "create deployments -n kube-system" \
       "create deployments -n default" "get secrets -n $ns" "list pods -n $ns"; do
     # shellcheck disable=SC2086
     verdicts+="$(KUBECONFIG=$OUT/operator-kubeconfig "${KUBECTL[@]}" auth can-i $q 2>/dev/null || true) "
   done
-  want_verdicts="yes yes yes yes yes no no no no no no no no "
+  want_verdicts="yes yes yes yes yes no no no no no no no no no "
   if [ "$verdicts" = "$want_verdicts" ]; then
-    ok "kubectl auth can-i as the operator (watchNamespace): its namespace's children, its Lease and Filebeat's role only; not cluster-admin, kube-system, other namespaces, Secrets"
+    ok "kubectl auth can-i as the operator (default: the release namespace): its namespace's children, its Lease, the Filebeat binding's subjects only; not cluster-admin, kube-system, other namespaces, Secrets, new bindings"
   else bad "kubectl auth can-i as the operator: got '$verdicts', want '$want_verdicts'"; fi
   # The sample platform of the chart, applied by the operator itself (as in its pod: --apply-platform).
   platform_manifest "$release" "$ns" "$OUT/reconcile-platform.yaml" || { bad "no platform ConfigMap in $ns"; return; }
   KUBECONFIG=$OUT/operator-kubeconfig RUST_LOG=info setsid "$op" --namespace "$ns" \
     --lease-namespace "$ns" --lease-name "$role" --filebeat-cluster-role "$role-filebeat" \
+    --filebeat-cluster-role-binding "$role-filebeat" \
     --apply-platform "$OUT/reconcile-platform.yaml" --ops-addr 127.0.0.1:0 >"$OUT/operator.log" 2>&1 &
   local pid=$!
   local want="$platform-content-api $platform-content-inspection $platform-content-cache $platform-content-inbox $platform-content-index $platform-coupon-api $platform-coupon-issue $platform-log-api $platform-log-index"
@@ -794,11 +797,69 @@ print(",".join(s["name"] for s in t.get("imagePullSecrets", [])) or "-",
   done
 }
 
+# (install) The chart's RBAC asked with `kubectl auth can-i` as the operator's ServiceAccount, for the
+# namespaces it is given: operator.watchNamespaces (two namespaces, none of them the default) gets the
+# namespaced rights in exactly those, operator.filebeatNamespaces Filebeat's objects alone; never
+# cluster-admin, a kube-system Lease, kube-system, another ClusterRoleBinding than the Filebeat one.
+# Then watchNamespaces ["*"]: the documented trade-off, kube-system included.
+rbac_checks() {
+  if [ -z "${KUBECONFIG:-}" ] || ! "${KUBECTL[@]}" get --raw /readyz >/dev/null 2>&1; then bad "RBAC checks: no API server"; return; fi
+  local ns=campus-chart-rbac release=rbac-test n
+  local other=$ns-other logs=$ns-logs role=$release-campus-operator
+  local as="system:serviceaccount:$ns:$role"
+  "$HELM" uninstall "$release" -n "$ns" --no-hooks >/dev/null 2>&1 || true
+  for n in "$ns" "$other" "$logs"; do
+    "${KUBECTL[@]}" delete namespace "$n" --wait=true --timeout=60s >/dev/null 2>&1 || true
+    "${KUBECTL[@]}" create namespace "$n" >/dev/null || { bad "RBAC checks: cannot create namespace $n"; return; }
+  done
+  local base=(-n "$ns" --set crds.install=false --set operator.replicas=0 --set platform.enabled=false --set tests.enabled=false)
+  if ! "$HELM" install "$release" "$CHART" "${base[@]}" --set-json "operator.watchNamespaces=[\"$ns\",\"$other\"]" \
+      --set-json "operator.filebeatNamespaces=[\"$logs\"]" >"$OUT/rbac-install.log" 2>&1; then
+    cat "$OUT/rbac-install.log" >&2; bad "RBAC checks: helm install with watchNamespaces and filebeatNamespaces"; return
+  fi
+  local q verdicts="" want=""
+  # "verdict|question": what the operator needs, then what it must never have.
+  local cases=("yes|create deployments -n $ns" "yes|delete services -n $other" "yes|watch campusplatforms -n $other"
+    "yes|patch daemonsets -n $logs" "yes|delete configmaps -n $logs" "yes|update leases/$role -n $ns"
+    "yes|update clusterrolebindings/$role-filebeat" "yes|bind clusterroles/$role-filebeat"
+    "no|create deployments -n $logs" "no|create deployments -n default" "no|create deployments -n kube-system"
+    "no|delete clusterroles/cluster-admin" "no|bind clusterroles/cluster-admin" "no|create clusterroles"
+    "no|update leases/kube-scheduler -n kube-system" "no|update leases/$role -n kube-system" "no|create leases -n kube-system"
+    "no|delete clusterrolebindings/cluster-admin" "no|update clusterrolebindings/cluster-admin"
+    "no|delete clusterrolebindings/$role-cluster" "no|create clusterrolebindings" "no|get secrets -n $ns")
+  for q in "${cases[@]}"; do
+    want+="${q%%|*} "
+    # shellcheck disable=SC2086
+    verdicts+="$("${KUBECTL[@]}" auth can-i --as="$as" ${q#*|} 2>/dev/null || true) "
+  done
+  if [ "$verdicts" = "$want" ]; then
+    ok "kubectl auth can-i as the operator (watchNamespaces [$ns, $other], filebeatNamespaces [$logs]): ${#cases[@]} answers as intended (no cluster-admin, kube-system Lease or Deployment, other ClusterRoleBinding, Secret)"
+  else
+    local i=0 diff=""
+    for q in "${cases[@]}"; do
+      i=$((i + 1)); local got; got=$(cut -d' ' -f$i <<<"$verdicts")
+      [ "$got" = "${q%%|*}" ] || diff+=" [${q#*|}: $got]"
+    done
+    bad "kubectl auth can-i as the operator: unexpected$diff"
+  fi
+  # watchNamespaces ["*"]: the namespaced rights in every namespace (the trade-off values.yaml names).
+  local wide
+  if "$HELM" upgrade "$release" "$CHART" "${base[@]}" --set-json 'operator.watchNamespaces=["*"]' >"$OUT/rbac-upgrade.log" 2>&1; then
+    wide="$("${KUBECTL[@]}" auth can-i --as="$as" create deployments -n kube-system 2>/dev/null || true) $("${KUBECTL[@]}" auth can-i --as="$as" delete clusterroles/cluster-admin 2>/dev/null || true)"
+    [ "$wide" = "yes no" ] && ok "watchNamespaces [\"*\"]: the namespaced rights cluster-wide (kube-system too, as documented), still no cluster-admin" ||
+      bad "watchNamespaces [\"*\"]: can-i create deployments -n kube-system, delete clusterroles/cluster-admin: '$wide'"
+    local env; env=$("${KUBECTL[@]}" -n "$ns" get deploy "$role" -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name=="WATCH_NAMESPACES")].value}')
+    [ "$env" = "*" ] && ok "the operator Deployment gets WATCH_NAMESPACES=*" || bad "WATCH_NAMESPACES of the operator: '$env'"
+  else cat "$OUT/rbac-upgrade.log" >&2; bad "helm upgrade with watchNamespaces [\"*\"]"; fi
+  "$HELM" uninstall "$release" -n "$ns" --no-hooks >/dev/null 2>&1 || true
+  for n in "$ns" "$other" "$logs"; do "${KUBECTL[@]}" delete namespace "$n" --wait=false >/dev/null 2>&1 || true; done
+}
+
 case ${1:-all} in
   static) static_checks; skaffold_checks; chart_docs_checks; pod_security_checks; image_checks; auth_checks; kafka_ui_checks; helm_test_checks; release_workflow_checks; platform_pull_secret_checks ;;
-  install) install_checks; helm_test_service_checks; psa_checks ;;
+  install) install_checks; helm_test_service_checks; psa_checks; rbac_checks ;;
   local) local_checks ;;
-  all) static_checks; skaffold_checks; chart_docs_checks; pod_security_checks; image_checks; auth_checks; kafka_ui_checks; helm_test_checks; release_workflow_checks; platform_pull_secret_checks; install_checks; helm_test_service_checks; psa_checks; local_checks ;;
+  all) static_checks; skaffold_checks; chart_docs_checks; pod_security_checks; image_checks; auth_checks; kafka_ui_checks; helm_test_checks; release_workflow_checks; platform_pull_secret_checks; install_checks; helm_test_service_checks; psa_checks; rbac_checks; local_checks ;;
   *) echo "usage: $0 [static|install|local|all]" >&2; exit 2 ;;
 esac
 checks_end

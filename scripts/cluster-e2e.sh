@@ -256,17 +256,31 @@ platform_checks() {
   holder=$(k -n "$ns" get lease -o jsonpath='{.items[*].spec.holderIdentity}')
   grep -qw "$op" <<<"$holder" && ok "the operator pod $op holds the Lease" || bad "Lease holder '$holder', operator pod '$op'"
   local sa; sa=$(k -n "$ns" get pod "$op" -o jsonpath='{.spec.serviceAccountName}')
-  # (ClusterRoleBindings it may create: the Filebeat binding; Kubernetes cannot limit `create` by name.)
-  local as="system:serviceaccount:$ns:$sa" denied=""
-  [ "$(k auth can-i --as="$as" create clusterroles 2>/dev/null)" = no ] || denied+=" create-clusterroles"
-  [ "$(k auth can-i --as="$as" bind clusterrole/cluster-admin 2>/dev/null)" = no ] || denied+=" bind-cluster-admin"
-  [ "$(k auth can-i --as="$as" -n kube-system get secrets 2>/dev/null)" = no ] || denied+=" kube-system-secrets"
-  [ -z "$denied" ] && ok "RBAC enforced: $sa cannot create ClusterRoles, bind cluster-admin or read kube-system Secrets" ||
-    bad "RBAC: $sa may:$denied"
+  # (Its rights: a RoleBinding in $ns, Filebeat's objects in $FILEBEAT_NS, the Filebeat binding by name.)
+  local as="system:serviceaccount:$ns:$sa" denied="" q
+  for q in "create clusterroles" "bind clusterrole/cluster-admin" "delete clusterrole/cluster-admin" \
+      "-n kube-system get secrets" "-n kube-system update leases/kube-scheduler" "-n kube-system create deployments" \
+      "-n $FILEBEAT_NS create deployments" "create clusterrolebindings" "delete clusterrolebinding/cluster-admin"; do
+    # shellcheck disable=SC2086
+    [ "$(k auth can-i --as="$as" $q 2>/dev/null)" = no ] || denied+=" [$q]"
+  done
+  for q in "-n $ns create deployments" "-n $FILEBEAT_NS patch daemonsets" "update clusterrolebinding/$sa-filebeat"; do
+    # shellcheck disable=SC2086
+    [ "$(k auth can-i --as="$as" $q 2>/dev/null)" = yes ] || denied+=" [cannot: $q]"
+  done
+  [ -z "$denied" ] && ok "RBAC enforced: $sa cannot create ClusterRoles or ClusterRoleBindings, touch cluster-admin, kube-system (Secrets, a Lease, Deployments) or more than Filebeat in $FILEBEAT_NS; it can what it needs" ||
+    bad "RBAC: $sa:$denied"
+  # Pod Security: the release namespace enforces restricted (every pod the chart and the operator
+  # made was admitted under it), Filebeat's namespace privileged.
+  local levels; levels=$(k get namespace "$ns" "$FILEBEAT_NS" -o jsonpath='{range .items[*]}{.metadata.labels.pod-security\.kubernetes\.io/enforce} {end}')
+  [ "$levels" = "restricted privileged " ] && ok "Pod Security: $ns enforces restricted, $FILEBEAT_NS (Filebeat) privileged" ||
+    bad "Pod Security levels of $ns and $FILEBEAT_NS: '$levels'"
   # A client pod in the release namespace: names resolve through CoreDNS there too.
   k -n "$ns" delete pod client --ignore-not-found --wait=true >/dev/null 2>&1 || true
+  # (The namespace enforces restricted: the client runs as nobody, as every pod there must.)
   k -n "$ns" run client --image="localhost/campus/debian:$(. /etc/os-release && echo "$VERSION_CODENAME")-minbase" \
-    --image-pull-policy=Never --restart=Never -- sleep 3600 >/dev/null
+    --image-pull-policy=Never --restart=Never --override-type=strategic --overrides="$(restricted_overrides client "" 65534)" \
+    -- sleep 3600 >/dev/null
   k -n "$ns" wait --for=condition=Ready pod/client --timeout=60s >/dev/null
   # (the dev infrastructure's checks ask OpenSearch through its Service from the client pod)
   if [ "$INFRA" = pods ]; then infra_checks "$ns"; fi
@@ -302,15 +316,17 @@ platform_checks() {
   # the log API finds the requests above.
   local logapi ds
   logapi=$(grep -- '-log-api$' <<<"$svcs" | head -n 1)
-  (wait_for 60 "Filebeat ready" filebeat_ready "$ns") || true
-  ds=$(filebeat_ds "$ns")
-  filebeat_ready "$ns" && ok "Filebeat DaemonSet ready ($ds, image $(k -n "$ns" get ds -o jsonpath='{.items[0].spec.template.spec.containers[0].image}'))" ||
-    { bad "Filebeat DaemonSet: '$ds'"; k -n "$ns" logs ds/"${ds%% *}" --tail=20 2>&1 | sed 's/^/    /'; }
+  # (Filebeat lives in a namespace of its own, Pod Security privileged: its hostPath volumes.)
+  (wait_for 60 "Filebeat ready" filebeat_ready "$FILEBEAT_NS") || true
+  ds=$(filebeat_ds "$FILEBEAT_NS")
+  filebeat_ready "$FILEBEAT_NS" && ok "Filebeat DaemonSet ready in $FILEBEAT_NS ($ds, image $(k -n "$FILEBEAT_NS" get ds -o jsonpath='{.items[0].spec.template.spec.containers[0].image}'))" ||
+    { bad "Filebeat DaemonSet in $FILEBEAT_NS: '$ds'"; k -n "$FILEBEAT_NS" logs ds/"${ds%% *}" --tail=20 2>&1 | sed 's/^/    /'; }
+  [ -z "$(k -n "$ns" get ds -o name 2>/dev/null)" ] && ok "no DaemonSet in $ns (restricted)" || bad "DaemonSets in $ns: $(k -n "$ns" get ds -o name | tr '\n' ' ')"
   if [ -n "$id" ] && [ -n "$logapi" ]; then
     until_in_pod 180 '"total":[1-9]' GET "http://$logapi/logs/search?path=/posts/$id&method=PUT" &&
       ok "the PUT of post $id found by /logs/search (Filebeat -> Kafka -> campus-log index -> OpenSearch)" ||
       { bad "the PUT of post $id not in /logs/search after 180 s: $(http_in_pod "$ns" GET "http://$logapi/logs/search?path=/posts/$id" 2>&1 | tail -n 1 | head -c 300)";
-        k -n "$ns" logs ds/"${ds%% *}" --tail=15 2>&1 | grep -v 'no valid /etc/<distrib>-release' | sed 's/^/    /'
+        k -n "$FILEBEAT_NS" logs ds/"${ds%% *}" --tail=15 2>&1 | grep -v 'no valid /etc/<distrib>-release' | sed 's/^/    /'
         # (which hop lost it: every request the indexer stored, the indexer's own log and lag)
         echo "    all access logs: $(http_in_pod "$ns" GET "http://$logapi/logs/search?size=1" 2>&1 | tail -n 1 | head -c 300)"
         worker_diag "$ns" log-index; }
@@ -357,6 +373,10 @@ platform_checks() {
       ok "no pod left in $ns (the dev infrastructure's too)" || bad "pods left in $ns: $(k -n "$ns" get pod -o name | tr '\n' ' ')"
     k -n "$ns" delete secret "$RELEASE-infra-credentials" --ignore-not-found >/dev/null
   fi
+  # Filebeat's objects in its namespace carry no owner reference: the platform's finalizer deleted them.
+  left=$(k -n "$FILEBEAT_NS" get ds,cm,sa -l app.kubernetes.io/managed-by=campus-operator -o name 2>/dev/null || true)
+  [ -z "$left" ] && ok "helm uninstall leaves no Filebeat object in $FILEBEAT_NS (deleted by the platform's finalizer)" ||
+    bad "left in $FILEBEAT_NS after uninstall: $(echo $left)"
   left=$(k get clusterrolebinding -o name | grep -i campus || true)
   [ -z "$left" ] && ok "no Campus ClusterRoleBinding left" || bad "ClusterRoleBindings left: $(echo $left)"
   if [ "$INFRA" != pods ]; then
@@ -446,8 +466,22 @@ burst_start() {
   local ns=$1 pod=$2 svc=$3; shift 3
   k -n "$ns" delete pod "$pod" --ignore-not-found --wait=true >/dev/null 2>&1 || true
   k -n "$ns" run "$pod" --image="localhost/campus-coupon:${TAG:-dev}" --image-pull-policy=Never --restart=Never \
-    ${BURST_NODE:+--overrides="{\"apiVersion\":\"v1\",\"spec\":{\"nodeName\":\"$BURST_NODE\"}}"} -- \
+    --override-type=strategic --overrides="$(restricted_overrides "$pod" "${BURST_NODE:-}")" -- \
     burst --url "http://$svc" "$@" >/dev/null
+}
+
+# restricted_overrides CONTAINER [NODE] [UID]: `kubectl run --override-type=strategic --overrides` for a
+# pod the release namespace (Pod Security restricted) admits: non-root (UID when the image runs as
+# root), RuntimeDefault seccomp, no capabilities, no privilege escalation; on NODE when given.
+restricted_overrides() {
+  python3 -c 'import json, sys
+name, node, uid = sys.argv[1], sys.argv[2], sys.argv[3]
+pod = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+if uid: pod["runAsUser"] = pod["runAsGroup"] = int(uid)
+spec = {"securityContext": pod, "containers": [{"name": name, "securityContext": {
+    "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}}]}
+if node: spec["nodeName"] = node
+print(json.dumps({"apiVersion": "v1", "spec": spec}))' "$1" "${2:-}" "${3:-}"
 }
 
 # burst_wait NS POD: waits (3 min) for the burst pod to end; prints its phase, then its JSON report.
@@ -793,8 +827,8 @@ second_node_checks() {
   (wait_for 60 "kube-proxy's Service rules in node 2" node2_service_rules) || true
   local kp; kp=$( (use_node 2; node_exec iptables-save) | grep -c '^-A KUBE-' || true)
   node2_service_rules && ok "node 2 has kube-proxy's rules of its own ($kp KUBE- rules)" || bad "no kube-proxy Service rules in node 2 ($kp KUBE- rules)"
-  (wait_for 120 "Filebeat on both nodes" filebeat_on "$ns" 2) && ok "Filebeat on both nodes ($(filebeat_ds "$ns"))" ||
-    bad "Filebeat not on both nodes: $(filebeat_ds "$ns")"
+  (wait_for 120 "Filebeat on both nodes" filebeat_on "$FILEBEAT_NS" 2) && ok "Filebeat on both nodes ($(filebeat_ds "$FILEBEAT_NS"))" ||
+    bad "Filebeat not on both nodes: $(filebeat_ds "$FILEBEAT_NS")"
   # A new version of the images, as a user upgrades: the same images under a new tag on every node.
   local tag=e2e-upgrade ctr=(ctr --address /run/containerd/containerd.sock -n k8s.io)
   for i in $(node_indexes); do

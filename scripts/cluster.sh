@@ -769,6 +769,9 @@ YAML
 CAMPUS_IMAGES="operator content coupon log"
 RELEASE=campus
 RELEASE_NS=campus
+# Filebeat's namespace: helm/cluster-values.yaml's platform.extraSpec.logging.filebeat.namespace and
+# operator.filebeatNamespaces name it too.
+FILEBEAT_NS=campus-logging
 HELM=$CAMPUS_CACHE/bin/helm
 CLUSTER_DBS="campus_cluster_content campus_cluster_coupon"
 
@@ -796,6 +799,20 @@ import_infra_images() {
   touch "$CD/infra-images"
 }
 
+# release_namespaces: the release namespace enforcing the `restricted` Pod Security Standard (every
+# pod the chart and the operator make there meets it), and Filebeat's, `privileged` (its hostPath
+# volumes, the nodes' logs, are allowed by no other level). Both exist before the install: the chart
+# binds the operator's rights in them.
+release_namespaces() {
+  local ns level
+  for ns in "$RELEASE_NS:restricted" "$FILEBEAT_NS:privileged"; do
+    level=${ns#*:} ns=${ns%%:*}
+    k create namespace "$ns" --dry-run=client -o yaml | k apply -f - >/dev/null
+    k label --overwrite namespace "$ns" "pod-security.kubernetes.io/enforce=$level" \
+      "pod-security.kubernetes.io/enforce-version=latest" "pod-security.kubernetes.io/warn=$level" >/dev/null
+  done
+}
+
 # platform: `helm install` of helm/campus with helm/cluster-values.yaml; waits for the CampusPlatform
 # to be Ready. INFRA=host: against the host's servers (the cluster up with INFRA=host); INFRA=pods
 # (`platform --infra pods`): the chart's dev infrastructure in pods (see helm_campus).
@@ -810,7 +827,7 @@ platform() {
   log "Campus images imported ($(since "$t0") s)"
   if [ "$INFRA" = pods ]; then
     local t1; t1=$(now)
-    k create namespace "$RELEASE_NS" --dry-run=client -o yaml | k apply -f - >/dev/null
+    release_namespaces
     helm_campus
     wait_for 600 "CampusPlatform Ready" platform_ready
     log "helm install (dev infrastructure in pods) to CampusPlatform Ready: $(since "$t1") s"
@@ -822,7 +839,7 @@ platform() {
   for db in $CLUSTER_DBS; do sql+="CREATE DATABASE IF NOT EXISTS \`$db\`; "; done
   mariadb --protocol=tcp -h127.0.0.1 -P3306 -uroot -e "$sql"
   local h=campus-host.svc
-  k create namespace "$RELEASE_NS" --dry-run=client -o yaml | k apply -f - >/dev/null
+  release_namespaces
   k -n "$RELEASE_NS" create secret generic campus-host-credentials --dry-run=client -o yaml \
     --from-literal=mysql-url-content="mysql://root@mysql.$h:3306/campus_cluster_content" \
     --from-literal=mysql-url-coupon="mysql://root@mysql.$h:3306/campus_cluster_coupon" \

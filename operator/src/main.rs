@@ -24,7 +24,17 @@ use tokio_util::sync::CancellationToken;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// Watch only this namespace (default: every namespace).
+    /// The namespaces whose platforms are reconciled, comma separated, or `*` for every namespace
+    /// (which needs the operator's namespaced rights cluster-wide). Default: the operator's own
+    /// (`POD_NAMESPACE`).
+    #[arg(
+        long,
+        env = "WATCH_NAMESPACES",
+        value_delimiter = ',',
+        conflicts_with = "namespace"
+    )]
+    namespaces: Vec<String>,
+    /// One namespace to watch: the former form of `--namespaces`, still read.
     #[arg(long, env = "WATCH_NAMESPACE")]
     namespace: Option<String>,
     /// Address of `/healthz`, `/readyz` and `/metrics`.
@@ -72,6 +82,10 @@ struct Cli {
     /// The ClusterRole (installed with the operator) that platforms' Filebeat accounts are bound to.
     #[arg(long, env = "FILEBEAT_CLUSTER_ROLE", default_value = campus_operator::build::DEFAULT_FILEBEAT_CLUSTER_ROLE)]
     filebeat_cluster_role: String,
+    /// The ClusterRoleBinding (installed with the operator, of that ClusterRole) whose subjects
+    /// the operator keeps: the platforms' Filebeat accounts.
+    #[arg(long, env = "FILEBEAT_CLUSTER_ROLE_BINDING", default_value = campus_operator::build::DEFAULT_FILEBEAT_CLUSTER_ROLE_BINDING)]
+    filebeat_cluster_role_binding: String,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -234,8 +248,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
 
+    let namespaces = controller::watch_namespaces(
+        &cli.namespaces,
+        cli.namespace.as_deref(),
+        &cli.lease_namespace,
+    )
+    .map_err(|e| anyhow::anyhow!("--namespaces/WATCH_NAMESPACES: {e}"))?;
     let settings = Settings {
-        namespace: cli.namespace.clone(),
+        namespaces: namespaces.clone(),
         image_tag: cli.image_tag.clone(),
         image_registry: cli.image_registry.clone(),
         resync: Duration::from_secs(cli.resync_seconds),
@@ -244,6 +264,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         concurrency: cli.concurrency,
         instance: Some(identity.clone()),
         filebeat_cluster_role: cli.filebeat_cluster_role.clone(),
+        filebeat_cluster_role_binding: cli.filebeat_cluster_role_binding.clone(),
         ..Settings::default()
     };
     let ctx = Context::new(client.clone(), settings, metrics.clone());
@@ -264,7 +285,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     metrics.leader.set(1);
-    tracing::info!(%identity, namespace = ?cli.namespace, "leading; reconciling platforms");
+    let watched = if namespaces.is_empty() {
+        "*".to_owned()
+    } else {
+        namespaces.join(",")
+    };
+    tracing::info!(%identity, namespaces = %watched, "leading; reconciling platforms");
     if let Some(file) = cli.apply_platform.clone() {
         tokio::spawn(apply_platform(client.clone(), file, shutdown.clone()));
     }

@@ -53,6 +53,14 @@ impl Platform {
         self.services.iter().find(|s| s.service == service)
     }
 
+    /// Whether Filebeat's objects live outside the platform's namespace (no owner reference).
+    pub fn filebeat_elsewhere(&self) -> bool {
+        self.logging
+            .filebeat
+            .as_ref()
+            .is_some_and(|fb| fb.namespace != self.namespace)
+    }
+
     /// The services whose API runs: content, coupon, log, in that order. Each has a Deployment,
     /// a Service and a PodDisruptionBudget.
     pub fn apis(&self) -> impl Iterator<Item = &ServiceSettings> {
@@ -65,8 +73,11 @@ impl Platform {
 pub struct Kafka {
     /// Bootstrap servers as the spec gives them (each checked to be `host:port`).
     pub brokers: String,
-    /// Extra librdkafka properties of the Campus clients.
+    /// Extra librdkafka properties of the Campus clients (none of them a credential).
     pub properties: BTreeMap<String, String>,
+    /// The Secret whose keys are more properties (the credentials), read by the containers as
+    /// `KAFKA_PROPERTY_<key>` variables.
+    pub properties_secret: Option<String>,
 }
 
 /// Where a URL comes from.
@@ -162,6 +173,9 @@ pub struct Logging {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Filebeat {
+    /// Where its DaemonSet, ConfigMap and ServiceAccount live: the spec's namespace, else the
+    /// platform's.
+    pub namespace: String,
     pub image: String,
     /// The namespaces whose containers are shipped; empty: every namespace.
     pub namespaces: Vec<String>,

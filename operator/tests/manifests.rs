@@ -7,7 +7,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use campus_testkit::eventually;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
@@ -65,16 +66,20 @@ async fn every_sample_applies_with_kubectl() {
     assert_eq!(full["spec"]["logging"]["processor"], "Logstash");
 }
 
-/// The operator, impersonating a service account bound by operator/rbac/operator.yaml, creates a
-/// platform's children (Filebeat's ClusterRoleBinding too), topics and status: the RBAC is enough.
-/// And it is no more: `kubectl auth can-i` as that account.
+/// The operator, impersonating a service account bound by operator/rbac/operator.yaml (its
+/// namespaced rights by a RoleBinding in its own namespace, the Filebeat objects' by one in a
+/// namespace for Filebeat), creates a platform's children there, Filebeat's in the other namespace,
+/// its account's place in the Filebeat binding, topics and status, and deletes them with the
+/// platform: the RBAC is enough. And it is no more: `kubectl auth can-i` as that account.
 #[tokio::test]
 async fn the_operator_works_with_its_rbac_alone() {
     let admin = client().await;
     install_crd(&admin).await;
     let ns = TestNamespace::new(&admin, "op-rbac").await;
+    let logs = TestNamespace::new(&admin, "op-rbac-logs").await;
     let rbac = std::fs::read_to_string(workspace().join("operator/rbac/operator.yaml")).unwrap();
-    // Every name made unique to this run: campus-operator(-cluster), campus-filebeat, the account.
+    // Every name made unique to this run: campus-operator(-cluster, -filebeat-objects),
+    // campus-filebeat (role and binding), the account.
     let role = format!("campus-operator-{}", ns.name);
     let filebeat_role = format!("{role}-filebeat");
     let rbac = rbac
@@ -88,6 +93,18 @@ async fn the_operator_works_with_its_rbac_alone() {
     std::fs::write(&file, rbac).unwrap();
     run_kubectl(&["apply", "-f", file.to_str().unwrap()]);
     run_kubectl(&["create", "serviceaccount", "-n", &ns.name, &role]);
+    // The Filebeat namespace: only Filebeat's objects (as the chart's operator.filebeatNamespaces).
+    run_kubectl(&[
+        "create",
+        "rolebinding",
+        &role,
+        "-n",
+        &logs.name,
+        "--clusterrole",
+        &format!("{role}-filebeat-objects"),
+        "--serviceaccount",
+        &format!("{}:{role}", ns.name),
+    ]);
     let account = format!("system:serviceaccount:{}:{role}", ns.name);
     let can_i = |what: &str| {
         let mut args = vec!["auth", "can-i", "--as", &account];
@@ -101,11 +118,16 @@ async fn the_operator_works_with_its_rbac_alone() {
         String::from_utf8_lossy(&out.stdout).trim() == "yes"
     };
     let lease = format!("leases/{role}");
+    let (own, fb) = (ns.name.as_str(), logs.name.as_str());
     for allowed in [
-        format!("create deployments -n {}", ns.name),
-        format!("update {lease} -n {}", ns.name),
+        format!("create deployments -n {own}"),
+        format!("delete configmaps -n {own}"),
+        format!("watch campusplatforms -n {own}"),
+        format!("update {lease} -n {own}"),
+        format!("create daemonsets -n {fb}"),
+        format!("delete serviceaccounts -n {fb}"),
         format!("bind clusterroles/{filebeat_role}"),
-        "create clusterrolebindings".to_owned(),
+        format!("update clusterrolebindings/{filebeat_role}"),
     ] {
         assert!(can_i(&allowed), "the operator may not {allowed}");
     }
@@ -114,9 +136,20 @@ async fn the_operator_works_with_its_rbac_alone() {
         "bind clusterroles/cluster-admin".to_owned(),
         "create clusterroles".to_owned(),
         "update leases/kube-scheduler -n kube-system".to_owned(),
+        "update leases/kube-controller-manager -n kube-system".to_owned(),
         format!("update {lease} -n kube-system"),
+        "create deployments -n kube-system".to_owned(),
+        "create deployments -n default".to_owned(),
+        format!("create deployments -n {fb}"),
+        format!("create services -n {fb}"),
+        "create clusterrolebindings".to_owned(),
+        "delete clusterrolebindings/cluster-admin".to_owned(),
+        "update clusterrolebindings/cluster-admin".to_owned(),
+        "delete clusterrolebindings/system:basic-user".to_owned(),
+        format!("delete clusterrolebindings/{role}-cluster"),
         "get secrets -n kube-system".to_owned(),
-        format!("update leases/another -n {}", ns.name),
+        format!("get secrets -n {own}"),
+        format!("update leases/another -n {own}"),
     ] {
         assert!(!can_i(&refused), "the operator may {refused}");
     }
@@ -125,17 +158,18 @@ async fn the_operator_works_with_its_rbac_alone() {
     let mut config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
         .unwrap();
-    config.auth_info.impersonate = Some(format!("system:serviceaccount:{}:{role}", ns.name));
+    config.auth_info.impersonate = Some(account.clone());
     campus_operator::install_tls_provider();
     let operator_client = Client::try_from(config).unwrap();
 
     let mut settings = test_settings(&ns.name);
     settings.filebeat_cluster_role = filebeat_role.clone();
+    settings.filebeat_cluster_role_binding = filebeat_role.clone();
     let op = Operator::start(&operator_client, settings);
     let name = ns.name.clone();
     let mut cr = sample("minimal.yaml", &name, &campus_testkit::kafka_brokers());
     cr["spec"]["topics"] = json!({"deletionPolicy": "Delete"});
-    cr["spec"]["logging"]["filebeat"] = json!({"enabled": true});
+    cr["spec"]["logging"]["filebeat"] = json!({"enabled": true, "namespace": fb});
     apply_platform(&admin, &ns.name, &cr).await.unwrap();
     eventually(
         "status is written by the operator",
@@ -154,14 +188,28 @@ async fn the_operator_works_with_its_rbac_alone() {
             .unwrap()
             .is_some()
     );
-    let bindings: Api<ClusterRoleBinding> = Api::all(admin.clone());
-    let binding_name = format!("campus-filebeat.{}.{name}", ns.name);
-    let binding = eventually(
-        "Filebeat's ClusterRoleBinding",
+    let filebeat = format!("{}-{name}-filebeat", ns.name);
+    let daemon_sets: Api<DaemonSet> = Api::namespaced(admin.clone(), fb);
+    eventually(
+        "Filebeat's DaemonSet in its namespace",
         Duration::from_secs(30),
-        || async { bindings.get_opt(&binding_name).await.ok().flatten() },
+        || async { daemon_sets.get_opt(&filebeat).await.ok().flatten() },
     )
     .await;
+    let subject = format!("{fb}/{filebeat}");
+    eventually(
+        "Filebeat's account in the Filebeat binding",
+        Duration::from_secs(30),
+        || async {
+            let subjects = binding_subjects(&admin, &filebeat_role).await;
+            (subjects == [subject.clone()]).then_some(())
+        },
+    )
+    .await;
+    let binding = Api::<ClusterRoleBinding>::all(admin.clone())
+        .get(&filebeat_role)
+        .await
+        .unwrap();
     assert_eq!(binding.role_ref.name, filebeat_role);
     // Events were published (a forbidden publish would only be logged).
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(admin.clone(), &ns.name);
@@ -193,7 +241,8 @@ async fn the_operator_works_with_its_rbac_alone() {
     let elector =
         campus_operator::leader::LeaderElector::new(leases, &role, "me", Duration::from_secs(5));
     assert!(elector.try_acquire_or_renew().await.unwrap());
-    // Deletion through the finalizer works with these permissions too.
+    // Deletion through the finalizer works with these permissions too: Filebeat's objects in
+    // the other namespace and its subject go with the platform.
     let platforms: Api<campus_operator::crd::CampusPlatform> =
         Api::namespaced(admin.clone(), &ns.name);
     platforms.delete(&name, &Default::default()).await.unwrap();
@@ -210,5 +259,9 @@ async fn the_operator_works_with_its_rbac_alone() {
         },
     )
     .await;
+    assert!(daemon_sets.get_opt(&filebeat).await.unwrap().is_none());
+    let maps: Api<ConfigMap> = Api::namespaced(admin.clone(), fb);
+    assert!(maps.get_opt(&filebeat).await.unwrap().is_none());
+    assert!(binding_subjects(&admin, &filebeat_role).await.is_empty());
     let _ = run_kubectl(&["delete", "-f", file.to_str().unwrap(), "--wait=false"]);
 }

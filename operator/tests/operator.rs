@@ -186,21 +186,30 @@ async fn a_sample_creates_every_child_and_topic_and_ready_follows_the_pods() {
         names::<PodDisruptionBudget>(&client, &ns.name).await,
         sorted(&["content-api", "coupon-api", "log-api"], &name)
     );
-    // Filebeat's account is bound to the installation's Filebeat ClusterRole; the operator makes
-    // no ClusterRole of its own.
-    let cluster_name = format!("campus-filebeat.{}.{name}", ns.name);
+    // Filebeat's account is a subject of the installation's Filebeat binding (of its Filebeat
+    // ClusterRole); the operator makes no ClusterRole or ClusterRoleBinding of its own.
+    assert!(filebeat_bound(&client, &ns.name, &format!("{name}-filebeat")).await);
     let binding = Api::<ClusterRoleBinding>::all(client.clone())
-        .get_opt(&cluster_name)
+        .get("campus-filebeat")
         .await
-        .unwrap()
-        .expect("Filebeat's ClusterRoleBinding");
+        .unwrap();
     assert_eq!(binding.role_ref.name, "campus-filebeat");
+    let own = ListParams::default().labels(&format!("campus.dev/platform={name}"));
     assert!(
         Api::<ClusterRole>::all(client.clone())
-            .get_opt(&cluster_name)
+            .list_metadata(&own)
             .await
             .unwrap()
-            .is_none()
+            .items
+            .is_empty()
+    );
+    assert!(
+        Api::<ClusterRoleBinding>::all(client.clone())
+            .list_metadata(&own)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
     );
 
     // Not ready while no pod is.
@@ -350,14 +359,14 @@ async fn spec_changes_update_children_roll_hashes_and_prune_disabled_services() 
         done.then_some(())
     })
     .await;
-    let cluster_name = format!("campus-filebeat.{}.{name}", ns.name);
-    eventually("Filebeat's ClusterRoleBinding is gone", WAIT, || async {
-        let binding = Api::<ClusterRoleBinding>::all(client.clone())
-            .get_opt(&cluster_name)
-            .await
-            .unwrap();
-        binding.is_none().then_some(())
-    })
+    eventually(
+        "Filebeat's account left the Filebeat binding",
+        WAIT,
+        || async {
+            let bound = filebeat_bound(&client, &ns.name, &format!("{name}-filebeat")).await;
+            (!bound).then_some(())
+        },
+    )
     .await;
     let indexer = deployment(&client, &ns.name, &format!("{name}-log-index"))
         .await
@@ -411,13 +420,9 @@ async fn deletion_garbage_collects_children_and_applies_the_topic_policy() {
             (!left.iter().chain(&left_cm).any(|n| n.starts_with(&name))).then_some(())
         })
         .await;
-        let cluster_name = format!("campus-filebeat.{}.{name}", ns.name);
         assert!(
-            Api::<ClusterRoleBinding>::all(client.clone())
-                .get_opt(&cluster_name)
-                .await
-                .unwrap()
-                .is_none()
+            !filebeat_bound(&client, &ns.name, &format!("{name}-filebeat")).await,
+            "the finalizer removed Filebeat's account from the Filebeat binding"
         );
         let have = kafka_topics(&brokers()).await;
         match policy {
@@ -431,6 +436,106 @@ async fn deletion_garbage_collects_children_and_applies_the_topic_policy() {
             _ => assert!(have.contains_key(&topic), "Retain keeps {topic}"),
         }
     }
+}
+
+/// Filebeat's DaemonSets, ConfigMaps and ServiceAccounts in `ns`.
+async fn filebeat_in(client: &Client, ns: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
+    (
+        names::<DaemonSet>(client, ns).await,
+        names::<ConfigMap>(client, ns)
+            .await
+            .into_iter()
+            .filter(|n| n.ends_with("-filebeat"))
+            .collect(),
+        names::<ServiceAccount>(client, ns).await,
+    )
+}
+
+/// Filebeat in a namespace of its own (`logging.filebeat.namespace`): its DaemonSet, ConfigMap
+/// and ServiceAccount live there, labelled with the platform (no owner reference can cross
+/// namespaces), its account is bound there; moving it back deletes them there, and so does
+/// deleting the platform (the finalizer), with its subject in the Filebeat binding.
+#[tokio::test]
+async fn filebeat_in_a_namespace_of_its_own_moves_and_goes_with_the_platform() {
+    let (client, ns, _op, mut cr) = minimal_platform("op-fbns").await;
+    let logs = TestNamespace::new(&client, "op-fbns-logs").await;
+    let name = ns.name.clone();
+    let here = format!("{name}-filebeat");
+    let there = format!("{}-{name}-filebeat", ns.name);
+    let only = |n: &str| (vec![n.to_owned()], vec![n.to_owned()], vec![n.to_owned()]);
+    let none = || (Vec::new(), Vec::new(), Vec::new());
+    let status_ns = |client: Client, ns: String, name: String| async move {
+        platform(&client, &ns, &name)
+            .await?
+            .status?
+            .filebeat_namespace
+    };
+
+    cr["spec"]["logging"] = json!({"filebeat": {"namespace": logs.name}});
+    apply_platform(&client, &ns.name, &cr).await.unwrap();
+    eventually("Filebeat's objects in their namespace", WAIT, || async {
+        (filebeat_in(&client, &logs.name).await == only(&there)
+            && filebeat_in(&client, &ns.name).await == none()
+            && filebeat_bound(&client, &logs.name, &there).await
+            && status_ns(client.clone(), ns.name.clone(), name.clone())
+                .await
+                .as_deref()
+                == Some(logs.name.as_str()))
+        .then_some(())
+    })
+    .await;
+    let ds = Api::<DaemonSet>::namespaced(client.clone(), &logs.name)
+        .get(&there)
+        .await
+        .unwrap();
+    assert!(ds.owner_references().is_empty());
+    assert_eq!(ds.labels()["campus.dev/platform"], name);
+    assert_eq!(ds.labels()["campus.dev/platform-namespace"], ns.name);
+    let pod = ds.spec.unwrap().template.spec.unwrap();
+    assert_eq!(pod.service_account_name.as_deref(), Some(there.as_str()));
+    // Its workload counts in the platform's status.
+    let cr_now = platform(&client, &ns.name, &name).await.unwrap();
+    assert!(
+        cr_now
+            .status
+            .unwrap()
+            .workloads
+            .iter()
+            .any(|w| w.name == there),
+        "the DaemonSet in {} is one of the platform's workloads",
+        logs.name
+    );
+
+    // Back to the platform's namespace: the objects there go, the account moves.
+    cr["spec"]["logging"] = json!({"filebeat": {"enabled": true}});
+    apply_platform(&client, &ns.name, &cr).await.unwrap();
+    eventually("Filebeat moved back", WAIT, || async {
+        (filebeat_in(&client, &logs.name).await == none()
+            && filebeat_in(&client, &ns.name).await == only(&here)
+            && filebeat_bound(&client, &ns.name, &here).await
+            && !filebeat_bound(&client, &logs.name, &there).await)
+            .then_some(())
+    })
+    .await;
+
+    // Out again, then the platform is deleted: the finalizer deletes what no owner reference
+    // lets the garbage collector delete.
+    cr["spec"]["logging"] = json!({"filebeat": {"namespace": logs.name}});
+    apply_platform(&client, &ns.name, &cr).await.unwrap();
+    eventually("Filebeat out again", WAIT, || async {
+        (filebeat_in(&client, &logs.name).await == only(&there)
+            && !filebeat_bound(&client, &ns.name, &here).await)
+            .then_some(())
+    })
+    .await;
+    let api: Api<campus_operator::crd::CampusPlatform> = Api::namespaced(client.clone(), &ns.name);
+    api.delete(&name, &DeleteParams::default()).await.unwrap();
+    eventually("the platform is gone", WAIT, || async {
+        api.get_opt(&name).await.unwrap().is_none().then_some(())
+    })
+    .await;
+    assert_eq!(filebeat_in(&client, &logs.name).await, none());
+    assert!(!filebeat_bound(&client, &logs.name, &there).await);
 }
 
 /// The schema rejects a malformed platform at the API; a well-formed but invalid one is reported

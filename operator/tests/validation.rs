@@ -107,6 +107,117 @@ async fn cross_field_rules_are_enforced_by_the_api_server() {
         .expect("a valid platform is accepted");
 }
 
+/// Secrets stay secrets: the API server refuses Kafka credentials in `kafka.properties` (they
+/// would go into a ConfigMap) and URLs with a password outside `urlSecretRef`, each with a
+/// message that says where they belong; the same settings through Secrets are accepted.
+#[tokio::test]
+async fn credentials_outside_secrets_are_refused_by_the_api_server() {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new(&client, "op-cel-secrets").await;
+    let base = sample("minimal.yaml", "secrets", "kafka:9092");
+    let kafka_message = "spec.kafka: Invalid value: properties must not hold credentials (sasl.password, ssl.key.password, ssl.keystore.password, ssl.key.pem, sasl.oauthbearer.client.secret): put them in a Secret, its keys the property names, and name it in propertiesSecretRef";
+    let url_message = "Invalid value: url must not carry a password (user:password@): put the URL in a Secret and name it in urlSecretRef";
+    let mut cases: Vec<(String, &str, Value, String)> = Vec::new();
+    for key in campus_operator::crd::backing::CREDENTIAL_PROPERTIES {
+        cases.push((
+            format!("kafka.properties with {key}"),
+            "/spec/kafka/properties",
+            json!({"security.protocol": "SASL_SSL", key: "s3cret"}),
+            kafka_message.to_owned(),
+        ));
+    }
+    for (what, pointer, url, field) in [
+        (
+            "a Redis URL with user and password",
+            "/spec/redis",
+            "redis://default:pw@redis:6379",
+            "spec.redis",
+        ),
+        (
+            "a Redis URL with a password alone",
+            "/spec/redis",
+            "redis://:pw@redis:6379/0",
+            "spec.redis",
+        ),
+        (
+            "an Elasticsearch URL with credentials",
+            "/spec/elasticsearch",
+            "https://elastic:changeme@es:9200",
+            "spec.elasticsearch",
+        ),
+        (
+            "credentials in the second of two Elasticsearch URLs",
+            "/spec/elasticsearch",
+            "http://es-1:9200,http://elastic:pw@es-2:9200",
+            "spec.elasticsearch",
+        ),
+    ] {
+        cases.push((
+            what.to_owned(),
+            pointer,
+            json!({"url": url}),
+            format!("{field}: {url_message}"),
+        ));
+    }
+    for (what, pointer, value, want) in cases {
+        let mut cr = base.clone();
+        set(&mut cr, pointer, value);
+        let message = refusal(&client, &ns.name, &cr).await;
+        assert!(message.contains(&want), "{what}: {message}");
+        // The operator's own validation says the same for platforms stored under an older CRD.
+        let stored: campus_operator::crd::CampusPlatform = serde_json::from_value({
+            let mut v = cr.clone();
+            v["metadata"]["namespace"] = json!(ns.name);
+            v
+        })
+        .unwrap();
+        let problems = campus_operator::controller::validate::validate(&stored)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            problems.contains("propertiesSecretRef") || problems.contains("urlSecretRef"),
+            "{what}: the operator's validation: {problems}"
+        );
+    }
+
+    // Through Secrets (and a user without a password in the URL) they are accepted.
+    let mut good = base.clone();
+    set(
+        &mut good,
+        "/spec/kafka/properties",
+        json!({"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "campus"}),
+    );
+    set(
+        &mut good,
+        "/spec/kafka/propertiesSecretRef",
+        json!({"name": "kafka-credentials"}),
+    );
+    set(
+        &mut good,
+        "/spec/redis",
+        json!({"url": "redis://default@redis:6379"}),
+    );
+    set(
+        &mut good,
+        "/spec/elasticsearch",
+        json!({"urlSecretRef": {"name": "es", "key": "url"}}),
+    );
+    let applied = apply_platform(&client, &ns.name, &good)
+        .await
+        .expect("credentials through Secrets are accepted");
+    assert_eq!(
+        applied
+            .spec
+            .kafka
+            .properties_secret_ref
+            .map(|r| r.name)
+            .as_deref(),
+        Some("kafka-credentials")
+    );
+}
+
 /// Sets a JSON-pointer path, creating the objects on the way.
 fn set(v: &mut Value, pointer: &str, value: Value) {
     let mut cur = v;

@@ -58,6 +58,23 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end }}
 
 {{/*
+The namespaces the operator watches, as a JSON list: `operator.watchNamespaces`, else the former
+`operator.watchNamespace`, else the release namespace alone; ["*"] for every namespace.
+*/}}
+{{- define "campus.operator.watchNamespaces" -}}
+{{- $op := .Values.operator }}
+{{- $list := list }}
+{{- if $op.watchNamespaces }}{{ $list = $op.watchNamespaces }}
+{{- else if $op.watchNamespace }}{{ $list = list $op.watchNamespace }}
+{{- else }}{{ $list = list .Release.Namespace }}{{ end }}
+{{- $list = uniq $list }}
+{{- if and (has "*" $list) (gt (len $list) 1) }}
+{{- fail (printf "operator.watchNamespaces: \"*\" (every namespace) cannot be combined with namespaces: %s" (join "," $list)) }}
+{{- end }}
+{{- toJson $list }}
+{{- end }}
+
+{{/*
 A Campus image reference from {repository, tag}: the registry (`global.imageRegistry`, else
 `image.registry`; none when both are empty) before the repository, the tag defaulting to the appVersion.
 */}}

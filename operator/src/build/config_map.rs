@@ -14,8 +14,10 @@ use crate::plan::{Service, full_name};
 pub fn service_config_name(p: &Platform, service: Service) -> String {
     child_name(p, &format!("{}-config", service.as_str()))
 }
-pub fn filebeat_name(p: &Platform) -> String {
-    child_name(p, "filebeat")
+/// Filebeat's objects (its ConfigMap, DaemonSet and ServiceAccount share the name), in the
+/// namespace Filebeat lives in (see [`super::filebeat_name_in`]).
+pub fn filebeat_name(p: &Platform, fb: &Filebeat) -> String {
+    super::filebeat_name_in(&p.namespace, &p.name, &fb.namespace)
 }
 /// Logstash's `logstash.yml` and `pipelines.yml`: a change restarts Logstash.
 pub fn logstash_settings_name(p: &Platform) -> String {
@@ -82,12 +84,11 @@ fn filebeat(p: &Platform, fb: &Filebeat) -> ConfigMap {
         access_only: fb.access_only,
         http: Some(logschema::FILEBEAT_POD_HTTP),
     });
-    config_map(
-        p,
-        filebeat_name(p),
-        "filebeat",
-        BTreeMap::from([("filebeat.yml".to_owned(), yaml)]),
-    )
+    ConfigMap {
+        metadata: super::filebeat_meta(p, fb, filebeat_name(p, fb)),
+        data: Some(BTreeMap::from([("filebeat.yml".to_owned(), yaml)])),
+        ..ConfigMap::default()
+    }
 }
 
 /// Directory the pipelines ConfigMap is mounted at.
@@ -303,7 +304,7 @@ mod tests {
             let maps = all(&p);
             let map = maps
                 .iter()
-                .find(|m| m.name_any() == filebeat_name(&p))
+                .find(|m| m.name_any() == filebeat_name(&p, p.logging.filebeat.as_ref().unwrap()))
                 .unwrap_or_else(|| panic!("{what}: no Filebeat ConfigMap"));
             let fb = &map.data.as_ref().unwrap()["filebeat.yml"];
             assert!(

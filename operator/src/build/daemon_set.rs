@@ -13,8 +13,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use super::config_map::filebeat_name;
 use super::rbac::filebeat_service_account_name;
 use super::{
-    CONFIG_HASH_ANNOTATION, component_labels, config_hash, meta, pod_selector, pod_template,
-    security,
+    CONFIG_HASH_ANNOTATION, PLATFORM_NAMESPACE_LABEL, component_labels, config_hash, filebeat_meta,
+    pod_selector, pod_template, security,
 };
 use crate::model::{Filebeat, Platform};
 
@@ -44,13 +44,19 @@ fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
 }
 
 pub fn filebeat(p: &Platform, fb: &Filebeat, maps: &[ConfigMap]) -> DaemonSet {
-    let name = filebeat_name(p);
+    let name = filebeat_name(p, fb);
     let hash = config_hash(
         maps.iter()
             .filter(|m| m.metadata.name.as_deref() == Some(&name)),
     );
+    // Elsewhere, platforms of one name from several namespaces may meet: their pods are told
+    // apart by the platform's namespace too.
+    let mut selector = pod_selector(p, "filebeat");
+    if fb.namespace != p.namespace {
+        selector.insert(PLATFORM_NAMESPACE_LABEL.to_owned(), p.namespace.clone());
+    }
     let mut pod_labels = component_labels(p, "filebeat");
-    pod_labels.extend(pod_selector(p, "filebeat"));
+    pod_labels.extend(selector.clone());
     let container = Container {
         name: "filebeat".to_owned(),
         image: Some(fb.image.clone()),
@@ -82,10 +88,10 @@ pub fn filebeat(p: &Platform, fb: &Filebeat, maps: &[ConfigMap]) -> DaemonSet {
         ..Container::default()
     };
     let mut ds = DaemonSet {
-        metadata: meta(p, name.clone(), "filebeat"),
+        metadata: filebeat_meta(p, fb, name.clone()),
         spec: Some(DaemonSetSpec {
             selector: LabelSelector {
-                match_labels: Some(pod_selector(p, "filebeat")),
+                match_labels: Some(selector),
                 ..LabelSelector::default()
             },
             update_strategy: Some(DaemonSetUpdateStrategy {
@@ -99,7 +105,7 @@ pub fn filebeat(p: &Platform, fb: &Filebeat, maps: &[ConfigMap]) -> DaemonSet {
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
-                    service_account_name: Some(filebeat_service_account_name(p)),
+                    service_account_name: Some(filebeat_service_account_name(p, fb)),
                     security_context: Some(security::filebeat_pod()),
                     containers: vec![container],
                     tolerations: Some(vec![Toleration {
@@ -191,5 +197,92 @@ mod tests {
         assert_ne!(hash(&p), hash(&other));
         let same = model(&format!("{MINIMAL}  coupon: {{replicas: 4}}\n"));
         assert_eq!(hash(&p), hash(&same));
+    }
+
+    #[test]
+    fn filebeat_in_a_namespace_of_its_own_is_labelled_not_owned() {
+        use kube::ResourceExt;
+        let p = model(&format!(
+            "{MINIMAL}  logging: {{filebeat: {{namespace: campus-logs}}}}\n"
+        ));
+        assert!(p.filebeat_elsewhere());
+        let d = Desired::build(&p, &BuildInputs::new("t"));
+        let platform_ns = [
+            ("app.kubernetes.io/managed-by", "campus-operator"),
+            ("campus.dev/platform", "blue"),
+            ("campus.dev/platform-namespace", "campus"),
+        ];
+        let fb_cm = d
+            .config_maps
+            .iter()
+            .find(|m| m.name_any().ends_with("filebeat"))
+            .unwrap();
+        let objects: [(&str, &ObjectMeta); 3] = [
+            ("DaemonSet", &d.daemon_sets[0].metadata),
+            ("ServiceAccount", &d.service_accounts[0].metadata),
+            ("ConfigMap", &fb_cm.metadata),
+        ];
+        for (kind, m) in objects {
+            assert_eq!(m.name.as_deref(), Some("campus-blue-filebeat"), "{kind}");
+            assert_eq!(m.namespace.as_deref(), Some("campus-logs"), "{kind}");
+            assert!(
+                m.owner_references.is_none(),
+                "{kind}: no owner reference across namespaces"
+            );
+            let labels = m.labels.as_ref().unwrap();
+            for (k, v) in platform_ns {
+                assert_eq!(labels.get(k).map(String::as_str), Some(v), "{kind}: {k}");
+            }
+        }
+        // Every other child stays in the platform's namespace, owned.
+        for m in d
+            .config_maps
+            .iter()
+            .filter(|m| !m.name_any().ends_with("filebeat"))
+        {
+            assert_eq!(m.namespace().as_deref(), Some("campus"));
+            assert_eq!(m.owner_references().len(), 1);
+        }
+        let spec = d.daemon_sets[0].spec.as_ref().unwrap();
+        let pod = spec.template.spec.as_ref().unwrap();
+        assert_eq!(
+            pod.service_account_name.as_deref(),
+            Some("campus-blue-filebeat")
+        );
+        let config = pod.volumes.as_ref().unwrap()[0]
+            .config_map
+            .as_ref()
+            .unwrap();
+        assert_eq!(config.name, "campus-blue-filebeat");
+        // Platforms of one name from two namespaces never select each other's pods.
+        let selector = spec.selector.match_labels.as_ref().unwrap();
+        assert_eq!(selector["campus.dev/platform-namespace"], "campus");
+        let pod_labels = spec
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .labels
+            .as_ref()
+            .unwrap();
+        assert!(selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v)));
+        // Its subject names the account where it is; it still collects the platform's namespace.
+        let subject = d.filebeat_subject.as_ref().unwrap();
+        assert_eq!(
+            (subject.name.as_str(), subject.namespace.as_deref()),
+            ("campus-blue-filebeat", Some("campus-logs"))
+        );
+        assert!(
+            fb_cm.data.as_ref().unwrap()["filebeat.yml"].contains("campus"),
+            "collects the platform's namespace"
+        );
+        // The default stays: in the platform's namespace, owned, without the namespace label.
+        let same = model(&format!(
+            "{MINIMAL}  logging: {{filebeat: {{namespace: campus}}}}\n"
+        ));
+        assert!(!same.filebeat_elsewhere());
+        let d = Desired::build(&same, &BuildInputs::new("t"));
+        assert_eq!(d.daemon_sets[0].name_any(), "blue-filebeat");
+        assert_eq!(d.daemon_sets[0].owner_references().len(), 1);
     }
 }

@@ -242,13 +242,19 @@ fn campus_container(
         image_pull_policy: Some(p.pull_policy.as_str().to_owned()),
         args: Some(args),
         env: Some(env(p, service, listen, &s.env)),
-        env_from: Some(vec![EnvFromSource {
-            config_map_ref: Some(ConfigMapEnvSource {
-                name: service_config_name(p, service),
-                optional: Some(false),
-            }),
-            ..EnvFromSource::default()
-        }]),
+        env_from: Some(
+            [EnvFromSource {
+                config_map_ref: Some(ConfigMapEnvSource {
+                    name: service_config_name(p, service),
+                    optional: Some(false),
+                }),
+                ..EnvFromSource::default()
+            }]
+            .into_iter()
+            // Kafka's credentials, from their Secret (after the ConfigMap: they win).
+            .chain(super::env::service_env(p, service).secret_sources)
+            .collect(),
+        ),
         ports: Some(vec![ContainerPort {
             name: Some(port.1.to_owned()),
             container_port: port.0,
@@ -815,6 +821,50 @@ mod tests {
             .secret_key_ref
             .as_ref()?;
         Some((r.name.clone(), r.key.clone()))
+    }
+
+    #[test]
+    fn kafka_credentials_come_from_their_secret_never_from_the_config_map() {
+        let inputs = BuildInputs::new("0.1.0");
+        let yaml = MINIMAL.replace(
+            r#"kafka: {brokers: "kafka:9092"}"#,
+            r#"kafka: {brokers: "kafka:9092", properties: {security.protocol: SASL_SSL, sasl.mechanism: PLAIN}, propertiesSecretRef: {name: kafka-credentials}}"#,
+        );
+        let ds = deployments(&yaml, &inputs);
+        for d in &ds {
+            let c = container(d);
+            if d.name_any() == "blue-logstash" {
+                let sources = c.env_from.iter().flatten();
+                assert!(
+                    sources.into_iter().all(|s| s.secret_ref.is_none()),
+                    "not Logstash"
+                );
+                continue;
+            }
+            let sources = c.env_from.as_ref().unwrap();
+            // The ConfigMap first, then the Secret, whose keys become KAFKA_PROPERTY_<key>.
+            assert_eq!(sources.len(), 2, "{}", d.name_any());
+            assert!(sources[0].config_map_ref.is_some());
+            let secret = sources[1].secret_ref.as_ref().unwrap();
+            assert_eq!(secret.name, "kafka-credentials");
+            assert_eq!(secret.optional, Some(false));
+            assert_eq!(sources[1].prefix.as_deref(), Some("KAFKA_PROPERTY_"));
+        }
+        let p = model(&yaml);
+        let maps = crate::build::config_map::all(&p);
+        let cm = maps
+            .iter()
+            .find(|m| m.name_any() == "blue-content-config")
+            .unwrap();
+        assert_eq!(
+            cm.data.as_ref().unwrap()["KAFKA_PROPERTIES"],
+            "sasl.mechanism=PLAIN,security.protocol=SASL_SSL"
+        );
+        // Without the reference, no Secret is read.
+        for d in deployments(MINIMAL, &inputs) {
+            let sources = container(&d).env_from.iter().flatten();
+            assert!(sources.into_iter().all(|s| s.secret_ref.is_none()));
+        }
     }
 
     #[test]

@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 
 use campus_contract::{Store, env as var};
-use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector};
+use k8s_openapi::api::core::v1::{
+    EnvFromSource, EnvVar, EnvVarSource, SecretEnvSource, SecretKeySelector,
+};
 
 use crate::crd::SecretKeyRef;
 use crate::model::{Platform, Url};
@@ -19,6 +21,8 @@ pub struct ServiceEnv {
     pub config: BTreeMap<String, String>,
     /// Variables read from Secrets, in [`STORES`] order.
     pub secrets: Vec<EnvVar>,
+    /// Whole Secrets read as variables: Kafka's properties (`KAFKA_PROPERTY_<key>`).
+    pub secret_sources: Vec<EnvFromSource>,
 }
 
 impl ServiceEnv {
@@ -61,6 +65,16 @@ pub fn service_env(p: &Platform, service: Service) -> ServiceEnv {
             Store::Kafka => {
                 env.set(var::KAFKA_BROKERS, &p.kafka.brokers);
                 env.set(var::KAFKA_PREFIX, &p.plan.prefix);
+                if let Some(secret) = &p.kafka.properties_secret {
+                    env.secret_sources.push(EnvFromSource {
+                        prefix: Some(var::KAFKA_PROPERTY_PREFIX.to_owned()),
+                        secret_ref: Some(SecretEnvSource {
+                            name: secret.clone(),
+                            optional: Some(false),
+                        }),
+                        ..EnvFromSource::default()
+                    });
+                }
                 if !p.kafka.properties.is_empty() {
                     let props: Vec<String> = p
                         .kafka

@@ -16,23 +16,27 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+use k8s_openapi::api::rbac::v1::Subject;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use sha2::{Digest, Sha256};
 
-use crate::model::Platform;
+use crate::model::{Filebeat, Platform};
 
 /// `app.kubernetes.io/managed-by` value on every child; with [`PLATFORM_LABEL`] it selects what to prune.
 pub const MANAGED_BY: &str = "campus-operator";
 /// Label with the owning platform's name.
 pub const PLATFORM_LABEL: &str = "campus.dev/platform";
-/// Label with the owning platform's namespace (on cluster-scoped children).
+/// Label with the owning platform's namespace, on the children that cannot carry an owner
+/// reference (Filebeat's objects outside the platform's namespace).
 pub const PLATFORM_NAMESPACE_LABEL: &str = "campus.dev/platform-namespace";
 /// Pod-template annotation: hash of the configuration the pods read; a change rolls them.
 pub const CONFIG_HASH_ANNOTATION: &str = "campus.dev/config-hash";
 
 /// The Filebeat ClusterRole of operator/rbac/operator.yaml (the chart names its own).
 pub const DEFAULT_FILEBEAT_CLUSTER_ROLE: &str = "campus-filebeat";
+/// The ClusterRoleBinding of operator/rbac/operator.yaml that binds it to the platforms' Filebeat
+/// accounts (the chart names its own): the operator keeps its subjects.
+pub const DEFAULT_FILEBEAT_CLUSTER_ROLE_BINDING: &str = "campus-filebeat";
 
 /// Inputs beyond the platform that the builders need: the operator's settings.
 #[derive(Debug, Clone, Default)]
@@ -41,8 +45,6 @@ pub struct BuildInputs {
     pub image_tag: String,
     /// Registry (and path) before the default Campus images; empty: their bare names.
     pub image_registry: String,
-    /// The ClusterRole that Filebeat accounts are bound to (installed with the operator).
-    pub filebeat_cluster_role: String,
 }
 
 impl BuildInputs {
@@ -50,7 +52,6 @@ impl BuildInputs {
         Self {
             image_tag: image_tag.into(),
             image_registry: String::new(),
-            filebeat_cluster_role: DEFAULT_FILEBEAT_CLUSTER_ROLE.to_owned(),
         }
     }
 }
@@ -63,7 +64,8 @@ pub struct Desired {
     pub services: Vec<Service>,
     pub daemon_sets: Vec<DaemonSet>,
     pub service_accounts: Vec<ServiceAccount>,
-    pub cluster_role_bindings: Vec<ClusterRoleBinding>,
+    /// Filebeat's account, as a subject of the installation's Filebeat ClusterRoleBinding.
+    pub filebeat_subject: Option<Subject>,
     pub pdbs: Vec<PodDisruptionBudget>,
 }
 
@@ -73,14 +75,11 @@ impl Desired {
         let config_maps = config_map::all(p);
         let deployments = deployment::all(p, inputs, &config_maps);
         let services = service::all(p);
-        let (daemon_sets, service_accounts, cluster_role_bindings) = match &p.logging.filebeat {
+        let (daemon_sets, service_accounts, filebeat_subject) = match &p.logging.filebeat {
             Some(fb) => (
                 vec![daemon_set::filebeat(p, fb, &config_maps)],
-                vec![rbac::filebeat_service_account(p)],
-                vec![rbac::filebeat_cluster_role_binding(
-                    p,
-                    &inputs.filebeat_cluster_role,
-                )],
+                vec![rbac::filebeat_service_account(p, fb)],
+                Some(rbac::filebeat_subject(p, fb)),
             ),
             None => Default::default(),
         };
@@ -90,7 +89,7 @@ impl Desired {
             services,
             daemon_sets,
             service_accounts,
-            cluster_role_bindings,
+            filebeat_subject,
             pdbs: pdb::all(p),
         }
     }
@@ -102,7 +101,7 @@ impl Desired {
             + self.services.len()
             + self.daemon_sets.len()
             + self.service_accounts.len()
-            + self.cluster_role_bindings.len()
+            + usize::from(self.filebeat_subject.is_some())
             + self.pdbs.len()
     }
 
@@ -119,11 +118,6 @@ pub fn child_name(p: &Platform, suffix: &str) -> String {
 /// [`child_name`] by the platform's name.
 pub fn child_name_of(platform: &str, suffix: &str) -> String {
     format!("{platform}-{suffix}")
-}
-
-/// The name of a cluster-scoped child: `campus-<suffix>.<namespace>.<platform>`.
-pub fn cluster_child_name(p: &Platform, suffix: &str) -> String {
-    format!("campus-{suffix}.{}.{}", p.namespace, p.name)
 }
 
 /// Labels that select a platform's children (and prune them), by the platform's name.
@@ -186,6 +180,48 @@ pub fn meta(p: &Platform, name: String, component: &str) -> ObjectMeta {
         namespace: Some(p.namespace.clone()),
         labels: Some(component_labels(p, component)),
         owner_references: Some(vec![owner_ref(p)]),
+        ..ObjectMeta::default()
+    }
+}
+
+/// Labels of a child without an owner reference: its component's, and the platform's namespace.
+pub fn unowned_labels(p: &Platform, component: &str) -> BTreeMap<String, String> {
+    let mut l = component_labels(p, component);
+    l.insert(PLATFORM_NAMESPACE_LABEL.to_owned(), p.namespace.clone());
+    l
+}
+
+/// The label selector of the children without an owner reference of the platform `name` in
+/// `namespace`.
+pub fn unowned_selector(namespace: &str, name: &str) -> String {
+    format!(
+        "{},{PLATFORM_NAMESPACE_LABEL}={namespace}",
+        selector_string(name)
+    )
+}
+
+/// Name of Filebeat's DaemonSet, ConfigMap and ServiceAccount: `<platform>-filebeat` in the
+/// platform's namespace; `<platform namespace>-<platform>-filebeat` in another, which platforms
+/// of several namespaces may share.
+pub fn filebeat_name_in(platform_namespace: &str, platform: &str, namespace: &str) -> String {
+    if namespace == platform_namespace {
+        child_name_of(platform, "filebeat")
+    } else {
+        format!("{platform_namespace}-{platform}-filebeat")
+    }
+}
+
+/// Metadata of one of Filebeat's objects: a child like any other in the platform's namespace; in
+/// another (`logging.filebeat.namespace`) no owner reference can name the platform, so it is
+/// labelled with the platform's namespace and pruned, and deleted with the platform, by label.
+pub fn filebeat_meta(p: &Platform, fb: &Filebeat, name: String) -> ObjectMeta {
+    if fb.namespace == p.namespace {
+        return meta(p, name, "filebeat");
+    }
+    ObjectMeta {
+        name: Some(name),
+        namespace: Some(fb.namespace.clone()),
+        labels: Some(unowned_labels(p, "filebeat")),
         ..ObjectMeta::default()
     }
 }

@@ -8,16 +8,17 @@ use futures::future::try_join_all;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Error;
 use crate::FIELD_MANAGER;
-use crate::build::rbac::cluster_selector;
-use crate::build::{Desired, selector_string};
+use crate::build::rbac::{edit_subjects, filebeat_subjects_of};
+use crate::build::{Desired, selector_string, unowned_selector};
 use crate::crd::CampusPlatform;
 use crate::model::Platform;
 
@@ -122,14 +123,13 @@ pub struct Applied {
     pub daemon_sets: Vec<DaemonSet>,
 }
 
-/// The APIs of a platform's children.
+/// The APIs of a platform's children in its namespace.
 struct Apis {
     cms: Api<ConfigMap>,
     deps: Api<Deployment>,
     svcs: Api<Service>,
     dss: Api<DaemonSet>,
     sas: Api<ServiceAccount>,
-    crbs: Api<ClusterRoleBinding>,
     pdbs: Api<PodDisruptionBudget>,
 }
 
@@ -141,32 +141,93 @@ impl Apis {
             svcs: Api::namespaced(client.clone(), ns),
             dss: Api::namespaced(client.clone(), ns),
             sas: Api::namespaced(client.clone(), ns),
-            crbs: Api::all(client.clone()),
             pdbs: Api::namespaced(client.clone(), ns),
         }
     }
 }
 
-/// Applies every desired child of `p`.
+/// The installation's Filebeat ClusterRoleBinding, whose subjects the operator keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct FilebeatBinding<'a> {
+    /// Its name (`--filebeat-cluster-role-binding`): the one binding the operator may get and
+    /// update.
+    pub name: &'a str,
+    /// Its ClusterRole (`--filebeat-cluster-role`), used only to create the binding where it is
+    /// missing and the operator may create it (a development cluster; never with its RBAC).
+    pub role: &'a str,
+}
+
+/// Applies `objs` in the namespace each one names (`default` where it names none): every child
+/// lives in the platform's namespace but Filebeat's, which may live in one of its own.
+async fn apply_in_their_namespaces<K>(
+    client: &Client,
+    default: &str,
+    objs: &[K],
+) -> Result<Vec<K>, Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + Debug,
+{
+    let mut by_ns: Vec<(String, Vec<K>)> = Vec::new();
+    for o in objs {
+        let ns = o
+            .meta()
+            .namespace
+            .clone()
+            .unwrap_or_else(|| default.to_owned());
+        match by_ns.iter_mut().find(|(n, _)| *n == ns) {
+            Some((_, v)) => v.push(o.clone()),
+            None => by_ns.push((ns, vec![o.clone()])),
+        }
+    }
+    let applied = try_join_all(by_ns.iter().map(|(ns, objs)| {
+        let api: Api<K> = Api::namespaced(client.clone(), ns);
+        async move { apply_all(&api, objs).await }
+    }))
+    .await?;
+    Ok(applied.into_iter().flatten().collect())
+}
+
+/// Applies every desired child of `p`, and keeps Filebeat's account (alone of this platform's
+/// accounts: `previous_filebeat_namespace` names where an earlier one may be) among the subjects
+/// of the installation's Filebeat binding.
 pub async fn apply_children(
     client: &Client,
     p: &Platform,
     desired: &Desired,
+    binding: FilebeatBinding<'_>,
+    previous_filebeat_namespace: Option<&str>,
 ) -> Result<Applied, Error> {
     let a = Apis::new(client, &p.namespace);
+    let ns = p.namespace.as_str();
     // ConfigMaps and identities first, so that pods never start without their configuration.
     let ((), (), ()) = futures::try_join!(
-        async { apply_all(&a.cms, &desired.config_maps).await.map(drop) },
-        async { apply_all(&a.sas, &desired.service_accounts).await.map(drop) },
         async {
-            apply_all(&a.crbs, &desired.cluster_role_bindings)
+            apply_in_their_namespaces(client, ns, &desired.config_maps)
                 .await
                 .map(drop)
+        },
+        async {
+            apply_in_their_namespaces(client, ns, &desired.service_accounts)
+                .await
+                .map(drop)
+        },
+        async {
+            let fb_ns = p.logging.filebeat.as_ref().map(|fb| fb.namespace.as_str());
+            let drop = filebeat_subjects_of(
+                ns,
+                &p.name,
+                fb_ns.into_iter().chain(previous_filebeat_namespace),
+            );
+            bind_filebeat(client, binding, desired.filebeat_subject.as_ref(), &drop).await
         },
     )?;
     let (deployments, daemon_sets, (), ()) = futures::try_join!(
         apply_all(&a.deps, &desired.deployments),
-        apply_all(&a.dss, &desired.daemon_sets),
+        apply_in_their_namespaces(client, ns, &desired.daemon_sets),
         async { apply_all(&a.svcs, &desired.services).await.map(drop) },
         async { apply_all(&a.pdbs, &desired.pdbs).await.map(drop) },
     )?;
@@ -176,23 +237,96 @@ pub async fn apply_children(
     })
 }
 
-/// Deletes the children of `p` that are no longer desired; returns `Kind/name` of each.
+/// Edits the subjects of the installation's Filebeat binding: `keep` present, every one of
+/// `drop` but `keep` gone (a read, and an update with the read's resourceVersion, retried when
+/// another platform's reconcile updated it in between). Where the binding is missing it is
+/// created if there is a subject to keep; the operator's RBAC forbids that, and the error says
+/// the binding is part of the installation.
+pub async fn bind_filebeat(
+    client: &Client,
+    binding: FilebeatBinding<'_>,
+    keep: Option<&Subject>,
+    drop: &[Subject],
+) -> Result<(), Error> {
+    let api: Api<ClusterRoleBinding> = Api::all(client.clone());
+    let kube = |action, source| Error::Kube { action, source };
+    for _ in 0..10 {
+        let Some(mut crb) = api
+            .get_opt(binding.name)
+            .await
+            .map_err(|e| kube("read the installation's Filebeat ClusterRoleBinding", e))?
+        else {
+            let Some(keep) = keep else { return Ok(()) };
+            let crb = ClusterRoleBinding {
+                metadata: ObjectMeta {
+                    name: Some(binding.name.to_owned()),
+                    ..ObjectMeta::default()
+                },
+                role_ref: RoleRef {
+                    api_group: Some("rbac.authorization.k8s.io".to_owned()),
+                    kind: "ClusterRole".to_owned(),
+                    name: binding.role.to_owned(),
+                },
+                subjects: Some(vec![keep.clone()]),
+            };
+            match api.create(&PostParams::default(), &crb).await {
+                Ok(_) => return Ok(()),
+                Err(kube::Error::Api(s)) if s.code == 409 => continue,
+                Err(e) => {
+                    return Err(kube(
+                        "create the missing Filebeat ClusterRoleBinding (operator/rbac/operator.yaml and the chart ship it; the operator's RBAC only lets it edit its subjects)",
+                        e,
+                    ));
+                }
+            }
+        };
+        let have = crb.subjects.clone().unwrap_or_default();
+        let Some(subjects) = edit_subjects(&have, keep, drop) else {
+            return Ok(());
+        };
+        crb.subjects = Some(subjects);
+        match api
+            .replace(binding.name, &PostParams::default(), &crb)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 409 => continue,
+            Err(e) => {
+                return Err(kube(
+                    "update the subjects of the installation's Filebeat ClusterRoleBinding",
+                    e,
+                ));
+            }
+        }
+    }
+    Err(Error::Conflict(
+        "the installation's Filebeat ClusterRoleBinding changed under each of 10 updates",
+    ))
+}
+
+/// Deletes the children of `p` that are no longer desired; returns `Kind/name` of each (and the
+/// namespace, for Filebeat's objects outside the platform's). Besides the platform's namespace,
+/// Filebeat's (when it has one of its own) and `previous_filebeat_namespace` (where it was) are
+/// pruned by label.
 pub async fn prune_children(
     client: &Client,
     p: &Platform,
     desired: &Desired,
+    previous_filebeat_namespace: Option<&str>,
 ) -> Result<Vec<String>, Error> {
     let a = Apis::new(client, &p.namespace);
     let sel = selector_string(&p.name);
-    let csel = cluster_selector(&p.namespace, &p.name);
     let uid = p.owner.as_ref().map(|o| o.uid.as_str());
+    // (Filebeat's objects in another namespace are no children here.)
+    let dss = in_namespace(&desired.daemon_sets, &p.namespace);
+    let cms = in_namespace(&desired.config_maps, &p.namespace);
+    let sas = in_namespace(&desired.service_accounts, &p.namespace);
     let pruned = futures::try_join!(
         prune(&a.deps, &sel, &desired.deployments, uid),
-        prune(&a.dss, &sel, &desired.daemon_sets, uid),
+        prune(&a.dss, &sel, &dss, uid),
         prune(&a.svcs, &sel, &desired.services, uid),
-        prune(&a.cms, &sel, &desired.config_maps, uid),
-        prune(&a.sas, &sel, &desired.service_accounts, uid),
-        prune(&a.crbs, &csel, &desired.cluster_role_bindings, None),
+        prune(&a.cms, &sel, &cms, uid),
+        prune(&a.sas, &sel, &sas, uid),
         prune(&a.pdbs, &sel, &desired.pdbs, uid),
     )?;
     let mut all = Vec::new();
@@ -202,18 +336,103 @@ pub async fn prune_children(
         ("Service", pruned.2),
         ("ConfigMap", pruned.3),
         ("ServiceAccount", pruned.4),
-        ("ClusterRoleBinding", pruned.5),
-        ("PodDisruptionBudget", pruned.6),
+        ("PodDisruptionBudget", pruned.5),
     ] {
         all.extend(names.into_iter().map(|n| format!("{kind}/{n}")));
+    }
+    let current = p.logging.filebeat.as_ref().map(|fb| fb.namespace.as_str());
+    for ns in elsewhere(
+        &p.namespace,
+        current.into_iter().chain(previous_filebeat_namespace),
+    ) {
+        all.extend(prune_filebeat_in(client, &p.namespace, &p.name, ns, desired).await?);
     }
     Ok(all)
 }
 
-/// Deletes the cluster-scoped children of `cr` (they carry no owner reference).
-pub async fn delete_cluster_children(client: &Client, cr: &CampusPlatform) -> Result<(), Error> {
-    let csel = cluster_selector(&cr.namespace().unwrap_or_default(), &cr.name_any());
-    let crbs: Api<ClusterRoleBinding> = Api::all(client.clone());
-    prune(&crbs, &csel, &[], None).await?;
+/// The namespaces among `namespaces` other than the platform's, each once.
+fn elsewhere<'a>(platform_ns: &str, namespaces: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut out: Vec<&str> = Vec::new();
+    for ns in namespaces {
+        if ns != platform_ns && !out.contains(&ns) {
+            out.push(ns);
+        }
+    }
+    out
+}
+
+/// `objs` of the namespace `ns`.
+fn in_namespace<K: Resource + Clone>(objs: &[K], ns: &str) -> Vec<K> {
+    objs.iter()
+        .filter(|o| o.meta().namespace.as_deref() == Some(ns))
+        .cloned()
+        .collect()
+}
+
+/// Deletes Filebeat's objects of the platform `name` (in `platform_ns`) from `ns`, another
+/// namespace, but those `desired` there; by label (they have no owner reference).
+async fn prune_filebeat_in(
+    client: &Client,
+    platform_ns: &str,
+    name: &str,
+    ns: &str,
+    desired: &Desired,
+) -> Result<Vec<String>, Error> {
+    let sel = unowned_selector(platform_ns, name);
+    let a = Apis::new(client, ns);
+    let keep = (
+        in_namespace(&desired.daemon_sets, ns),
+        in_namespace(&desired.config_maps, ns),
+        in_namespace(&desired.service_accounts, ns),
+    );
+    let (dss, cms, sas) = futures::try_join!(
+        prune(&a.dss, &sel, &keep.0, None),
+        prune(&a.cms, &sel, &keep.1, None),
+        prune(&a.sas, &sel, &keep.2, None),
+    )?;
+    let mut all = Vec::new();
+    for (kind, names) in [
+        ("DaemonSet", dss),
+        ("ConfigMap", cms),
+        ("ServiceAccount", sas),
+    ] {
+        all.extend(names.into_iter().map(|n| format!("{kind}/{ns}/{n}")));
+    }
+    Ok(all)
+}
+
+/// The namespaces Filebeat's objects of `cr` may be in besides its own: the spec's and the one
+/// status recorded.
+pub fn filebeat_namespaces(cr: &CampusPlatform) -> Vec<String> {
+    let own = cr.namespace().unwrap_or_default();
+    let spec = cr.spec.logging.filebeat.namespace.clone();
+    let seen = cr
+        .status
+        .as_ref()
+        .and_then(|s| s.filebeat_namespace.clone());
+    let mut out: Vec<String> = Vec::new();
+    for ns in spec.into_iter().chain(seen) {
+        if ns != own && !out.contains(&ns) {
+            out.push(ns);
+        }
+    }
+    out
+}
+
+/// Deletes what `cr` has that no owner reference lets the garbage collector delete: Filebeat's
+/// objects in other namespaces, and its accounts among the subjects of the Filebeat binding.
+pub async fn delete_unowned_children(
+    client: &Client,
+    cr: &CampusPlatform,
+    binding: FilebeatBinding<'_>,
+) -> Result<(), Error> {
+    let ns = cr.namespace().unwrap_or_default();
+    let name = cr.name_any();
+    let others = filebeat_namespaces(cr);
+    let drop = filebeat_subjects_of(&ns, &name, others.iter().map(String::as_str));
+    bind_filebeat(client, binding, None, &drop).await?;
+    for other in &others {
+        prune_filebeat_in(client, &ns, &name, other, &Desired::default()).await?;
+    }
     Ok(())
 }

@@ -41,6 +41,8 @@ pub enum Error {
     },
     #[error("failed to delete the platform's topics")]
     Topics(#[source] TopicError),
+    #[error("{0}")]
+    Conflict(&'static str),
     #[error("failed to run the finalizer")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 }
@@ -50,7 +52,7 @@ impl Error {
     /// Also listed in [`crate::metrics::FAILURE_REASONS`] (each counted from 0).
     pub fn reason(&self) -> &'static str {
         match self {
-            Error::Kube { .. } => "KubeApiFailed",
+            Error::Kube { .. } | Error::Conflict(_) => "KubeApiFailed",
             Error::Topics(e) => e.reason(),
             Error::Finalizer(e) => match e.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(e)
@@ -64,8 +66,10 @@ impl Error {
 /// How the controller behaves.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Watch only this namespace; `None` watches every namespace.
-    pub namespace: Option<String>,
+    /// The namespaces whose platforms are reconciled, one controller each (sharing this
+    /// context); empty: every namespace (`WATCH_NAMESPACES=*`), which needs the namespaced rights
+    /// in every namespace.
+    pub namespaces: Vec<String>,
     /// Tag of the default Campus images.
     pub image_tag: String,
     /// Registry (and path) before the default Campus images; empty: their bare names.
@@ -84,14 +88,18 @@ pub struct Settings {
     pub concurrency: u16,
     /// Name of this instance in events.
     pub instance: Option<String>,
-    /// The ClusterRole that platforms' Filebeat accounts are bound to.
+    /// The ClusterRole that platforms' Filebeat accounts are bound to (only used to create the
+    /// binding below where it is missing and the operator may).
     pub filebeat_cluster_role: String,
+    /// The installation's ClusterRoleBinding of that role, whose subjects are the platforms'
+    /// Filebeat accounts.
+    pub filebeat_cluster_role_binding: String,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            namespace: None,
+            namespaces: Vec::new(),
             image_tag: crate::VERSION.to_owned(),
             image_registry: String::new(),
             resync: Duration::from_secs(300),
@@ -102,8 +110,45 @@ impl Default for Settings {
             concurrency: 8,
             instance: None,
             filebeat_cluster_role: crate::build::DEFAULT_FILEBEAT_CLUSTER_ROLE.to_owned(),
+            filebeat_cluster_role_binding: crate::build::DEFAULT_FILEBEAT_CLUSTER_ROLE_BINDING
+                .to_owned(),
         }
     }
+}
+
+/// The namespaces to watch from `--namespaces` (a list, `*` alone for every namespace: returned
+/// as an empty list) or the older `--namespace` (one), else the operator's own `own`. Blank
+/// entries are ignored, duplicates dropped.
+pub fn watch_namespaces(
+    list: &[String],
+    single: Option<&str>,
+    own: &str,
+) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    let given = list
+        .iter()
+        .map(|n| n.trim())
+        .chain(single.map(str::trim))
+        .filter(|n| !n.is_empty());
+    for n in given {
+        if !out.iter().any(|o| o == n) {
+            out.push(n.to_owned());
+        }
+    }
+    if out.iter().any(|n| n == "*") {
+        return if out.len() == 1 {
+            Ok(Vec::new())
+        } else {
+            Err(format!(
+                "`*` (every namespace) cannot be combined with namespaces: {}",
+                out.join(",")
+            ))
+        };
+    }
+    if out.is_empty() {
+        out.push(own.to_owned());
+    }
+    Ok(out)
 }
 
 /// What every reconcile shares.
@@ -119,6 +164,14 @@ pub struct Context {
 }
 
 impl Context {
+    /// The installation's Filebeat binding.
+    pub fn filebeat_binding(&self) -> apply::FilebeatBinding<'_> {
+        apply::FilebeatBinding {
+            name: &self.settings.filebeat_cluster_role_binding,
+            role: &self.settings.filebeat_cluster_role,
+        }
+    }
+
     pub fn new(client: Client, settings: Settings, metrics: Metrics) -> Arc<Self> {
         let recorder = Recorder::new(
             client.clone(),
@@ -287,10 +340,31 @@ where
         })
 }
 
-/// Runs the controller until `shutdown` resolves.
+/// Runs the controller until `shutdown` resolves: one per watched namespace (each with its own
+/// watches, all sharing `ctx`), or one over every namespace.
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    use futures::FutureExt;
+    let shutdown = shutdown.shared();
+    let scopes: Vec<Option<String>> = if ctx.settings.namespaces.is_empty() {
+        vec![None]
+    } else {
+        ctx.settings.namespaces.iter().cloned().map(Some).collect()
+    };
+    futures::future::join_all(
+        scopes
+            .into_iter()
+            .map(|ns| run_in(ctx.clone(), ns, shutdown.clone())),
+    )
+    .await;
+}
+
+/// One controller over the platforms (and their children) of `ns`, or of every namespace.
+async fn run_in(
+    ctx: Arc<Context>,
+    ns: Option<String>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
     let client = ctx.client.clone();
-    let ns = ctx.settings.namespace.clone();
     let platforms: Api<CampusPlatform> = api(&client, &ns);
     let owned = watcher::Config::default().labels(&format!(
         "app.kubernetes.io/managed-by={}",
@@ -325,6 +399,28 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn watched_namespaces_default_to_the_operators_own_and_star_means_all() {
+        let list = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(watch_namespaces(&[], None, "ops").unwrap(), ["ops"]);
+        assert_eq!(
+            watch_namespaces(&list(&[""]), Some(""), "ops").unwrap(),
+            ["ops"]
+        );
+        assert_eq!(watch_namespaces(&[], Some("a"), "ops").unwrap(), ["a"]);
+        assert_eq!(
+            watch_namespaces(&list(&["a", " b", "a"]), None, "ops").unwrap(),
+            ["a", "b"]
+        );
+        assert!(
+            watch_namespaces(&list(&["*"]), None, "ops")
+                .unwrap()
+                .is_empty()
+        );
+        let err = watch_namespaces(&list(&["*", "a"]), None, "ops").unwrap_err();
+        assert!(err.contains("cannot be combined"), "{err}");
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {

@@ -106,9 +106,16 @@ async fn apply(cr: Arc<CampusPlatform>, ctx: Arc<Context>) -> Result<Action, Err
         Desired::build(&platform, &inputs(ctx))
     })
     .await;
+    // Where Filebeat's objects were last applied: a move or a disable deletes them there too.
+    let previous_filebeat = cr
+        .status
+        .as_ref()
+        .and_then(|s| s.filebeat_namespace.as_deref());
     let (applied, pruned, topics) = tokio::join!(
         timed(ctx, "apply_children", async {
-            apply::apply_children(&ctx.client, &platform, &desired).await
+            let binding = ctx.filebeat_binding();
+            apply::apply_children(&ctx.client, &platform, &desired, binding, previous_filebeat)
+                .await
         }),
         timed(ctx, "prune", async {
             // A platform never reconciled before owns nothing yet (its children carry its uid).
@@ -120,7 +127,7 @@ async fn apply(cr: Arc<CampusPlatform>, ctx: Arc<Context>) -> Result<Action, Err
             {
                 return Ok(Vec::new());
             }
-            apply::prune_children(&ctx.client, &platform, &desired).await
+            apply::prune_children(&ctx.client, &platform, &desired, previous_filebeat).await
         }),
         reconcile_topics(&cr, ctx, &platform),
     );
@@ -151,7 +158,6 @@ async fn timed<T>(ctx: &Context, phase: &'static str, step: impl Future<Output =
 fn inputs(ctx: &Context) -> BuildInputs {
     let mut inputs = BuildInputs::new(ctx.settings.image_tag.clone());
     inputs.image_registry = ctx.settings.image_registry.clone();
-    inputs.filebeat_cluster_role = ctx.settings.filebeat_cluster_role.clone();
     inputs
 }
 
@@ -406,6 +412,11 @@ async fn write_status(
     let mut st = status::build(cr, &conds, topic_statuses, workloads);
     st.endpoints = status::endpoints(platform);
     st.dead_letters = total;
+    st.filebeat_namespace = platform
+        .logging
+        .filebeat
+        .as_ref()
+        .map(|fb| fb.namespace.clone());
     status::write(&platforms(cr, ctx), cr, st).await?;
     if was_ready != Some(now_ready) && (now_ready || was_ready.is_some()) {
         if now_ready {
@@ -550,10 +561,11 @@ async fn scale(cr: &CampusPlatform, ctx: &Context, platform: &mut Platform) {
 }
 
 /// Applies the deletion policy to the topics, then lets the platform go. Children go with it
-/// (owner references); cluster-scoped RBAC is deleted here. When Kafka stays unreachable,
+/// (owner references); Filebeat's objects in another namespace and its subject in the Filebeat
+/// binding are deleted here. When Kafka stays unreachable,
 /// deletion gives up after the grace period instead of blocking forever.
 async fn cleanup(cr: Arc<CampusPlatform>, ctx: Arc<Context>) -> Result<Action, Error> {
-    apply::delete_cluster_children(&ctx.client, &cr).await?;
+    apply::delete_unowned_children(&ctx.client, &cr, ctx.filebeat_binding()).await?;
     if cr.spec.topics.deletion_policy == DeletionPolicy::Retain || cr.paused() {
         ctx.event(
             &cr,
@@ -667,7 +679,12 @@ fn previous_topic(cr: &CampusPlatform, name: &str) -> Option<crate::crd::TopicSt
 
 /// Names of the logging workloads (they make up `LoggingReady`).
 fn logging_workloads(p: &Platform) -> Vec<String> {
-    let mut names = vec![crate::build::config_map::filebeat_name(p)];
+    let mut names: Vec<String> = p
+        .logging
+        .filebeat
+        .iter()
+        .map(|fb| crate::build::config_map::filebeat_name(p, fb))
+        .collect();
     match p.logging.processor {
         Processor::Logstash(_) => names.push(crate::build::deployment::logstash_name(p)),
         Processor::Native => names.extend(

@@ -293,6 +293,11 @@ pub fn build(
         topics,
         workloads,
         kafka_prefix: Some(cr.kafka_prefix()),
+        // Kept as it was; a reconcile that applied Filebeat sets it (reconcile::write_status).
+        filebeat_namespace: cr
+            .status
+            .as_ref()
+            .and_then(|s| s.filebeat_namespace.clone()),
     }
 }
 

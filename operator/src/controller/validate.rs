@@ -48,6 +48,23 @@ pub fn validate(cr: &CampusPlatform) -> Result<Platform, Invalid> {
             s.kafka.brokers
         ),
     );
+    let credentials: Vec<&str> = crate::crd::backing::CREDENTIAL_PROPERTIES
+        .into_iter()
+        .filter(|k| s.kafka.properties.contains_key(*k))
+        .collect();
+    need(
+        credentials.is_empty(),
+        &format!(
+            "kafka.properties must not hold credentials ({}): put them in a Secret, its keys the property names, and name it in kafka.propertiesSecretRef",
+            credentials.join(", ")
+        ),
+    );
+    if let Some(r) = &s.kafka.properties_secret_ref {
+        need(
+            !r.name.is_empty(),
+            "kafka.propertiesSecretRef needs a Secret name",
+        );
+    }
     let prefix = cr.kafka_prefix();
     need(
         prefix
@@ -239,6 +256,12 @@ pub fn validate(cr: &CampusPlatform) -> Result<Platform, Invalid> {
             );
         }
     }
+    if let Some(ns) = &logging.filebeat.namespace {
+        need(
+            valid_dns_label(ns),
+            &format!("logging.filebeat.namespace: `{ns}` is not a namespace name"),
+        );
+    }
     for ns in &logging.filebeat.namespaces {
         need(
             valid_dns_label(ns),
@@ -384,6 +407,12 @@ fn url(
         url.is_some() || secret.is_some(),
         &format!("{what}: one of url and urlSecretRef is required"),
     );
+    if let Some(u) = url {
+        need(
+            !crate::crd::backing::url_has_password(u),
+            &format!("{what}.{}", crate::crd::backing::URL_PASSWORD_MESSAGE),
+        );
+    }
     match (url, secret) {
         (Some(u), None) => Some(Url::Plain(u.to_owned())),
         (None, Some(r)) => Some(Url::Secret(r.clone())),
@@ -426,6 +455,10 @@ fn platform(
     let l = &s.logging;
     let fb = &l.filebeat;
     let filebeat = fb.enabled.then(|| Filebeat {
+        namespace: fb
+            .namespace
+            .clone()
+            .unwrap_or_else(|| cr.namespace().unwrap_or_default()),
         image: fb.image.clone(),
         namespaces: if fb.all_namespaces {
             Vec::new()
@@ -472,6 +505,11 @@ fn platform(
         kafka: Kafka {
             brokers: s.kafka.brokers.clone(),
             properties: s.kafka.properties.clone(),
+            properties_secret: s
+                .kafka
+                .properties_secret_ref
+                .as_ref()
+                .map(|r| r.name.clone()),
         },
         stores: Stores {
             mysql: s.mysql.as_ref().map(|m| m.url_secret_ref.clone()),
@@ -649,6 +687,64 @@ spec:
     overrides: [{name: post.original.dlq.inspection, partitions: 2}]
 "#,
         );
+        assert_eq!(problems(&cr), Vec::<String>::new());
+    }
+
+    #[test]
+    fn credentials_come_from_secrets_not_from_kafka_properties_or_urls() {
+        let mut cr = platform(MINIMAL);
+        cr.spec
+            .kafka
+            .properties
+            .insert("security.protocol".into(), "SASL_SSL".into());
+        cr.spec
+            .kafka
+            .properties
+            .insert("sasl.username".into(), "campus".into());
+        assert_eq!(problems(&cr), Vec::<String>::new());
+        cr.spec
+            .kafka
+            .properties
+            .insert("sasl.password".into(), "s3cret".into());
+        cr.spec
+            .kafka
+            .properties
+            .insert("ssl.key.password".into(), "k3y".into());
+        let found = problems(&cr);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with(
+                "kafka.properties must not hold credentials (sasl.password, ssl.key.password)"
+            ) && found[0].contains("kafka.propertiesSecretRef"),
+            "{found:?}"
+        );
+        cr.spec.kafka.properties.remove("sasl.password");
+        cr.spec.kafka.properties.remove("ssl.key.password");
+        cr.spec.kafka.properties_secret_ref = Some(crate::crd::SecretRef {
+            name: "kafka-credentials".into(),
+        });
+        assert_eq!(problems(&cr), Vec::<String>::new());
+        let p = validate(&cr).unwrap();
+        assert_eq!(
+            p.kafka.properties_secret.as_deref(),
+            Some("kafka-credentials")
+        );
+
+        // URLs with a password: only through urlSecretRef.
+        let mut cr = platform(MINIMAL);
+        cr.spec.redis.as_mut().unwrap().url = Some("redis://:pw@redis:6379".into());
+        cr.spec.elasticsearch.as_mut().unwrap().url =
+            Some("http://es-1:9200,http://elastic:pw@es-2:9200".into());
+        assert_eq!(
+            problems(&cr),
+            [
+                "redis.url must not carry a password (user:password@): put the URL in a Secret and name it in urlSecretRef",
+                "elasticsearch.url must not carry a password (user:password@): put the URL in a Secret and name it in urlSecretRef",
+            ]
+        );
+        cr.spec.redis.as_mut().unwrap().url = Some("redis://default@redis:6379".into());
+        cr.spec.elasticsearch.as_mut().unwrap().url =
+            Some("http://es-1:9200,http://es-2:9200".into());
         assert_eq!(problems(&cr), Vec::<String>::new());
     }
 

@@ -61,6 +61,18 @@ pub struct FilebeatSpec {
     /// Resources of the Filebeat container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// The namespace Filebeat's DaemonSet, ConfigMap and ServiceAccount live in (default: the
+    /// platform's). Filebeat reads the nodes' logs through hostPath volumes, which only the
+    /// `privileged` Pod Security level allows: a namespace of its own lets the platform's
+    /// namespace enforce `restricted`. It must exist, and the operator needs its rights there
+    /// (the chart's `operator.filebeatNamespaces`). Objects there carry no owner reference: the
+    /// operator deletes them by label, also when the platform is deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+    )]
+    pub namespace: Option<String>,
 }
 
 impl Default for FilebeatSpec {
@@ -72,6 +84,7 @@ impl Default for FilebeatSpec {
             all_namespaces: false,
             access_only: true,
             resources: None,
+            namespace: None,
         }
     }
 }

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub use backing::{
     ElasticsearchSpec, KafkaSpec, MongoSpec, MysqlSpec, OpenAiSpec, RedisSpec, SecretKeyRef,
+    SecretRef,
 };
 pub use logging::{FilebeatSpec, LoggingSpec, LogstashSpec, PipelineSpec, ProcessorKind};
 pub use services::{

@@ -39,6 +39,11 @@ pub struct CampusPlatformStatus {
     /// `workloads[].deadLetters`); as last read from Kafka.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_letters: Option<i64>,
+    /// The namespace Filebeat's objects were last applied in (`spec.logging.filebeat.namespace`
+    /// or the platform's): when it changes or Filebeat is disabled, the operator deletes them
+    /// there too (they carry no owner reference outside the platform's namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filebeat_namespace: Option<String>,
 }
 
 /// One API of the platform, as a client inside the cluster reaches it.

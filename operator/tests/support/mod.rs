@@ -152,15 +152,76 @@ async fn cleanup_namespace(name: &str) {
     let _ = Api::<ClusterRoleBinding>::all(client.clone())
         .delete_collection(&DeleteParams::background(), &lp)
         .await;
-    let _ = Api::<ClusterRole>::all(client)
+    let _ = Api::<ClusterRole>::all(client.clone())
         .delete_collection(&DeleteParams::background(), &lp)
         .await;
+    // The platforms' Filebeat accounts of this namespace leave the shared Filebeat binding (their
+    // finalizers, which would remove them, were removed above).
+    let _ = drop_subjects_in(
+        &client,
+        campus_operator::build::DEFAULT_FILEBEAT_CLUSTER_ROLE_BINDING,
+        name,
+    )
+    .await;
+}
+
+/// Removes every subject of namespace `ns` from the ClusterRoleBinding `binding`.
+async fn drop_subjects_in(client: &Client, binding: &str, ns: &str) -> Result<(), kube::Error> {
+    use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+    let api: Api<ClusterRoleBinding> = Api::all(client.clone());
+    for _ in 0..10 {
+        let Some(mut crb) = api.get_opt(binding).await? else {
+            return Ok(());
+        };
+        let have = crb.subjects.clone().unwrap_or_default();
+        let keep: Vec<_> = have
+            .iter()
+            .filter(|s| s.namespace.as_deref() != Some(ns))
+            .cloned()
+            .collect();
+        if keep.len() == have.len() {
+            return Ok(());
+        }
+        crb.subjects = Some(keep);
+        match api.replace(binding, &PostParams::default(), &crb).await {
+            Err(kube::Error::Api(s)) if s.code == 409 => continue,
+            other => return other.map(drop),
+        }
+    }
+    Ok(())
+}
+
+/// The subjects (`namespace/name`) of the ClusterRoleBinding `binding`, sorted.
+pub async fn binding_subjects(client: &Client, binding: &str) -> Vec<String> {
+    use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+    let crb = Api::<ClusterRoleBinding>::all(client.clone())
+        .get_opt(binding)
+        .await
+        .expect("read the ClusterRoleBinding");
+    let mut out: Vec<String> = crb
+        .and_then(|c| c.subjects)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| format!("{}/{}", s.namespace.unwrap_or_default(), s.name))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Whether the Filebeat binding of the default settings has the account `ns/name`.
+pub async fn filebeat_bound(client: &Client, ns: &str, name: &str) -> bool {
+    binding_subjects(
+        client,
+        campus_operator::build::DEFAULT_FILEBEAT_CLUSTER_ROLE_BINDING,
+    )
+    .await
+    .contains(&format!("{ns}/{name}"))
 }
 
 /// Settings for an operator under test: short intervals, this namespace only.
 pub fn test_settings(namespace: &str) -> Settings {
     Settings {
-        namespace: Some(namespace.to_owned()),
+        namespaces: vec![namespace.to_owned()],
         image_tag: "test".to_owned(),
         resync: Duration::from_secs(30),
         kafka_retry: Duration::from_millis(500),

@@ -74,15 +74,58 @@ impl KafkaArgs {
         campus_contract::prefixed(&self.prefix, logical)
     }
 
-    /// A librdkafka configuration with the brokers and the extra properties applied.
+    /// A librdkafka configuration with the brokers and the extra properties applied: those of
+    /// `--kafka-property` (`KAFKA_PROPERTIES`), then those of the process's `KAFKA_PROPERTY_<name>`
+    /// variables ([`env_properties`]), which win.
     pub fn client_config(&self) -> rdkafka::ClientConfig {
+        self.client_config_with(std::env::vars_os())
+    }
+
+    /// [`KafkaArgs::client_config`] with `env` for the process's environment.
+    pub fn client_config_with<I>(&self, env: I) -> rdkafka::ClientConfig
+    where
+        I: IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+    {
         let mut cfg = rdkafka::ClientConfig::new();
         cfg.set("bootstrap.servers", &self.brokers);
         for (k, v) in &self.properties {
             cfg.set(k, v);
         }
+        for (k, v) in env_properties(env) {
+            cfg.set(k, v);
+        }
         cfg
     }
+}
+
+/// The librdkafka properties given one per variable `KAFKA_PROPERTY_<name>` (the prefix
+/// [`env::KAFKA_PROPERTY_PREFIX`]): credentials such as `sasl.password`, which the operator reads
+/// into the pods from a Secret (`envFrom` with that prefix), never from a ConfigMap. The name
+/// after the prefix is the property's as it is (`KAFKA_PROPERTY_sasl.password`, a Secret key), or
+/// in capitals with `_` for `.` for a shell (`KAFKA_PROPERTY_SASL_PASSWORD`). Sorted by name;
+/// variables that are not Unicode are skipped.
+pub fn env_properties<I>(env: I) -> Vec<(String, String)>
+where
+    I: IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+{
+    let mut out: Vec<(String, String)> = env
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let name = k.into_string().ok()?;
+            let property = name.strip_prefix(env::KAFKA_PROPERTY_PREFIX)?;
+            if property.is_empty() {
+                return None;
+            }
+            let property = if property.chars().any(|c| c.is_ascii_lowercase()) {
+                property.to_owned()
+            } else {
+                property.to_ascii_lowercase().replace('_', ".")
+            };
+            Some((property, v.into_string().ok()?))
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 /// Where MySQL is.
@@ -302,6 +345,48 @@ mod tests {
             ])
             .is_err()
         );
+    }
+
+    #[test]
+    fn properties_from_kafka_property_variables_reach_the_client_config_and_win() {
+        let env = |pairs: &[(&str, &str)]| -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect()
+        };
+        let mut args = KafkaArgs::new("k:9092");
+        args.properties = vec![
+            ("security.protocol".into(), "plaintext".into()),
+            ("client.rack".into(), "a".into()),
+        ];
+        // As a Secret's keys reach a pod through envFrom's prefix, and as a shell would set one.
+        let cfg = args.client_config_with(env(&[
+            ("KAFKA_PROPERTY_sasl.password", "s3cret"),
+            ("KAFKA_PROPERTY_SECURITY_PROTOCOL", "SASL_SSL"),
+            ("KAFKA_PROPERTY_", "ignored"),
+            ("KAFKA_PROPERTIES", "not.this=1"),
+            ("OTHER", "x"),
+        ]));
+        assert_eq!(cfg.get("sasl.password"), Some("s3cret"));
+        assert_eq!(
+            cfg.get("security.protocol"),
+            Some("SASL_SSL"),
+            "the variable wins"
+        );
+        assert_eq!(cfg.get("client.rack"), Some("a"));
+        assert_eq!(cfg.get("bootstrap.servers"), Some("k:9092"));
+        assert_eq!(cfg.get("not.this"), None);
+        assert_eq!(cfg.config_map().len(), 4, "{:?}", cfg.config_map().keys());
+        // The property reaches librdkafka itself: an unknown one is refused by name.
+        let err = args
+            .client_config_with(env(&[("KAFKA_PROPERTY_no.such.property", "1")]))
+            .create::<rdkafka::producer::BaseProducer>()
+            .err()
+            .expect("librdkafka refuses an unknown property");
+        assert!(err.to_string().contains("no.such.property"), "{err}");
+        // Nothing of the variables is kept in the arguments (whose Debug may be logged).
+        assert!(!format!("{args:?}").contains("s3cret"));
     }
 
     #[derive(Parser, Debug)]

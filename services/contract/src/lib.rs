@@ -354,6 +354,11 @@ pub mod env {
     pub const KAFKA_BROKERS: &str = "KAFKA_BROKERS";
     pub const KAFKA_PREFIX: &str = "KAFKA_PREFIX";
     pub const KAFKA_PROPERTIES: &str = "KAFKA_PROPERTIES";
+    /// Prefix of the variables that carry one librdkafka property each:
+    /// `KAFKA_PROPERTY_sasl.password=…` sets `sasl.password`. The operator fills them from the
+    /// Secret of `spec.kafka.propertiesSecretRef` (`envFrom` with this prefix: the Secret's keys
+    /// are the property names), so credentials never pass through a ConfigMap.
+    pub const KAFKA_PROPERTY_PREFIX: &str = "KAFKA_PROPERTY_";
     pub const MYSQL_URL: &str = "MYSQL_URL";
     pub const REDIS_URL: &str = "REDIS_URL";
     pub const REDIS_KEY_PREFIX: &str = "REDIS_KEY_PREFIX";
