@@ -115,7 +115,6 @@ async fn a_sample_creates_every_child_and_topic_and_ready_follows_the_pods() {
     let name = ns.name.clone();
     let p = format!("{}.{name}", ns.name); // the default Kafka prefix
     let op = Operator::start(&client, test_settings(&ns.name));
-    let started = Instant::now();
     apply_platform(
         &client,
         &ns.name,
@@ -147,8 +146,6 @@ async fn a_sample_creates_every_child_and_topic_and_ready_follows_the_pods() {
         topics.iter().all(|t| have.contains_key(t)).then_some(())
     })
     .await;
-    let took = started.elapsed();
-    assert!(took < Duration::from_secs(20), "took {took:?}");
     let have = kafka_topics(&brokers()).await;
     assert_eq!(have[&format!("{p}.post.original")], 3);
     assert_eq!(have[&format!("{p}.post.original.dlq.{p}.inspection")], 1);

@@ -417,6 +417,7 @@ async fn write_status(
         .filebeat
         .as_ref()
         .map(|fb| fb.namespace.clone());
+    st.retained_topics = status::retained_topics(cr.status.as_ref(), &full_names);
     status::write(&platforms(cr, ctx), cr, st).await?;
     if was_ready != Some(now_ready) && (now_ready || was_ready.is_some()) {
         if now_ready {
@@ -578,9 +579,14 @@ async fn cleanup(cr: Arc<CampusPlatform>, ctx: Arc<Context>) -> Result<Action, E
         return Ok(Action::await_change());
     }
     let mut names: Vec<String> = Plan::of(&cr).topics.into_iter().map(|t| t.full).collect();
-    for t in previous_topics(&cr) {
-        if !names.contains(&t.name) {
-            names.push(t.name);
+    let retained = cr.status.as_ref().map(|s| s.retained_topics.clone());
+    for t in previous_topics(&cr)
+        .into_iter()
+        .map(|t| t.name)
+        .chain(retained.into_iter().flatten())
+    {
+        if !names.contains(&t) {
+            names.push(t);
         }
     }
     match ctx.topics.delete(&cr.spec.kafka, &names).await {

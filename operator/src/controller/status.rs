@@ -298,7 +298,27 @@ pub fn build(
             .status
             .as_ref()
             .and_then(|s| s.filebeat_namespace.clone()),
+        retained_topics: last.map(|s| s.retained_topics.clone()).unwrap_or_default(),
     }
+}
+
+/// The topics a platform had (in its last status: listed or already retained) that `planned` no
+/// longer names, sorted: kept in Kafka and in status until the platform is deleted.
+pub fn retained_topics(last: Option<&CampusPlatformStatus>, planned: &[String]) -> Vec<String> {
+    let Some(last) = last else {
+        return Vec::new();
+    };
+    let mut retained: Vec<String> = last
+        .topics
+        .iter()
+        .map(|t| &t.name)
+        .chain(&last.retained_topics)
+        .filter(|t| !planned.contains(t))
+        .cloned()
+        .collect();
+    retained.sort();
+    retained.dedup();
+    retained
 }
 
 /// `N topics exist as specified`, and which are under-replicated: they take writes, but a broker
@@ -363,6 +383,41 @@ pub fn condition<'a>(cr: &'a CampusPlatform, type_: &str) -> Option<&'a Conditio
 mod tests {
     use super::*;
     use crate::topics::{ProblemKind, TopicProblem};
+
+    #[test]
+    fn topics_the_spec_no_longer_names_are_retained_until_the_platform_goes() {
+        let topic = |name: &str| TopicStatus {
+            name: name.into(),
+            ..Default::default()
+        };
+        let planned = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert!(retained_topics(None, &planned(&["p.a"])).is_empty());
+        // Logstash's dead-letter topic after a switch to the native indexer.
+        let last = CampusPlatformStatus {
+            topics: vec![topic("p.a"), topic("p.a.dlq.p.logstash")],
+            ..Default::default()
+        };
+        let retained = retained_topics(Some(&last), &planned(&["p.a", "p.a.dlq.p.log-index"]));
+        assert_eq!(retained, ["p.a.dlq.p.logstash"]);
+        // Kept over later reconciles; planned again, no longer retained.
+        let later = CampusPlatformStatus {
+            topics: vec![topic("p.a"), topic("p.a.dlq.p.log-index")],
+            retained_topics: retained,
+            ..Default::default()
+        };
+        assert_eq!(
+            retained_topics(Some(&later), &planned(&["p.a", "p.a.dlq.p.log-index"])),
+            ["p.a.dlq.p.logstash"]
+        );
+        assert!(
+            retained_topics(Some(&later), &planned(&["p.a", "p.a.dlq.p.logstash"]))
+                .contains(&"p.a.dlq.p.log-index".to_owned())
+        );
+        assert!(
+            !retained_topics(Some(&later), &planned(&["p.a", "p.a.dlq.p.logstash"]))
+                .contains(&"p.a.dlq.p.logstash".to_owned())
+        );
+    }
 
     fn w(name: &str, ready: bool) -> WorkloadStatus {
         WorkloadStatus {

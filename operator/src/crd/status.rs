@@ -44,6 +44,11 @@ pub struct CampusPlatformStatus {
     /// there too (they carry no owner reference outside the platform's namespace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filebeat_namespace: Option<String>,
+    /// Topics the platform created that its spec no longer names (a service disabled, another
+    /// log processor or pipeline): kept in Kafka, as the operator never deletes a topic on a spec
+    /// change, and deleted with the platform under `topics.deletionPolicy: Delete`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retained_topics: Vec<String>,
 }
 
 /// One API of the platform, as a client inside the cluster reaches it.
