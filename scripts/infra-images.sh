@@ -67,12 +67,17 @@ add_user() {
   echo "$2:x:$3:" >>"$1/etc/group"
 }
 
-# infra_image NAME TAG BUILDER: $INFRA_IMAGES/NAME-TAG.tar from BUILDER ROOT (which fills ROOT and
+# infra_image NAME TAG BUILDER: $INFRA_IMAGES/NAME-TAG-<recipe hash>.tar from BUILDER ROOT (which fills ROOT and
 # sets OCI_OPTS, oci-image.py's options: entrypoint, user, ...), unless it is cached.
+# The cached archive's name carries a hash of this file and the entrypoints beside it, so a changed
+# recipe builds anew (and replaces the older archive: every *.tar here is imported).
 infra_image() {
-  local name=$1 tag=$2 builder=$3 tar=$INFRA_IMAGES/$1-$2.tar
+  local name=$1 tag=$2 builder=$3 sources tar
+  sources=$(cat "${BASH_SOURCE[0]}" "$INFRA_FILES"/* | sha256sum | cut -c1-12)
+  tar=$INFRA_IMAGES/$name-$tag-$sources.tar
   echo "localhost/campus/$name:$tag" >"$INFRA_IMAGES/$name.name"
   [ -f "$tar" ] && return 0
+  rm -f "$INFRA_IMAGES/$name-$tag".tar "$INFRA_IMAGES/$name-$tag"-*.tar
   local r t0; r=$(mktemp -d); t0=$(now)
   OCI_OPTS=()
   "$builder" "$r/root"

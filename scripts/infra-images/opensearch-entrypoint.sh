@@ -1,9 +1,11 @@
-#!/bin/sh
+#!/bin/bash
 # OpenSearch as the opensearchproject/opensearch image starts it: home /usr/share/opensearch, data in
 # its data/ (the chart's volume), every environment variable whose name has a dot (discovery.type,
 # cluster.routing.allocation.disk.threshold_enabled, ...) a setting; the heap from
 # OPENSEARCH_JAVA_OPTS (default -Xms512m -Xmx512m). The distribution's JVM options (its
 # SystemJvmOptions and jvm.options, as scripts/opensearch-node.sh passes them), exec'd: PID 1 is java.
+# bash, not sh: dash drops variables whose names have a dot from the environment it starts with (the
+# first pods-mode e2e: no discovery.type, so OpenSearch enforced its production bootstrap checks).
 set -eu
 home=/usr/share/opensearch
 conf=/tmp/opensearch-config
