@@ -350,6 +350,10 @@ local_checks() {
   if bash scripts/local.sh status >/dev/null 2>&1 || grep -q running <(bash scripts/local.sh status 2>/dev/null); then
     bad "scripts/local.sh down left processes running"
   else ok "scripts/local.sh down stopped every process ($((SECONDS - t0)) s for up, smoke and down)"; fi
+  # The local mode's data goes too: whoever runs the README's path next starts from nothing (its
+  # examples expect post 1 and coupon event 1).
+  if bash scripts/local.sh reset >"$OUT/local-reset.log" 2>&1; then ok "scripts/local.sh reset: the local mode's data removed"
+  else cat "$OUT/local-reset.log" >&2; bad "scripts/local.sh reset"; fi
 }
 
 # The chart's PrometheusRule and Grafana dashboard ask only for metrics (and labels) the code exports:
