@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
-use crate::crd::{PullPolicy, SecretKeyRef};
+use crate::crd::{AuthSpec, PullPolicy, SecretKeyRef};
 use crate::plan::{Plan, Service};
 
 /// A platform whose spec passed validation.
@@ -31,6 +31,8 @@ pub struct Platform {
     /// `RUST_LOG` of every Campus container.
     pub log_level: String,
     pub pull_policy: PullPolicy,
+    /// Who the content and coupon APIs' requests act for (checked).
+    pub auth: AuthSpec,
 }
 
 impl Platform {

@@ -246,6 +246,11 @@ pub fn validate(cr: &CampusPlatform) -> Result<Platform, Invalid> {
         );
     }
 
+    // Who the APIs' requests act for (also CEL rules).
+    for p in s.auth.problems() {
+        need(false, &p);
+    }
+
     // Object names must stay within 63 characters (Services, labels).
     let longest = format!("{}-content-inspection", cr.name_any());
     need(
@@ -451,6 +456,7 @@ fn platform(
         plan,
         log_level: s.log_level.clone(),
         pull_policy: s.image_pull_policy,
+        auth: s.auth.clone(),
     }
 }
 
