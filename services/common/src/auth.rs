@@ -76,7 +76,7 @@ impl Auth {
     /// that says which setting to fix. Nothing is fetched here (a JWKS is fetched on first use).
     pub fn from_args(args: &AuthArgs) -> anyhow::Result<Self> {
         let secret = args
-            .jwt_secret
+            .jwt_hs256_key
             .as_ref()
             .map(|s| s.expose_secret())
             .filter(|s| !s.is_empty());
@@ -768,7 +768,7 @@ mod tests {
 
     fn hs_auth(f: impl FnOnce(&mut AuthArgs)) -> anyhow::Result<Auth> {
         let mut a = args(AuthMode::Jwt);
-        a.jwt_secret = Some(SECRET.to_owned().into());
+        a.jwt_hs256_key = Some(SECRET.to_owned().into());
         f(&mut a);
         Auth::from_args(&a)
     }
@@ -781,10 +781,10 @@ mod tests {
         assert!(err(a).contains("AUTH_JWKS_URL set while AUTH_MODE is none"));
         assert!(err(args(AuthMode::Jwt)).contains("exactly one key source"));
         let mut a = args(AuthMode::Jwt);
-        a.jwt_secret = Some("short".to_owned().into());
+        a.jwt_hs256_key = Some("short".to_owned().into());
         assert!(err(a).contains("at least 32 bytes"));
         let mut a = args(AuthMode::Jwt);
-        a.jwt_secret = Some(SECRET.to_owned().into());
+        a.jwt_hs256_key = Some(SECRET.to_owned().into());
         a.jwks_url = Some("https://idp/jwks".into());
         assert!(err(a).contains("exactly one key source"));
         let mut a = args(AuthMode::Jwt);
@@ -805,6 +805,12 @@ mod tests {
             Auth::from_args(&args(AuthMode::None)).unwrap().mode(),
             AuthMode::None
         );
+        // The secret never prints, neither in the settings nor in the verifier.
+        let mut a = args(AuthMode::Jwt);
+        a.jwt_hs256_key = Some(SECRET.to_owned().into());
+        let auth = Auth::from_args(&a).unwrap();
+        let shown = format!("{a:?} {auth:?} {}", auth.describe());
+        assert!(!shown.contains(SECRET), "{shown}");
     }
 
     #[tokio::test]

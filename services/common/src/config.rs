@@ -237,7 +237,7 @@ pub struct AuthArgs {
     /// The HS256 shared secret tokens are signed with, at least 32 bytes (a secret: never logged).
     /// Exactly one of this, a public key and a JWKS URL in mode `jwt`.
     #[arg(long = "auth-jwt-secret", env = env::AUTH_JWT_SECRET, value_parser = parse_secret)]
-    pub jwt_secret: Option<SecretString>,
+    pub jwt_hs256_key: Option<SecretString>,
     /// The PEM public key (RSA, EC P-256/P-384 or Ed25519) tokens are signed with.
     #[arg(long = "auth-jwt-public-key", env = env::AUTH_JWT_PUBLIC_KEY)]
     pub jwt_public_key: Option<String>,
@@ -288,7 +288,7 @@ impl Default for AuthArgs {
     fn default() -> Self {
         Self {
             mode: crate::auth::AuthMode::None,
-            jwt_secret: None,
+            jwt_hs256_key: None,
             jwt_public_key: None,
             jwt_public_key_file: None,
             jwt_algorithm: None,

@@ -38,7 +38,7 @@ async fn env_with(auth: AuthArgs) -> Env {
 async fn hs256_bearer_mode_issues_lists_and_uses_only_for_the_tokens_user() {
     let env = env_with(AuthArgs {
         mode: AuthMode::Jwt,
-        jwt_secret: Some(HS256_SECRET.to_owned().into()),
+        jwt_hs256_key: Some(HS256_SECRET.to_owned().into()),
         ..AuthArgs::default()
     })
     .await;
@@ -226,4 +226,46 @@ async fn jwks_bearer_mode_issues_for_the_tokens_user_only() {
         (409, Some("already_issued"))
     );
     assert_eq!(env.redis_count(event).await, 1);
+}
+
+/// Bad settings stop the binary at start-up with one line naming the variable (before any
+/// connection), and never print the secret.
+#[test]
+fn bad_auth_settings_are_one_start_up_line() {
+    for (env, want) in [
+        (&[("AUTH_MODE", "jwt")][..], "exactly one key source"),
+        (
+            &[
+                ("AUTH_MODE", "jwt"),
+                ("AUTH_JWT_SECRET", "hunter2-too-short"),
+            ][..],
+            "AUTH_JWT_SECRET must be at least 32 bytes",
+        ),
+        (
+            &[("AUTH_MODE", "none"), ("AUTH_JWKS_URL", "https://idp/jwks")][..],
+            "AUTH_JWKS_URL set while AUTH_MODE is none",
+        ),
+        (&[("AUTH_MODE", "oauth")][..], "--auth-mode"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_campus-coupon"))
+            .arg("api")
+            .env("KAFKA_BROKERS", "127.0.0.1:1")
+            .env("MYSQL_URL", "mysql://root@127.0.0.1:1/x")
+            .env("REDIS_URL", "redis://127.0.0.1:1")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert!(!out.status.success(), "{env:?}: {out:?}");
+        assert_eq!(lines.len(), 1, "{env:?}: {lines:?}");
+        assert!(
+            lines[0].starts_with("error:") && lines[0].contains(want),
+            "{env:?}: {lines:?}"
+        );
+        assert!(
+            !stderr.contains("hunter2")
+                && !String::from_utf8_lossy(&out.stdout).contains("hunter2")
+        );
+    }
 }
