@@ -12,7 +12,8 @@
 #                                    cargo test: services/contract/tests/dev_files.rs),
 #                                    the chart README current (helm-docs), every pod's securityContext and
 #                                    resources (default and helm/openshift-values.yaml), image refs,
-#                                    infrastructure.auth without lookup, Kafka UI, the helm test pod,
+#                                    infrastructure.auth without lookup, platform.auth -> spec.auth,
+#                                    Kafka UI, the helm test pod,
 #                                    .github/workflows/release.yaml
 #   scripts/chart-test.sh install    helm install/upgrade into the API server; the operator reconciles
 #                                    the sample platform
@@ -107,6 +108,35 @@ p = yaml.safe_load(cm["data"]["platform.yaml"])
 print(" ".join(e["name"] + "=" + e.get("value", e.get("valueFrom", {}).get("secretKeyRef", {}).get("key", "")) for e in p["spec"]["coupon"]["env"]))' 2>&1)
   [ "$env" = "MYSQL_URL=mysql-url-coupon EXTRA=1" ] && ok "platform.extraSpec.coupon.env keeps the coupon database: $env" ||
     bad "platform.extraSpec.coupon.env: coupon env '$env'"
+}
+
+# platform.auth becomes the sample platform's spec.auth in mode Jwt only (mode None leaves the spec
+# as it was), with the key as a Secret reference; mode Jwt without exactly one key source fails the
+# render with a message naming the values.
+platform_auth_checks() {
+  local platform=(--set platform.enabled=true --set platform.external.kafkaBrokers=k:9092
+    --set platform.external.elasticsearchUrl=http://es:9200 --set platform.external.credentialsSecret=creds)
+  local spec='import json, sys, yaml
+docs = [d for d in yaml.safe_load_all(sys.stdin) if d]
+cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-operator-platform"))
+print(json.dumps(yaml.safe_load(cm["data"]["platform.yaml"])["spec"].get("auth"), sort_keys=True))'
+  local none jwt jwks
+  none=$("$HELM" template campus "$CHART" "${platform[@]}" 2>&1 | "$VENV/bin/python" -c "$spec" 2>&1)
+  jwt=$("$HELM" template campus "$CHART" "${platform[@]}" --set platform.auth.mode=Jwt \
+    --set platform.auth.secretRef.name=campus-jwt --set platform.auth.secretRef.key=hs256 \
+    --set platform.auth.issuer=https://idp.example --set platform.auth.audience=campus 2>&1 | "$VENV/bin/python" -c "$spec" 2>&1)
+  jwks=$("$HELM" template campus "$CHART" "${platform[@]}" --set platform.auth.mode=Jwt \
+    --set platform.auth.jwksUrl=https://idp.example/jwks.json --set platform.auth.userClaim=uid 2>&1 | "$VENV/bin/python" -c "$spec" 2>&1)
+  local want_jwt='{"jwt": {"audience": "campus", "issuer": "https://idp.example", "secretRef": {"key": "hs256", "name": "campus-jwt"}}, "mode": "Jwt"}'
+  local want_jwks='{"jwt": {"jwksUrl": "https://idp.example/jwks.json", "userClaim": "uid"}, "mode": "Jwt"}'
+  if [ "$none" = null ] && [ "$jwt" = "$want_jwt" ] && [ "$jwks" = "$want_jwks" ]; then
+    ok "platform.auth: mode None leaves spec.auth out; Jwt gives spec.auth with a secretRef or a jwksUrl"
+  else bad "platform.auth: spec.auth '$none' / '$jwt' / '$jwks'"; fi
+  if "$HELM" template campus "$CHART" "${platform[@]}" --set platform.auth.mode=Jwt >/dev/null 2>"$OUT/auth-mode.log"; then
+    bad "platform.auth.mode=Jwt without a key source rendered"
+  elif grep -q "needs exactly one of platform.auth.secretRef" "$OUT/auth-mode.log"; then
+    ok "platform.auth.mode=Jwt without a secretRef or jwksUrl fails the render, naming the values"
+  else cat "$OUT/auth-mode.log" >&2; bad "platform.auth.mode=Jwt without a key source failed without the message"; fi
 }
 
 # skaffold_checks: the real skaffold (scripts/install/skaffold.sh) reads skaffold.yaml and renders
@@ -860,10 +890,10 @@ rbac_checks() {
 }
 
 case ${1:-all} in
-  static) static_checks; skaffold_checks; chart_docs_checks; pod_security_checks; image_checks; auth_checks; kafka_ui_checks; helm_test_checks; release_workflow_checks; platform_pull_secret_checks ;;
+  static) static_checks; platform_auth_checks; skaffold_checks; chart_docs_checks; pod_security_checks; image_checks; auth_checks; kafka_ui_checks; helm_test_checks; release_workflow_checks; platform_pull_secret_checks ;;
   install) install_checks; helm_test_service_checks; psa_checks; rbac_checks ;;
   local) local_checks ;;
-  all) static_checks; skaffold_checks; chart_docs_checks; pod_security_checks; image_checks; auth_checks; kafka_ui_checks; helm_test_checks; release_workflow_checks; platform_pull_secret_checks; install_checks; helm_test_service_checks; psa_checks; rbac_checks; local_checks ;;
+  all) static_checks; platform_auth_checks; skaffold_checks; chart_docs_checks; pod_security_checks; image_checks; auth_checks; kafka_ui_checks; helm_test_checks; release_workflow_checks; platform_pull_secret_checks; install_checks; helm_test_service_checks; psa_checks; rbac_checks; local_checks ;;
   *) echo "usage: $0 [static|install|local|all]" >&2; exit 2 ;;
 esac
 checks_end

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
-use crate::crd::{PullPolicy, SecretKeyRef};
+use crate::crd::{AuthSpec, PullPolicy, SecretKeyRef};
 use crate::plan::{Plan, Service};
 
 /// A platform whose spec passed validation.
@@ -38,6 +38,8 @@ pub struct Platform {
     /// services' and workers' have it merged in ([`ServiceSettings::template`],
     /// [`crate::plan::Worker::template`]).
     pub template: PodTemplate,
+    /// Who the content and coupon APIs' requests act for (checked).
+    pub auth: AuthSpec,
 }
 
 impl Platform {

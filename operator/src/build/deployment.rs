@@ -225,14 +225,17 @@ fn campus_container(
 ) -> Container {
     let s = settings(p, service);
     let listen = if port.0 == API_PORT {
-        vec![
+        let mut api = vec![
             plain_env(var::HTTP_ADDR, &format!("0.0.0.0:{API_PORT}")),
             // Served on after SIGTERM while the endpoints drop the pod (see API_SHUTDOWN_DRAIN_MS).
             plain_env(
                 var::HTTP_SHUTDOWN_DRAIN_MS,
                 &API_SHUTDOWN_DRAIN_MS.to_string(),
             ),
-        ]
+        ];
+        // Who the requests act for (`spec.auth`; none in the default mode).
+        api.extend(super::auth::api_env(p, service));
+        api
     } else {
         vec![plain_env(var::OPS_ADDR, &format!("0.0.0.0:{OPS_PORT}"))]
     };

@@ -1,6 +1,7 @@
 //! Pure builders: spec in, Kubernetes objects out, one module per kind. Nothing here talks to the
 //! API server, so every builder is unit-tested from an inline YAML fixture.
 
+pub mod auth;
 pub mod config_map;
 pub mod daemon_set;
 pub mod deployment;

@@ -269,6 +269,11 @@ pub fn validate(cr: &CampusPlatform) -> Result<Platform, Invalid> {
         );
     }
 
+    // Who the APIs' requests act for (also CEL rules).
+    for p in s.auth.problems() {
+        need(false, &p);
+    }
+
     // Object names must stay within 63 characters (Services, labels).
     let longest = format!("{}-content-inspection", cr.name_any());
     need(
@@ -534,6 +539,7 @@ fn platform(
         log_level: s.log_level.clone(),
         pull_policy: s.image_pull_policy,
         template: Default::default(),
+        auth: s.auth.clone(),
     }
 }
 

@@ -1,9 +1,10 @@
 //! The `CampusPlatform` custom resource (`campus.dev/v1alpha1`): one Campus installation.
 //!
 //! Spec types are split by concern: [`backing`] (where Kafka and the databases are), [`topics`],
-//! [`services`] (content, coupon, log), [`logging`] (Filebeat and the log processor) and
-//! [`status`]. Every field's doc comment is `kubectl explain`'s text.
+//! [`services`] (content, coupon, log), [`logging`] (Filebeat and the log processor), [`auth`]
+//! (who the APIs' requests act for) and [`status`]. Every field's doc comment is `kubectl explain`'s text.
 
+pub mod auth;
 pub mod backing;
 pub mod logging;
 pub mod services;
@@ -15,6 +16,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use auth::{AuthMode, AuthSpec, JwtAlgorithm, JwtSpec};
 pub use backing::{
     ElasticsearchSpec, KafkaSpec, MongoSpec, MysqlSpec, OpenAiSpec, RedisSpec, SecretKeyRef,
     SecretRef,
@@ -93,6 +95,10 @@ pub struct CampusPlatformSpec {
     /// The log pipeline: Filebeat on every node, and Logstash or the native indexer.
     #[serde(default)]
     pub logging: LoggingSpec,
+    /// Who the content and coupon APIs' requests act for: the `userId` they name (`None`, the
+    /// default, as in the course) or the user of a JWT bearer token (`Jwt`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub auth: AuthSpec,
     /// `RUST_LOG` for every Campus service (a tracing filter such as `info` or
     /// `info,campus_content=debug`); a service's `env` may override it.
     #[serde(default = "default_log_level")]
@@ -110,6 +116,10 @@ pub struct CampusPlatformSpec {
     /// (a field the Kubernetes type lacks is `InvalidSpec`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<PodOverrides>,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 fn default_log_level() -> String {

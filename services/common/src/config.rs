@@ -267,6 +267,85 @@ impl HttpArgs {
     }
 }
 
+/// Who calls an API: `none`, or a JWT bearer token checked against a key or a JWKS (see
+/// [`crate::auth`]). Every setting is also an `AUTH_*` variable.
+#[cfg(feature = "http-api")]
+#[derive(Debug, Clone, clap::Args)]
+pub struct AuthArgs {
+    /// `none` (the default, as in the course): a request acts for the `userId` it names. `jwt`: the
+    /// user comes from a bearer token (`Authorization: Bearer <JWT>`); a missing, invalid or expired
+    /// token is answered 401, a `userId` other than the token's 403.
+    #[arg(long = "auth-mode", env = env::AUTH_MODE, value_enum, ignore_case = true, default_value_t = crate::auth::AuthMode::None)]
+    pub mode: crate::auth::AuthMode,
+    /// The HS256 shared secret tokens are signed with, at least 32 bytes (a secret: never logged).
+    /// Exactly one of this, a public key and a JWKS URL in mode `jwt`.
+    #[arg(long = "auth-jwt-secret", env = env::AUTH_JWT_SECRET, value_parser = parse_secret)]
+    pub jwt_hs256_key: Option<SecretString>,
+    /// The PEM public key (RSA, EC P-256/P-384 or Ed25519) tokens are signed with.
+    #[arg(long = "auth-jwt-public-key", env = env::AUTH_JWT_PUBLIC_KEY)]
+    pub jwt_public_key: Option<String>,
+    /// A file holding the PEM public key (instead of `--auth-jwt-public-key`).
+    #[arg(long = "auth-jwt-public-key-file", env = "AUTH_JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<std::path::PathBuf>,
+    /// The one signing algorithm accepted (`HS256`, `RS256`, `ES256`, …) [default: the key's:
+    /// HS256 for a secret, RS256 for an RSA key, ES256/ES384 for an EC key, EdDSA for Ed25519;
+    /// with a JWKS, each key's `alg`].
+    #[arg(long = "auth-jwt-algorithm", env = env::AUTH_JWT_ALGORITHM)]
+    pub jwt_algorithm: Option<String>,
+    /// The JWKS (`https://issuer/.well-known/jwks.json`) the signing keys are fetched from; kept
+    /// for `--auth-jwks-cache-secs` and fetched again when a token names an unknown `kid`.
+    #[arg(long = "auth-jwks-url", env = env::AUTH_JWKS_URL)]
+    pub jwks_url: Option<String>,
+    /// How long fetched JWKS keys are used before the set is fetched again, in seconds.
+    #[arg(
+        long = "auth-jwks-cache-secs",
+        env = "AUTH_JWKS_CACHE_SECS",
+        default_value_t = 300
+    )]
+    pub jwks_cache_secs: u64,
+    /// The JWKS is fetched at most once per this many milliseconds, however many tokens name
+    /// unknown keys (a flood of made-up `kid`s never floods the issuer).
+    #[arg(long = "auth-jwks-min-refresh-ms", env = "AUTH_JWKS_MIN_REFRESH_MS", default_value = "10000", value_parser = parse_millis)]
+    pub jwks_min_refresh: Duration,
+    /// The issuer (`iss`) a token must name; unset: not checked.
+    #[arg(long = "auth-jwt-issuer", env = env::AUTH_JWT_ISSUER)]
+    pub issuer: Option<String>,
+    /// An audience (`aud`) a token must name; unset: not checked.
+    #[arg(long = "auth-jwt-audience", env = env::AUTH_JWT_AUDIENCE)]
+    pub audience: Option<String>,
+    /// The claim holding the user id: a positive integer, or a string of one.
+    #[arg(long = "auth-user-claim", env = env::AUTH_USER_CLAIM, default_value = "sub")]
+    pub user_claim: String,
+    /// Clock skew allowed on `exp` and `nbf`, in seconds.
+    #[arg(
+        long = "auth-jwt-leeway-secs",
+        env = "AUTH_JWT_LEEWAY_SECS",
+        default_value_t = 60
+    )]
+    pub leeway_secs: u64,
+}
+
+#[cfg(feature = "http-api")]
+impl Default for AuthArgs {
+    /// Mode `none`, every other setting at its default.
+    fn default() -> Self {
+        Self {
+            mode: crate::auth::AuthMode::None,
+            jwt_hs256_key: None,
+            jwt_public_key: None,
+            jwt_public_key_file: None,
+            jwt_algorithm: None,
+            jwks_url: None,
+            jwks_cache_secs: 300,
+            jwks_min_refresh: Duration::from_secs(10),
+            issuer: None,
+            audience: None,
+            user_claim: "sub".to_owned(),
+            leeway_secs: 60,
+        }
+    }
+}
+
 /// Describes a URL for messages without its credentials (`mysql://u:p@h:1/db` → `h:1/db`).
 pub fn redact_url(url: &str) -> String {
     let without_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);

@@ -6,6 +6,9 @@
 //! - [`metrics`]: the root registry of every process (`campus_` prefix, build info, process
 //!   metrics).
 //! - [`shutdown`]: one cancellation token fired by SIGTERM/SIGINT.
+//! - `auth` (feature `http-api`): who calls an API — nobody in particular (mode `none`, the
+//!   course's shape) or the user of a JWT bearer token (mode `jwt`), and the `auth::Caller`
+//!   extractor.
 //! - [`http`]: the JSON error shape, serving with graceful shutdown; with feature `http-api` the
 //!   API middleware (extractors that use the error shape, access logging, metrics, limits).
 //! - [`kafka`]: the acknowledged producer, the at-least-once consumer runtime with retries and
@@ -22,6 +25,8 @@
 //! The operator depends on this crate without features, so it links neither sqlx nor the API
 //! middleware; the services enable what they use.
 
+#[cfg(feature = "http-api")]
+pub mod auth;
 pub mod config;
 pub mod envelope;
 pub mod error;

@@ -379,6 +379,24 @@ pub mod env {
     pub const ADMIN_ADDR: &str = "ADMIN_ADDR";
     /// The tracing filter (`info`, `campus_content=debug`).
     pub const RUST_LOG: &str = "RUST_LOG";
+    /// Who calls the content and coupon APIs: `none` (the `userId` a request names, as in the
+    /// course) or `jwt` (a bearer token names the user). The operator sets the `AUTH_*` variables
+    /// in those two API containers from `spec.auth`.
+    pub const AUTH_MODE: &str = "AUTH_MODE";
+    /// The HS256 shared secret (a Secret reference, never a ConfigMap).
+    pub const AUTH_JWT_SECRET: &str = "AUTH_JWT_SECRET";
+    /// A PEM public key (RSA, EC or Ed25519) tokens are signed with.
+    pub const AUTH_JWT_PUBLIC_KEY: &str = "AUTH_JWT_PUBLIC_KEY";
+    /// The one signing algorithm accepted (`HS256`, `RS256`, `ES256`, …); default: the key's.
+    pub const AUTH_JWT_ALGORITHM: &str = "AUTH_JWT_ALGORITHM";
+    /// The JWKS the signing keys are fetched from.
+    pub const AUTH_JWKS_URL: &str = "AUTH_JWKS_URL";
+    /// The `iss` a token must carry, when set.
+    pub const AUTH_JWT_ISSUER: &str = "AUTH_JWT_ISSUER";
+    /// An `aud` a token must carry, when set.
+    pub const AUTH_JWT_AUDIENCE: &str = "AUTH_JWT_AUDIENCE";
+    /// The claim holding the user id (default `sub`).
+    pub const AUTH_USER_CLAIM: &str = "AUTH_USER_CLAIM";
 
     /// The flag of a variable: `KAFKA_BROKERS` → `--kafka-brokers`.
     pub fn flag(var: &str) -> String {

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use campus_common::config::{HttpArgs, KafkaArgs, MysqlArgs, OpsArgs, RedisArgs};
+use campus_common::auth::Auth;
+use campus_common::config::{AuthArgs, HttpArgs, KafkaArgs, MysqlArgs, OpsArgs, RedisArgs};
 use campus_common::kafka::admin::{Admin, TopicSpec};
 use campus_common::kafka::consumer::ConsumerMetrics;
 use campus_common::kafka::{ConsumerOptions, ConsumerRuntime, Producer};
@@ -36,6 +37,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "parsed once per process")]
 pub enum Command {
     /// The HTTP API (runs the MySQL migrations at start-up).
     Api(ApiCmd),
@@ -93,6 +95,8 @@ pub struct ApiCmd {
     pub retention: RetentionArgs,
     #[command(flatten)]
     pub http: HttpArgs,
+    #[command(flatten)]
+    pub auth: AuthArgs,
     /// Address of the admin listener (`/admin/*`: coupon events, the drift report). Keep it off
     /// any public Service.
     #[arg(long = "admin-addr", env = campus_contract::env::ADMIN_ADDR, default_value_t = SocketAddr::from(([0, 0, 0, 0], campus_contract::port::ADMIN)))]
@@ -200,6 +204,9 @@ async fn connect_mysql(args: &MysqlArgs) -> anyhow::Result<MySqlPool> {
 }
 
 pub async fn run_api(cmd: ApiCmd, shutdown: CancellationToken) -> anyhow::Result<()> {
+    // Settings first: a bad one fails the start before any connection is made.
+    let auth = Auth::from_args(&cmd.auth)?;
+    tracing::info!(auth = %auth.describe(), "identity");
     let pool = connect_mysql(&cmd.mysql).await?;
     db::migrate(&pool).await?;
     let store = CouponStore::connect(&cmd.redis, cmd.retention.retention()).await?;
@@ -226,7 +233,8 @@ pub async fn run_api(cmd: ApiCmd, shutdown: CancellationToken) -> anyhow::Result
     let (report_pool, report_store) = (pool.clone(), store.clone());
     let state = AppState::new(pool, store, producer.clone(), topic)
         .with_in_flight(in_flight)
-        .with_rate_limits(&cmd.rate_limits);
+        .with_rate_limits(&cmd.rate_limits)
+        .with_auth(auth);
     let reporter = tokio::spawn(report_drift_forever(
         report_pool,
         report_store,

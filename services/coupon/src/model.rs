@@ -42,9 +42,11 @@ pub struct CouponEvent {
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IssueRequest {
-    /// Positive user id.
+    /// Positive user id: required by default; in bearer mode the token's user (may be omitted,
+    /// another user's id is 403).
     #[schema(example = 42)]
-    pub user_id: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<i64>,
     /// Positive coupon event id.
     #[schema(example = 1)]
     pub coupon_event_id: i64,
@@ -87,8 +89,9 @@ pub struct CouponList {
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// Positive user id.
-    pub user_id: i64,
+    /// Positive user id: required by default; in bearer mode the token's user (may be omitted,
+    /// another user's id is 403).
+    pub user_id: Option<i64>,
 }
 
 /// The record written to `coupon.request` (inside the event envelope, whose `eventId` is the
@@ -115,7 +118,8 @@ pub struct ErrorBody {
 /// One error.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// Stable machine-readable code, e.g. `sold_out`, `already_issued`, `not_found`.
+    /// Stable machine-readable code, e.g. `sold_out`, `already_issued`, `not_found`; in bearer mode
+    /// `unauthorized` (no token), `invalid_token` and `forbidden` (another user's).
     pub code: String,
     pub message: String,
     #[schema(value_type = Option<Object>)]

@@ -11,6 +11,7 @@
 //! - [`process`]: server processes in their own process group, signals (no shelling out to
 //!   `kill`), free ports, another workspace binary, memory of a process.
 //! - [`poll`]: [`eventually`] and [`wait_until`], the one polling loop.
+//! - [`jwt`]: bearer tokens (HS256, ES256) and a JWKS server for the APIs' `jwt` mode.
 //! - [`percentile`]: latency summaries (HDR histogram) for benchmarks, exact percentiles for tests
 //!   that check a server's.
 
@@ -22,6 +23,7 @@ use sqlx::{Connection, Executor, MySqlConnection};
 use campus_common::config::KafkaArgs;
 
 mod filebeat;
+pub mod jwt;
 mod kafka;
 pub mod percentile;
 pub mod poll;

@@ -124,9 +124,25 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static(RETRY_AFTER_SECS),
             );
         }
+        if self.status == StatusCode::UNAUTHORIZED {
+            // RFC 6750 §3: how to authenticate; `invalid_token` when the token given was refused.
+            let challenge = if self.code == INVALID_TOKEN {
+                r#"Bearer error="invalid_token""#
+            } else {
+                "Bearer"
+            };
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
         res
     }
 }
+
+/// The code of a `401` whose bearer token was refused (`WWW-Authenticate: Bearer
+/// error="invalid_token"`); any other `401` says `WWW-Authenticate: Bearer`.
+pub const INVALID_TOKEN: &str = "invalid_token";
 
 /// What `Retry-After` says on a 503.
 pub const RETRY_AFTER_SECS: &str = "1";

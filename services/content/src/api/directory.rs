@@ -6,6 +6,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
+use campus_common::auth::Caller;
 use campus_common::http::{ApiError, Json, Path};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -203,22 +204,36 @@ pub async fn get_user(
     get_one(&s, Table::Users, id).await.map(Json)
 }
 
+/// Renames a user (in bearer mode only oneself).
 #[utoipa::path(put, path = "/users/{id}", tag = "users", params(("id" = u64, Path)), request_body = NameInput,
-    responses((status = 200, body = Named), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    security((), ("bearer" = [])),
+    responses((status = 200, body = Named),
+              (status = 401, description = "bearer mode: no, an invalid or an expired token", body = ErrorBody),
+              (status = 403, description = "bearer mode: another user", body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn update_user(
     State(s): State<AppState>,
+    caller: Caller,
     Path(id): Path<u64>,
     Json(i): Json<NameInput>,
 ) -> Result<Json<Named>, ApiError> {
+    caller.acting_for(Some(id), "user")?;
     update(&s, Table::Users, id, &i).await
 }
 
+/// Deletes a user without posts (in bearer mode only oneself).
 #[utoipa::path(delete, path = "/users/{id}", tag = "users", params(("id" = u64, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, description = "has posts", body = ErrorBody)))]
+    security((), ("bearer" = [])),
+    responses((status = 204),
+              (status = 401, description = "bearer mode: no, an invalid or an expired token", body = ErrorBody),
+              (status = 403, description = "bearer mode: another user", body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, description = "has posts", body = ErrorBody)))]
 pub async fn delete_user(
     State(s): State<AppState>,
+    caller: Caller,
     Path(id): Path<u64>,
 ) -> Result<StatusCode, ApiError> {
+    caller.acting_for(Some(id), "user")?;
     remove(&s, Table::Users, id).await
 }
 

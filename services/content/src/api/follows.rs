@@ -5,6 +5,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
+use campus_common::auth::Caller;
 use campus_common::http::{ApiError, Json, Path};
 use serde::Deserialize;
 use serde_json::json;
@@ -24,18 +25,25 @@ pub fn routes() -> Router<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FollowInput {
+    /// Who follows. In bearer mode the token's user: may be omitted, another user's id is 403.
     pub follower_id: Option<u64>,
     pub followee_id: Option<u64>,
 }
 
 /// `followerId` follows `followeeId` (idempotent).
 #[utoipa::path(post, path = "/follows", tag = "follows", request_body = FollowInput,
-    responses((status = 201, description = "following"), (status = 422, body = ErrorBody)))]
+    security((), ("bearer" = [])),
+    responses((status = 201, description = "following"),
+              (status = 401, description = "bearer mode: no, an invalid or an expired token", body = ErrorBody),
+              (status = 403, description = "bearer mode: `followerId` is not the token's user", body = ErrorBody),
+              (status = 422, body = ErrorBody)))]
 pub async fn follow(
     State(s): State<AppState>,
+    caller: Caller,
     Json(i): Json<FollowInput>,
 ) -> Result<StatusCode, ApiError> {
-    let (Some(follower), Some(followee)) = (i.follower_id, i.followee_id) else {
+    let follower = caller.acting_for(i.follower_id, "followerId")?;
+    let (Some(follower), Some(followee)) = (follower, i.followee_id) else {
         return Err(ApiError::validation(
             "followerId and followeeId are required",
             json!({"followerId": "is required", "followeeId": "is required"}),
@@ -61,13 +69,20 @@ pub async fn follow(
     Ok(StatusCode::CREATED)
 }
 
+/// `followerId` stops following `followeeId` (in bearer mode only the token's user).
 #[utoipa::path(delete, path = "/follows/{followerId}/{followeeId}", tag = "follows",
     params(("followerId" = u64, Path), ("followeeId" = u64, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
+    security((), ("bearer" = [])),
+    responses((status = 204),
+              (status = 401, description = "bearer mode: no, an invalid or an expired token", body = ErrorBody),
+              (status = 403, description = "bearer mode: `followerId` is not the token's user", body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
 pub async fn unfollow(
     State(s): State<AppState>,
+    caller: Caller,
     Path((follower, followee)): Path<(u64, u64)>,
 ) -> Result<StatusCode, ApiError> {
+    caller.acting_for(Some(follower), "followerId")?;
     let done = sqlx::query("DELETE FROM follows WHERE follower_id = ? AND followee_id = ?")
         .bind(follower)
         .bind(followee)

@@ -3,6 +3,7 @@
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
+use campus_common::auth::Caller;
 use campus_common::http::{ApiError, Json, Path, Query};
 use serde::Deserialize;
 
@@ -57,16 +58,22 @@ pub async fn search(
     }
 }
 
-/// The posts of the users `userId` follows, newest first.
+/// The posts of the users `userId` follows, newest first (in bearer mode only one's own inbox).
 #[utoipa::path(get, path = "/list/inbox/{userId}", tag = "lists",
     params(("userId" = u64, Path, description = "the follower"), Paging),
-    responses((status = 200, body = [PostView]), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+    security((), ("bearer" = [])),
+    responses((status = 200, body = [PostView]), (status = 400, body = ErrorBody),
+              (status = 401, description = "bearer mode: no, an invalid or an expired token", body = ErrorBody),
+              (status = 403, description = "bearer mode: another user's inbox", body = ErrorBody),
+              (status = 404, body = ErrorBody),
               (status = 503, description = "MongoDB or MySQL is unavailable (with Retry-After)", body = ErrorBody)))]
 pub async fn inbox(
     State(state): State<AppState>,
+    caller: Caller,
     Path(user_id): Path<u64>,
     Query(paging): Query<Paging>,
 ) -> Result<Json<Vec<PostView>>, ApiError> {
+    caller.acting_for(Some(user_id), "userId")?;
     let size = paging.size()?;
     let exists: Option<u64> = sqlx::query_scalar("SELECT id FROM users WHERE id = ?")
         .bind(user_id)

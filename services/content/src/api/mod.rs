@@ -1,6 +1,13 @@
 //! The content API: posts (written through the transactional outbox), detail from Redis, search
 //! from Elasticsearch, inboxes from MongoDB, and the users, categories and follows they refer to.
 //! Serves its OpenAPI document at `/api-docs/openapi.json` and Swagger UI at `/swagger-ui`.
+//!
+//! Who acts: by default (`AUTH_MODE=none`, the course's shape) the user a request names (`userId`
+//! in a post's body, the inbox's path, `followerId`, a user's own path). With `AUTH_MODE=jwt` the
+//! user of the bearer token: creating a post, reading an inbox, following and unfollowing, changing
+//! or deleting a user act only for the token's user, and a post is changed or deleted only by its
+//! author (others: 403); public reads (post detail, search, users, categories, follower lists)
+//! stay open ([`campus_common::auth`]).
 
 mod directory;
 mod follows;
@@ -11,8 +18,10 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::Router;
+use axum::extract::FromRef;
 use axum::http::StatusCode;
-use campus_common::config::{ExposeSecret, HttpArgs, KafkaArgs, MysqlArgs, RedisArgs};
+use campus_common::auth::{Auth, BearerSecurity};
+use campus_common::config::{AuthArgs, ExposeSecret, HttpArgs, KafkaArgs, MysqlArgs, RedisArgs};
 use campus_common::http::{ApiError, HttpMetrics, Limits};
 use campus_common::kafka::Producer;
 use campus_common::ops::{self, Readiness};
@@ -51,6 +60,8 @@ pub struct ApiArgs {
     pub search: PostsIndexArgs,
     #[command(flatten)]
     pub http: HttpArgs,
+    #[command(flatten)]
+    pub auth: AuthArgs,
 }
 
 /// What every handler shares.
@@ -69,6 +80,14 @@ pub struct AppState {
     pub http_metrics: Option<HttpMetrics>,
     /// Request timeout, body size and concurrency limits.
     pub limits: Limits,
+    /// Who a request acts for (the [`campus_common::auth::Caller`] extractor reads it).
+    pub auth: Auth,
+}
+
+impl FromRef<AppState> for Auth {
+    fn from_ref(state: &AppState) -> Auth {
+        state.auth.clone()
+    }
 }
 
 /// The API router: routes, OpenAPI + Swagger UI, ops endpoints, access log and metrics.
@@ -117,7 +136,8 @@ pub fn app(state: AppState) -> Router {
         follows::followers,
         follows::followees,
     ),
-    components(schemas(ErrorBody, ErrorDetail, crate::events::PostView))
+    components(schemas(ErrorBody, ErrorDetail, crate::events::PostView)),
+    modifiers(&BearerSecurity)
 )]
 pub struct ApiDoc;
 
@@ -129,7 +149,9 @@ pub struct ErrorBody {
 
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct ErrorDetail {
-    /// Machine-readable: `bad_request`, `validation_failed`, `not_found`, `conflict`, `unavailable`, `internal`.
+    /// Machine-readable: `bad_request`, `validation_failed`, `not_found`, `conflict`,
+    /// `unauthorized` (no bearer token), `invalid_token`, `forbidden` (another user's),
+    /// `unavailable`, `internal`.
     pub code: String,
     pub message: String,
     /// Per-field messages for `validation_failed`.
@@ -195,6 +217,9 @@ pub struct Api {
 impl Api {
     /// Connects to every dependency, runs the migrations and prepares the relay.
     pub async fn connect(args: &ApiArgs) -> anyhow::Result<Self> {
+        // Settings first: a bad one fails the start before any connection is made.
+        let auth = Auth::from_args(&args.auth)?;
+        tracing::info!(auth = %auth.describe(), "identity");
         let pool = campus_common::mysql::connect(&args.mysql).await?;
         MIGRATOR
             .run(&pool)
@@ -268,6 +293,7 @@ impl Api {
             readiness,
             http_metrics: Some(http_metrics),
             limits: args.http.limits(),
+            auth,
         };
         Ok(Self {
             state,

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
+use campus_common::auth::Caller;
 use campus_common::envelope::EventType;
 use campus_common::http::{ApiError, Json, Path, REQUEST_ID};
 use campus_common::outbox::{self, OutboxMessage};
@@ -35,6 +36,7 @@ pub struct CreatePost {
     pub title: Option<String>,
     /// Up to 20,000 characters.
     pub content: Option<String>,
+    /// The author. In bearer mode the token's user: may be omitted, another user's id is 403.
     pub user_id: Option<u64>,
     pub category_id: Option<u64>,
 }
@@ -132,20 +134,25 @@ async fn commit_event(
 
 /// Creates a post; its `created` event is committed with it.
 #[utoipa::path(post, path = "/posts", tag = "posts", request_body = CreatePost,
+    security((), ("bearer" = [])),
     responses((status = 201, body = PostView), (status = 400, body = ErrorBody),
+              (status = 401, description = "bearer mode: no, an invalid or an expired token", body = ErrorBody),
+              (status = 403, description = "bearer mode: `userId` is not the token's user", body = ErrorBody),
               (status = 422, description = "invalid fields, unknown user or category", body = ErrorBody)))]
 pub async fn create_post(
     State(state): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     Json(input): Json<CreatePost>,
 ) -> Result<(StatusCode, Json<PostView>), ApiError> {
+    let user_id = caller.acting_for(input.user_id, "userId")?;
     let (title, content) = validate(
         &input.title,
         &input.content,
-        &[("userId", input.user_id), ("categoryId", input.category_id)],
+        &[("userId", user_id), ("categoryId", input.category_id)],
     )?;
     let (user_id, category_id) = (
-        input.user_id.unwrap_or_default(),
+        user_id.unwrap_or_default(),
         input.category_id.unwrap_or_default(),
     );
     let mut tx = state.pool.begin().await?;
@@ -240,13 +247,18 @@ async fn lock_live(tx: &mut Transaction<'static, MySql>, id: u64) -> Result<Post
     }
 }
 
-/// Changes a post; its `updated` event (next version) is committed with it.
+/// Changes a post (in bearer mode only its author may); its `updated` event (next version) is
+/// committed with it.
 #[utoipa::path(put, path = "/posts/{id}", tag = "posts", request_body = UpdatePost,
     params(("id" = u64, Path, description = "post id")),
+    security((), ("bearer" = [])),
     responses((status = 200, body = PostView), (status = 400, body = ErrorBody),
+              (status = 401, description = "bearer mode: no, an invalid or an expired token", body = ErrorBody),
+              (status = 403, description = "bearer mode: another user's post", body = ErrorBody),
               (status = 404, description = "missing or deleted", body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn update_post(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<u64>,
     headers: HeaderMap,
     Json(input): Json<UpdatePost>,
@@ -259,6 +271,7 @@ pub async fn update_post(
     let category_id = input.category_id.unwrap_or_default();
     let mut tx = state.pool.begin().await?;
     let row = lock_live(&mut tx, id).await?;
+    caller.ensure(row.user_id, || format!("post {id} is another user's"))?;
     let category_name = name_of(&mut tx, "categories", category_id)
         .await?
         .ok_or_else(|| unknown("categoryId", category_id))?;
@@ -286,18 +299,24 @@ pub async fn update_post(
     Ok(Json(post))
 }
 
-/// Soft-deletes a post; its `deleted` event (next version) is committed with it.
+/// Soft-deletes a post (in bearer mode only its author may); its `deleted` event (next version)
+/// is committed with it.
 #[utoipa::path(delete, path = "/posts/{id}", tag = "posts",
     params(("id" = u64, Path, description = "post id")),
+    security((), ("bearer" = [])),
     responses((status = 204, description = "deleted"), (status = 400, body = ErrorBody),
+              (status = 401, description = "bearer mode: no, an invalid or an expired token", body = ErrorBody),
+              (status = 403, description = "bearer mode: another user's post", body = ErrorBody),
               (status = 404, description = "missing or already deleted", body = ErrorBody)))]
 pub async fn delete_post(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<u64>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let mut tx = state.pool.begin().await?;
     let row = lock_live(&mut tx, id).await?;
+    caller.ensure(row.user_id, || format!("post {id} is another user's"))?;
     let at = now();
     sqlx::query(
         "UPDATE posts SET deleted_at = ?, updated_at = ?, version = version + 1 WHERE id = ?",

@@ -30,6 +30,8 @@ pub struct Platform {
     pub token: CancellationToken,
     pub http: reqwest::Client,
     pub base: String,
+    /// Sent as `Authorization: Bearer …` with every request of [`Platform::send`] when set.
+    pub bearer: Option<String>,
 }
 
 impl Platform {
@@ -70,6 +72,7 @@ impl Platform {
             token: CancellationToken::new(),
             http: reqwest::Client::new(),
             base: String::new(),
+            bearer: None,
         }
     }
 
@@ -235,14 +238,42 @@ impl Platform {
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
+        let (status, _, body) = self
+            .send_as(method, path, body, self.bearer.as_deref())
+            .await;
+        (status, body)
+    }
+
+    /// One request with this bearer token (or none); the status, the `WWW-Authenticate` header
+    /// and the JSON body.
+    pub async fn send_as(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        bearer: Option<&str>,
+    ) -> (u16, String, Value) {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(b) = body {
             req = req.json(&b);
         }
+        if let Some(token) = bearer {
+            req = req.bearer_auth(token);
+        }
         let res = req.send().await.expect("request");
         let status = res.status().as_u16();
+        let challenge = res
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
         let text = res.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        (
+            status,
+            challenge,
+            serde_json::from_str(&text).unwrap_or(Value::Null),
+        )
     }
 
     /// Detail with its `x-cache` header.

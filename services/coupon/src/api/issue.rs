@@ -3,14 +3,17 @@
 
 use super::*;
 
-/// Issue a coupon.
+/// Issue a coupon (in bearer mode to the token's user).
 ///
 /// Decided in Redis by one Lua script (window, one per user, limit); answered only after the request
 /// is acknowledged by Kafka. On a failed write the slot is given back and the answer is 503.
-#[utoipa::path(post, path = "/coupons", tag = "coupons", request_body = IssueRequest, responses(
+#[utoipa::path(post, path = "/coupons", tag = "coupons", request_body = IssueRequest,
+    security((), ("bearer" = [])),
+    responses(
     (status = 201, description = "Issued", body = Issued),
     (status = 400, description = "Bad input", body = ErrorBody),
-    (status = 403, description = "Outside the event's window (`not_started`, `ended`)", body = ErrorBody),
+    (status = 401, description = "Bearer mode: no, an invalid or an expired token (`unauthorized`, `invalid_token`)", body = ErrorBody),
+    (status = 403, description = "Outside the event's window (`not_started`, `ended`); in bearer mode also `userId` not the token's user (`forbidden`)", body = ErrorBody),
     (status = 404, description = "Unknown coupon event", body = ErrorBody),
     (status = 409, description = "This user already has a coupon of this event (`already_issued`)", body = ErrorBody),
     (status = 410, description = "Sold out (`sold_out`)", body = ErrorBody),
@@ -19,9 +22,17 @@ use super::*;
 ))]
 pub(super) async fn issue(
     State(state): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     Json(req): Json<IssueRequest>,
 ) -> Response {
+    let req = match acting_for(&caller, req.user_id) {
+        Ok(user_id) => Wanted {
+            user_id,
+            coupon_event_id: req.coupon_event_id,
+        },
+        Err(e) => return e.into_response(),
+    };
     if let Err(limited) = state.inner.limits.check(req.user_id) {
         state
             .inner
@@ -47,11 +58,14 @@ pub(super) async fn issue(
     }
 }
 
-async fn issue_one(
-    state: AppState,
-    req: IssueRequest,
-    request_id: Vec<u8>,
-) -> Result<Issued, ApiError> {
+/// What a request asks for, its user settled.
+#[derive(Debug, Clone, Copy)]
+struct Wanted {
+    user_id: i64,
+    coupon_event_id: i64,
+}
+
+async fn issue_one(state: AppState, req: Wanted, request_id: Vec<u8>) -> Result<Issued, ApiError> {
     let outcome = match decide(&state, &req).await {
         Ok(request) => write_request(&state, req, request, request_id).await,
         Err(e) => Err(e),
@@ -70,7 +84,7 @@ async fn issue_one(
 }
 
 /// The Redis decision (reloading missing metadata from MySQL); the request id on success.
-async fn decide(state: &AppState, req: &IssueRequest) -> Result<Uuid, ApiError> {
+async fn decide(state: &AppState, req: &Wanted) -> Result<Uuid, ApiError> {
     let s = &state.inner;
     let mut errors = BTreeMap::new();
     positive("userId", req.user_id, &mut errors);
@@ -120,11 +134,7 @@ async fn decide(state: &AppState, req: &IssueRequest) -> Result<Uuid, ApiError> 
 /// decision is taken meanwhile: every one finds the keys missing), then reads the uncommitted
 /// records, then MySQL (in that order: a record committed in between is in MySQL by then).
 /// An unknown event touches nothing in Redis.
-async fn reload(
-    state: &AppState,
-    req: &IssueRequest,
-    request: &Uuid,
-) -> Result<Decision, ApiError> {
+async fn reload(state: &AppState, req: &Wanted, request: &Uuid) -> Result<Decision, ApiError> {
     let s = &state.inner;
     let (event, user) = (req.coupon_event_id, req.user_id);
     let lock = s
@@ -192,12 +202,7 @@ async fn reload(
 
 /// The script's answer was lost (e.g. a timeout): it may have taken a slot, so give back whatever
 /// this request holds (a no-op when it took nothing) before answering 503.
-async fn undecided(
-    state: &AppState,
-    req: &IssueRequest,
-    request: &Uuid,
-    e: StoreError,
-) -> ApiError {
+async fn undecided(state: &AppState, req: &Wanted, request: &Uuid, e: StoreError) -> ApiError {
     let s = &state.inner;
     if let Err(back) = s
         .store
@@ -212,7 +217,7 @@ async fn undecided(
 /// Writes the request to Kafka and waits for the acknowledgement; gives the slot back on failure.
 async fn write_request(
     state: &AppState,
-    req: IssueRequest,
+    req: Wanted,
     request: Uuid,
     request_id: Vec<u8>,
 ) -> Result<Issued, ApiError> {

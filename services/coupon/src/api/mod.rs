@@ -1,5 +1,10 @@
 //! The HTTP API: issue, list and use coupons; create coupon events; the drift report.
 //!
+//! Who acts: by default (`AUTH_MODE=none`, the course's shape) the `userId` a request names; with
+//! `AUTH_MODE=jwt` the user of the bearer token — issuing and listing act only for the token's user
+//! and only the coupon's owner may use it (others: 403); see [`campus_common::auth`]. The admin
+//! listener is not user-facing and checks no token.
+//!
 //! - [`issue`]: `POST /coupons`, the Redis decision, the reload of lost keys, the Kafka write.
 //! - [`coupons`]: a user's coupons and using one.
 //! - [`admin`]: the admin API (coupon events, the drift report) on its own listener.
@@ -15,10 +20,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use campus_common::auth::{Auth, BearerSecurity, Caller};
 use campus_common::envelope::{Envelope, EventType};
 use campus_common::http::{ApiError, HttpMetrics, Json, Path, Query, REQUEST_ID, observe};
 use campus_common::kafka::Producer;
@@ -68,6 +74,8 @@ struct Inner {
     in_flight: Option<InFlight>,
     /// Rate limits on `POST /coupons` (none by default).
     limits: Limits,
+    /// Who a request acts for (mode `none` by default).
+    auth: Auth,
     /// One reload at a time per event in this process.
     reloading: std::sync::Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -112,6 +120,7 @@ impl AppState {
                 in_flight_grace: drift::DEFAULT_IN_FLIGHT_GRACE,
                 in_flight: None,
                 limits: Limits::default(),
+                auth: Auth::none(),
                 reloading: Default::default(),
             }),
         }
@@ -135,8 +144,20 @@ impl AppState {
         self
     }
 
+    /// Who the public API's requests act for (mode `none` unless given).
+    pub fn with_auth(mut self, auth: Auth) -> Self {
+        self.inner_mut().auth = auth;
+        self
+    }
+
     fn inner_mut(&mut self) -> &mut Inner {
         Arc::get_mut(&mut self.inner).expect("AppState is configured before it is shared")
+    }
+}
+
+impl FromRef<AppState> for Auth {
+    fn from_ref(state: &AppState) -> Auth {
+        state.inner.auth.clone()
     }
 }
 
@@ -150,7 +171,8 @@ impl AppState {
     components(schemas(
         IssueRequest, Issued, Coupon, CouponList, ErrorBody, ErrorDetail, IssueRequested
     )),
-    tags((name = "coupons"))
+    tags((name = "coupons")),
+    modifiers(&BearerSecurity)
 )]
 pub struct ApiDoc;
 
@@ -179,6 +201,14 @@ pub(super) fn positive(name: &str, v: i64, errors: &mut BTreeMap<String, String>
     if v <= 0 {
         errors.insert(name.to_owned(), "must be a positive integer".to_owned());
     }
+}
+
+/// The user a request acts for: the token's in bearer mode (another id named is 403), else the
+/// one named, which is then required (400).
+pub(super) fn acting_for(caller: &Caller, named: Option<i64>) -> Result<i64, ApiError> {
+    caller.acting_for(named, "userId")?.ok_or_else(|| {
+        ApiError::bad_request("userId is required").with_details(json!({"userId": "is required"}))
+    })
 }
 
 pub(super) fn invalid(errors: BTreeMap<String, String>) -> Result<(), ApiError> {

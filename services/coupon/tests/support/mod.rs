@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use std::time::Duration;
 
+use campus_common::auth::Auth;
 use campus_common::config::{KafkaArgs, RedisArgs};
 use campus_common::kafka::Producer;
 use campus_common::kafka::admin::{Admin, TopicSpec};
@@ -96,7 +97,8 @@ impl Env {
         let in_flight = InFlight::new(&kafka, &topic, &group);
         let state = AppState::new(pool.clone(), store.clone(), producer, topic.clone())
             .with_in_flight(in_flight)
-            .with_rate_limits(&servers.rate_limits);
+            .with_rate_limits(&servers.rate_limits)
+            .with_auth(servers.auth.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -194,6 +196,32 @@ impl Env {
         (status, body)
     }
 
+    /// One request with this bearer token (or none): the status, `WWW-Authenticate` and the body.
+    pub async fn send_as(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        bearer: Option<&str>,
+    ) -> (u16, String, Value) {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        if let Some(token) = bearer {
+            req = req.bearer_auth(token);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status().as_u16();
+        let challenge = res
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        (status, challenge, res.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn issue(&self, user: i64, event: i64) -> (u16, Value) {
         self.post("/coupons", json!({"userId": user, "couponEventId": event}))
             .await
@@ -289,6 +317,8 @@ pub struct Servers<'a> {
     pub redis_url: Option<String>,
     /// Rate limits of the API (none by default).
     pub rate_limits: RateLimitArgs,
+    /// Who requests act for (mode `none` by default).
+    pub auth: Auth,
 }
 
 impl Default for Servers<'_> {
@@ -298,6 +328,7 @@ impl Default for Servers<'_> {
             mysql_acquire: Duration::from_secs(10),
             redis_url: None,
             rate_limits: RateLimitArgs::default(),
+            auth: Auth::none(),
         }
     }
 }
