@@ -283,9 +283,11 @@ platform_checks() {
     -- sleep 3600 >/dev/null
   k -n "$ns" wait --for=condition=Ready pod/client --timeout=60s >/dev/null
   # (the dev infrastructure's checks ask OpenSearch through its Service from the client pod)
-  if [ "$INFRA" = pods ]; then infra_checks "$ns"; fi
+  if [ "$INFRA" = pods ]; then infra_checks "$ns"; expose_checks "$ns"; fi
   local svcs content coupon admin
-  svcs=$(k -n "$ns" get svc -o name | sed 's|^service/||')
+  # (The operator's Services; the chart's `expose` Services of helm/dev-values.yaml, in pods mode,
+  # are checked on their own: expose_checks.)
+  svcs=$(k -n "$ns" get svc -o name | sed 's|^service/||' | grep -v -- '-expose-')
   content=$(grep -- '-content-api$' <<<"$svcs" | head -n 1)
   coupon=$(grep -- '-coupon-api$' <<<"$svcs" | head -n 1)
   admin=$(grep -- '-coupon-admin$' <<<"$svcs" | head -n 1)
@@ -385,6 +387,21 @@ platform_checks() {
       ok "deletionPolicy Delete: the platform's $topics_before topics $prefix.* deleted with it" ||
       bad "deletionPolicy Delete: $topics_before topics before, left: $(echo $left | head -c 300)"
   fi
+}
+
+# expose_checks NS: the chart's `expose` Services (helm/dev-values.yaml: NodePorts, the ports
+# kind-config.yaml maps to the host) answer /readyz on the node's address and NodePort, through
+# kube-proxy, where kind's port mapping sends a user's `curl localhost:30081`.
+expose_checks() {
+  local ns=$1 svc port bad_ones="" n=0 ip
+  ip=$(k get node -o jsonpath='{.items[0].status.addresses[?(@.type=="InternalIP")].address}')
+  while read -r svc port; do
+    [ -n "$svc" ] || continue
+    n=$((n + 1))
+    node_exec curl -fsS -m 5 -o /dev/null "http://$ip:$port/readyz" || bad_ones+=" $svc:$port"
+  done < <(k -n "$ns" get svc -o jsonpath='{range .items[*]}{.metadata.name} {.spec.ports[0].nodePort}{"\n"}{end}' | grep -- '-expose-')
+  [ "$n" = 3 ] && [ -z "$bad_ones" ] && ok "the chart's 3 expose NodePorts answer /readyz on the node ($ip)" ||
+    bad "expose NodePorts: $n Services, not answering:$bad_ones"
 }
 
 # es_addr: the platform's Elasticsearch API as pods reach it (the host's OpenSearch through the

@@ -35,69 +35,7 @@ pub enum Command {
     Worker(WorkerCommand),
     /// Dead letters of a consumer group: list them, or re-drive them to their topic after a fix.
     #[command(subcommand)]
-    Dlq(DlqCommand),
-}
-
-/// `dlq list|replay --group G [--since T]`.
-#[derive(Debug, Subcommand)]
-pub enum DlqCommand {
-    /// Prints the group's dead letters, one JSON object per line.
-    List(DlqArgs),
-    /// Re-drives the group's dead letters not replayed yet to their original topics; prints each.
-    Replay(DlqArgs),
-}
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct DlqArgs {
-    #[command(flatten)]
-    pub kafka: KafkaArgs,
-    /// The consumer group, as the contract names it (`inspection`, `cache`, `inbox`, `index`).
-    #[arg(long)]
-    pub group: String,
-    /// Only records dead-lettered since then: RFC 3339, or an age such as `30m`, `6h`, `2d`.
-    #[arg(long, value_parser = campus_common::kafka::dlq::parse_since)]
-    pub since: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-impl DlqArgs {
-    /// The group's dead-letter topics (prefixed), from the contract.
-    pub fn topics(&self) -> anyhow::Result<Vec<String>> {
-        let worker = campus_contract::Service::Content
-            .workers()
-            .find(|w| w.group == self.group)
-            .ok_or_else(|| {
-                let groups: Vec<&str> = campus_contract::Service::Content
-                    .workers()
-                    .map(|w| w.group)
-                    .collect();
-                anyhow::anyhow!("no group {:?}; the groups are {groups:?}", self.group)
-            })?;
-        Ok(worker
-            .consumes
-            .iter()
-            .map(|t| {
-                campus_common::kafka::dlq_topic(&self.kafka.name(t), &self.kafka.name(worker.group))
-            })
-            .collect())
-    }
-}
-
-impl DlqCommand {
-    /// Lists or replays; returns the dead letters printed.
-    pub async fn run(&self) -> anyhow::Result<Vec<campus_common::kafka::dlq::DeadLetter>> {
-        use campus_common::kafka::dlq;
-        let letters = match self {
-            DlqCommand::List(a) => dlq::list(&a.kafka, &a.topics()?, a.since).await?,
-            DlqCommand::Replay(a) => {
-                let group = format!("{}.dlq-replay", a.kafka.name(&a.group));
-                dlq::replay(&a.kafka, &a.topics()?, &group, a.since).await?
-            }
-        };
-        for l in &letters {
-            println!("{}", serde_json::to_string(l)?);
-        }
-        Ok(letters)
-    }
+    Dlq(campus_common::kafka::dlq::DlqCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -174,11 +112,7 @@ impl Cli {
                 let shutdown = campus_common::shutdown::on_signal();
                 w.run(shutdown).await
             }
-            Command::Dlq(d) => {
-                let letters = d.run().await?;
-                eprintln!("{} dead letter(s)", letters.len());
-                Ok(())
-            }
+            Command::Dlq(d) => d.run(campus_contract::Service::Content).await.map(drop),
         }
     }
 }

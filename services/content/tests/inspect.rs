@@ -376,7 +376,10 @@ async fn dead_letters_are_listed_and_replayed_after_a_fix() {
         };
         cmd
     };
-    let listed = dlq_cmd("list", &[]).run().await.unwrap();
+    let listed = dlq_cmd("list", &[])
+        .run(campus_contract::Service::Content)
+        .await
+        .unwrap();
     let mut keys: Vec<_> = listed.iter().filter_map(|d| d.key.clone()).collect();
     keys.sort();
     assert_eq!(keys, ["1", "2"]);
@@ -387,14 +390,17 @@ async fn dead_letters_are_listed_and_replayed_after_a_fix() {
     );
     assert!(
         dlq_cmd("list", &["--since", "2099-01-01T00:00:00Z"])
-            .run()
+            .run(campus_contract::Service::Content)
             .await
             .unwrap()
             .is_empty()
     );
 
     broken.store(false, std::sync::atomic::Ordering::SeqCst);
-    let replayed = dlq_cmd("replay", &["--since", "1h"]).run().await.unwrap();
+    let replayed = dlq_cmd("replay", &["--since", "1h"])
+        .run(campus_contract::Service::Content)
+        .await
+        .unwrap();
     assert_eq!(replayed.len(), 2);
     let topic = p.topic("post.inspected");
     let got = eventually(
@@ -410,7 +416,11 @@ async fn dead_letters_are_listed_and_replayed_after_a_fix() {
     ids.sort_unstable();
     assert_eq!(ids, [1, 2]);
     assert!(
-        dlq_cmd("replay", &[]).run().await.unwrap().is_empty(),
+        dlq_cmd("replay", &[])
+            .run(campus_contract::Service::Content)
+            .await
+            .unwrap()
+            .is_empty(),
         "replayed once"
     );
     // The re-driven records say where they came from.

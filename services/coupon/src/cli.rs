@@ -53,6 +53,10 @@ pub enum Command {
     /// Send a first-come-first-served burst to a running coupon API and print what came back
     /// (answers by status, latency, users issued twice) as JSON.
     Burst(crate::burst::BurstCmd),
+    /// Dead letters of the `coupon-issue` group: list them, or re-drive them to `coupon.request`
+    /// after a fix.
+    #[command(subcommand)]
+    Dlq(campus_common::kafka::dlq::DlqCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -195,6 +199,7 @@ impl Cli {
             }
             Command::Drift(cmd) => run_drift(cmd).await,
             Command::Burst(cmd) => run_burst(cmd).await,
+            Command::Dlq(cmd) => cmd.run(campus_contract::Service::Coupon).await.map(drop),
         }
     }
 }

@@ -43,6 +43,10 @@ pub enum Command {
     /// files, as in the local mode) to the `access-log` topic. In Kubernetes the operator renders
     /// the DaemonSet's from the same schema.
     FilebeatConfig(FilebeatConfigArgs),
+    /// Dead letters of the `log-index` group: list them, or re-drive them to `access-log` after a
+    /// fix.
+    #[command(subcommand)]
+    Dlq(campus_common::kafka::dlq::DlqCommand),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -150,6 +154,9 @@ impl Cli {
             print!("{}", args.render());
             return Ok(());
         }
+        if let Command::Dlq(cmd) = &self.command {
+            return cmd.run(campus_contract::Service::Log).await.map(drop);
+        }
         telemetry::init(crate::SERVICE);
         let shutdown = shutdown::on_signal();
         match self.command {
@@ -197,7 +204,7 @@ impl Cli {
                 }
                 Ok(())
             }
-            Command::FilebeatConfig(_) => unreachable!("handled above"),
+            Command::FilebeatConfig(_) | Command::Dlq(_) => unreachable!("handled above"),
         }
     }
 }

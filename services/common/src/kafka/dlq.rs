@@ -230,6 +230,70 @@ pub async fn replay(
     Ok(out)
 }
 
+/// `campus-<service> dlq list|replay --group G [--since T]`: the sub-command every service's binary
+/// offers for its own consumer groups.
+#[derive(Debug, clap::Subcommand)]
+pub enum DlqCommand {
+    /// Prints the group's dead letters, one JSON object per line.
+    List(DlqArgs),
+    /// Re-drives the group's dead letters not replayed yet to their original topics; prints each.
+    Replay(DlqArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DlqArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// The consumer group, as the contract names it (content: `inspection`, `cache`, `inbox`,
+    /// `index`; coupon: `coupon-issue`; log: `log-index`).
+    #[arg(long)]
+    pub group: String,
+    /// Only records dead-lettered since then: RFC 3339, or an age such as `30m`, `6h`, `2d`.
+    #[arg(long, value_parser = parse_since)]
+    pub since: Option<DateTime<Utc>>,
+}
+
+impl DlqArgs {
+    /// The dead-letter topics (prefixed) of the group, one of `service`'s in the contract.
+    pub fn topics(&self, service: campus_contract::Service) -> anyhow::Result<Vec<String>> {
+        let worker = service
+            .workers()
+            .find(|w| w.group == self.group)
+            .ok_or_else(|| {
+                let groups: Vec<&str> = service.workers().map(|w| w.group).collect();
+                anyhow::anyhow!(
+                    "no group {:?} in {}; its groups are {groups:?}",
+                    self.group,
+                    service.as_str()
+                )
+            })?;
+        Ok(worker
+            .consumes
+            .iter()
+            .map(|t| super::dlq_topic(&self.kafka.name(t), &self.kafka.name(worker.group)))
+            .collect())
+    }
+}
+
+impl DlqCommand {
+    /// Lists or replays the dead letters of one of `service`'s groups; prints each (JSON lines)
+    /// and returns them.
+    pub async fn run(&self, service: campus_contract::Service) -> anyhow::Result<Vec<DeadLetter>> {
+        let letters = match self {
+            DlqCommand::List(a) => list(&a.kafka, &a.topics(service)?, a.since).await?,
+            DlqCommand::Replay(a) => {
+                let group = format!("{}.dlq-replay", a.kafka.name(&a.group));
+                replay(&a.kafka, &a.topics(service)?, &group, a.since).await?
+            }
+        };
+        for l in &letters {
+            println!("{}", serde_json::to_string(l)?);
+        }
+        eprintln!("{} dead letter(s)", letters.len());
+        Ok(letters)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
