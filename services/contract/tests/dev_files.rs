@@ -523,6 +523,47 @@ fn local_mode_serves_the_apis_on_kinds_host_ports() {
     c.finish();
 }
 
+/// `scripts/local.sh` runs exactly the contract's workers (binary and sub-command) and creates
+/// exactly its topics: a worker added, renamed or moved to another binary on one side fails here.
+#[test]
+fn local_mode_runs_the_contracts_workers_and_topics() {
+    let mut c = Checks::default();
+    let local_sh = read("scripts/local.sh");
+    // name | binary | sub-command | address variable | port
+    let workers: BTreeSet<(String, String)> = local_sh
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('|').collect();
+            (f.len() == 5 && f[2].starts_with("worker ") && f[3] == "OPS_ADDR")
+                .then(|| (f[1].to_owned(), f[2].to_owned()))
+        })
+        .collect();
+    let contract: BTreeSet<(String, String)> = campus_contract::WORKERS
+        .iter()
+        .map(|w| (w.binary().to_owned(), w.command.join(" ")))
+        .collect();
+    c.check(
+        workers == contract,
+        "scripts/local.sh's PROCESSES run the contract's workers",
+        format!("local.sh {workers:?}, contract {contract:?}"),
+    );
+    let topics: BTreeSet<&str> = local_sh
+        .lines()
+        .find_map(|l| l.strip_prefix("TOPICS=\""))
+        .map(|l| l.trim_end_matches('"').split_whitespace())
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.split(':').next())
+        .collect();
+    let all: BTreeSet<&str> = campus_contract::topic::ALL.iter().copied().collect();
+    c.check(
+        topics == all,
+        "scripts/local.sh's TOPICS are the contract's topics",
+        format!("local.sh {topics:?}, contract {all:?}"),
+    );
+    c.finish();
+}
+
 /// `$CAMPUS_CACHE/bin/helm`; `None` (the test is skipped) when it is missing, except on CI.
 fn helm() -> Option<PathBuf> {
     let helm = campus_testkit::cache_dir().join("bin/helm");

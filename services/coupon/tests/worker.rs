@@ -83,3 +83,88 @@ async fn poison_is_dead_lettered_given_back_requests_are_skipped_redelivery_is_h
     );
     worker.stop().await;
 }
+
+/// `campus-coupon dlq` with the contract's names (a prefix, the group `coupon-issue`): `list`
+/// shows the poison the worker dead-lettered, `replay` re-drives it to `coupon.request` once (the
+/// worker dead-letters it again — it is still poison — and keeps going), an unknown group is an
+/// error naming the service's groups.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_listed_and_replayed_by_the_cli() {
+    use campus_common::kafka::admin::TopicSpec;
+    let prefix = testing::unique("dlq").replace('_', "-");
+    let topic = format!("{prefix}.coupon.request");
+    testing::create_topics(&[TopicSpec::new(&topic, 1)]).await;
+    let env = Env::start_with(testing::kafka(), topic.clone()).await;
+    let event = env.create_event(10).await;
+    let producer = Producer::new(&env.kafka).unwrap();
+    producer.send(&topic, b"x", b"not json", &[]).await.unwrap();
+    let worker = env.start_worker_in(&format!("{prefix}.coupon-issue"));
+    assert_eq!(env.issue(6, event).await.0, 201);
+    env.wait_drained(event, 1).await;
+    let dlq = dlq_topic(&topic, &format!("{prefix}.coupon-issue"));
+    assert_eq!(
+        testing::read_topic(&dlq, 1, Duration::from_secs(60))
+            .await
+            .len(),
+        1
+    );
+
+    let cmd = |verb: &str, group: &str| {
+        let cli = <campus_coupon::cli::Cli as clap::Parser>::try_parse_from([
+            "campus-coupon",
+            "dlq",
+            verb,
+            "--kafka-brokers",
+            &testing::kafka_brokers(),
+            "--kafka-prefix",
+            &prefix,
+            "--group",
+            group,
+        ])
+        .unwrap();
+        let campus_coupon::cli::Command::Dlq(cmd) = cli.command else {
+            unreachable!()
+        };
+        cmd
+    };
+    let listed = cmd("list", "coupon-issue")
+        .run(campus_contract::Service::Coupon)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].dlq_topic, dlq);
+    assert_eq!(listed[0].reason.as_deref(), Some("permanent"));
+    assert_eq!(listed[0].original_topic.as_deref(), Some(topic.as_str()));
+    assert_eq!(listed[0].payload_bytes, b"not json".len());
+    let err = cmd("list", "inspection")
+        .run(campus_contract::Service::Coupon)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("coupon-issue"), "{err}");
+
+    let replayed = cmd("replay", "coupon-issue")
+        .run(campus_contract::Service::Coupon)
+        .await
+        .unwrap();
+    assert_eq!(replayed.len(), 1);
+    let redriven = testing::read_topic(&topic, 3, Duration::from_secs(30)).await;
+    assert!(
+        redriven
+            .iter()
+            .any(|r| r.payload.as_deref() == Some(&b"not json"[..])
+                && r.header("dlq-replayed-from") == Some(format!("{dlq}/0@0").as_bytes())),
+        "the poison re-driven to {topic}"
+    );
+    // Still poison: dead-lettered again, and the worker goes on.
+    assert_eq!(
+        testing::read_topic(&dlq, 2, Duration::from_secs(60))
+            .await
+            .len(),
+        2
+    );
+    assert_eq!(env.issue(7, event).await.0, 201);
+    env.wait_drained(event, 2).await;
+    assert_eq!(env.mysql_users(event).await, vec![6, 7]);
+    worker.stop().await;
+}

@@ -254,3 +254,108 @@ async fn an_elasticsearch_outage_stalls_the_indexer_without_dead_lettering() {
         "nothing dead-lettered"
     );
 }
+
+/// `campus-log dlq` with the contract's names (a prefix, the group `log-index`): a day's index made
+/// by hand with a mapping that refuses the access lines (`method` a number) dead-letters them;
+/// `list` shows them, and after the fix (the bad index deleted) `replay` re-drives them to
+/// `access-log` and the indexer stores them; a second replay re-drives nothing.
+#[tokio::test]
+async fn dead_letters_are_listed_and_replayed_after_a_fix() {
+    use campus_common::kafka::admin::TopicSpec;
+    let es_url = testing::es_url();
+    let es = es(&es_url);
+    let prefix = fresh_prefix();
+    let kafka_prefix = testing::unique("dlq").replace('_', "-");
+    let topic = format!("{kafka_prefix}.access-log");
+    let group = format!("{kafka_prefix}.log-index");
+    testing::create_topics(&[TopicSpec::new(&topic, 1)]).await;
+    let day = format!("{prefix}-2026.11.25");
+    let http = reqwest::Client::new();
+    let made = http
+        .put(format!("{es_url}/{day}"))
+        .json(&serde_json::json!({"mappings": {"properties": {"method": {"type": "long"}}}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(made.status().is_success(), "{:?}", made.text().await);
+
+    let shipped = at("2026-11-25T12:00:05Z");
+    let lines: Vec<Vec<u8>> = (0..3)
+        .map(|i| {
+            let line = access_line(
+                at(&format!("2026-11-25T11:0{i}:00Z")),
+                "campus-coupon",
+                "POST",
+                "/coupons",
+                "/coupons",
+                201,
+                2.0,
+            );
+            event_bytes(&serde_json::to_string(&line).unwrap(), shipped)
+        })
+        .collect();
+    produce(&topic, &lines).await;
+    let worker = start_worker(&es_url, &topic, &group, &prefix).await;
+    let dlq = campus_common::kafka::dlq_topic(&topic, &group);
+    assert_eq!(
+        testing::read_topic(&dlq, 3, Duration::from_secs(60))
+            .await
+            .len(),
+        3
+    );
+
+    let cmd = |verb: &str| {
+        let cli = <campus_log::cli::Cli as clap::Parser>::try_parse_from([
+            "campus-log",
+            "dlq",
+            verb,
+            "--kafka-brokers",
+            &testing::kafka_brokers(),
+            "--kafka-prefix",
+            &kafka_prefix,
+            "--group",
+            "log-index",
+        ])
+        .unwrap();
+        let campus_log::cli::Command::Dlq(cmd) = cli.command else {
+            unreachable!()
+        };
+        cmd
+    };
+    let listed = cmd("list")
+        .run(campus_contract::Service::Log)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 3);
+    assert!(listed.iter().all(|d| {
+        d.reason.as_deref() == Some("permanent")
+            && d.original_topic.as_deref() == Some(topic.as_str())
+            && d.error
+                .as_deref()
+                .is_some_and(|e| e.contains("rejected the document"))
+    }));
+
+    // The fix: the index with the wrong mapping goes; the template makes the next one.
+    let _ = es.delete_indices(&day).await;
+    let replayed = cmd("replay")
+        .run(campus_contract::Service::Log)
+        .await
+        .unwrap();
+    assert_eq!(replayed.len(), 3);
+    eventually(
+        "3 replayed lines indexed",
+        Duration::from_secs(60),
+        || async { (count(&es, &prefix).await == 3).then_some(()) },
+    )
+    .await;
+    assert!(
+        cmd("replay")
+            .run(campus_contract::Service::Log)
+            .await
+            .unwrap()
+            .is_empty(),
+        "replayed once"
+    );
+    worker.stop().await;
+    cleanup(&es, &prefix).await;
+}
