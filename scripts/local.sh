@@ -174,7 +174,7 @@ endpoints() {
 Campus is running locally (logs: target/local/*.log, stop: scripts/local.sh down)
   content API   http://127.0.0.1:8081   Swagger UI http://127.0.0.1:8081/swagger-ui/
   coupon API    http://127.0.0.1:8082   Swagger UI http://127.0.0.1:8082/swagger-ui/
-    coupon admin  http://127.0.0.1:8092   (/admin/coupon-events, /admin/reconcile)
+    coupon admin  http://127.0.0.1:8092   (/admin/coupon-events, /admin/reconcile, /admin/dlq)
   log API       http://127.0.0.1:8083   Swagger UI http://127.0.0.1:8083/swagger-ui/
   workers (ops: /healthz /readyz /metrics)
     content inspect :9091  cache :9093  inbox :9094  index :9095   coupon issue :9096   log index :9097

@@ -239,7 +239,8 @@ pub async fn run_api(cmd: ApiCmd, shutdown: CancellationToken) -> anyhow::Result
     let state = AppState::new(pool, store, producer.clone(), topic)
         .with_in_flight(in_flight)
         .with_rate_limits(&cmd.rate_limits)
-        .with_auth(auth);
+        .with_auth(auth)
+        .with_dead_letters(cmd.kafka.clone());
     let reporter = tokio::spawn(report_drift_forever(
         report_pool,
         report_store,

@@ -87,15 +87,28 @@ async fn poison_is_dead_lettered_given_back_requests_are_skipped_redelivery_is_h
 /// `campus-coupon dlq` with the contract's names (a prefix, the group `coupon-issue`): `list`
 /// shows the poison the worker dead-lettered, `replay` re-drives it to `coupon.request` once (the
 /// worker dead-letters it again — it is still poison — and keeps going), an unknown group is an
-/// error naming the service's groups.
+/// error naming the service's groups; the admin listener's `/admin/dlq` and `/admin/dlq/replay`
+/// answer the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_are_listed_and_replayed_by_the_cli() {
     use campus_common::kafka::admin::TopicSpec;
     let prefix = testing::unique("dlq").replace('_', "-");
     let topic = format!("{prefix}.coupon.request");
     testing::create_topics(&[TopicSpec::new(&topic, 1)]).await;
-    let env = Env::start_with(testing::kafka(), topic.clone()).await;
+    let mut prefixed = testing::kafka();
+    prefixed.prefix = prefix.clone();
+    let servers = support::Servers {
+        dead_letters: Some(prefixed),
+        ..Default::default()
+    };
+    let env = Env::start_custom(testing::kafka(), topic.clone(), servers).await;
     let event = env.create_event(10).await;
+    let (status, body) = env.get("/admin/dlq").await;
+    assert_eq!(
+        (status, body.as_array().map(Vec::len)),
+        (200, Some(0)),
+        "{body}"
+    );
     let producer = Producer::new(&env.kafka).unwrap();
     producer.send(&topic, b"x", b"not json", &[]).await.unwrap();
     let worker = env.start_worker_in(&format!("{prefix}.coupon-issue"));
@@ -136,6 +149,22 @@ async fn dead_letters_are_listed_and_replayed_by_the_cli() {
     assert_eq!(listed[0].reason.as_deref(), Some("permanent"));
     assert_eq!(listed[0].original_topic.as_deref(), Some(topic.as_str()));
     assert_eq!(listed[0].payload_bytes, b"not json".len());
+    let (status, body) = env.get("/admin/dlq?since=1h").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body[0]["dlqTopic"], dlq.as_str(), "{body}");
+    assert_eq!(body[0]["reason"], "permanent", "{body}");
+    assert_eq!(body.as_array().unwrap().len(), 1, "{body}");
+    let (status, body) = env.get("/admin/dlq?since=yesterday").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].to_string().contains("since"), "{body}");
+    // Not on the public listener.
+    let public = env
+        .http
+        .get(format!("{}/admin/dlq", env.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(public.status().as_u16(), 404);
     let err = cmd("list", "inspection")
         .run(campus_contract::Service::Coupon)
         .await
@@ -163,6 +192,31 @@ async fn dead_letters_are_listed_and_replayed_by_the_cli() {
             .len(),
         2
     );
+    // The admin listener replays the new dead letter (its replay group is the CLI's: only what
+    // was dead-lettered since the last replay), the worker dead-letters it a third time, and the
+    // next replay re-drives just that one.
+    let (status, body) = env.post("/admin/dlq/replay", serde_json::json!({})).await;
+    assert_eq!(
+        (status, body.as_array().map(Vec::len)),
+        (200, Some(1)),
+        "{body}"
+    );
+    assert_eq!(body[0]["offset"], 1, "{body}");
+    assert_eq!(
+        testing::read_topic(&dlq, 3, Duration::from_secs(60))
+            .await
+            .len(),
+        3
+    );
+    let (status, body) = env
+        .post("/admin/dlq/replay?since=1h", serde_json::json!({}))
+        .await;
+    assert_eq!(
+        (status, body.as_array().map(Vec::len)),
+        (200, Some(1)),
+        "{body}"
+    );
+    assert_eq!(body[0]["offset"], 2, "{body}");
     assert_eq!(env.issue(7, event).await.0, 201);
     env.wait_drained(event, 2).await;
     assert_eq!(env.mysql_users(event).await, vec![6, 7]);

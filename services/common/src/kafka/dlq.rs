@@ -19,8 +19,11 @@ use super::consumer::Record;
 use super::{Producer, dlq_headers};
 use crate::config::KafkaArgs;
 
-/// One dead letter, as `dlq list` prints it (one JSON line each).
+/// One dead letter, as `dlq list` prints it (one JSON line each) and the coupon admin listener's
+/// `/admin/dlq` answers it: where it is, the `dlq-*` headers the consumer wrote, the payload's size.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "http-api", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
 pub struct DeadLetter {
     pub dlq_topic: String,
     pub partition: i32,
@@ -253,25 +256,39 @@ pub struct DlqArgs {
     pub since: Option<DateTime<Utc>>,
 }
 
+/// The dead-letter topics (prefixed as `kafka` says) of `group`, one of `service`'s groups in the
+/// contract; an unknown group is an error naming the service's groups.
+pub fn group_topics(
+    kafka: &KafkaArgs,
+    service: campus_contract::Service,
+    group: &str,
+) -> anyhow::Result<Vec<String>> {
+    let worker = service
+        .workers()
+        .find(|w| w.group == group)
+        .ok_or_else(|| {
+            let groups: Vec<&str> = service.workers().map(|w| w.group).collect();
+            anyhow::anyhow!(
+                "no group {group:?} in {}; its groups are {groups:?}",
+                service.as_str()
+            )
+        })?;
+    Ok(worker
+        .consumes
+        .iter()
+        .map(|t| super::dlq_topic(&kafka.name(t), &kafka.name(worker.group)))
+        .collect())
+}
+
+/// The consumer group that keeps the position of `group`'s replays: `<group>.dlq-replay`.
+pub fn replay_group(kafka: &KafkaArgs, group: &str) -> String {
+    format!("{}.dlq-replay", kafka.name(group))
+}
+
 impl DlqArgs {
     /// The dead-letter topics (prefixed) of the group, one of `service`'s in the contract.
     pub fn topics(&self, service: campus_contract::Service) -> anyhow::Result<Vec<String>> {
-        let worker = service
-            .workers()
-            .find(|w| w.group == self.group)
-            .ok_or_else(|| {
-                let groups: Vec<&str> = service.workers().map(|w| w.group).collect();
-                anyhow::anyhow!(
-                    "no group {:?} in {}; its groups are {groups:?}",
-                    self.group,
-                    service.as_str()
-                )
-            })?;
-        Ok(worker
-            .consumes
-            .iter()
-            .map(|t| super::dlq_topic(&self.kafka.name(t), &self.kafka.name(worker.group)))
-            .collect())
+        group_topics(&self.kafka, service, &self.group)
     }
 }
 
@@ -282,7 +299,7 @@ impl DlqCommand {
         let letters = match self {
             DlqCommand::List(a) => list(&a.kafka, &a.topics(service)?, a.since).await?,
             DlqCommand::Replay(a) => {
-                let group = format!("{}.dlq-replay", a.kafka.name(&a.group));
+                let group = replay_group(&a.kafka, &a.group);
                 replay(&a.kafka, &a.topics(service)?, &group, a.since).await?
             }
         };

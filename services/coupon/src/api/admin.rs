@@ -1,6 +1,7 @@
 //! The admin API on its own listener: coupon events and the drift report (`/admin/reconcile`).
 
 use super::*;
+use campus_common::kafka::dlq::{self, DeadLetter};
 
 /// The admin listener's document (`/api-docs/openapi.json` there).
 #[derive(OpenApi)]
@@ -9,9 +10,10 @@ use super::*;
         title = "Campus coupons: admin",
         description = "Coupon events and the drift report; served on the admin listener only (`ADMIN_ADDR`)."
     ),
-    paths(create_event, list_events, get_event, drift),
+    paths(create_event, list_events, get_event, drift, dead_letters, replay_dead_letters),
     components(schemas(
-        NewCouponEvent, CouponEvent, ErrorBody, ErrorDetail, DriftReport, EventDrift, RedisSide
+        NewCouponEvent, CouponEvent, ErrorBody, ErrorDetail, DriftReport, EventDrift, RedisSide,
+        DeadLetter
     )),
     tags((name = "admin"))
 )]
@@ -24,6 +26,8 @@ pub fn app(state: AppState) -> Router {
         .route("/admin/coupon-events", post(create_event).get(list_events))
         .route("/admin/coupon-events/{id}", get(get_event))
         .route("/admin/reconcile", get(drift))
+        .route("/admin/dlq", get(dead_letters))
+        .route("/admin/dlq/replay", post(replay_dead_letters))
         .route(
             "/api-docs/openapi.json",
             get(|| async { axum::Json(AdminDoc::openapi()) }),
@@ -140,4 +144,96 @@ async fn drift(
         Err(drift::DriftError::Database(e)) => Err(e.into()),
         Err(e @ (drift::DriftError::Redis(_) | drift::DriftError::Kafka(_))) => Err(unavailable(e)),
     }
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct DlqQuery {
+    /// Only records dead-lettered since then: RFC 3339, or an age such as `30m`, `6h`, `2d`.
+    since: Option<String>,
+}
+
+/// What a dead-letter request works on: the Kafka settings, the `coupon-issue` group's
+/// dead-letter topics and the time bound of the query.
+struct DlqScope {
+    kafka: campus_common::config::KafkaArgs,
+    topics: Vec<String>,
+    since: Option<DateTime<Utc>>,
+}
+
+fn dlq_scope(state: &AppState, q: &DlqQuery) -> Result<DlqScope, ApiError> {
+    let kafka = state
+        .inner
+        .dead_letters
+        .clone()
+        .ok_or_else(|| ApiError::not_found("dead letters are not served here"))?;
+    let since = q
+        .since
+        .as_deref()
+        .map(dlq::parse_since)
+        .transpose()
+        .map_err(|e| ApiError::bad_request(format!("since: {e}")))?;
+    let group = campus_contract::workers::COUPON_ISSUE.group;
+    let topics = dlq::group_topics(&kafka, campus_contract::Service::Coupon, group)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(DlqScope {
+        kafka,
+        topics,
+        since,
+    })
+}
+
+fn kafka_unavailable(e: dlq::DlqError) -> ApiError {
+    tracing::warn!(error = %campus_common::error::chain(&e), "dead letters: Kafka");
+    ApiError::unavailable(format!("Kafka: {e}"))
+}
+
+/// The `coupon-issue` group's dead letters (records the worker could not store: undecodable,
+/// unknown event, over the limit in MySQL), oldest first per partition. The same as
+/// `campus-coupon dlq list --group coupon-issue`.
+#[utoipa::path(get, path = "/admin/dlq", tag = "admin", params(DlqQuery), responses(
+    (status = 200, description = "The dead letters", body = [DeadLetter]),
+    (status = 400, description = "Bad `since`", body = ErrorBody),
+    (status = 503, description = "Kafka unavailable", body = ErrorBody),
+))]
+async fn dead_letters(
+    State(state): State<AppState>,
+    Query(q): Query<DlqQuery>,
+) -> Result<Json<Vec<DeadLetter>>, ApiError> {
+    let DlqScope {
+        kafka,
+        topics,
+        since,
+    } = dlq_scope(&state, &q)?;
+    Ok(Json(
+        dlq::list(&kafka, &topics, since)
+            .await
+            .map_err(kafka_unavailable)?,
+    ))
+}
+
+/// Re-drives the `coupon-issue` group's dead letters not replayed yet to `coupon.request` (after
+/// the cause is fixed); answers what was re-driven. The same as `campus-coupon dlq replay --group
+/// coupon-issue`: the group `<prefix>.coupon-issue.dlq-replay` keeps the position, so a second
+/// replay re-drives only what was dead-lettered since.
+#[utoipa::path(post, path = "/admin/dlq/replay", tag = "admin", params(DlqQuery), responses(
+    (status = 200, description = "The dead letters re-driven", body = [DeadLetter]),
+    (status = 400, description = "Bad `since`", body = ErrorBody),
+    (status = 503, description = "Kafka unavailable", body = ErrorBody),
+))]
+async fn replay_dead_letters(
+    State(state): State<AppState>,
+    Query(q): Query<DlqQuery>,
+) -> Result<Json<Vec<DeadLetter>>, ApiError> {
+    let DlqScope {
+        kafka,
+        topics,
+        since,
+    } = dlq_scope(&state, &q)?;
+    let group = dlq::replay_group(&kafka, campus_contract::workers::COUPON_ISSUE.group);
+    let replayed = dlq::replay(&kafka, &topics, &group, since)
+        .await
+        .map_err(kafka_unavailable)?;
+    tracing::info!(records = replayed.len(), "dead letters re-driven");
+    Ok(Json(replayed))
 }

@@ -76,6 +76,9 @@ struct Inner {
     limits: Limits,
     /// Who a request acts for (mode `none` by default).
     auth: Auth,
+    /// The Kafka settings `/admin/dlq` reads the `coupon-issue` group's dead letters with (None:
+    /// those endpoints answer 404; the binary always sets them).
+    dead_letters: Option<campus_common::config::KafkaArgs>,
     /// One reload at a time per event in this process.
     reloading: std::sync::Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -121,6 +124,7 @@ impl AppState {
                 in_flight: None,
                 limits: Limits::default(),
                 auth: Auth::none(),
+                dead_letters: None,
                 reloading: Default::default(),
             }),
         }
@@ -147,6 +151,13 @@ impl AppState {
     /// Who the public API's requests act for (mode `none` unless given).
     pub fn with_auth(mut self, auth: Auth) -> Self {
         self.inner_mut().auth = auth;
+        self
+    }
+
+    /// Serves `/admin/dlq` and `/admin/dlq/replay` (the `coupon-issue` group's dead letters) on
+    /// the admin listener, reading and writing Kafka with `kafka` (its prefix names the topics).
+    pub fn with_dead_letters(mut self, kafka: campus_common::config::KafkaArgs) -> Self {
+        self.inner_mut().dead_letters = Some(kafka);
         self
     }
 

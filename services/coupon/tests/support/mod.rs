@@ -99,6 +99,10 @@ impl Env {
             .with_in_flight(in_flight)
             .with_rate_limits(&servers.rate_limits)
             .with_auth(servers.auth.clone());
+        let state = match servers.dead_letters {
+            Some(k) => state.with_dead_letters(k),
+            None => state,
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -319,6 +323,8 @@ pub struct Servers<'a> {
     pub rate_limits: RateLimitArgs,
     /// Who requests act for (mode `none` by default).
     pub auth: Auth,
+    /// The Kafka settings (their prefix) `/admin/dlq` reads with (not served by default).
+    pub dead_letters: Option<KafkaArgs>,
 }
 
 impl Default for Servers<'_> {
@@ -329,6 +335,7 @@ impl Default for Servers<'_> {
             redis_url: None,
             rate_limits: RateLimitArgs::default(),
             auth: Auth::none(),
+            dead_letters: None,
         }
     }
 }
