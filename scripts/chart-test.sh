@@ -376,6 +376,7 @@ local_checks() {
     ok "scripts/local.sh smoke: $(grep -c 'ok ' "$OUT/local-smoke.log") requests to the content, coupon and log APIs answered as expected"
   else cat "$OUT/local-smoke.log" >&2; bad "scripts/local.sh smoke"; fi
   metrics_checks
+  fuzz_checks
   bash scripts/local.sh down >"$OUT/local-down.log" 2>&1
   if bash scripts/local.sh status >/dev/null 2>&1 || grep -q running <(bash scripts/local.sh status 2>/dev/null); then
     bad "scripts/local.sh down left processes running"
@@ -384,6 +385,28 @@ local_checks() {
   # examples expect post 1 and coupon event 1).
   if bash scripts/local.sh reset >"$OUT/local-reset.log" 2>&1; then ok "scripts/local.sh reset: the local mode's data removed"
   else cat "$OUT/local-reset.log" >&2; bad "scripts/local.sh reset"; fi
+}
+
+# Property-based requests from each running API's own OpenAPI document (schemathesis; the content,
+# coupon, coupon admin and log APIs of the local mode): no 5xx, no status the document does not list,
+# no body that breaks its schema or content type. (Not `positive_data_acceptance`: the documents'
+# schemas are looser than the APIs' validation, e.g. `size=0` is refused with 400.)
+fuzz_checks() {
+  local st want port name log
+  want=$(sed -n 's/^SCHEMATHESIS_VERSION=//p' scripts/deps.sh)
+  st=$CAMPUS_CACHE/schemathesis-$want/bin/st
+  [ -x "$st" ] || { bad "no schemathesis $want in $CAMPUS_CACHE (scripts/deps.sh installs it)"; return; }
+  for api in content:8081 coupon:8082 coupon-admin:8092 log:8083; do
+    name=${api%%:*} port=${api##*:} log=$OUT/fuzz-$name.log
+    if "$st" run "http://127.0.0.1:$port/api-docs/openapi.json" --phases examples,coverage,fuzzing \
+        --checks not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance \
+        --max-examples 30 --warnings off >"$log" 2>&1; then
+      ok "schemathesis $want on the $name API (:$port): $(grep -Eo '[0-9]+ generated, [0-9]+ passed' "$log" | tail -n 1), no 5xx, every status and body as its OpenAPI document says"
+    else
+      grep -vE '^\s*$' "$log" | grep -E '^_+ |^[0-9]+\. |^    [A-Z]|curl' | head -n 30 >&2
+      bad "schemathesis on the $name API (:$port): $(grep -E 'failures? in|errors? in' "$log" | tail -n 1) (all of it: $log)"
+    fi
+  done
 }
 
 # The chart's PrometheusRule and Grafana dashboard ask only for metrics (and labels) the code exports:

@@ -243,7 +243,12 @@ until_in_pod() { local secs=$1; shift; (wait_for "$secs" "$3 answering $1" answe
 platform_checks() {
   local ns=$RELEASE_NS t; t=$(now)
   if (platform); then ok "helm install to CampusPlatform Ready ($(since "$t") s)"
-  else bad "CampusPlatform not Ready"; k -n "$ns" get campusplatform,deploy,pods -o wide 2>&1 | sed 's/^/    /'; return 0; fi
+  else bad "CampusPlatform not Ready"; k -n "$ns" get campusplatform,deploy,pods -o wide 2>&1 | sed 's/^/    /'
+    # (why: its conditions, the topics not ready with their messages, the operator's last words)
+    k -n "$ns" get campusplatform -o jsonpath='{range .items[*].status.conditions[*]}{.type}={.status} {.reason}: {.message}{"\n"}{end}' 2>&1 | sed 's/^/    /'
+    k -n "$ns" get campusplatform -o jsonpath='{range .items[*].status.topics[?(@.ready==false)]}{.name}: {.message}{"\n"}{end}' 2>&1 | sed 's/^/    topic not ready: /'
+    k -n "$ns" logs deploy/"$RELEASE"-operator --tail=25 2>&1 | cut -c1-400 | sed 's/^/    /'
+    return 0; fi
   local unavailable
   unavailable=$(k -n "$ns" get deploy -o jsonpath='{range .items[*]}{.metadata.name} {.status.availableReplicas} {.spec.replicas}{"\n"}{end}' | awk '$2 != $3')
   [ -z "$unavailable" ] && ok "every Deployment of $ns Available ($(k -n "$ns" get deploy -o name | wc -l))" || bad "Deployments not Available: $unavailable"

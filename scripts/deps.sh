@@ -17,6 +17,9 @@ PYMONGO_VERSION=4.20.1        # `scripts/local.sh reset` drops the local mode's 
 HELM_VERSION=3.22.0
 # helm-docs: helm/campus/README.md from values.yaml's comments (chart-test checks it is current).
 HELM_DOCS_VERSION=1.14.2
+# schemathesis: property-based requests from each API's OpenAPI document (chart-test's fuzz check),
+# in a venv of its own ($CAMPUS_CACHE/schemathesis-VERSION: its pins stay apart from the others').
+SCHEMATHESIS_VERSION=4.32.5
 
 apt_pkgs=(mariadb-server redis-server cmake jq curl openjdk-17-jre-headless maven)
 case ${1:-} in kube | cluster) apt_pkgs+=(openssl) ;; esac
@@ -66,6 +69,13 @@ want pymongo "$PYMONGO_VERSION" || pkgs+=("pymongo==$PYMONGO_VERSION")
 if [ ${#pkgs[@]} -gt 0 ]; then
   echo "deps: pip install ${pkgs[*]}"
   "$VENV/bin/pip" install -q --disable-pip-version-check "${pkgs[@]}"
+fi
+
+st_venv=$CAMPUS_CACHE/schemathesis-$SCHEMATHESIS_VERSION
+if ! "$st_venv/bin/st" --version 2>/dev/null | grep -q "version $SCHEMATHESIS_VERSION\$"; then
+  echo "deps: pip install schemathesis==$SCHEMATHESIS_VERSION (venv $st_venv)"
+  rm -rf "$st_venv" && python3 -m venv "$st_venv"
+  "$st_venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
 install_kafka

@@ -109,19 +109,5 @@ pub fn request_key(coupon_event_id: i64, user_id: i64) -> String {
     format!("{coupon_event_id}:{user_id}")
 }
 
-/// The JSON error body every endpoint answers with (documentation of `campus_common::http::ApiError`).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-/// One error.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorDetail {
-    /// Stable machine-readable code, e.g. `sold_out`, `already_issued`, `not_found`; in bearer mode
-    /// `unauthorized` (no token), `invalid_token` and `forbidden` (another user's).
-    pub code: String,
-    pub message: String,
-    #[schema(value_type = Option<Object>)]
-    pub details: Option<serde_json::Value>,
-}
+/// The JSON error body every endpoint answers with (one schema for every Campus API).
+pub use campus_common::http::{ErrorBody, ErrorDetail};

@@ -310,3 +310,95 @@ fn write_access_log(line: &AccessLog) {
         let _ = std::io::stdout().lock().write_all(&s);
     }
 }
+
+/// The JSON error body every Campus API answers with (the documentation of [`ApiError`]'s shape,
+/// one schema `ErrorBody` in every API's OpenAPI document).
+#[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// One error.
+#[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable: `bad_request` (a parameter or body that does not parse),
+    /// `validation_failed` (with `details` per field), `not_found`, `conflict`,
+    /// `payload_too_large`, `unsupported_media_type`, `unauthorized` (no bearer token),
+    /// `invalid_token`, `forbidden` (another user's), `rate_limited`, `unavailable` (a store),
+    /// `overloaded`, `timeout`, `internal`; coupons also `sold_out`, `already_issued`,
+    /// `not_started`, `ended`.
+    pub code: String,
+    pub message: String,
+    /// Per-field messages for `validation_failed`.
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<serde_json::Value>,
+}
+
+/// Adds to every operation of an API's OpenAPI document the answers the shared middleware and
+/// extractors give whatever the handler ([`observe`], the `Json`/`Path`/`Query` extractors),
+/// unless the operation documents them itself: `400` (a path or query parameter that does not
+/// parse), `503` (overloaded, timed out, a store unavailable; with `Retry-After`), and for an
+/// operation with a body `413`, `415` (not `application/json`) and `422` (JSON of the wrong
+/// shape). Each with the `ErrorBody` schema.
+pub struct StandardResponses;
+
+impl utoipa::Modify for StandardResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder, header::HeaderBuilder};
+        let error = |description: &str, retry_after: bool| {
+            let mut r = ResponseBuilder::new().description(description).content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            );
+            if retry_after {
+                r = r.header(
+                    "Retry-After",
+                    HeaderBuilder::new()
+                        .schema(utoipa::openapi::schema::Object::with_type(
+                            utoipa::openapi::schema::Type::Integer,
+                        ))
+                        .description(Some("Seconds to wait before trying again"))
+                        .build(),
+                );
+            }
+            r.build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let has_body = op.request_body.is_some();
+                let mut add = |status: &str, description: &str, retry_after: bool| {
+                    op.responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| error(description, retry_after).into());
+                };
+                add(
+                    "400",
+                    "Bad input: a parameter or body that does not parse",
+                    false,
+                );
+                add(
+                    "503",
+                    "Overloaded, timed out or a store unavailable: try again after Retry-After",
+                    true,
+                );
+                if has_body {
+                    add("413", "The body is larger than the API accepts", false);
+                    add("415", "The body is not `application/json`", false);
+                    add("422", "JSON of the wrong shape or values", false);
+                }
+            }
+        }
+    }
+}

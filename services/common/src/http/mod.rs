@@ -40,12 +40,12 @@ pub struct ApiError {
 }
 
 #[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorInner<'a>,
+struct WireError<'a> {
+    error: WireErrorInner<'a>,
 }
 
 #[derive(Serialize)]
-struct ErrorInner<'a> {
+struct WireErrorInner<'a> {
     code: &'a str,
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -110,8 +110,8 @@ impl std::fmt::Display for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: ErrorInner {
+        let body = WireError {
+            error: WireErrorInner {
                 code: self.code,
                 message: &self.message,
                 details: self.details.as_ref(),

@@ -22,17 +22,18 @@ use axum::extract::FromRef;
 use axum::http::StatusCode;
 use campus_common::auth::{Auth, BearerSecurity};
 use campus_common::config::{AuthArgs, ExposeSecret, HttpArgs, KafkaArgs, MysqlArgs, RedisArgs};
+use campus_common::http::StandardResponses;
 use campus_common::http::{ApiError, HttpMetrics, Limits};
 use campus_common::kafka::Producer;
 use campus_common::ops::{self, Readiness};
 use campus_common::outbox::{Relay, RelayMetrics, RelayOptions};
 use prometheus_client::registry::Registry;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sqlx::MySqlPool;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use utoipa::{OpenApi, ToSchema};
+use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::cache::PostCache;
@@ -137,27 +138,12 @@ pub fn app(state: AppState) -> Router {
         follows::followees,
     ),
     components(schemas(ErrorBody, ErrorDetail, crate::events::PostView)),
-    modifiers(&BearerSecurity)
+    modifiers(&BearerSecurity, &StandardResponses)
 )]
 pub struct ApiDoc;
 
-/// The error body every endpoint answers with.
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct ErrorDetail {
-    /// Machine-readable: `bad_request`, `validation_failed`, `not_found`, `conflict`,
-    /// `unauthorized` (no bearer token), `invalid_token`, `forbidden` (another user's),
-    /// `unavailable`, `internal`.
-    pub code: String,
-    pub message: String,
-    /// Per-field messages for `validation_failed`.
-    #[schema(value_type = Option<Object>)]
-    pub details: Option<serde_json::Value>,
-}
+/// The error body every endpoint answers with (one schema for every Campus API).
+pub use campus_common::http::{ErrorBody, ErrorDetail};
 
 /// Paging for list endpoints: `page` from 0, `size` 1–100 (default 10), and no further than the
 /// first [`MAX_RESULT_WINDOW`] results (`(page + 1) × size`).

@@ -26,7 +26,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use campus_common::auth::{Auth, BearerSecurity, Caller};
 use campus_common::envelope::{Envelope, EventType};
-use campus_common::http::{ApiError, HttpMetrics, Json, Path, Query, REQUEST_ID, observe};
+use campus_common::http::{
+    ApiError, HttpMetrics, Json, Path, Query, REQUEST_ID, StandardResponses, observe,
+};
 use campus_common::kafka::Producer;
 use campus_common::ops::{self, Readiness};
 use chrono::{DateTime, Utc};
@@ -183,7 +185,7 @@ impl FromRef<AppState> for Auth {
         IssueRequest, Issued, Coupon, CouponList, ErrorBody, ErrorDetail, IssueRequested
     )),
     tags((name = "coupons")),
-    modifiers(&BearerSecurity)
+    modifiers(&BearerSecurity, &StandardResponses)
 )]
 pub struct ApiDoc;
 

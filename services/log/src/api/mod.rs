@@ -62,28 +62,15 @@ impl AppState {
         StatusClassCount,
         RateBucket,
         PathLatency,
-        ErrorResponse,
+        ErrorBody,
         ErrorDetail
     )),
-    tags((name = "logs", description = "Access-log queries"))
+    tags((name = "logs", description = "Access-log queries")),
+    modifiers(&StandardResponses)
 )]
 pub struct ApiDoc;
 
-/// The error shape every Campus API answers.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-struct ErrorResponse {
-    error: ErrorDetail,
-}
-
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-struct ErrorDetail {
-    /// Machine-readable code, e.g. `bad_request`.
-    code: String,
-    message: String,
-    details: Option<serde_json::Value>,
-}
+use campus_common::http::{ErrorBody, ErrorDetail, StandardResponses};
 
 /// The whole API: routes, Swagger UI, ops endpoints, request ids and access logging.
 pub fn app(state: AppState) -> Router {
@@ -131,9 +118,9 @@ fn upstream(e: EsError) -> ApiError {
     params(SearchParams),
     responses(
         (status = 200, description = "A page of entries, newest first", body = SearchResponse),
-        (status = 400, description = "Bad parameter", body = ErrorResponse),
-        (status = 502, description = "Elasticsearch refused the query", body = ErrorResponse),
-        (status = 503, description = "Elasticsearch unreachable, overloaded (429) or failing (5xx); with Retry-After", body = ErrorResponse)
+        (status = 400, description = "Bad parameter", body = ErrorBody),
+        (status = 502, description = "Elasticsearch refused the query", body = ErrorBody),
+        (status = 503, description = "Elasticsearch unreachable, overloaded (429) or failing (5xx); with Retry-After", body = ErrorBody)
     )
 )]
 async fn search(
@@ -158,9 +145,9 @@ async fn search(
     params(StatsParams),
     responses(
         (status = 200, description = "Statistics of the window", body = StatsResponse),
-        (status = 400, description = "Bad parameter", body = ErrorResponse),
-        (status = 502, description = "Elasticsearch refused the query", body = ErrorResponse),
-        (status = 503, description = "Elasticsearch unreachable, overloaded (429) or failing (5xx); with Retry-After", body = ErrorResponse)
+        (status = 400, description = "Bad parameter", body = ErrorBody),
+        (status = 502, description = "Elasticsearch refused the query", body = ErrorBody),
+        (status = 503, description = "Elasticsearch unreachable, overloaded (429) or failing (5xx); with Retry-After", body = ErrorBody)
     )
 )]
 async fn stats(
