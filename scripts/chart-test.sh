@@ -137,6 +137,19 @@ print(json.dumps(yaml.safe_load(cm["data"]["platform.yaml"])["spec"].get("auth")
   elif grep -q "needs exactly one of platform.auth.secretRef" "$OUT/auth-mode.log"; then
     ok "platform.auth.mode=Jwt without a secretRef or jwksUrl fails the render, naming the values"
   else cat "$OUT/auth-mode.log" >&2; bad "platform.auth.mode=Jwt without a key source failed without the message"; fi
+  # platform.couponRateLimits -> spec.coupon.rateLimits (beside the chart's coupon image and env);
+  # a limit under 1 fails the render (values.schema.json).
+  local rates='import json, sys, yaml
+docs = [d for d in yaml.safe_load_all(sys.stdin) if d]
+cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-operator-platform"))
+c = yaml.safe_load(cm["data"]["platform.yaml"])["spec"]["coupon"]
+print(json.dumps(c.get("rateLimits"), sort_keys=True), bool(c.get("image")))'
+  none=$("$HELM" template campus "$CHART" "${platform[@]}" 2>&1 | "$VENV/bin/python" -c "$rates" 2>&1)
+  jwt=$("$HELM" template campus "$CHART" "${platform[@]}" --set-json 'platform.couponRateLimits={"perUser":2,"global":500}' 2>&1 | "$VENV/bin/python" -c "$rates" 2>&1)
+  if [ "$none" = "null True" ] && [ "$jwt" = '{"global": 500, "perUser": 2} True' ] &&
+     ! "$HELM" template campus "$CHART" "${platform[@]}" --set-json 'platform.couponRateLimits={"perUser":0}' >/dev/null 2>&1; then
+    ok "platform.couponRateLimits: none by default, spec.coupon.rateLimits beside the coupon image when set, 0 refused"
+  else bad "platform.couponRateLimits: '$none' / '$jwt' (or perUser 0 rendered)"; fi
 }
 
 # skaffold_checks: the real skaffold (scripts/install/skaffold.sh) reads skaffold.yaml and renders

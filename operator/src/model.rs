@@ -40,6 +40,8 @@ pub struct Platform {
     pub template: PodTemplate,
     /// Who the content and coupon APIs' requests act for (checked).
     pub auth: AuthSpec,
+    /// `POST /coupons` rate limits of each coupon API replica (none by default).
+    pub coupon_rate_limits: Option<crate::crd::CouponRateLimits>,
 }
 
 impl Platform {

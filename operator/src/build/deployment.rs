@@ -235,6 +235,11 @@ fn campus_container(
         ];
         // Who the requests act for (`spec.auth`; none in the default mode).
         api.extend(super::auth::api_env(p, service));
+        // `POST /coupons` rate limits (`spec.coupon.rateLimits`; none by default).
+        if service == Service::Coupon {
+            let limits = p.coupon_rate_limits.iter().flat_map(|l| l.env());
+            api.extend(limits.map(|(name, v)| plain_env(name, &v.to_string())));
+        }
         api
     } else {
         vec![plain_env(var::OPS_ADDR, &format!("0.0.0.0:{OPS_PORT}"))]
@@ -507,6 +512,49 @@ mod tests {
 
     fn deployments_of(p: &Platform, inputs: &BuildInputs) -> Vec<Deployment> {
         all(p, inputs, &config_map::all(p))
+    }
+
+    /// `spec.coupon.rateLimits` becomes the coupon API container's `COUPON_RATE_*`, only the limits
+    /// set; no other container gets them, and none without the field.
+    #[test]
+    fn coupon_rate_limits_reach_the_coupon_api_only() {
+        let rates = |yaml: &str| -> Vec<(String, Vec<(String, String)>)> {
+            deployments(yaml, &BuildInputs::new("t"))
+                .iter()
+                .map(|d| {
+                    let c = &d
+                        .spec
+                        .as_ref()
+                        .unwrap()
+                        .template
+                        .spec
+                        .as_ref()
+                        .unwrap()
+                        .containers[0];
+                    let env = c
+                        .env
+                        .iter()
+                        .flatten()
+                        .filter(|e| e.name.starts_with("COUPON_RATE_"))
+                        .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+                        .collect();
+                    (d.name_any(), env)
+                })
+                .filter(|(_, env): &(String, Vec<_>)| !env.is_empty())
+                .collect()
+        };
+        assert!(rates(MINIMAL).is_empty());
+        let yaml = format!("{MINIMAL}  coupon:\n    rateLimits: {{perUser: 2, global: 500}}\n");
+        assert_eq!(
+            rates(&yaml),
+            [(
+                "blue-coupon-api".to_owned(),
+                vec![
+                    ("COUPON_RATE_PER_USER".to_owned(), "2".to_owned()),
+                    ("COUPON_RATE_GLOBAL".to_owned(), "500".to_owned())
+                ]
+            )]
+        );
     }
 
     /// The fixture's model with lag-based scaling's choice for the worker Deployment `name`.

@@ -540,6 +540,7 @@ fn platform(
         pull_policy: s.image_pull_policy,
         template: Default::default(),
         auth: s.auth.clone(),
+        coupon_rate_limits: s.coupon.rate_limits.clone(),
     }
 }
 

@@ -23,8 +23,8 @@ pub use backing::{
 };
 pub use logging::{FilebeatSpec, LoggingSpec, LogstashSpec, PipelineSpec, ProcessorKind};
 pub use services::{
-    AutoscalingMode, AutoscalingSpec, ContentGroups, ContentSpec, CouponGroups, CouponSpec,
-    GroupSpec, LogServiceSpec, ServiceCommon,
+    AutoscalingMode, AutoscalingSpec, ContentGroups, ContentSpec, CouponGroups, CouponRateLimits,
+    CouponSpec, GroupSpec, LogServiceSpec, ServiceCommon,
 };
 pub use status::{CampusPlatformStatus, Endpoint, ScaleDecision, TopicStatus, WorkloadStatus};
 pub use template::{PodOverrides, PullSecret};

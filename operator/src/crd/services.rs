@@ -90,6 +90,50 @@ pub struct CouponSpec {
     /// The consumer groups, one worker Deployment each.
     #[serde(default)]
     pub groups: CouponGroups,
+    /// Rate limits on `POST /coupons`, enforced by each API replica on its own (with N replicas
+    /// the platform accepts up to N times `global`). A request over a limit is answered 429 with
+    /// `Retry-After` and touches neither Redis nor Kafka. None by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limits: Option<CouponRateLimits>,
+}
+
+/// `POST /coupons` rate limits of one coupon API replica; an unset field is no limit (a burst
+/// defaults to its rate).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CouponRateLimits {
+    /// Requests per second one user may make.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub per_user: Option<u32>,
+    /// How many of one user's requests may come at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub per_user_burst: Option<u32>,
+    /// Requests per second over all users.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub global: Option<u32>,
+    /// How many requests over all users may come at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub global_burst: Option<u32>,
+}
+
+impl CouponRateLimits {
+    /// The coupon API's variables for the limits set: `(name, value)`.
+    pub fn env(&self) -> Vec<(&'static str, u32)> {
+        use campus_contract::env as var;
+        [
+            (var::COUPON_RATE_PER_USER, self.per_user),
+            (var::COUPON_RATE_PER_USER_BURST, self.per_user_burst),
+            (var::COUPON_RATE_GLOBAL, self.global),
+            (var::COUPON_RATE_GLOBAL_BURST, self.global_burst),
+        ]
+        .into_iter()
+        .filter_map(|(name, v)| Some((name, v?)))
+        .collect()
+    }
 }
 
 /// The coupon worker's consumer group.

@@ -397,6 +397,13 @@ pub mod env {
     pub const AUTH_JWT_AUDIENCE: &str = "AUTH_JWT_AUDIENCE";
     /// The claim holding the user id (default `sub`).
     pub const AUTH_USER_CLAIM: &str = "AUTH_USER_CLAIM";
+    /// Rate limits of the coupon API's `POST /coupons`, per replica (0 or unset: none): one user's
+    /// requests per second and burst, every user's per second and burst. The operator sets them
+    /// from `spec.coupon.rateLimits`.
+    pub const COUPON_RATE_PER_USER: &str = "COUPON_RATE_PER_USER";
+    pub const COUPON_RATE_PER_USER_BURST: &str = "COUPON_RATE_PER_USER_BURST";
+    pub const COUPON_RATE_GLOBAL: &str = "COUPON_RATE_GLOBAL";
+    pub const COUPON_RATE_GLOBAL_BURST: &str = "COUPON_RATE_GLOBAL_BURST";
 
     /// The flag of a variable: `KAFKA_BROKERS` → `--kafka-brokers`.
     pub fn flag(var: &str) -> String {

@@ -32,28 +32,28 @@ pub struct RateLimitArgs {
     /// Issue requests per second one user may make; 0 for no per-user limit.
     #[arg(
         long = "coupon-rate-per-user",
-        env = "COUPON_RATE_PER_USER",
+        env = campus_contract::env::COUPON_RATE_PER_USER,
         default_value_t = 0
     )]
     pub per_user: u32,
     /// How many of a user's requests may come at once (default: the per-second rate).
     #[arg(
         long = "coupon-rate-per-user-burst",
-        env = "COUPON_RATE_PER_USER_BURST",
+        env = campus_contract::env::COUPON_RATE_PER_USER_BURST,
         default_value_t = 0
     )]
     pub per_user_burst: u32,
     /// Issue requests per second over all users; 0 for no global limit.
     #[arg(
         long = "coupon-rate-global",
-        env = "COUPON_RATE_GLOBAL",
+        env = campus_contract::env::COUPON_RATE_GLOBAL,
         default_value_t = 0
     )]
     pub global: u32,
     /// How many requests may come at once over all users (default: the per-second rate).
     #[arg(
         long = "coupon-rate-global-burst",
-        env = "COUPON_RATE_GLOBAL_BURST",
+        env = campus_contract::env::COUPON_RATE_GLOBAL_BURST,
         default_value_t = 0
     )]
     pub global_burst: u32,
