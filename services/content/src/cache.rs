@@ -25,17 +25,21 @@ use crate::events::{self, PostView};
 /// same.
 /// KEYS[1] key; ARGV[1] version; ARGV[2] JSON or "" for a tombstone; ARGV[3] TTL in ms.
 /// Returns 1 when written, 0 when the stored version was newer (or as new, for a post).
+///
+/// HSET comes first: Redis checks `maxmemory` on a script's first write that may grow memory and,
+/// once a script has written anything, lets it go on past the limit (so it is never half done).
+/// With HDEL first, a Redis at `maxmemory` with `noeviction` took every post anyway.
 const PUT_IF_NEWER: &str = r"
 local cur = redis.call('HGET', KEYS[1], 'v')
 if cur and (tonumber(cur) > tonumber(ARGV[1]) or (tonumber(cur) == tonumber(ARGV[1]) and ARGV[2] ~= '')) then
   return 0
 end
 if ARGV[2] == '' then
-  redis.call('HDEL', KEYS[1], 'd')
   redis.call('HSET', KEYS[1], 'v', ARGV[1], 'x', '1')
+  redis.call('HDEL', KEYS[1], 'd')
 else
-  redis.call('HDEL', KEYS[1], 'x')
   redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2])
+  redis.call('HDEL', KEYS[1], 'x')
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1

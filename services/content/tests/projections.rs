@@ -1,6 +1,7 @@
 //! Projection workers against refusals of their stores: Elasticsearch's write block (what a full
 //! disk sets) and a lost alias are waited out by the index worker; a Redis key of the wrong type
-//! is dead-lettered by the cache worker instead of being retried forever.
+//! or a Redis out of memory (`OOM`) is dead-lettered by the cache worker instead of being retried
+//! forever.
 
 mod support;
 
@@ -195,4 +196,65 @@ async fn the_cache_worker_dead_letters_a_wrongtype_key_and_goes_on() {
         )
         .await;
     }
+}
+
+/// A Redis at its `maxmemory` with `noeviction` answers every write `OOM`: the cache worker
+/// dead-letters the record as permanent instead of retrying it forever (its partition would stop),
+/// and once memory is there again the next posts are cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_worker_dead_letters_an_oom_refusal_and_goes_on() {
+    let p = Platform::new().await;
+    let redis_server = testing::PrivateRedis::start(false).await;
+    let client = redis::Client::open(redis_server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let config = |key: &'static str, value: &'static str| {
+        let mut conn = conn.clone();
+        async move {
+            let _: () = redis::cmd("CONFIG")
+                .arg("SET")
+                .arg(key)
+                .arg(value)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+    };
+    config("maxmemory-policy", "noeviction").await;
+    // (1 byte: every write that may grow memory is refused; 0 is no limit.)
+    config("maxmemory", "1").await;
+    let mut args = p.worker_args("cache", None);
+    let at = args.iter().position(|a| a == "--redis-url").unwrap() + 1;
+    args[at] = redis_server.url();
+    let _worker = p.start_worker_with(args, p.token.clone());
+    send(&p, EventType::Created, post(1, 1, "one")).await;
+    let dlq = dlq_topic(&p.topic("post.inspected"), &format!("{}.cache", p.prefix));
+    let dead = testing::read_topic(&dlq, 1, Duration::from_secs(30)).await;
+    assert_eq!(dead.len(), 1, "the OOM record was not dead-lettered");
+    assert_eq!(dead[0].key_str(), Some("1"));
+    assert_eq!(dead[0].header("dlq-reason"), Some(&b"permanent"[..]));
+    let error = String::from_utf8_lossy(dead[0].header("dlq-error").unwrap()).into_owned();
+    assert!(error.contains("OOM"), "{error}");
+
+    config("maxmemory", "0").await;
+    send(&p, EventType::Created, post(2, 1, "two")).await;
+    let key = format!("{}post:2", p.redis_prefix);
+    eventually("post 2 cached", Duration::from_secs(20), || {
+        let (mut conn, key) = (conn.clone(), key.clone());
+        async move {
+            let v: Option<String> = redis::cmd("HGET")
+                .arg(key)
+                .arg("v")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            (v.as_deref() == Some("1")).then_some(())
+        }
+    })
+    .await;
+    let one: bool = redis::cmd("EXISTS")
+        .arg(format!("{}post:1", p.redis_prefix))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!one, "post 1 was refused, not cached");
 }
