@@ -357,14 +357,15 @@ platform_checks() {
   second_node_checks "$ns" "$coupon" "$admin" "$content" "$logapi"
   k -n "$ns" delete pod client --wait=false >/dev/null
   rss_figures # (the platform's pods, before uninstall)
-  # Topics as the deletion policy says: Delete (the CRD's default is Retain); checked where Kafka
-  # outlives the release (INFRA=host: the cluster's own Kafka node).
-  local prefix topics_before=""
+  # Topics as the deletion policy says: Delete (the CRD's default is Retain). INFRA=host: Kafka
+  # outlives the release, asked afterwards; pods: Kafka goes with the release, so the operator's
+  # TopicsDeleted event (written once Kafka acknowledged the deletion, before the pre-delete hook
+  # lets helm delete Kafka) must name every topic the platform had.
+  local prefix topics_before="" topic_names=""
   prefix=$(k -n "$ns" get campusplatform "$RELEASE" -o jsonpath='{.status.kafkaPrefix}')
-  if [ "$INFRA" != pods ]; then
-    k -n "$ns" patch campusplatform "$RELEASE" --type merge -p '{"spec":{"topics":{"deletionPolicy":"Delete"}}}' >/dev/null
-    topics_before=$(kafka_topics "$prefix" 2>&1 | wc -w)
-  fi
+  k -n "$ns" patch campusplatform "$RELEASE" --type merge -p '{"spec":{"topics":{"deletionPolicy":"Delete"}}}' >/dev/null
+  topic_names=$(kafka_topics "$prefix" 2>&1)
+  topics_before=$(wc -w <<<"$topic_names")
   t=$(now)
   if KUBECONFIG=$CD/kubeconfig "$HELM" uninstall "$RELEASE" -n "$ns" --wait --timeout 3m >/dev/null; then ok "helm uninstall ($(since "$t") s)"; else bad "helm uninstall"; fi
   # (The garbage collector deletes the platform's last children just after the platform: a minute.)
@@ -391,6 +392,13 @@ platform_checks() {
     [ "$topics_before" -gt 0 ] && [ -z "$left" ] &&
       ok "deletionPolicy Delete: the platform's $topics_before topics $prefix.* deleted with it" ||
       bad "deletionPolicy Delete: $topics_before topics before, left: $(echo $left | head -c 300)"
+  else
+    local said missing="" t
+    said=$(k -n "$ns" get events --field-selector reason=TopicsDeleted -o jsonpath='{.items[*].message}' 2>&1)
+    for t in $topic_names; do tr ', ' '\n\n' <<<"$said" | grep -qFx -- "$t" || missing+=" $t"; done
+    [ "$topics_before" -gt 0 ] && [ -z "$missing" ] &&
+      ok "deletionPolicy Delete: the operator deleted the platform's $topics_before topics $prefix.* before Kafka went (its TopicsDeleted event)" ||
+      bad "deletionPolicy Delete: $topics_before topics before ($(echo $topic_names | head -c 200)); not in a TopicsDeleted event:$missing (events: $(head -c 300 <<<"$said"))"
   fi
 }
 
@@ -468,6 +476,12 @@ topic_has() { [ "$(topic_partitions "$1" "$2")" = "$3" ]; }
 
 # kafka_topics PREFIX: the cluster's Kafka topics named PREFIX.* (host mode: its node on the veth).
 kafka_topics() {
+  if [ "$INFRA" = pods ]; then
+    # (Kafka's own TopicCommand in the broker's pod: the image has its jars and a JRE.)
+    k -n "$RELEASE_NS" exec "$RELEASE-kafka-0" -- java -cp '/opt/kafka/libs/*' org.apache.kafka.tools.TopicCommand \
+      --bootstrap-server localhost:9092 --list 2>/dev/null | grep "^$1\." | sort | tr '\n' ' '
+    return
+  fi
   "$VENV/bin/python" - "$HOST_IP:$KAFKA_PORT" "$1" <<'PY'
 import sys
 from kafka.admin import KafkaAdminClient

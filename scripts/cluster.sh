@@ -4,11 +4,12 @@
 #   scripts/cluster.sh down     stop it: every process, mount, link, iptables rule, cgroup and sysctl goes
 #   scripts/cluster.sh status   what runs, the node, the pods
 #   scripts/cluster.sh e2e      host snapshot, up, checks, down, host snapshot again, compared
-#   scripts/cluster.sh platform [--infra host|pods]  helm install of helm/campus on the running cluster,
-#                               the images of scripts/images.sh imported; waits for Ready. host (the
-#                               default, CAMPUS_CLUSTER_INFRA): the host's servers (scripts/servers.sh);
-#                               pods: helm/dev-values.yaml's dev infrastructure in pods (images of the
-#                               real servers, scripts/infra-images.sh; `up` with CAMPUS_CLUSTER_INFRA=pods)
+#   scripts/cluster.sh platform [--infra pods|host]  helm install of helm/campus on the running cluster,
+#                               the images of scripts/images.sh imported; waits for Ready. pods (the
+#                               default, CAMPUS_CLUSTER_INFRA): helm/dev-values.yaml's dev infrastructure
+#                               in pods, as a user installs it (images of the real servers,
+#                               scripts/infra-images.sh); host: the host's servers (scripts/servers.sh;
+#                               `up` with CAMPUS_CLUSTER_INFRA=host bridges them in)
 #   scripts/cluster.sh infra-images  build those images (cached)
 #   scripts/cluster.sh env      print `export KUBECONFIG=…` (the cluster's admin) and kubectl on PATH
 #   scripts/cluster.sh node [-n I] CMD  run CMD inside node I (1: the first; its network, mount
@@ -66,10 +67,11 @@ ND=$CD NODE_CGROOT=campus-node KUBELET_CERT=kubelet
 COREDNS_VERSION=1.15.0
 # CAMPUS_CLUSTER_DNS=0: no CoreDNS (a quicker cluster without names).
 WITH_DNS=${CAMPUS_CLUSTER_DNS:-1}
-# CAMPUS_CLUSTER_INFRA: where the platform's servers are — host (the default: the host's servers of
-# scripts/servers.sh as Services of the namespace campus-host, bridge_host_servers) or pods (the
-# chart's dev infrastructure, from images of the real servers built here, scripts/infra-images.sh).
-INFRA=${CAMPUS_CLUSTER_INFRA:-host}
+# CAMPUS_CLUSTER_INFRA: where the platform's servers are — pods (the default: the chart's dev
+# infrastructure, from images of the real servers built here, scripts/infra-images.sh) or host (the
+# host's servers of scripts/servers.sh as Services of the namespace campus-host, bridge_host_servers;
+# Kafka outlives the release there, so the e2e also sees the topics deletionPolicy Delete removed).
+INFRA=${CAMPUS_CLUSTER_INFRA:-pods}
 # CAMPUS_CLUSTER_HOST=1|0: the host's servers bridged into the cluster or not (default: with INFRA=host).
 WITH_HOST=${CAMPUS_CLUSTER_HOST:-$([ "$INFRA" = host ] && echo 1 || echo 0)}
 IMAGES=$CAMPUS_CACHE/cluster-images
@@ -834,7 +836,7 @@ platform() {
     return 0
   fi
   k -n "$HOST_NS" get service mysql >/dev/null 2>&1 ||
-    die "no host servers in the cluster (namespace $HOST_NS): \`up\` with CAMPUS_CLUSTER_INFRA=host (the default)"
+    die "no host servers in the cluster (namespace $HOST_NS): \`up\` with CAMPUS_CLUSTER_INFRA=host"
   local db sql=""
   for db in $CLUSTER_DBS; do sql+="CREATE DATABASE IF NOT EXISTS \`$db\`; "; done
   mariadb --protocol=tcp -h127.0.0.1 -P3306 -uroot -e "$sql"
