@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use campus_common::logschema::{self, FilebeatInput, FilebeatParams, LogstashParams};
+use campus_common::logschema::{self, FilebeatInput, FilebeatParams};
+
+use super::logstash::{LogstashParams, logstash_pipeline};
 use k8s_openapi::api::core::v1::ConfigMap;
 
 use super::{child_name, meta};
@@ -125,7 +127,7 @@ log.format: json
 /// the environment variable (set from the Secret on its container) when it loads the pipeline.
 pub const LOGSTASH_ES_URL_REF: &str = "${ELASTICSEARCH_URL}";
 
-/// One `<pipeline>.conf` per pipeline, rendered by the access-log schema's own function.
+/// One `<pipeline>.conf` per pipeline ([`logstash_pipeline`]).
 fn logstash_pipelines(p: &Platform, ls: &Logstash) -> ConfigMap {
     let es = match p.stores.elasticsearch.as_ref().map(|e| &e.url) {
         Some(Url::Plain(url)) => url.as_str(),
@@ -136,7 +138,7 @@ fn logstash_pipelines(p: &Platform, ls: &Logstash) -> ConfigMap {
         .pipelines
         .iter()
         .map(|pipe| {
-            let conf = logschema::logstash_pipeline(&LogstashParams {
+            let conf = logstash_pipeline(&LogstashParams {
                 brokers: &p.kafka.brokers,
                 topic: &pipe.topic,
                 group: &pipe.group,

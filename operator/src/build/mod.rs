@@ -6,6 +6,7 @@ pub mod config_map;
 pub mod daemon_set;
 pub mod deployment;
 pub mod env;
+pub mod logstash;
 pub mod pdb;
 pub mod pod_template;
 pub mod rbac;

@@ -1,6 +1,7 @@
 //! The one place that knows the access-log schema and the pipeline that carries it:
 //! services write [`crate::http::AccessLog`] lines to stdout → Filebeat ships each container line
-//! to the `access-log` topic ([`filebeat_yaml`]) → Logstash ([`logstash_pipeline`]) or the native
+//! to the `access-log` topic ([`filebeat_yaml`]) → Logstash (the operator renders its pipeline from
+//! these names and [`document_id`]'s shape: operator/src/build/logstash.rs) or the native
 //! indexer (`campus-log worker index`) parse the line and write daily indices
 //! `access-log-YYYY.MM.dd` behind the alias `access-log`, shaped by [`index_template`].
 //!
@@ -288,89 +289,6 @@ pub fn filebeat_yaml(p: &FilebeatParams<'_>) -> String {
     serde_yaml_like(&config)
 }
 
-/// Where Logstash reads and writes.
-#[derive(Debug, Clone)]
-pub struct LogstashParams<'a> {
-    pub brokers: &'a str,
-    /// Full topic name (with prefix).
-    pub topic: &'a str,
-    /// Consumer group (with prefix).
-    pub group: &'a str,
-    /// Elasticsearch URL(s), comma separated.
-    pub elasticsearch: &'a str,
-    /// Index prefix (`access-log`): daily indices `<prefix>-YYYY.MM.dd`.
-    pub index_prefix: &'a str,
-    /// Topic for lines that are not JSON (`<topic>.dlq.<group>`).
-    pub dlq_topic: &'a str,
-}
-
-/// A Logstash pipeline (`pipeline.conf`) doing what the native indexer does.
-pub fn logstash_pipeline(p: &LogstashParams<'_>) -> String {
-    let hosts: Vec<String> = p
-        .elasticsearch
-        .split(',')
-        .map(|h| format!("\"{}\"", h.trim()))
-        .collect();
-    format!(
-        r#"input {{
-  kafka {{
-    bootstrap_servers => "{brokers}"
-    topics => ["{topic}"]
-    group_id => "{group}"
-    client_id => "{group}"
-    auto_offset_reset => "earliest"
-    codec => "json"
-    decorate_events => "basic"
-  }}
-}}
-filter {{
-  # The Filebeat event carries the service's line in `message`; parse it into the event root.
-  json {{
-    source => "message"
-    skip_on_invalid_json => false
-    tag_on_failure => ["_jsonparsefailure"]
-  }}
-  if "_jsonparsefailure" not in [tags] and [log_type] != "access" {{
-    # An ordinary application log line, not an access line: not for the access-log indices.
-    drop {{ }}
-  }}
-  if "_jsonparsefailure" not in [tags] {{
-    date {{
-      match => ["@timestamp", "ISO8601"]
-      target => "@timestamp"
-    }}
-    mutate {{
-      add_field => {{ "[@metadata][doc_id]" => "%{{[@metadata][kafka][topic]}}-%{{[@metadata][kafka][partition]}}-%{{[@metadata][kafka][offset]}}-%{{[@metadata][kafka][timestamp]}}" }}
-      remove_field => ["message", "agent", "ecs", "input", "log", "stream", "event", "container", "@version"]
-    }}
-  }}
-}}
-output {{
-  if "_jsonparsefailure" in [tags] {{
-    kafka {{
-      bootstrap_servers => "{brokers}"
-      topic_id => "{dlq}"
-      codec => "json"
-    }}
-  }} else {{
-    elasticsearch {{
-      hosts => [{hosts}]
-      index => "{prefix}-%{{+YYYY.MM.dd}}"
-      document_id => "%{{[@metadata][doc_id]}}"
-      manage_template => false
-    }}
-  }}
-}}
-"#,
-        brokers = p.brokers,
-        topic = p.topic,
-        group = p.group,
-        dlq = p.dlq_topic,
-        hosts = hosts.join(", "),
-        prefix = p.index_prefix,
-    )
-}
-
 /// Renders a JSON value as YAML (JSON is valid YAML 1.2; Filebeat reads it).
 fn serde_yaml_like(v: &Value) -> String {
     let mut s = serde_json::to_string_pretty(v).expect("config serializes");
@@ -426,21 +344,8 @@ mod tests {
     }
 
     #[test]
-    fn pipeline_and_filebeat_agree_on_topic_and_ids() {
-        let dlq = crate::kafka::dlq_topic("p.access-log", "p.logstash");
-        let conf = logstash_pipeline(&LogstashParams {
-            brokers: "kafka:9092",
-            topic: "p.access-log",
-            group: "p.logstash",
-            elasticsearch: "http://es:9200",
-            index_prefix: INDEX_PREFIX,
-            dlq_topic: &dlq,
-        });
-        assert!(conf.contains(r#"topics => ["p.access-log"]"#));
-        assert!(conf.contains(r#"index => "access-log-%{+YYYY.MM.dd}""#));
-        assert!(conf.contains("p.access-log.dlq.p.logstash"));
-        assert!(conf.contains("%{[@metadata][kafka][topic]}-%{[@metadata][kafka][partition]}-%{[@metadata][kafka][offset]}"));
-        assert!(conf.contains("%{[@metadata][kafka][offset]}-%{[@metadata][kafka][timestamp]}"));
+    fn filebeat_ships_to_the_topic_and_ids_name_the_record() {
+        // (The operator's Logstash pipeline builds the same id: operator/src/build/logstash.rs.)
         assert_eq!(
             document_id("p.access-log", 2, 17, Some(1_764_000_000_123)),
             "p.access-log-2-17-1764000000123"
@@ -492,15 +397,6 @@ mod tests {
             }
             assert!(v.is_string(), "{field} missing from the event");
         }
-        let conf = logstash_pipeline(&LogstashParams {
-            brokers: "k:9092",
-            topic: "access-log",
-            group: "logstash",
-            elasticsearch: "http://es:9200",
-            index_prefix: INDEX_PREFIX,
-            dlq_topic: "access-log.dlq.logstash",
-        });
-        assert!(conf.contains(r#"[log_type] != "access""#));
     }
 
     #[test]
