@@ -447,9 +447,13 @@ fn next_check(
         .workers
         .iter()
         .any(|w| w.spec.autoscaling.is_some());
-    let degraded = topics
-        .as_ref()
-        .is_ok_and(|o| o.statuses.iter().any(|t| t.under_replicated_partitions > 0));
+    // Under-replicated partitions, or a topic not as specified (metadata read while a new broker
+    // still elects leaders can look like another partition count or replication factor): looked
+    // at again soon, not at the next resync — a transient reading must not keep the platform
+    // not Ready for minutes.
+    let degraded = topics.as_ref().is_ok_and(|o| {
+        !o.problems.is_empty() || o.statuses.iter().any(|t| t.under_replicated_partitions > 0)
+    });
     match (topics, autoscaled) {
         (Err(_), _) => settings.kafka_retry,
         _ if degraded => settings.kafka_retry,
