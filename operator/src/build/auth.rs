@@ -76,16 +76,7 @@ mod tests {
                     .is_some_and(|n| n.ends_with("-api"))
             })
             .map(|d| {
-                let c = &d
-                    .spec
-                    .as_ref()
-                    .unwrap()
-                    .template
-                    .spec
-                    .as_ref()
-                    .unwrap()
-                    .containers[0];
-                let env = c
+                let env = crate::build::fixtures::container(d)
                     .env
                     .iter()
                     .flatten()

@@ -502,7 +502,7 @@ fn logstash(p: &Platform, ls: &Logstash, inputs: &BuildInputs, maps: &[ConfigMap
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::fixtures::{MINIMAL, model, pod_labels, with_secret_urls};
+    use crate::build::fixtures::{MINIMAL, container, model, pod_labels, with_secret_urls};
     use crate::build::{Desired, config_map};
     use kube::ResourceExt;
 
@@ -522,16 +522,7 @@ mod tests {
             deployments(yaml, &BuildInputs::new("t"))
                 .iter()
                 .map(|d| {
-                    let c = &d
-                        .spec
-                        .as_ref()
-                        .unwrap()
-                        .template
-                        .spec
-                        .as_ref()
-                        .unwrap()
-                        .containers[0];
-                    let env = c
+                    let env = container(d)
                         .env
                         .iter()
                         .flatten()
@@ -563,17 +554,6 @@ mod tests {
         let w = p.plan.workers.iter_mut().find(|w| w.name == name);
         w.expect("a worker of that name").scaled_replicas = Some(replicas);
         p
-    }
-
-    fn container(d: &Deployment) -> &Container {
-        &d.spec
-            .as_ref()
-            .unwrap()
-            .template
-            .spec
-            .as_ref()
-            .unwrap()
-            .containers[0]
     }
 
     fn env_of<'a>(c: &'a Container, name: &str) -> Option<&'a EnvVar> {

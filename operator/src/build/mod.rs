@@ -254,6 +254,18 @@ pub(crate) mod fixtures {
     use crate::crd::CampusPlatform;
     use crate::model::Platform;
 
+    /// A Deployment's first container.
+    pub fn container(d: &Deployment) -> &k8s_openapi::api::core::v1::Container {
+        &d.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
+    }
+
     /// The labels of a Deployment's pod template.
     pub fn pod_labels(d: &Deployment) -> &BTreeMap<String, String> {
         let template = &d.spec.as_ref().expect("a spec").template;

@@ -48,6 +48,23 @@ async fn send(p: &Platform, t: EventType, post: PostView) {
         .unwrap();
 }
 
+/// Waits until the cache holds version 1 of the post at `key`.
+async fn cached(conn: &redis::aio::MultiplexedConnection, key: &str) {
+    eventually(&format!("{key} cached"), Duration::from_secs(20), || {
+        let (mut conn, key) = (conn.clone(), key.to_owned());
+        async move {
+            let v: Option<String> = redis::cmd("HGET")
+                .arg(key)
+                .arg("v")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            (v.as_deref() == Some("1")).then_some(())
+        }
+    })
+    .await;
+}
+
 async fn es(method: reqwest::Method, url: String, body: serde_json::Value) -> serde_json::Value {
     let res = reqwest::Client::new()
         .request(method, url)
@@ -178,23 +195,7 @@ async fn the_cache_worker_dead_letters_a_wrongtype_key_and_goes_on() {
     let error = String::from_utf8_lossy(dead[0].header("dlq-error").unwrap()).into_owned();
     assert!(error.contains("WRONGTYPE"), "{error}");
     for id in 2..=4 {
-        eventually(
-            &format!("post {id} cached"),
-            Duration::from_secs(20),
-            || {
-                let (mut conn, key) = (conn.clone(), key(id));
-                async move {
-                    let v: Option<String> = redis::cmd("HGET")
-                        .arg(key)
-                        .arg("v")
-                        .query_async(&mut conn)
-                        .await
-                        .unwrap();
-                    (v.as_deref() == Some("1")).then_some(())
-                }
-            },
-        )
-        .await;
+        cached(&conn, &key(id)).await;
     }
 }
 
@@ -237,20 +238,7 @@ async fn the_cache_worker_dead_letters_an_oom_refusal_and_goes_on() {
 
     config("maxmemory", "0").await;
     send(&p, EventType::Created, post(2, 1, "two")).await;
-    let key = format!("{}post:2", p.redis_prefix);
-    eventually("post 2 cached", Duration::from_secs(20), || {
-        let (mut conn, key) = (conn.clone(), key.clone());
-        async move {
-            let v: Option<String> = redis::cmd("HGET")
-                .arg(key)
-                .arg("v")
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            (v.as_deref() == Some("1")).then_some(())
-        }
-    })
-    .await;
+    cached(&conn, &format!("{}post:2", p.redis_prefix)).await;
     let one: bool = redis::cmd("EXISTS")
         .arg(format!("{}post:1", p.redis_prefix))
         .query_async(&mut conn)

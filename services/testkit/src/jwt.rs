@@ -1,6 +1,6 @@
 //! Bearer tokens for the APIs' `jwt` mode: HS256 tokens from a shared secret, ES256 tokens from a
 //! P-256 key generated per test, and [`JwksServer`], a tiny JWKS endpoint (axum on port 0) that
-//! counts its fetches and can rotate or withdraw its keys.
+//! counts its fetches and can rotate or withdraw its keys; [`send_as`], a request with a token.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -157,4 +157,36 @@ impl JwksServer {
     pub fn fetches(&self) -> usize {
         self.fetches.load(Ordering::SeqCst)
     }
+}
+
+/// One request with this bearer token (or none): the status, the `WWW-Authenticate` header and the
+/// JSON body (`null` when there is none).
+pub async fn send_as(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    body: Option<serde_json::Value>,
+    bearer: Option<&str>,
+) -> (u16, String, serde_json::Value) {
+    let mut req = http.request(method, url);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    if let Some(token) = bearer {
+        req = req.bearer_auth(token);
+    }
+    let res = req.send().await.expect("request");
+    let status = res.status().as_u16();
+    let challenge = res
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let text = res.text().await.unwrap_or_default();
+    (
+        status,
+        challenge,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
 }

@@ -253,27 +253,8 @@ impl Platform {
         body: Option<Value>,
         bearer: Option<&str>,
     ) -> (u16, String, Value) {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        if let Some(token) = bearer {
-            req = req.bearer_auth(token);
-        }
-        let res = req.send().await.expect("request");
-        let status = res.status().as_u16();
-        let challenge = res
-            .headers()
-            .get("www-authenticate")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let text = res.text().await.unwrap();
-        (
-            status,
-            challenge,
-            serde_json::from_str(&text).unwrap_or(Value::Null),
-        )
+        let url = format!("{}{path}", self.base);
+        testing::jwt::send_as(&self.http, method, &url, body, bearer).await
     }
 
     /// Detail with its `x-cache` header.

@@ -212,13 +212,9 @@ async fn dead_letters(
     State(state): State<AppState>,
     Query(q): Query<DlqQuery>,
 ) -> Result<Json<Vec<DeadLetter>>, ApiError> {
-    let DlqScope {
-        kafka,
-        topics,
-        since,
-    } = dlq_scope(&state, &q)?;
+    let s = dlq_scope(&state, &q)?;
     Ok(Json(
-        dlq::list(&kafka, &topics, since)
+        dlq::list(&s.kafka, &s.topics, s.since)
             .await
             .map_err(kafka_unavailable)?,
     ))
@@ -237,13 +233,9 @@ async fn replay_dead_letters(
     State(state): State<AppState>,
     Query(q): Query<DlqQuery>,
 ) -> Result<Json<Vec<DeadLetter>>, ApiError> {
-    let DlqScope {
-        kafka,
-        topics,
-        since,
-    } = dlq_scope(&state, &q)?;
-    let group = dlq::replay_group(&kafka, campus_contract::workers::COUPON_ISSUE.group);
-    let replayed = dlq::replay(&kafka, &topics, &group, since)
+    let s = dlq_scope(&state, &q)?;
+    let group = dlq::replay_group(&s.kafka, campus_contract::workers::COUPON_ISSUE.group);
+    let replayed = dlq::replay(&s.kafka, &s.topics, &group, s.since)
         .await
         .map_err(kafka_unavailable)?;
     tracing::info!(records = replayed.len(), "dead letters re-driven");

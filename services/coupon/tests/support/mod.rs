@@ -208,22 +208,7 @@ impl Env {
         body: Option<Value>,
         bearer: Option<&str>,
     ) -> (u16, String, Value) {
-        let mut req = self.http.request(method, self.url(path));
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        if let Some(token) = bearer {
-            req = req.bearer_auth(token);
-        }
-        let res = req.send().await.expect("request");
-        let status = res.status().as_u16();
-        let challenge = res
-            .headers()
-            .get("www-authenticate")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        (status, challenge, res.json().await.unwrap_or(Value::Null))
+        testing::jwt::send_as(&self.http, method, &self.url(path), body, bearer).await
     }
 
     pub async fn issue(&self, user: i64, event: i64) -> (u16, Value) {
