@@ -230,7 +230,8 @@ async fn http_burst(
     (rate, lat, answers)
 }
 
-async fn create_event(addr: &str, limit: usize) -> i64 {
+/// A coupon event through the admin listener at `admin`.
+async fn create_event(admin: &str, limit: usize) -> i64 {
     let now = Utc::now();
     let body = serde_json::json!({
         "name": "bench", "limit": limit,
@@ -238,7 +239,7 @@ async fn create_event(addr: &str, limit: usize) -> i64 {
         "couponValidSeconds": 3600
     });
     let res = reqwest::Client::new()
-        .post(format!("http://{addr}/admin/coupon-events"))
+        .post(format!("http://{admin}/admin/coupon-events"))
         .json(&body)
         .send()
         .await
@@ -259,6 +260,8 @@ async fn run() {
     let kafka_prefix = testing::unique("bench");
     let http_port = testing::free_port();
     let addr = format!("127.0.0.1:{http_port}");
+    // Coupon events are created on the admin listener (never the public port).
+    let admin = format!("127.0.0.1:{}", testing::free_port());
     let env = vec![
         ("MYSQL_URL", mysql_url.clone()),
         ("REDIS_URL", testing::redis_url()),
@@ -266,6 +269,7 @@ async fn run() {
         ("KAFKA_BROKERS", testing::kafka_brokers()),
         ("KAFKA_PREFIX", kafka_prefix.clone()),
         ("HTTP_ADDR", addr.clone()),
+        ("ADMIN_ADDR", admin.clone()),
         ("OPS_ADDR", format!("127.0.0.1:{}", testing::free_port())),
         ("COUPON_KEY_RETENTION_SECS", "600".into()),
         ("RUST_LOG", "warn".into()),
@@ -307,9 +311,9 @@ async fn run() {
     let reference = redis_benchmark(&mut redis, &store, 3, requests, users, concurrency).await;
 
     // (b) The endpoint, same concurrency, same user sequence, on a fresh event.
-    let warm = create_event(&addr, limit).await;
+    let warm = create_event(&admin, limit).await;
     http_burst(&addr, warm, &burst[..requests / 10], concurrency).await; // warm-up
-    let event = create_event(&addr, limit).await;
+    let event = create_event(&admin, limit).await;
     let (api_rate, lat, answers) = http_burst(&addr, event, &burst, concurrency).await;
 
     let issued: Vec<i64> = answers.iter().filter(|a| a.1 == 201).map(|a| a.0).collect();
