@@ -45,8 +45,10 @@ pub async fn create_event(
     )
     .bind(&e.name)
     .bind(e.limit)
-    .bind(e.starts_at)
-    .bind(e.ends_at)
+    // Times are bound as DATETIME (naive UTC), the columns' type: sqlx binds a DateTime<Utc> as a
+    // TIMESTAMP, whose range ends in January 2038, and MariaDB stores NULL for one past it.
+    .bind(e.starts_at.naive_utc())
+    .bind(e.ends_at.naive_utc())
     .bind(e.coupon_valid_seconds)
     .execute(pool)
     .await?;
@@ -168,8 +170,8 @@ pub async fn store_coupons(
             row.push_bind(c.id.clone())
                 .push_bind(c.user_id)
                 .push_bind(c.coupon_event_id)
-                .push_bind(c.issued_at)
-                .push_bind(c.expires_at);
+                .push_bind(c.issued_at.naive_utc())
+                .push_bind(c.expires_at.naive_utc());
         });
         // An id that exists already (the same request under another user: never written by the
         // API) is left alone; the counter follows the rows really inserted.
@@ -195,7 +197,7 @@ pub async fn usable_coupons(
          WHERE user_id = ? AND used_at IS NULL AND expires_at > ? ORDER BY expires_at, id"
     )))
     .bind(user)
-    .bind(now)
+    .bind(now.naive_utc())
     .fetch_all(pool)
     .await
 }
@@ -227,9 +229,9 @@ pub async fn use_coupon(
     let done = sqlx::query(
         "UPDATE coupons SET used_at = ? WHERE id = ? AND used_at IS NULL AND expires_at > ?",
     )
-    .bind(now)
+    .bind(now.naive_utc())
     .bind(id)
-    .bind(now)
+    .bind(now.naive_utc())
     .execute(pool)
     .await?;
     let coupon = find_coupon(pool, id).await?;

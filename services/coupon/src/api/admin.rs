@@ -60,7 +60,7 @@ async fn create_event(
         errors.insert("limit".into(), format!("must be between 1 and {MAX_LIMIT}"));
     }
     // (MySQL's DATETIME and Redis's millisecond scores hold these; the fuzz check found a year
-    // 1001 start stored as NULL — a 500.)
+    // 1001 start and a year 3117 end stored as NULL — 500s; see db::create_event's binding.)
     let in_range = |t: DateTime<Utc>| (1970..=9999).contains(&chrono::Datelike::year(&t));
     for (field, t) in [("startsAt", e.starts_at), ("endsAt", e.ends_at)] {
         if !in_range(t) {
@@ -72,6 +72,15 @@ async fn create_event(
     }
     if e.ends_at <= e.starts_at {
         errors.insert("endsAt".into(), "must be after startsAt".into());
+    }
+    // (the last coupon's expiry, endsAt + couponValidSeconds, must fit a DATETIME too)
+    let last_expiry = chrono::Duration::try_seconds(e.coupon_valid_seconds.max(0))
+        .and_then(|d| e.ends_at.checked_add_signed(d));
+    if in_range(e.ends_at) && !last_expiry.is_some_and(in_range) {
+        errors.insert(
+            "couponValidSeconds".into(),
+            "endsAt plus couponValidSeconds must be before the year 10000".into(),
+        );
     }
     if !(1..=10 * 365 * 86_400).contains(&e.coupon_valid_seconds) {
         errors.insert(
