@@ -406,6 +406,9 @@ local_checks() {
 # schemas are looser than the APIs' validation, e.g. `size=0` is refused with 400.)
 fuzz_checks() {
   local st want port name log
+  # A new seed each run (it explores further over time), printed so a failure can be replayed:
+  # CAMPUS_FUZZ_SEED=N scripts/chart-test.sh local.
+  local seed=${CAMPUS_FUZZ_SEED:-$(( (RANDOM << 15) | RANDOM ))}
   want=$(sed -n 's/^SCHEMATHESIS_VERSION=//p' scripts/deps.sh)
   st=$CAMPUS_CACHE/schemathesis-$want/bin/st
   [ -x "$st" ] || { bad "no schemathesis $want in $CAMPUS_CACHE (scripts/deps.sh installs it)"; return; }
@@ -413,11 +416,11 @@ fuzz_checks() {
     name=${api%%:*} port=${api##*:} log=$OUT/fuzz-$name.log
     if "$st" run "http://127.0.0.1:$port/api-docs/openapi.json" --phases examples,coverage,fuzzing \
         --checks not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance \
-        --max-examples 30 --warnings off >"$log" 2>&1; then
-      ok "schemathesis $want on the $name API (:$port): $(grep -Eo '[0-9]+ generated, [0-9]+ passed' "$log" | tail -n 1), no 5xx, every status and body as its OpenAPI document says"
+        --max-examples 30 --seed "$seed" --warnings off >"$log" 2>&1; then
+      ok "schemathesis $want on the $name API (:$port), seed $seed: $(grep -Eo '[0-9]+ generated, [0-9]+ passed' "$log" | tail -n 1), no 5xx, every status and body as its OpenAPI document says"
     else
       grep -vE '^\s*$' "$log" | grep -E '^_+ |^[0-9]+\. |^    [A-Z]|curl' | head -n 30 >&2
-      bad "schemathesis on the $name API (:$port): $(grep -E 'failures? in|errors? in' "$log" | tail -n 1) (all of it: $log)"
+      bad "schemathesis on the $name API (:$port), seed $seed (CAMPUS_FUZZ_SEED=$seed replays it): $(grep -E 'failures? in|errors? in' "$log" | tail -n 1) (all of it: $log)"
     fi
   done
 }
