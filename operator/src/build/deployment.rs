@@ -235,8 +235,22 @@ fn campus_container(
         ];
         // Who the requests act for (`spec.auth`; none in the default mode).
         api.extend(super::auth::api_env(p, service));
-        // `POST /coupons` rate limits (`spec.coupon.rateLimits`; none by default).
+        // `POST /coupons` rate limits (`spec.coupon.rateLimits`; none by default), and the planned
+        // partitions of `coupon.request`: the API creates the topic when it starts before the
+        // operator has (a Kafka pod still starting), and must not create another count than the
+        // plan's (more partitions than planned is never shrunk: the platform stayed not Ready).
         if service == Service::Coupon {
+            if let Some(t) = p
+                .plan
+                .topics
+                .iter()
+                .find(|t| t.logical == campus_contract::topic::COUPON_REQUEST)
+            {
+                api.push(plain_env(
+                    "COUPON_REQUEST_PARTITIONS",
+                    &t.partitions.to_string(),
+                ));
+            }
             let limits = p.coupon_rate_limits.iter().flat_map(|l| l.env());
             api.extend(limits.map(|(name, v)| plain_env(name, &v.to_string())));
         }
@@ -526,7 +540,10 @@ mod tests {
                         .env
                         .iter()
                         .flatten()
-                        .filter(|e| e.name.starts_with("COUPON_RATE_"))
+                        .filter(|e| {
+                            e.name.starts_with("COUPON_RATE_")
+                                || e.name == "COUPON_REQUEST_PARTITIONS"
+                        })
                         .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
                         .collect();
                     (d.name_any(), env)
@@ -534,13 +551,20 @@ mod tests {
                 .filter(|(_, env): &(String, Vec<_>)| !env.is_empty())
                 .collect()
         };
-        assert!(rates(MINIMAL).is_empty());
+        assert_eq!(
+            rates(MINIMAL),
+            [(
+                "blue-coupon-api".to_owned(),
+                vec![("COUPON_REQUEST_PARTITIONS".to_owned(), "3".to_owned())]
+            )]
+        );
         let yaml = format!("{MINIMAL}  coupon:\n    rateLimits: {{perUser: 2, global: 500}}\n");
         assert_eq!(
             rates(&yaml),
             [(
                 "blue-coupon-api".to_owned(),
                 vec![
+                    ("COUPON_REQUEST_PARTITIONS".to_owned(), "3".to_owned()),
                     ("COUPON_RATE_PER_USER".to_owned(), "2".to_owned()),
                     ("COUPON_RATE_GLOBAL".to_owned(), "500".to_owned())
                 ]
