@@ -247,7 +247,7 @@ fn campus_container(
                 .find(|t| t.logical == campus_contract::topic::COUPON_REQUEST)
             {
                 api.push(plain_env(
-                    "COUPON_REQUEST_PARTITIONS",
+                    var::COUPON_REQUEST_PARTITIONS,
                     &t.partitions.to_string(),
                 ));
             }

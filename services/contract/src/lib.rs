@@ -404,6 +404,9 @@ pub mod env {
     pub const COUPON_RATE_PER_USER_BURST: &str = "COUPON_RATE_PER_USER_BURST";
     pub const COUPON_RATE_GLOBAL: &str = "COUPON_RATE_GLOBAL";
     pub const COUPON_RATE_GLOBAL_BURST: &str = "COUPON_RATE_GLOBAL_BURST";
+    /// Partitions of `coupon.request` when the coupon API creates it (it starts before the topic
+    /// exists); the operator sets the planned count.
+    pub const COUPON_REQUEST_PARTITIONS: &str = "COUPON_REQUEST_PARTITIONS";
 
     /// The flag of a variable: `KAFKA_BROKERS` → `--kafka-brokers`.
     pub fn flag(var: &str) -> String {

@@ -108,7 +108,7 @@ pub struct ApiCmd {
     /// Partitions of `coupon.request` if the API has to create it (it never changes an existing topic).
     #[arg(
         long = "coupon-request-partitions",
-        env = "COUPON_REQUEST_PARTITIONS",
+        env = campus_contract::env::COUPON_REQUEST_PARTITIONS,
         default_value_t = 6
     )]
     pub request_partitions: i32,
