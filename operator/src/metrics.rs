@@ -26,6 +26,13 @@ pub struct TopicLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApplyLabels {
+    /// `applied` (a server-side apply was sent) or `unchanged` (the child is as the last apply
+    /// left it: no request).
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PhaseLabels {
     /// One of [`PHASES`].
     pub phase: String,
@@ -75,6 +82,7 @@ pub struct Metrics {
     pub phases: Family<PhaseLabels, Histogram>,
     pub topic_operations: Family<TopicLabels, Counter>,
     pub scale_events: Family<ScaleLabels, Counter>,
+    pub child_applies: Family<ApplyLabels, Counter>,
     pub leader: Gauge,
 }
 
@@ -90,8 +98,14 @@ impl Metrics {
             }),
             topic_operations: Family::default(),
             scale_events: Family::default(),
+            child_applies: Family::default(),
             leader: Gauge::default(),
         };
+        for result in ["applied", "unchanged"] {
+            let _ = m.child_applies.get_or_create(&ApplyLabels {
+                result: result.to_owned(),
+            });
+        }
         for reason in FAILURE_REASONS {
             let _ = m.failures.get_or_create(&ErrorLabels {
                 reason: (*reason).to_owned(),
@@ -128,6 +142,11 @@ impl Metrics {
             "scale_events",
             "Lag-based scaling changes of a consumer group's replicas",
             m.scale_events.clone(),
+        );
+        r.register(
+            "child_applies",
+            "Desired children per reconcile: applied, or unchanged since the last apply (skipped)",
+            m.child_applies.clone(),
         );
         r.register(
             "leader",

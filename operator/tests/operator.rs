@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use campus_common::kafka::admin::Admin;
 use campus_operator::build::CONFIG_HASH_ANNOTATION;
+use campus_operator::metrics::ApplyLabels;
 use campus_testkit::{PrivateKafka, eventually, free_port};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
@@ -266,6 +267,87 @@ async fn a_sample_creates_every_child_and_topic_and_ready_follows_the_pods() {
         .await
         .unwrap();
     assert_eq!(d.owner_references()[0].uid, cr.metadata.uid.unwrap());
+}
+
+/// Children someone else changed or deleted are put back (the operator skips applying children
+/// that are as its last apply left them, so this is what proves it still sees drift): an edited
+/// ConfigMap value, a scaled Deployment, a deleted Service. Reconciles with nothing changed send
+/// no apply.
+#[tokio::test]
+async fn children_changed_or_deleted_by_others_are_put_back() {
+    let (client, ns, op, cr) = minimal_platform("op-drift").await;
+    let name = ns.name.clone();
+    apply_platform(&client, &ns.name, &cr).await.unwrap();
+    wait_topics_ready(&client, &ns.name, &name, "the platform is reconciled").await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns.name);
+    let deps: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
+    let svcs: Api<Service> = Api::namespaced(client.clone(), &ns.name);
+    let (cm_name, api_name) = (
+        format!("{name}-content-config"),
+        format!("{name}-content-api"),
+    );
+    let redis_url = cms.get(&cm_name).await.unwrap().data.unwrap()["REDIS_URL"].clone();
+    let replicas = deps.get(&api_name).await.unwrap().spec.unwrap().replicas;
+    let svc_name = names::<Service>(&client, &ns.name).await[0].clone();
+
+    // Settled (once the watches have caught up with the first applies): a reconcile applies
+    // nothing and finds every child unchanged.
+    let applies = |result: &'static str| {
+        op.ctx
+            .metrics
+            .child_applies
+            .get_or_create(&ApplyLabels {
+                result: result.to_owned(),
+            })
+            .get()
+    };
+    let pokes = std::sync::atomic::AtomicU32::new(0);
+    eventually("a reconcile applies nothing", WAIT, || async {
+        let (applied, unchanged) = (applies("applied"), applies("unchanged"));
+        let reconciles = op.ctx.metrics.reconciles.get();
+        let mut poke = cr.clone();
+        let n = pokes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        poke["metadata"]["annotations"] = json!({"campus.dev/poke": n.to_string()});
+        apply_platform(&client, &ns.name, &poke).await.ok()?;
+        while op.ctx.metrics.reconciles.get() == reconciles {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (applies("applied") == applied && applies("unchanged") > unchanged).then_some(())
+    })
+    .await;
+
+    let edit = kube::api::PatchParams::default();
+    cms.patch(
+        &cm_name,
+        &edit,
+        &kube::api::Patch::Merge(json!({"data": {"REDIS_URL": "redis://someone-else:1"}})),
+    )
+    .await
+    .unwrap();
+    deps.patch(
+        &api_name,
+        &edit,
+        &kube::api::Patch::Merge(json!({"spec": {"replicas": 7}})),
+    )
+    .await
+    .unwrap();
+    svcs.delete(&svc_name, &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the edited value is put back", WAIT, || async {
+        let data = cms.get(&cm_name).await.ok()?.data?;
+        (data["REDIS_URL"] == redis_url).then_some(())
+    })
+    .await;
+    eventually("the scaled Deployment is put back", WAIT, || async {
+        let d = deps.get(&api_name).await.ok()?;
+        (d.spec?.replicas == replicas).then_some(())
+    })
+    .await;
+    eventually("the deleted Service is back", WAIT, || async {
+        svcs.get_opt(&svc_name).await.ok()?.map(drop)
+    })
+    .await;
 }
 
 /// A spec change updates the children and rolls the config hash; disabling services removes

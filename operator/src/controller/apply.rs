@@ -1,7 +1,7 @@
 //! Server-side apply of the desired children with one field manager, and pruning by label of
 //! the children that are no longer desired.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 
 use futures::future::try_join_all;
@@ -16,9 +16,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Error;
+use super::children::{Children, Watched};
 use crate::FIELD_MANAGER;
 use crate::build::rbac::{edit_subjects, filebeat_subjects_of};
-use crate::build::{Desired, selector_string, unowned_selector};
+use crate::build::{Desired, selector_labels, unowned_selector};
 use crate::crd::CampusPlatform;
 use crate::model::Platform;
 
@@ -76,6 +77,98 @@ where
     .await
 }
 
+/// Applies `objs` in `namespace` (see [`apply_params`]) but those the API server holds as the
+/// last apply left them ([`Children::unchanged`]: for those, the watched object is returned), and
+/// returns what the API server holds afterwards, status included.
+async fn apply_changed<K>(
+    children: &Children,
+    api: &Api<K>,
+    namespace: &str,
+    objs: &[K],
+) -> Result<Vec<K>, Error>
+where
+    K: Watched + DeserializeOwned,
+{
+    let params = apply_params();
+    try_join_all(objs.iter().map(|o| {
+        let params = &params;
+        async move {
+            if let Some(live) = children.unchanged(namespace, o) {
+                children.counted(false);
+                return Ok(live);
+            }
+            let answer = api
+                .patch(&o.name_any(), params, &Patch::Apply(o))
+                .await
+                .map_err(|source| Error::Kube {
+                    action: "apply a child object",
+                    source,
+                })?;
+            children.counted(true);
+            children.applied(namespace, o, &answer);
+            Ok(answer)
+        }
+    }))
+    .await
+}
+
+/// Deletes the children of kind `K` in `namespace` carrying `labels` whose names are not in
+/// `keep` and that the owner `owner_uid` owns: read from the watched children where the
+/// operator watches `namespace`, else listed. Returns the deleted names.
+async fn prune_watched<K>(
+    children: &Children,
+    api: &Api<K>,
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+    keep: &[K],
+    owner_uid: Option<&str>,
+) -> Result<Vec<String>, Error>
+where
+    K: Watched + DeserializeOwned,
+{
+    let Some(stores) = children.stores_for(namespace) else {
+        let selector = labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        return prune(api, &selector, keep, owner_uid).await;
+    };
+    let keep: BTreeSet<String> = keep.iter().map(|k| k.name_any()).collect();
+    let doomed: Vec<String> = K::store(&stores)
+        .state()
+        .iter()
+        .filter(|o| o.meta().namespace.as_deref() == Some(namespace))
+        .filter(|o| labels.iter().all(|(k, v)| o.labels().get(k) == Some(v)))
+        .filter(|o| owner_uid.is_none_or(|uid| o.owner_references().iter().any(|r| r.uid == uid)))
+        .map(|o| o.name_any())
+        .filter(|name| !keep.contains(name))
+        .collect();
+    let mut deleted = Vec::new();
+    for name in doomed {
+        if delete(api, &name).await? {
+            deleted.push(name.clone());
+        }
+        children.forget::<K>(namespace, &name);
+    }
+    Ok(deleted)
+}
+
+/// Deletes `name`; false when it was gone already.
+async fn delete<K>(api: &Api<K>, name: &str) -> Result<bool, Error>
+where
+    K: Resource + DeserializeOwned + Clone + Debug,
+{
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        Err(source) => Err(Error::Kube {
+            action: "delete a child that is no longer desired",
+            source,
+        }),
+    }
+}
+
 /// Deletes the objects matching `selector` whose names are not in `keep` (and, for namespaced
 /// kinds, that `cr` owns). Returns the deleted names.
 pub async fn prune<K>(
@@ -102,15 +195,8 @@ where
         if keep.contains(&name) || !owned {
             continue;
         }
-        match api.delete(&name, &DeleteParams::background()).await {
-            Ok(_) => deleted.push(name),
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(source) => {
-                return Err(Error::Kube {
-                    action: "delete a child that is no longer desired",
-                    source,
-                });
-            }
+        if delete(api, &name).await? {
+            deleted.push(name);
         }
     }
     Ok(deleted)
@@ -161,15 +247,12 @@ pub struct FilebeatBinding<'a> {
 /// lives in the platform's namespace but Filebeat's, which may live in one of its own.
 async fn apply_in_their_namespaces<K>(
     client: &Client,
+    children: &Children,
     default: &str,
     objs: &[K],
 ) -> Result<Vec<K>, Error>
 where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Serialize
-        + DeserializeOwned
-        + Clone
-        + Debug,
+    K: Watched + Resource<Scope = k8s_openapi::NamespaceResourceScope> + DeserializeOwned,
 {
     let mut by_ns: Vec<(String, Vec<K>)> = Vec::new();
     for o in objs {
@@ -185,7 +268,7 @@ where
     }
     let applied = try_join_all(by_ns.iter().map(|(ns, objs)| {
         let api: Api<K> = Api::namespaced(client.clone(), ns);
-        async move { apply_all(&api, objs).await }
+        async move { apply_changed(children, &api, ns, objs).await }
     }))
     .await?;
     Ok(applied.into_iter().flatten().collect())
@@ -196,6 +279,7 @@ where
 /// of the installation's Filebeat binding.
 pub async fn apply_children(
     client: &Client,
+    children: &Children,
     p: &Platform,
     desired: &Desired,
     binding: FilebeatBinding<'_>,
@@ -206,12 +290,12 @@ pub async fn apply_children(
     // ConfigMaps and identities first, so that pods never start without their configuration.
     let ((), (), ()) = futures::try_join!(
         async {
-            apply_in_their_namespaces(client, ns, &desired.config_maps)
+            apply_in_their_namespaces(client, children, ns, &desired.config_maps)
                 .await
                 .map(drop)
         },
         async {
-            apply_in_their_namespaces(client, ns, &desired.service_accounts)
+            apply_in_their_namespaces(client, children, ns, &desired.service_accounts)
                 .await
                 .map(drop)
         },
@@ -226,10 +310,18 @@ pub async fn apply_children(
         },
     )?;
     let (deployments, daemon_sets, (), ()) = futures::try_join!(
-        apply_all(&a.deps, &desired.deployments),
-        apply_in_their_namespaces(client, ns, &desired.daemon_sets),
-        async { apply_all(&a.svcs, &desired.services).await.map(drop) },
-        async { apply_all(&a.pdbs, &desired.pdbs).await.map(drop) },
+        apply_changed(children, &a.deps, ns, &desired.deployments),
+        apply_in_their_namespaces(client, children, ns, &desired.daemon_sets),
+        async {
+            apply_changed(children, &a.svcs, ns, &desired.services)
+                .await
+                .map(drop)
+        },
+        async {
+            apply_changed(children, &a.pdbs, ns, &desired.pdbs)
+                .await
+                .map(drop)
+        },
     )?;
     Ok(Applied {
         deployments,
@@ -310,24 +402,26 @@ pub async fn bind_filebeat(
 /// pruned by label.
 pub async fn prune_children(
     client: &Client,
+    children: &Children,
     p: &Platform,
     desired: &Desired,
     previous_filebeat_namespace: Option<&str>,
 ) -> Result<Vec<String>, Error> {
     let a = Apis::new(client, &p.namespace);
-    let sel = selector_string(&p.name);
+    let labels = selector_labels(&p.name);
+    let ns = p.namespace.as_str();
     let uid = p.owner.as_ref().map(|o| o.uid.as_str());
     // (Filebeat's objects in another namespace are no children here.)
     let dss = in_namespace(&desired.daemon_sets, &p.namespace);
     let cms = in_namespace(&desired.config_maps, &p.namespace);
     let sas = in_namespace(&desired.service_accounts, &p.namespace);
     let pruned = futures::try_join!(
-        prune(&a.deps, &sel, &desired.deployments, uid),
-        prune(&a.dss, &sel, &dss, uid),
-        prune(&a.svcs, &sel, &desired.services, uid),
-        prune(&a.cms, &sel, &cms, uid),
-        prune(&a.sas, &sel, &sas, uid),
-        prune(&a.pdbs, &sel, &desired.pdbs, uid),
+        prune_watched(children, &a.deps, ns, &labels, &desired.deployments, uid),
+        prune_watched(children, &a.dss, ns, &labels, &dss, uid),
+        prune_watched(children, &a.svcs, ns, &labels, &desired.services, uid),
+        prune_watched(children, &a.cms, ns, &labels, &cms, uid),
+        prune_watched(children, &a.sas, ns, &labels, &sas, uid),
+        prune_watched(children, &a.pdbs, ns, &labels, &desired.pdbs, uid),
     )?;
     let mut all = Vec::new();
     for (kind, names) in [

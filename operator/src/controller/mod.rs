@@ -5,6 +5,7 @@
 //! policy); [`error_policy`] beside it backs off exponentially per object.
 
 pub mod apply;
+pub mod children;
 pub mod pod_template;
 pub mod reconcile;
 pub mod status;
@@ -160,6 +161,9 @@ pub struct Context {
     pub topics: Topics,
     /// Scale-down stabilisation of lag-based scaling: recommendations per Deployment.
     pub scaling: Mutex<crate::lag::Stabilizer>,
+    /// The watched children and the fingerprints of the applies made (unchanged ones are not
+    /// applied again).
+    pub children: children::Children,
     failures: Mutex<HashMap<(String, String), u32>>,
 }
 
@@ -180,9 +184,11 @@ impl Context {
                 instance: settings.instance.clone(),
             },
         );
+        let children = children::Children::new(metrics.child_applies.clone());
         Arc::new(Self {
             client,
             settings,
+            children,
             metrics,
             recorder,
             topics: Topics::new(),
@@ -300,10 +306,10 @@ fn content_hash<K: serde::Serialize>(obj: &K) -> u64 {
     h.finish()
 }
 
-/// The children of one kind whose content changed, and those deleted.
+/// The children of one kind whose content changed, and those deleted, from `events` (a watch of
+/// them, which also keeps their store).
 fn changes<K>(
-    api: Api<K>,
-    config: watcher::Config,
+    events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
 ) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
     K: Resource
@@ -316,28 +322,26 @@ where
         + 'static,
 {
     let seen: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
-    watcher(api, config)
-        .default_backoff()
-        .filter_map(move |event| {
-            let seen = seen.clone();
-            async move {
-                match event {
-                    Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
-                        let key = o.uid().unwrap_or_else(|| o.name_any());
-                        let hash = content_hash(&o);
-                        let mut seen = seen.lock().expect("lock");
-                        (seen.insert(key, hash) != Some(hash)).then_some(Ok(o))
-                    }
-                    Ok(watcher::Event::Delete(o)) => {
-                        let key = o.uid().unwrap_or_else(|| o.name_any());
-                        seen.lock().expect("lock").remove(&key);
-                        Some(Ok(o))
-                    }
-                    Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
-                    Err(e) => Some(Err(e)),
+    events.filter_map(move |event| {
+        let seen = seen.clone();
+        async move {
+            match event {
+                Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
+                    let key = o.uid().unwrap_or_else(|| o.name_any());
+                    let hash = content_hash(&o);
+                    let mut seen = seen.lock().expect("lock");
+                    (seen.insert(key, hash) != Some(hash)).then_some(Ok(o))
                 }
+                Ok(watcher::Event::Delete(o)) => {
+                    let key = o.uid().unwrap_or_else(|| o.name_any());
+                    seen.lock().expect("lock").remove(&key);
+                    Some(Ok(o))
+                }
+                Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
+                Err(e) => Some(Err(e)),
             }
-        })
+        }
+    })
 }
 
 /// Runs the controller until `shutdown` resolves: one per watched namespace (each with its own
@@ -370,6 +374,46 @@ async fn run_in(
         "app.kubernetes.io/managed-by={}",
         crate::build::MANAGED_BY
     ));
+    // Each kind of child: watched (a change triggers a reconcile of its owner) into a store.
+    fn watched<K>(
+        client: &Client,
+        ns: &Option<String>,
+        config: &watcher::Config,
+    ) -> (
+        reflector::Store<K>,
+        impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+    )
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + serde::Serialize
+            + std::fmt::Debug
+            + Send
+            + Sync
+            + 'static,
+    {
+        let (reader, writer) = reflector::store();
+        let events = watcher(api::<K>(client, ns), config.clone())
+            .default_backoff()
+            .reflect(writer);
+        (reader, changes(events))
+    }
+    let (deployments, deployment_changes) = watched::<Deployment>(&client, &ns, &owned);
+    let (daemon_sets, daemon_set_changes) = watched::<DaemonSet>(&client, &ns, &owned);
+    let (services, service_changes) = watched::<Service>(&client, &ns, &owned);
+    let (config_maps, config_map_changes) = watched::<ConfigMap>(&client, &ns, &owned);
+    let (service_accounts, account_changes) = watched::<ServiceAccount>(&client, &ns, &owned);
+    let (pdbs, pdb_changes) = watched::<PodDisruptionBudget>(&client, &ns, &owned);
+    ctx.children.register(Arc::new(children::Stores {
+        scope: ns.clone(),
+        deployments,
+        daemon_sets,
+        services,
+        config_maps,
+        service_accounts,
+        pdbs,
+    }));
     let (reader, writer) = reflector::store();
     let main = watcher(platforms, watcher::Config::default())
         .default_backoff()
@@ -380,12 +424,12 @@ async fn run_in(
         .with_config(
             kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency),
         )
-        .owns_stream(changes(api::<Deployment>(&client, &ns), owned.clone()))
-        .owns_stream(changes(api::<DaemonSet>(&client, &ns), owned.clone()))
-        .owns_stream(changes(api::<Service>(&client, &ns), owned.clone()))
-        .owns_stream(changes(api::<ConfigMap>(&client, &ns), owned.clone()))
-        .owns_stream(changes(api::<ServiceAccount>(&client, &ns), owned.clone()))
-        .owns_stream(changes(api::<PodDisruptionBudget>(&client, &ns), owned))
+        .owns_stream(deployment_changes)
+        .owns_stream(daemon_set_changes)
+        .owns_stream(service_changes)
+        .owns_stream(config_map_changes)
+        .owns_stream(account_changes)
+        .owns_stream(pdb_changes)
         .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile, error_policy, ctx)
         .for_each(|res| async move {

@@ -114,8 +114,15 @@ async fn apply(cr: Arc<CampusPlatform>, ctx: Arc<Context>) -> Result<Action, Err
     let (applied, pruned, topics) = tokio::join!(
         timed(ctx, "apply_children", async {
             let binding = ctx.filebeat_binding();
-            apply::apply_children(&ctx.client, &platform, &desired, binding, previous_filebeat)
-                .await
+            apply::apply_children(
+                &ctx.client,
+                &ctx.children,
+                &platform,
+                &desired,
+                binding,
+                previous_filebeat,
+            )
+            .await
         }),
         timed(ctx, "prune", async {
             // A platform never reconciled before owns nothing yet (its children carry its uid).
@@ -127,7 +134,14 @@ async fn apply(cr: Arc<CampusPlatform>, ctx: Arc<Context>) -> Result<Action, Err
             {
                 return Ok(Vec::new());
             }
-            apply::prune_children(&ctx.client, &platform, &desired, previous_filebeat).await
+            apply::prune_children(
+                &ctx.client,
+                &ctx.children,
+                &platform,
+                &desired,
+                previous_filebeat,
+            )
+            .await
         }),
         reconcile_topics(&cr, ctx, &platform),
     );
