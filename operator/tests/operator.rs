@@ -151,13 +151,15 @@ async fn a_sample_creates_every_child_and_topic_and_ready_follows_the_pods() {
     assert_eq!(have[&format!("{p}.post.original")], 3);
     assert_eq!(have[&format!("{p}.post.original.dlq.{p}.inspection")], 1);
 
-    assert_eq!(
-        names::<Service>(&client, &ns.name).await,
-        sorted(
-            &["content-api", "coupon-admin", "coupon-api", "log-api"],
-            &name
-        )
+    // (Services are applied beside the Deployments: they may come a moment after.)
+    let services = sorted(
+        &["content-api", "coupon-admin", "coupon-api", "log-api"],
+        &name,
     );
+    eventually("every Service exists", WAIT, || async {
+        (names::<Service>(&client, &ns.name).await == services).then_some(())
+    })
+    .await;
     assert_eq!(
         names::<ConfigMap>(&client, &ns.name).await,
         sorted(
@@ -172,18 +174,19 @@ async fn a_sample_creates_every_child_and_topic_and_ready_follows_the_pods() {
             &name
         )
     );
-    assert_eq!(
-        names::<DaemonSet>(&client, &ns.name).await,
-        [format!("{name}-filebeat")]
-    );
+    eventually("the Filebeat DaemonSet exists", WAIT, || async {
+        (names::<DaemonSet>(&client, &ns.name).await == [format!("{name}-filebeat")]).then_some(())
+    })
+    .await;
     assert_eq!(
         names::<ServiceAccount>(&client, &ns.name).await,
         [format!("{name}-filebeat")]
     );
-    assert_eq!(
-        names::<PodDisruptionBudget>(&client, &ns.name).await,
-        sorted(&["content-api", "coupon-api", "log-api"], &name)
-    );
+    let pdbs = sorted(&["content-api", "coupon-api", "log-api"], &name);
+    eventually("every PodDisruptionBudget exists", WAIT, || async {
+        (names::<PodDisruptionBudget>(&client, &ns.name).await == pdbs).then_some(())
+    })
+    .await;
     // Filebeat's account is a subject of the installation's Filebeat binding (of its Filebeat
     // ClusterRole); the operator makes no ClusterRole or ClusterRoleBinding of its own.
     assert!(filebeat_bound(&client, &ns.name, &format!("{name}-filebeat")).await);

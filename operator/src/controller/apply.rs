@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
+use std::time::{Duration, Instant};
 
 use futures::future::try_join_all;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
@@ -241,6 +242,8 @@ pub struct FilebeatBinding<'a> {
     /// Its ClusterRole (`--filebeat-cluster-role`), used only to create the binding where it is
     /// missing and the operator may create it (a development cluster; never with its RBAC).
     pub role: &'a str,
+    /// The operator's copy of it, which also makes the edits one at a time.
+    pub cache: &'a BindingCache,
 }
 
 /// Applies `objs` in the namespace each one names (`default` where it names none): every child
@@ -329,11 +332,24 @@ pub async fn apply_children(
     })
 }
 
+/// The installation's Filebeat binding as this operator last read or wrote it, and when. Every
+/// platform's reconcile edits this one object: the edits are made one at a time (no conflicting
+/// updates between the operator's own reconciles) and a copy younger than [`BINDING_FRESH`]
+/// stands in for a read.
+#[derive(Debug, Default)]
+pub struct BindingCache(tokio::sync::Mutex<Option<(ClusterRoleBinding, Instant)>>);
+
+/// How long a read or written binding stands in for another read. Someone else's edit of the
+/// subjects is seen after at most this long (at the platform's next reconcile); an update based
+/// on a stale copy fails on its resourceVersion and is retried from a fresh read.
+pub const BINDING_FRESH: Duration = Duration::from_secs(5);
+
 /// Edits the subjects of the installation's Filebeat binding: `keep` present, every one of
-/// `drop` but `keep` gone (a read, and an update with the read's resourceVersion, retried when
-/// another platform's reconcile updated it in between). Where the binding is missing it is
-/// created if there is a subject to keep; the operator's RBAC forbids that, and the error says
-/// the binding is part of the installation.
+/// `drop` but `keep` gone (a read, unless [`BindingCache`] holds a fresh one, and an update with
+/// its resourceVersion only when the subjects change, retried from a new read when someone else
+/// updated it in between). Where the binding is missing it is created if there is a subject to
+/// keep; the operator's RBAC forbids that, and the error says the binding is part of the
+/// installation.
 pub async fn bind_filebeat(
     client: &Client,
     binding: FilebeatBinding<'_>,
@@ -342,12 +358,21 @@ pub async fn bind_filebeat(
 ) -> Result<(), Error> {
     let api: Api<ClusterRoleBinding> = Api::all(client.clone());
     let kube = |action, source| Error::Kube { action, source };
+    let mut cached = binding.cache.0.lock().await;
     for _ in 0..10 {
-        let Some(mut crb) = api
-            .get_opt(binding.name)
-            .await
-            .map_err(|e| kube("read the installation's Filebeat ClusterRoleBinding", e))?
-        else {
+        let fresh = cached
+            .as_ref()
+            .filter(|(_, at)| at.elapsed() < BINDING_FRESH)
+            .map(|(crb, _)| crb.clone());
+        let crb = match fresh {
+            Some(crb) => Some(crb),
+            None => api
+                .get_opt(binding.name)
+                .await
+                .map_err(|e| kube("read the installation's Filebeat ClusterRoleBinding", e))?,
+        };
+        let Some(mut crb) = crb else {
+            *cached = None;
             let Some(keep) = keep else { return Ok(()) };
             let crb = ClusterRoleBinding {
                 metadata: ObjectMeta {
@@ -362,7 +387,10 @@ pub async fn bind_filebeat(
                 subjects: Some(vec![keep.clone()]),
             };
             match api.create(&PostParams::default(), &crb).await {
-                Ok(_) => return Ok(()),
+                Ok(created) => {
+                    *cached = Some((created, Instant::now()));
+                    return Ok(());
+                }
                 Err(kube::Error::Api(s)) if s.code == 409 => continue,
                 Err(e) => {
                     return Err(kube(
@@ -374,6 +402,9 @@ pub async fn bind_filebeat(
         };
         let have = crb.subjects.clone().unwrap_or_default();
         let Some(subjects) = edit_subjects(&have, keep, drop) else {
+            if fresh_read_needed(&cached) {
+                *cached = Some((crb, Instant::now()));
+            }
             return Ok(());
         };
         crb.subjects = Some(subjects);
@@ -381,9 +412,14 @@ pub async fn bind_filebeat(
             .replace(binding.name, &PostParams::default(), &crb)
             .await
         {
-            Ok(_) => return Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 409 => continue,
+            Ok(updated) => {
+                *cached = Some((updated, Instant::now()));
+                return Ok(());
+            }
+            // Changed (or deleted) by someone else: read it again.
+            Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => *cached = None,
             Err(e) => {
+                *cached = None;
                 return Err(kube(
                     "update the subjects of the installation's Filebeat ClusterRoleBinding",
                     e,
@@ -394,6 +430,14 @@ pub async fn bind_filebeat(
     Err(Error::Conflict(
         "the installation's Filebeat ClusterRoleBinding changed under each of 10 updates",
     ))
+}
+
+/// Whether the cached binding is missing or too old to stand in for a read (so the one just read
+/// replaces it; a fresh copy keeps its own time).
+fn fresh_read_needed(cached: &Option<(ClusterRoleBinding, Instant)>) -> bool {
+    cached
+        .as_ref()
+        .is_none_or(|(_, at)| at.elapsed() >= BINDING_FRESH)
 }
 
 /// Deletes the children of `p` that are no longer desired; returns `Kind/name` of each (and the

@@ -164,6 +164,8 @@ pub struct Context {
     /// The watched children and the fingerprints of the applies made (unchanged ones are not
     /// applied again).
     pub children: children::Children,
+    /// The installation's Filebeat binding as last read or written.
+    binding: apply::BindingCache,
     failures: Mutex<HashMap<(String, String), u32>>,
 }
 
@@ -173,6 +175,7 @@ impl Context {
         apply::FilebeatBinding {
             name: &self.settings.filebeat_cluster_role_binding,
             role: &self.settings.filebeat_cluster_role,
+            cache: &self.binding,
         }
     }
 
@@ -189,6 +192,7 @@ impl Context {
             client,
             settings,
             children,
+            binding: apply::BindingCache::default(),
             metrics,
             recorder,
             topics: Topics::new(),
