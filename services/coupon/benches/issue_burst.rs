@@ -180,6 +180,19 @@ async fn redis_benchmark(
     row.split("\",\"").nth(1)?.trim_matches('"').parse().ok()
 }
 
+/// The Redis server's process id (`INFO server`), for its CPU time; 0 when not found.
+async fn redis_pid(redis: &mut redis::aio::MultiplexedConnection) -> u32 {
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(redis)
+        .await
+        .unwrap_or_default();
+    info.lines()
+        .find_map(|l| l.strip_prefix("process_id:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 fn redis_port() -> String {
     testing::redis_url()
         .rsplit(':')
@@ -274,7 +287,7 @@ async fn run() {
         ("COUPON_KEY_RETENTION_SECS", "600".into()),
         ("RUST_LOG", "warn".into()),
     ];
-    let _api = spawn(&["api"], &env);
+    let api = spawn(&["api"], &env);
     let ready = Instant::now();
     loop {
         if let Ok(r) = reqwest::get(format!("http://{addr}/readyz")).await
@@ -306,7 +319,12 @@ async fn run() {
     store.put_window(1, &window).await.unwrap();
     store.put_window(2, &window).await.unwrap();
     raw_script_rate(&store, 1, &burst[..requests / 10], concurrency).await; // warm-up
+    let redis_pid = redis_pid(&mut redis).await;
+    let cpu = |pid: u32| testing::cpu_seconds(pid);
+    let me = std::process::id();
+    let before_a = (cpu(me), cpu(redis_pid));
     let (raw_rate, raw_issued) = raw_script_rate(&store, 2, &burst, concurrency).await;
+    let cpu_a = (cpu(me) - before_a.0, cpu(redis_pid) - before_a.1);
     store.put_window(3, &window).await.unwrap();
     let reference = redis_benchmark(&mut redis, &store, 3, requests, users, concurrency).await;
 
@@ -314,7 +332,14 @@ async fn run() {
     let warm = create_event(&admin, limit).await;
     http_burst(&addr, warm, &burst[..requests / 10], concurrency).await; // warm-up
     let event = create_event(&admin, limit).await;
+    let api_pid = api.0.id();
+    let before_b = (cpu(me), cpu(api_pid), cpu(redis_pid));
     let (api_rate, lat, answers) = http_burst(&addr, event, &burst, concurrency).await;
+    let cpu_b = (
+        cpu(me) - before_b.0,
+        cpu(api_pid) - before_b.1,
+        cpu(redis_pid) - before_b.2,
+    );
 
     let issued: Vec<i64> = answers.iter().filter(|a| a.1 == 201).map(|a| a.0).collect();
     let other: usize = answers
@@ -363,6 +388,19 @@ async fn run() {
         );
     }
     println!("b/a = {:.3}", api_rate / raw_rate);
+    // CPU per call (µs), from /proc: where the difference goes on a machine whose cores all of
+    // them share.
+    let per = |secs: f64| secs / requests as f64 * 1e6;
+    println!(
+        "CPU per call: (a) bench client {:.1} µs + Redis {:.1} µs = {:.1} µs; (b) load generator {:.1} µs + API {:.1} µs + Redis {:.1} µs = {:.1} µs",
+        per(cpu_a.0),
+        per(cpu_a.1),
+        per(cpu_a.0 + cpu_a.1),
+        per(cpu_b.0),
+        per(cpu_b.1),
+        per(cpu_b.2),
+        per(cpu_b.0 + cpu_b.1 + cpu_b.2)
+    );
     println!(
         "answers: 201 x {} ({} distinct users), 409/410 x {}, other x {other}",
         issued.len(),

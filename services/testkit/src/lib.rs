@@ -40,8 +40,8 @@ pub use poll::{eventually, wait_until};
 pub use private_mysql::PrivateMysql;
 pub use private_redis::PrivateRedis;
 pub use process::{
-    ServerProcess, cache_dir, free_port, free_port_pair, listening, memory_kib, scripts_dir,
-    sibling_binary, signal, signal_group, stop_child, wait_ports,
+    ServerProcess, cache_dir, cpu_seconds, free_port, free_port_pair, listening, memory_kib,
+    scripts_dir, sibling_binary, signal, signal_group, stop_child, wait_ports,
 };
 pub use search::PrivateSearch;
 

@@ -94,6 +94,27 @@ pub fn memory_kib(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// CPU time (user + system, all threads) the process `pid` has used so far, in seconds; 0 when
+/// it cannot be read.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces), closed by the last ')'.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let field = |i: usize| {
+        rest.split_whitespace()
+            .nth(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of stat(5); `rest` starts at field 3.
+    let ticks = field(11) + field(12);
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100);
+    ticks as f64 / hz as f64
+}
+
 /// Waits until every port in `ports` is open (`open`) or closed, up to `timeout`.
 pub async fn wait_ports(ports: &[u16], open: bool, timeout: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;
@@ -182,5 +203,27 @@ impl ServerProcess {
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_seconds_counts_this_processs_work() {
+        let me = std::process::id();
+        let before = cpu_seconds(me);
+        let started = std::time::Instant::now();
+        let mut x = 0u64;
+        while started.elapsed() < Duration::from_millis(300) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let used = cpu_seconds(me) - before;
+        assert!(
+            (0.15..5.0).contains(&used),
+            "{used} s of CPU for a 300 ms spin"
+        );
+        assert_eq!(cpu_seconds(u32::MAX), 0.0);
     }
 }
