@@ -135,7 +135,12 @@ pub fn selector_labels(name: &str) -> BTreeMap<String, String> {
 
 /// The label selector string matching [`selector_labels`].
 pub fn selector_string(name: &str) -> String {
-    selector_labels(name)
+    label_selector(&selector_labels(name))
+}
+
+/// The equality-based label selector (`k=v,…`) matching every one of `labels`.
+pub fn label_selector(labels: &BTreeMap<String, String>) -> String {
+    labels
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()

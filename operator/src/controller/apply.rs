@@ -20,7 +20,7 @@ use super::Error;
 use super::children::{Children, Watched};
 use crate::FIELD_MANAGER;
 use crate::build::rbac::{edit_subjects, filebeat_subjects_of};
-use crate::build::{Desired, selector_labels, unowned_selector};
+use crate::build::{Desired, label_selector, selector_labels, unowned_selector};
 use crate::crd::CampusPlatform;
 use crate::model::Platform;
 
@@ -128,12 +128,7 @@ where
     K: Watched + DeserializeOwned,
 {
     let Some(stores) = children.stores_for(namespace) else {
-        let selector = labels
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        return prune(api, &selector, keep, owner_uid).await;
+        return prune(api, &label_selector(labels), keep, owner_uid).await;
     };
     let keep: BTreeSet<String> = keep.iter().map(|k| k.name_any()).collect();
     let doomed: Vec<String> = K::store(&stores)
@@ -364,6 +359,7 @@ pub async fn bind_filebeat(
             .as_ref()
             .filter(|(_, at)| at.elapsed() < BINDING_FRESH)
             .map(|(crb, _)| crb.clone());
+        let read = fresh.is_none();
         let crb = match fresh {
             Some(crb) => Some(crb),
             None => api
@@ -402,7 +398,8 @@ pub async fn bind_filebeat(
         };
         let have = crb.subjects.clone().unwrap_or_default();
         let Some(subjects) = edit_subjects(&have, keep, drop) else {
-            if fresh_read_needed(&cached) {
+            // (a copy just read replaces a stale one; a fresh copy keeps its own time)
+            if read {
                 *cached = Some((crb, Instant::now()));
             }
             return Ok(());
@@ -430,14 +427,6 @@ pub async fn bind_filebeat(
     Err(Error::Conflict(
         "the installation's Filebeat ClusterRoleBinding changed under each of 10 updates",
     ))
-}
-
-/// Whether the cached binding is missing or too old to stand in for a read (so the one just read
-/// replaces it; a fresh copy keeps its own time).
-fn fresh_read_needed(cached: &Option<(ClusterRoleBinding, Instant)>) -> bool {
-    cached
-        .as_ref()
-        .is_none_or(|(_, at)| at.elapsed() >= BINDING_FRESH)
 }
 
 /// Deletes the children of `p` that are no longer desired; returns `Kind/name` of each (and the

@@ -24,7 +24,9 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 
+use self::children::Watched;
 use crate::crd::CampusPlatform;
 use crate::metrics::Metrics;
 use crate::topics::{TopicError, Topics};
@@ -312,19 +314,9 @@ fn content_hash<K: serde::Serialize>(obj: &K) -> u64 {
 
 /// The children of one kind whose content changed, and those deleted, from `events` (a watch of
 /// them, which also keeps their store).
-fn changes<K>(
+fn changes<K: Watched + DeserializeOwned>(
     events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
-) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
-where
-    K: Resource
-        + Clone
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static {
     let seen: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
     events.filter_map(move |event| {
         let seen = seen.clone();
@@ -346,6 +338,26 @@ where
             }
         }
     })
+}
+
+/// One kind of child in `ns` (or every namespace) watched with `config`: its store, and the
+/// changes that trigger a reconcile of the owner.
+fn watched<K>(
+    client: &Client,
+    ns: &Option<String>,
+    config: &watcher::Config,
+) -> (
+    reflector::Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Watched + DeserializeOwned + Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    let (reader, writer) = reflector::store();
+    let events = watcher(api::<K>(client, ns), config.clone())
+        .default_backoff()
+        .reflect(writer);
+    (reader, changes(events))
 }
 
 /// Runs the controller until `shutdown` resolves: one per watched namespace (each with its own
@@ -378,31 +390,6 @@ async fn run_in(
         "app.kubernetes.io/managed-by={}",
         crate::build::MANAGED_BY
     ));
-    // Each kind of child: watched (a change triggers a reconcile of its owner) into a store.
-    fn watched<K>(
-        client: &Client,
-        ns: &Option<String>,
-        config: &watcher::Config,
-    ) -> (
-        reflector::Store<K>,
-        impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
-    )
-    where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + serde::de::DeserializeOwned
-            + serde::Serialize
-            + std::fmt::Debug
-            + Send
-            + Sync
-            + 'static,
-    {
-        let (reader, writer) = reflector::store();
-        let events = watcher(api::<K>(client, ns), config.clone())
-            .default_backoff()
-            .reflect(writer);
-        (reader, changes(events))
-    }
     let (deployments, deployment_changes) = watched::<Deployment>(&client, &ns, &owned);
     let (daemon_sets, daemon_set_changes) = watched::<DaemonSet>(&client, &ns, &owned);
     let (services, service_changes) = watched::<Service>(&client, &ns, &owned);

@@ -320,7 +320,7 @@ async fn run() {
     store.put_window(2, &window).await.unwrap();
     raw_script_rate(&store, 1, &burst[..requests / 10], concurrency).await; // warm-up
     let redis_pid = redis_pid(&mut redis).await;
-    let cpu = |pid: u32| testing::cpu_seconds(pid);
+    let cpu = testing::cpu_seconds;
     let me = std::process::id();
     let before_a = (cpu(me), cpu(redis_pid));
     let (raw_rate, raw_issued) = raw_script_rate(&store, 2, &burst, concurrency).await;
