@@ -414,9 +414,10 @@ fuzz_checks() {
   [ -x "$st" ] || { bad "no schemathesis $want in $CAMPUS_CACHE (scripts/deps.sh installs it)"; return; }
   for api in content:8081 coupon:8082 coupon-admin:8092 log:8083; do
     name=${api%%:*} port=${api##*:} log=$OUT/fuzz-$name.log
-    if "$st" run "http://127.0.0.1:$port/api-docs/openapi.json" --phases examples,coverage,fuzzing \
+    # (run in $OUT: schemathesis keeps its crash cache in ./.schemathesis, never in the clone)
+    if (cd "$OUT" && "$st" run "http://127.0.0.1:$port/api-docs/openapi.json" --phases examples,coverage,fuzzing \
         --checks not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance \
-        --max-examples 30 --seed "$seed" --warnings off >"$log" 2>&1; then
+        --max-examples 30 --seed "$seed" --warnings off) >"$log" 2>&1; then
       ok "schemathesis $want on the $name API (:$port), seed $seed: $(grep -Eo '[0-9]+ generated, [0-9]+ passed' "$log" | tail -n 1), no 5xx, every status and body as its OpenAPI document says"
     else
       grep -vE '^\s*$' "$log" | grep -E '^_+ |^[0-9]+\. |^    [A-Z]|curl' | head -n 30 >&2
