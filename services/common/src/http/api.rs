@@ -171,6 +171,27 @@ fn is_ops_path(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/metrics")
 }
 
+/// The largest over-limit body read (and discarded) before the 413 is sent.
+const DRAIN_MAX: u64 = 1 << 20;
+/// How long that read may take.
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+/// Reads a body to its end without keeping it; false when it fails or takes over DRAIN_TIME.
+async fn drain(body: axum::body::Body) -> bool {
+    use futures::StreamExt;
+    let mut data = body.into_data_stream();
+    tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(chunk) = data.next().await {
+            if chunk.is_err() {
+                return false;
+            }
+        }
+        true
+    })
+    .await
+    .unwrap_or(false)
+}
+
 async fn limit_request(
     axum::extract::State(gate): axum::extract::State<Gate>,
     req: Request,
@@ -181,13 +202,24 @@ async fn limit_request(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > gate.limits.body_limit as u64) {
-        return ApiError::new(
+    if let Some(n) = declared.filter(|n| *n > gate.limits.body_limit as u64) {
+        // Answered before the handler, from Content-Length. The body is still on its way: closing
+        // with it unread makes the kernel reset the connection, and the client can lose the 413 it
+        // was sent. A body up to DRAIN_MAX is read and thrown away first (bounded in time), so the
+        // answer arrives and the connection stays usable; a larger one gets the answer at once and
+        // `Connection: close`.
+        let drained = n <= DRAIN_MAX && drain(req.into_body()).await;
+        let mut res = ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
             format!("the body must be at most {} bytes", gate.limits.body_limit),
         )
         .into_response();
+        if !drained {
+            res.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        return res;
     }
     if is_ops_path(req.uri().path()) {
         return next.run(req).await;
