@@ -103,6 +103,7 @@ impl HttpMetrics {
 struct ObserveState {
     service: &'static str,
     metrics: Option<HttpMetrics>,
+    gate: Gate,
 }
 
 /// Adds request ids, one JSON access-log line per request on stdout, and metrics to a router, and
@@ -123,11 +124,16 @@ pub fn observe_with(
         limits,
         permits: Arc::new(tokio::sync::Semaphore::new(limits.concurrency.max(1))),
     };
+    // One middleware for ids, logs, metrics and limits (each `from_fn` layer costs a boxed
+    // service clone and a boxed future per request).
     router
-        .layer(middleware::from_fn_with_state(gate, limit_request))
         .layer(DefaultBodyLimit::max(limits.body_limit))
         .layer(middleware::from_fn_with_state(
-            ObserveState { service, metrics },
+            ObserveState {
+                service,
+                metrics,
+                gate,
+            },
             observe_request,
         ))
 }
@@ -192,11 +198,8 @@ async fn drain(body: axum::body::Body) -> bool {
     .unwrap_or(false)
 }
 
-async fn limit_request(
-    axum::extract::State(gate): axum::extract::State<Gate>,
-    req: Request,
-    next: Next,
-) -> Response {
+/// The limits of [`Limits`] around the rest of the stack.
+async fn limit_request(gate: &Gate, req: Request, next: Next) -> Response {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -224,14 +227,17 @@ async fn limit_request(
     if is_ops_path(req.uri().path()) {
         return next.run(req).await;
     }
-    let permit = match tokio::time::timeout(
-        Limits::QUEUE_WAIT,
-        gate.permits.clone().acquire_owned(),
-    )
-    .await
-    {
-        Ok(Ok(p)) => p,
-        _ => {
+    // A free turn is taken without a timer; only a wait for one is bounded.
+    let permit = match gate.permits.try_acquire() {
+        Ok(p) => Some(p),
+        Err(_) => tokio::time::timeout(Limits::QUEUE_WAIT, gate.permits.acquire())
+            .await
+            .ok()
+            .and_then(Result::ok),
+    };
+    let permit = match permit {
+        Some(p) => p,
+        None => {
             return ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "overloaded",
@@ -275,8 +281,9 @@ async fn observe_request(
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        req.headers_mut().insert(REQUEST_ID, v);
+    let id_header = HeaderValue::from_str(&request_id).ok();
+    if let Some(v) = &id_header {
+        req.headers_mut().insert(REQUEST_ID, v.clone());
     }
     let method = req.method().to_string();
     let path = req.uri().path().to_owned();
@@ -293,8 +300,9 @@ async fn observe_request(
         .unwrap_or_default()
         .to_owned();
     let span = tracing::info_span!("request", %method, %route, request_id = %request_id);
-    let mut res = tracing::Instrument::instrument(next.run(req), span).await;
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
+    let mut res =
+        tracing::Instrument::instrument(limit_request(&state.gate, req, next), span).await;
+    if let Some(v) = id_header {
         res.headers_mut().insert(REQUEST_ID, v);
     }
     let elapsed = start.elapsed();

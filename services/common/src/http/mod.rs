@@ -9,14 +9,17 @@
 //!
 //! Error body: `{"error": {"code": "not_found", "message": "post 7 not found", "details": …}}`.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::Router;
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::{Router, middleware};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -213,26 +216,8 @@ pub async fn serve_draining(
     drain: Duration,
 ) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "listening");
-    let draining = CancellationToken::new();
-    let router = {
-        let draining = draining.clone();
-        router.layer(middleware::from_fn(move |req: Request, next: Next| {
-            let draining = draining.is_cancelled();
-            async move {
-                if !draining {
-                    return next.run(req).await;
-                }
-                let mut resp = if req.uri().path() == "/readyz" {
-                    ApiError::unavailable("shutting down").into_response()
-                } else {
-                    next.run(req).await
-                };
-                resp.headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                resp
-            }
-        }))
-    };
+    let draining = Arc::new(AtomicBool::new(false));
+    let router = router.layer(DrainLayer(draining.clone()));
     // Graceful shutdown begins when this future ends: after `shutdown` and the drain.
     let drained = async move {
         shutdown.cancelled().await;
@@ -241,7 +226,7 @@ pub async fn serve_draining(
                 drain_ms = drain.as_millis() as u64,
                 "draining: /readyz answers 503, connections close after their response"
             );
-            draining.cancel();
+            draining.store(true, Ordering::Relaxed);
             tokio::time::sleep(drain).await;
         }
     };
@@ -252,6 +237,64 @@ pub async fn serve_draining(
     .with_graceful_shutdown(drained)
     .await?;
     Ok(())
+}
+
+/// While set, [`serve_draining`] answers `/readyz` 503 and closes each connection after its
+/// response. A tower layer of its own rather than `middleware::from_fn`: a request that finds
+/// the flag unset goes straight to the router, with no boxed future and nothing cloned but an
+/// `Arc`.
+#[derive(Clone)]
+struct DrainLayer(Arc<AtomicBool>);
+
+impl<S> tower::Layer<S> for DrainLayer {
+    type Service = Drain<S>;
+    fn layer(&self, inner: S) -> Drain<S> {
+        Drain {
+            inner,
+            draining: self.0.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Drain<S> {
+    inner: S,
+    draining: Arc<AtomicBool>,
+}
+
+impl<S> tower::Service<Request> for Drain<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = futures::future::Either<
+        S::Future,
+        futures::future::BoxFuture<'static, Result<Response, Infallible>>,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        use futures::future::Either;
+        if !self.draining.load(Ordering::Relaxed) {
+            return Either::Left(self.inner.call(req));
+        }
+        let close = |mut resp: Response| {
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            resp
+        };
+        if req.uri().path() == "/readyz" {
+            let resp = close(ApiError::unavailable("shutting down").into_response());
+            return Either::Right(Box::pin(async move { Ok(resp) }));
+        }
+        let fut = self.inner.call(req);
+        Either::Right(Box::pin(async move { fut.await.map(close) }))
+    }
 }
 
 #[cfg(test)]
