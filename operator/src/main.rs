@@ -107,11 +107,6 @@ enum Command {
     },
 }
 
-/// mimalloc instead of glibc's malloc: in the coupon issue benchmark glibc's malloc and free
-/// (arena locks, `malloc_consolidate`) were a quarter of the API process's CPU.
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli: Cli = campus_common::run::parse();
     campus_common::telemetry::init("campus-operator");
