@@ -630,6 +630,10 @@ impl ConsumerRuntime {
                 "queued.min.messages",
                 opts.partition_queue.max(1).to_string(),
             )
+            // With the queue bounded that low, a full queue postponed the partition's next fetch
+            // by librdkafka's default 1 s (`fetch.queue.backoff.ms`), though the handler empties
+            // it in milliseconds: the log indexer's bulks stood idle ~3/4 of the time on a backlog.
+            .set("fetch.queue.backoff.ms", "10")
             // The lag gauges come from librdkafka's statistics (0 turns them off).
             .set(
                 "statistics.interval.ms",
