@@ -178,15 +178,15 @@ fn is_ops_path(path: &str) -> bool {
 }
 
 /// The largest over-limit body read (and discarded) before the 413 is sent.
-const DRAIN_MAX: u64 = 1 << 20;
+const DISCARD_MAX: u64 = 1 << 20;
 /// How long that read may take.
-const DRAIN_TIME: Duration = Duration::from_secs(2);
+const DISCARD_TIME: Duration = Duration::from_secs(2);
 
-/// Reads a body to its end without keeping it; false when it fails or takes over DRAIN_TIME.
-async fn drain(body: axum::body::Body) -> bool {
+/// Reads a body to its end without keeping it; false when it fails or takes over DISCARD_TIME.
+async fn discard(body: axum::body::Body) -> bool {
     use futures::StreamExt;
     let mut data = body.into_data_stream();
-    tokio::time::timeout(DRAIN_TIME, async {
+    tokio::time::timeout(DISCARD_TIME, async {
         while let Some(chunk) = data.next().await {
             if chunk.is_err() {
                 return false;
@@ -208,17 +208,17 @@ async fn limit_request(gate: &Gate, req: Request, next: Next) -> Response {
     if let Some(n) = declared.filter(|n| *n > gate.limits.body_limit as u64) {
         // Answered before the handler, from Content-Length. The body is still on its way: closing
         // with it unread makes the kernel reset the connection, and the client can lose the 413 it
-        // was sent. A body up to DRAIN_MAX is read and thrown away first (bounded in time), so the
+        // was sent. A body up to DISCARD_MAX is read and thrown away first (bounded in time), so the
         // answer arrives and the connection stays usable; a larger one gets the answer at once and
         // `Connection: close`.
-        let drained = n <= DRAIN_MAX && drain(req.into_body()).await;
+        let discarded = n <= DISCARD_MAX && discard(req.into_body()).await;
         let mut res = ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
             format!("the body must be at most {} bytes", gate.limits.body_limit),
         )
         .into_response();
-        if !drained {
+        if !discarded {
             res.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
@@ -235,16 +235,13 @@ async fn limit_request(gate: &Gate, req: Request, next: Next) -> Response {
             .ok()
             .and_then(Result::ok),
     };
-    let permit = match permit {
-        Some(p) => p,
-        None => {
-            return ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded",
-                "too many requests in progress; try again shortly",
-            )
-            .into_response();
-        }
+    let Some(permit) = permit else {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "too many requests in progress; try again shortly",
+        )
+        .into_response();
     };
     let res = match tokio::time::timeout(gate.limits.request_timeout, next.run(req)).await {
         Ok(res) => res,
