@@ -177,8 +177,8 @@ fn is_ops_path(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/metrics")
 }
 
-/// The largest over-limit body read (and discarded) before the 413 is sent.
-const DISCARD_MAX: u64 = 1 << 20;
+/// How far past the body limit a body is still read (and discarded) before the 413 is sent.
+const DISCARD_OVER: u64 = 1 << 20;
 /// How long that read may take.
 const DISCARD_TIME: Duration = Duration::from_secs(2);
 
@@ -205,13 +205,14 @@ async fn limit_request(gate: &Gate, req: Request, next: Next) -> Response {
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if let Some(n) = declared.filter(|n| *n > gate.limits.body_limit as u64) {
+    let limit = gate.limits.body_limit as u64;
+    if let Some(n) = declared.filter(|n| *n > limit) {
         // Answered before the handler, from Content-Length. The body is still on its way: closing
         // with it unread makes the kernel reset the connection, and the client can lose the 413 it
-        // was sent. A body up to DISCARD_MAX is read and thrown away first (bounded in time), so the
-        // answer arrives and the connection stays usable; a larger one gets the answer at once and
-        // `Connection: close`.
-        let discarded = n <= DISCARD_MAX && discard(req.into_body()).await;
+        // was sent. A body up to DISCARD_OVER past the limit is read and thrown away first
+        // (bounded in time), so the answer arrives and the connection stays usable; a larger one
+        // gets the answer at once and `Connection: close`.
+        let discarded = n <= limit.saturating_add(DISCARD_OVER) && discard(req.into_body()).await;
         let mut res = ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",

@@ -360,10 +360,16 @@ mod tests {
 
     /// One HTTP/1.1 request on `conn`; the answer's head (lower-cased) and body.
     async fn exchange(conn: &mut tokio::net::TcpStream, path: &str) -> (String, String) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
         conn.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
             .await
             .unwrap();
+        read_answer(conn).await
+    }
+
+    /// The next answer on `conn`: its head (lower-cased) and body.
+    async fn read_answer(conn: &mut tokio::net::TcpStream) -> (String, String) {
+        use tokio::io::AsyncReadExt;
         let mut buf = Vec::new();
         let mut chunk = [0u8; 4096];
         loop {
@@ -386,6 +392,42 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// With the default limits, a body over the limit (by Content-Length) is read and dropped
+    /// before the 413, so the answer arrives and the same connection serves the next request.
+    #[tokio::test]
+    async fn an_over_limit_body_is_answered_413_and_the_connection_stays_usable() {
+        use tokio::io::AsyncWriteExt;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = observe(
+            Router::new().route("/x", axum::routing::get(|| async { "x" }).post(create)),
+            "test",
+            None,
+        );
+        let server = tokio::spawn(serve_on(listener, router, CancellationToken::new()));
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let len = Limits::DEFAULT.body_limit + 512 * 1024;
+        conn.write_all(
+            format!(
+                "POST /x HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        conn.write_all(&vec![b' '; len]).await.unwrap();
+        let (head, body) = read_answer(&mut conn).await;
+        assert!(
+            head.starts_with("http/1.1 413") && !head.contains("connection: close"),
+            "{head}"
+        );
+        assert!(body.contains("payload_too_large"), "{body}");
+        let (head, body) = exchange(&mut conn, "/x").await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert_eq!(body, "x");
+        server.abort();
     }
 
     #[tokio::test]
